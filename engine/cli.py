@@ -1,0 +1,296 @@
+"""`python -m engine`: generate clips, read history and inspect files from the command line.
+
+Bad input exits 2 with one line naming the problem; nothing is written in that case.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import EngineError, GenerationCancelled, InvalidRequest
+from .settings import Settings
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _tag(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition("=")
+    if not sep or not field.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not FIELD=VALUE (e.g. camera.movement=whip_pan)")
+    return field.strip(), value.strip()
+
+
+def _adapter(text: str) -> dict[str, Any]:
+    path, sep, strength = text.rpartition(":") if ":" in text else (text, "", "")
+    try:
+        return {"path": path if sep else text, "strength": float(strength) if sep else 1.0}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not PATH or PATH:STRENGTH") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .registry import model_ids
+    from .requests import OFFLOAD_MODES, QUANTIZATION_MODES
+
+    p = _Parser(prog="python -m engine", description="AniMatrix Studio engine")
+    p.add_argument("--data-dir", type=Path, help="where the history database and clips live (env ANIMATRIX_DATA_DIR)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="device to run on (default auto)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="generate a clip and record it in the history")
+    g.add_argument("--model", help=f"model id ({', '.join(model_ids())}) or a local diffusers folder")
+    g.add_argument("--narrative", help="what happens in the clip, in words")
+    g.add_argument("--negative", dest="negative_prompt", help="what to avoid")
+    g.add_argument("--tag", action="append", type=_tag, default=[], metavar="FIELD=VALUE",
+                   help="a production tag; repeat for several (multi-select fields take several values)")
+    g.add_argument("--preset", help="start from a preset (its name or slug); flags override it")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--width", type=int)
+    g.add_argument("--height", type=int)
+    g.add_argument("--frames", dest="num_frames", type=int)
+    g.add_argument("--fps", type=int)
+    g.add_argument("--steps", type=int)
+    g.add_argument("--guidance", type=float)
+    g.add_argument("--quantization", choices=QUANTIZATION_MODES)
+    g.add_argument("--offload", choices=OFFLOAD_MODES)
+    g.add_argument("--vae-tiling", dest="vae_tiling", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--adapter", action="append", type=_adapter, default=[], metavar="PATH[:STRENGTH]")
+    g.add_argument("--from", dest="from_file", type=Path, help="reproduce the clip whose settings this mp4 holds")
+    g.add_argument("--from-history", type=int, metavar="ID", help="reproduce a history entry")
+    g.add_argument("--out", type=Path, help="also copy the mp4 here")
+    g.add_argument("--webp", action="store_true", help="also write an animated WebP")
+    g.add_argument("--gif", action="store_true", help="also write an animated GIF")
+    g.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    h = sub.add_parser("history", help="list, show or delete past generations")
+    hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    hl = hs.add_parser("list")
+    hl.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"))
+    hl.add_argument("--model")
+    hl.add_argument("--text")
+    hl.add_argument("--tag", type=_tag, metavar="FIELD=VALUE")
+    hl.add_argument("--limit", type=int, default=20)
+    hl.add_argument("--offset", type=int, default=0)
+    hl.add_argument("--json", action="store_true")
+    for name in ("show", "delete"):
+        sp = hs.add_parser(name)
+        sp.add_argument("id", type=int)
+        sp.add_argument("--json", action="store_true") if name == "show" else None
+
+    i = sub.add_parser("info", help="print the generation settings embedded in an mp4")
+    i.add_argument("file", type=Path)
+
+    m = sub.add_parser("models", help="list the models and whether their weights are here")
+    m.add_argument("--json", action="store_true")
+    d = sub.add_parser("download", help="download a model's weights into the hub cache")
+    d.add_argument("model")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
+        handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
+                   "download": _download}[args.command]
+        return handler(args, settings)
+    except GenerationCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 130
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one readable line unless --debug
+        if args.debug:
+            raise
+        print(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+# -- generate ---------------------------------------------------------------------------------
+def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any) -> Any:
+    from .export import read_embedded_settings
+    from .requests import GenerationRequest
+
+    base: dict[str, Any] = {}
+    if args.from_file is not None and args.from_history is not None:
+        raise InvalidRequest("--from", "use either --from FILE or --from-history ID, not both")
+    if args.from_file is not None:
+        embedded = read_embedded_settings(args.from_file)
+        if "request" not in embedded:
+            raise InvalidRequest("--from", f"{args.from_file} holds settings but no request")
+        base = dict(embedded["request"])
+    elif args.from_history is not None:
+        base = studio.history.get(args.from_history).request.to_dict()
+    if args.preset:
+        from .presets import PresetLibrary, builtin_presets_dir
+        from .pks import load_taxonomy
+
+        lib = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy())
+        base.update(lib.find(args.preset).to_request_overrides())
+    overrides = {k: getattr(args, k) for k in ("model", "narrative", "negative_prompt", "seed", "width", "height",
+                                                 "num_frames", "fps", "steps", "guidance", "quantization",
+                                                 "offload", "vae_tiling")}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    if args.tag:
+        tags: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v]
+                                      for k, v in base.get("tags", {}).items()}
+        given: dict[str, list[str]] = {}
+        for field, value in args.tag:
+            given.setdefault(field, []).append(value)
+        tags.update(given)
+        base["tags"] = {k: v[0] if len(v) == 1 else v for k, v in tags.items()}
+    if args.adapter:
+        base["adapters"] = args.adapter
+    base.setdefault("model", settings.default_model)
+    if "narrative" not in base:
+        raise InvalidRequest("--narrative", "is required (or start from --from, --from-history or --preset)")
+    return GenerationRequest.from_dict(base)
+
+
+def _check_out_path(out: Path | None) -> None:
+    if out is None:
+        return
+    if out.suffix.lower() != ".mp4":
+        raise InvalidRequest("--out", f"must end in .mp4, got '{out.name}'")
+    parent = out.expanduser().resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InvalidRequest("--out", f"folder {parent} does not exist or is not writable")
+
+
+def _progress_printer(stream: Any) -> Any:
+    def show(p: Any) -> None:
+        if p.stage == "denoising":
+            width = 24
+            filled = int(width * p.step / max(p.total, 1))
+            line = f"\r[{'#' * filled}{'.' * (width - filled)}] {p.describe()}"
+        else:
+            line = f"\r{p.describe():<60}"
+        stream.write(line)
+        stream.flush()
+        if p.stage == "denoising" and p.step == p.total:
+            stream.write("\n")
+
+    return show
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from .studio import Studio
+
+    _check_out_path(args.out)
+    studio = Studio(settings)
+    try:
+        request = _request_from_args(args, settings, studio)
+        extra = tuple(fmt for fmt, on in (("webp", args.webp), ("gif", args.gif)) if on)
+        record = studio.generate(request, progress=_progress_printer(sys.stderr), source="cli", extra_formats=extra)
+    finally:
+        studio.close()
+    video = studio.history.video_path(record)
+    if args.out is not None:
+        shutil.copy2(video, args.out)
+        video = args.out
+    noise = " (preview model: random weights, the output is noise)" if record.model == "preview" else ""
+    if args.json:
+        print(json.dumps({"id": record.id, "video": str(video), "seed": record.seed, "model": record.model}))
+    else:
+        print(f"wrote {video}{noise}")
+        print(f"history id {record.id} (seed {record.seed})")
+    return 0
+
+
+# -- history / info / models --------------------------------------------------------------------
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from .studio import Studio
+
+    studio = Studio(settings)
+    try:
+        if args.action == "list":
+            if args.limit < 1 or args.limit > 500:
+                raise InvalidRequest("--limit", f"must be from 1 to 500, got {args.limit}")
+            if args.offset < 0:
+                raise InvalidRequest("--offset", f"must be 0 or more, got {args.offset}")
+            tag = f"{args.tag[0]}={args.tag[1]}" if args.tag else None
+            page = studio.history.list(text=args.text, tag=tag, model=args.model, status=args.status,
+                                       limit=args.limit, offset=args.offset)
+            if args.json:
+                print(json.dumps([_record_dict(r) for r in page.items]))
+                return 0
+            for r in page.items:
+                when = r.created_at.strftime("%Y-%m-%d %H:%M")
+                print(f"{r.id:>5}  {when}  {r.status:<9}  {r.model:<16}  {_short(r.narrative, 60)}")
+            print(f"{len(page.items)} of {page.total} shown")
+        elif args.action == "show":
+            r = studio.history.get(args.id)
+            data = _record_dict(r)
+            data["video"] = str(studio.history.video_path(r)) if r.video_path else None
+            print(json.dumps(data, indent=None if args.json else 2, ensure_ascii=False, default=str))
+        else:
+            studio.history.delete(args.id)
+            print(f"deleted history entry {args.id} and its files")
+    finally:
+        studio.close()
+    return 0
+
+
+def _record_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id, "status": r.status, "model": r.model, "narrative": r.narrative, "seed": r.seed,
+        "created_at": r.created_at.isoformat(), "compiled_prompt": r.compiled_prompt, "error": r.error,
+        "request": r.request.to_dict(), "timings": r.timings, "peak_memory_bytes": r.peak_memory_bytes,
+    }
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _info(args: argparse.Namespace, settings: Settings) -> int:
+    from .export import probe_video, read_embedded_settings
+
+    embedded = read_embedded_settings(args.file)
+    info = probe_video(args.file)
+    print(json.dumps({"file": str(args.file), "video": {"frames": info.num_frames, "width": info.width,
+                      "height": info.height, "fps": info.fps}, "settings": embedded}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from .loading import is_available_locally
+    from .registry import REGISTRY
+
+    rows = [{"id": s.id, "repo": s.repo, "here": is_available_locally(s, settings), "vram": s.vram_note}
+            for s in REGISTRY.values()]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['id']:<16} {'here   ' if r['here'] else 'missing'}  {r['repo']:<38} {r['vram']}")
+    return 0
+
+
+def _download(args: argparse.Namespace, settings: Settings) -> int:
+    from .loading import locate_weights
+    from .registry import resolve_model
+
+    spec = resolve_model(args.model)
+    folder = locate_weights(spec, settings, allow_download=True)
+    print(f"{spec.id} is in {folder}")
+    return 0

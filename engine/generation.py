@@ -1,0 +1,246 @@
+"""Generation: a typed request in, frames and timings out, with progress and cancellation.
+
+`Engine.prepare` does every check that needs no weights (model, tags, family shape rules,
+quantization/offload against this machine) so a bad request is refused before anything loads
+or is written. `Engine.generate` then loads (cached), encodes the text once, denoises with a
+per-step callback that reports progress and honours the cancel token, and decodes.
+"""
+from __future__ import annotations
+
+import random
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .errors import GenerationCancelled, OutOfMemory
+from .loading import LoadedModel, ModelManager, locate_weights, weights_size
+from .memory import check_combination, lower_profile, plan_memory, resolve_device
+from .registry import ModelSpec, resolve_model
+from .requests import GenerationRequest, MAX_SEED
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report. `stage` is loading, encoding, denoising or decoding."""
+
+    stage: str
+    step: int
+    total: int
+    elapsed_s: float
+    eta_s: float | None
+
+    def describe(self) -> str:
+        if self.stage != "denoising":
+            return f"{self.stage}…"
+        eta = f", about {self.eta_s:.0f}s left" if self.eta_s is not None else ""
+        return f"step {self.step} of {self.total} ({self.elapsed_s:.1f}s{eta})"
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelToken:
+    """Set from any thread; the generation stops at its next step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class Timings:
+    load_s: float
+    encode_s: float
+    denoise_s: float
+    decode_s: float
+    total_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request with every default filled in, checked, and its text prompt compiled."""
+
+    request: GenerationRequest
+    spec: ModelSpec
+    compiled_prompt: str
+    taxonomy_version: str
+    device: str
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    prepared: PreparedRequest
+    frames: np.ndarray  # [frames, height, width, 3] uint8
+    timings: Timings
+    peak_memory_bytes: int
+    memory_profile: str
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.prepared.request
+
+    @property
+    def is_noise(self) -> bool:
+        return self.prepared.spec.is_preview
+
+    def embedded_settings(self) -> dict[str, Any]:
+        """Everything needed to reproduce the clip from the file alone."""
+        return {
+            "engine_version": __version__,
+            "request": self.request.to_dict(),
+            "compiled_prompt": self.prepared.compiled_prompt,
+            "model_repo": self.prepared.spec.repo,
+            "taxonomy_version": self.prepared.taxonomy_version,
+            "memory_profile": self.memory_profile,
+        }
+
+
+class _Stop(Exception):
+    """Raised inside the step callback to leave the denoising loop at once."""
+
+
+class Engine:
+    def __init__(self, settings: Settings, models: ModelManager | None = None) -> None:
+        self.settings = settings
+        self.models = models or ModelManager(settings)
+
+    def prepare(self, request: GenerationRequest) -> PreparedRequest:
+        from .pks import load_taxonomy
+
+        spec = resolve_model(request.model)
+        taxonomy = load_taxonomy()
+        tags = taxonomy.validate_tags(request.tags)
+        device = resolve_device(self.settings.device)
+        check_combination(request.quantization, request.offload, device)
+        seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
+        resolved = replace(request, tags=tags).resolved(spec, seed)
+        prompt = taxonomy.compile_prompt(resolved.narrative, tags)
+        return PreparedRequest(resolved, spec, prompt, taxonomy.version, device)
+
+    def free_memory(self) -> int:
+        return self.models.unload_all()
+
+    def generate(self, request: GenerationRequest | PreparedRequest, *, progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> GenerationResult:
+        prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
+        req = prepared.request
+        report = progress or (lambda _p: None)
+        started = time.perf_counter()
+        try:
+            report(Progress("loading", 0, req.steps or 0, 0.0, None))
+            loaded = self._load(prepared)
+            if cancel is not None and cancel.cancelled:
+                raise GenerationCancelled("cancelled before denoising started")
+            return self._run(prepared, loaded, report, cancel, started)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise OutOfMemory(
+                    f"out of memory at {req.width}x{req.height}x{req.num_frames} with quantization={req.quantization}, "
+                    f"offload={req.offload}; try {lower_profile(req.quantization, req.offload)}"
+                ) from None
+            raise
+
+    def _load(self, prepared: PreparedRequest) -> LoadedModel:
+        req = prepared.request
+        folder = locate_weights(prepared.spec, self.settings)
+        plan = plan_memory(req.quantization, req.offload, req.vae_tiling, prepared.device,
+                           weights_size(folder), (req.width or 0) * (req.height or 0))
+        return self.models.load(prepared.spec, plan)
+
+    def _run(self, prepared: PreparedRequest, loaded: LoadedModel, report: ProgressCallback,
+             cancel: CancelToken | None, started: float) -> GenerationResult:
+        import torch
+
+        req = prepared.request
+        pipe = loaded.pipe
+        steps = int(req.steps or 1)
+        on_cuda = prepared.device == "cuda"
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats()
+        generator = torch.Generator(device="cpu").manual_seed(int(req.seed or 0))
+        call: dict[str, Any] = dict(
+            height=req.height, width=req.width, num_frames=req.num_frames, num_inference_steps=steps,
+            guidance_scale=req.guidance, generator=generator, output_type="np",
+        )
+        t_encode = time.perf_counter()
+        report(Progress("encoding", 0, steps, t_encode - started, None))
+        if type(pipe).__name__ == "WanPipeline":
+            # Encoding once up front gives an honest encode time and the same embeddings diffusers would make.
+            with torch.no_grad():
+                pos, neg = pipe.encode_prompt(
+                    prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None,
+                    do_classifier_free_guidance=(req.guidance or 0) > 1.0, device=pipe._execution_device,
+                )
+            call.update(prompt_embeds=pos, negative_prompt_embeds=neg)
+        else:
+            call.update(prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None)
+        t_denoise = time.perf_counter()
+        marks: list[float] = []
+
+        def on_step(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            now = time.perf_counter()
+            marks.append(now)
+            done = i + 1
+            per_step = (now - t_denoise) / done
+            report(Progress("denoising", done, steps, now - started, per_step * (steps - done)))
+            if cancel is not None and cancel.cancelled and done < steps:
+                raise _Stop()
+            return {}
+
+        try:
+            # no_grad rather than inference_mode: quanto's int4 weights cannot run on inference tensors.
+            with torch.no_grad():
+                out = pipe(callback_on_step_end=on_step, **call)
+        except _Stop:
+            raise GenerationCancelled(f"cancelled at step {len(marks)} of {steps}") from None
+        t_end = time.perf_counter()
+        last_step = marks[-1] if marks else t_denoise
+        frames = np.asarray(out.frames[0])
+        frames = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        timings = Timings(
+            load_s=loaded.load_seconds, encode_s=t_denoise - t_encode, denoise_s=last_step - t_denoise,
+            decode_s=t_end - last_step, total_s=t_end - started,
+        )
+        return GenerationResult(prepared, frames, timings, _peak_memory(on_cuda), _profile(loaded))
+
+
+def _profile(loaded: LoadedModel) -> str:
+    p = loaded.plan
+    return f"device={p.device} dtype={p.dtype_name} quantization={p.quantization} offload={p.offload} vae_tiling={p.vae_tiling}"
+
+
+def _peak_memory(on_cuda: bool) -> int:
+    """Peak accelerator memory of this run on CUDA; otherwise the process's peak resident memory."""
+    if on_cuda:
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()

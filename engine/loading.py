@@ -1,0 +1,128 @@
+"""Finding weights and keeping loaded pipelines.
+
+Every model, the built-in preview included, goes through `ModelManager.load`: locate the folder
+(hub cache, download, local path, or the preview written on first use), then diffusers'
+`from_pretrained` with the memory plan's quantization, then offload placement. One pipeline is
+kept at a time: a consumer GPU rarely holds two video models.
+"""
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelUnavailable
+from .memory import MemoryPlan, apply_after_load, load_time_quantization
+from .preview import ensure_preview_model
+from .registry import ModelSpec
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    spec: ModelSpec
+    plan: MemoryPlan
+    pipe: Any
+    load_seconds: float
+
+
+def download_hint(spec: ModelSpec) -> str:
+    return (
+        f"On a machine with network run `python -m engine download {spec.id}` (or `hf download {spec.repo}`), "
+        "or pass a local diffusers folder with --model PATH; the built-in `preview` model works offline."
+    )
+
+
+def locate_weights(spec: ModelSpec, settings: Settings, *, allow_download: bool = True) -> Path:
+    """The local folder holding the model's diffusers files, downloading it if allowed and online."""
+    if spec.is_preview:
+        return ensure_preview_model(settings.models_dir)
+    if spec.local_path is not None:
+        return spec.local_path
+    from huggingface_hub import snapshot_download
+
+    offline = settings.offline or not allow_download
+    try:
+        # snapshot_download shows a progress bar per file while downloading.
+        return Path(snapshot_download(spec.repo, local_files_only=offline, cache_dir=settings.hf_cache_dir))
+    except Exception as exc:  # hub errors come as OSError/ValueError/HTTP subclasses; all mean "not here"
+        why = "offline and not in the local cache" if offline else f"download failed: {type(exc).__name__}: {exc}"
+        raise ModelUnavailable(spec.id, spec.repo, f"{why.rstrip('.')}. {download_hint(spec)}") from None
+
+
+def weights_size(folder: Path) -> int:
+    """Bytes of weight files in a diffusers folder: the basis of the automatic offload choice."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt"))
+
+
+def is_available_locally(spec: ModelSpec, settings: Settings) -> bool:
+    try:
+        locate_weights(spec, settings, allow_download=False) if not spec.is_preview else None
+        return True
+    except ModelUnavailable:
+        return False
+
+
+class ModelManager:
+    """Loads pipelines on demand and frees them when asked ("free memory")."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._current: LoadedModel | None = None
+
+    def load(self, spec: ModelSpec, plan: MemoryPlan) -> LoadedModel:
+        with self._lock:
+            cur = self._current
+            if cur is not None and cur.spec.id == spec.id and cur.plan == plan:
+                return cur
+            self._release()
+            folder = locate_weights(spec, self._settings)
+            started = time.perf_counter()
+            pipe = self._from_pretrained(spec, folder, plan)
+            apply_after_load(pipe, plan)
+            pipe.set_progress_bar_config(disable=True)
+            self._current = LoadedModel(spec, plan, pipe, time.perf_counter() - started)
+            return self._current
+
+    def _from_pretrained(self, spec: ModelSpec, folder: Path, plan: MemoryPlan) -> Any:
+        import torch
+        from diffusers import DiffusionPipeline
+
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.dtype_name)}
+        quant = load_time_quantization(plan)
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+        try:
+            return DiffusionPipeline.from_pretrained(folder, **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailable(
+                spec.id, spec.repo, f"the files in {folder} could not be loaded ({type(exc).__name__}: {exc}). "
+                f"{download_hint(spec)}"
+            ) from None
+
+    def loaded(self) -> tuple[str, ...]:
+        cur = self._current
+        return (cur.spec.id,) if cur else ()
+
+    def unload_all(self) -> int:
+        """Drop every loaded pipeline and return how many were freed."""
+        with self._lock:
+            return self._release()
+
+    def _release(self) -> int:
+        if self._current is None:
+            return 0
+        self._current = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+        return 1

@@ -1,0 +1,183 @@
+"""What a creator asks for: the typed generation request and its checks.
+
+A request is frozen and checked when it is built (types and ranges that hold for every model);
+`check_for_model` adds the chosen model family's real constraints. Nothing is rounded or
+corrected silently: a value the model cannot take is refused with the rule that applies.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
+
+QUANTIZATION_MODES: tuple[str, ...] = (
+    "none", "torchao-int8", "torchao-fp8", "quanto-int8", "quanto-int4", "quanto-fp8", "fp8-layerwise",
+)
+OFFLOAD_MODES: tuple[str, ...] = ("auto", "none", "model", "group", "sequential")
+ADAPTER_KINDS: tuple[str, ...] = ("auto", "lora", "hydralora")
+MAX_NARRATIVE_CHARS = 4000
+MAX_SEED = 2**32 - 1
+
+TagValue = tuple[str, ...]
+
+
+def _one_of(field_name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise InvalidRequest(field_name, f"'{value}' is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _int_in(field_name: str, value: Any, low: int, high: int, unit: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(field_name, f"must be a whole number from {low} to {high}{unit}, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidRequest(field_name, f"must be from {low} to {high}{unit}, got {value}")
+
+
+def _float_in(field_name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(field_name, f"must be a number from {low} to {high}, got {value!r}")
+    if not low <= float(value) <= high:
+        raise InvalidRequest(field_name, f"must be from {low} to {high}, got {value}")
+
+
+def normalize_tags(tags: Mapping[str, Any] | None) -> Mapping[str, TagValue]:
+    """Tags as field id -> tuple of value ids, sorted by field, so equal tags compare equal."""
+    if tags is None:
+        return MappingProxyType({})
+    if not isinstance(tags, Mapping):
+        raise InvalidRequest("tags", "must map a field id (e.g. 'camera.movement') to a value id or a list of them")
+    out: dict[str, TagValue] = {}
+    for key in sorted(tags):
+        raw = tags[key]
+        if not isinstance(key, str) or not key:
+            raise InvalidRequest("tags", f"field ids must be non-empty text, got {key!r}")
+        values = (raw,) if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
+        if values is None or not all(isinstance(v, str) and v for v in values):
+            raise InvalidRequest(f"tags.{key}", f"must be a value id or a list of value ids, got {raw!r}")
+        if values:
+            out[key] = values
+    return MappingProxyType(out)
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A fine-tuned adapter (LoRA or HydraLoRA) applied at a given strength."""
+
+    path: str
+    strength: float = 1.0
+    kind: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise InvalidRequest("adapters.path", "must name an adapter file or folder")
+        _float_in("adapters.strength", self.strength, -2.0, 2.0)
+        _one_of("adapters.kind", self.kind, ADAPTER_KINDS)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One clip to generate. `None` in a setting means "the model's default" until resolved."""
+
+    narrative: str
+    model: str = "wan2.1-t2v-1.3b"
+    negative_prompt: str = ""
+    tags: Mapping[str, TagValue] = field(default_factory=dict)
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    num_frames: int | None = None
+    fps: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    quantization: str = "none"
+    offload: str = "auto"
+    vae_tiling: bool | None = None
+    adapters: tuple[AdapterRef, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.narrative, str) or not self.narrative.strip():
+            raise InvalidRequest("narrative", "must describe the scene in words (it is empty)")
+        if len(self.narrative) > MAX_NARRATIVE_CHARS:
+            raise InvalidRequest("narrative", f"must be at most {MAX_NARRATIVE_CHARS} characters, got {len(self.narrative)}")
+        if not isinstance(self.negative_prompt, str) or len(self.negative_prompt) > MAX_NARRATIVE_CHARS:
+            raise InvalidRequest("negative_prompt", f"must be text of at most {MAX_NARRATIVE_CHARS} characters")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InvalidRequest("model", "must name a model id from the registry or a local folder")
+        object.__setattr__(self, "tags", normalize_tags(self.tags))
+        if self.seed is not None:
+            _int_in("seed", self.seed, 0, MAX_SEED)
+        for name in ("width", "height"):
+            if getattr(self, name) is not None:
+                _int_in(name, getattr(self, name), 16, 4096, " pixels")
+        if self.num_frames is not None:
+            _int_in("num_frames", self.num_frames, 1, 1024)
+        if self.fps is not None:
+            _int_in("fps", self.fps, 1, 60, " frames per second")
+        if self.steps is not None:
+            _int_in("steps", self.steps, 1, 200)
+        if self.guidance is not None:
+            _float_in("guidance", self.guidance, 0.0, 30.0)
+            object.__setattr__(self, "guidance", float(self.guidance))
+        _one_of("quantization", self.quantization, QUANTIZATION_MODES)
+        _one_of("offload", self.offload, OFFLOAD_MODES)
+        if self.vae_tiling is not None and not isinstance(self.vae_tiling, bool):
+            raise InvalidRequest("vae_tiling", f"must be true, false or unset (auto), got {self.vae_tiling!r}")
+        adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef(**a) for a in self.adapters)
+        object.__setattr__(self, "adapters", adapters)
+
+    @property
+    def is_resolved(self) -> bool:
+        return None not in (self.seed, self.width, self.height, self.num_frames, self.fps, self.steps, self.guidance)
+
+    def resolved(self, spec: "ModelSpec", seed: int) -> "GenerationRequest":
+        """Fill every unset setting from the model's defaults (and the given seed), then check it."""
+        d = spec.defaults
+        filled = replace(
+            self,
+            seed=self.seed if self.seed is not None else seed,
+            width=self.width or d.width,
+            height=self.height or d.height,
+            num_frames=self.num_frames or d.num_frames,
+            fps=self.fps or d.fps,
+            steps=self.steps or d.steps,
+            guidance=self.guidance if self.guidance is not None else d.guidance,
+        )
+        spec.check(filled)
+        return filled
+
+    # Serialisation: the JSON embedded in every mp4 and stored with every history row.
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["tags"] = {k: list(v) if len(v) > 1 else v[0] for k, v in self.tags.items()}
+        data["adapters"] = [asdict(a) for a in self.adapters]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GenerationRequest":
+        if not isinstance(data, Mapping):
+            raise InvalidRequest("request", "must be a JSON object of generation settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequest(unknown[0], f"is not a generation setting; known settings: {', '.join(sorted(known))}")
+        if "narrative" not in data:
+            raise InvalidRequest("narrative", "is missing")
+        values = dict(data)
+        values["adapters"] = tuple(AdapterRef(**a) if isinstance(a, Mapping) else a for a in values.get("adapters", ()))
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "GenerationRequest":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest("request", f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None

@@ -1,0 +1,36 @@
+"""History storage: the SQLite database, its migrations, the one query module and the service
+that keeps clip files and rows consistent.
+
+Kept light on purpose: SQLAlchemy and Alembic load only when one of the names below is first
+used, so `import engine` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .db import Database, open_database
+    from .history import HistoryService, MediaFiles
+    from .repository import GenerationRecord, HistoryPage, HistoryRepository
+
+_EXPORTS = {
+    "Database": "db",
+    "open_database": "db",
+    "HistoryService": "history",
+    "MediaFiles": "history",
+    "GenerationRecord": "repository",
+    "HistoryPage": "repository",
+    "HistoryRepository": "repository",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

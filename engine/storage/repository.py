@@ -1,0 +1,439 @@
+"""Every query of the history database, in one place.
+
+`HistoryRepository` is the only code that talks SQL about generations. Each public method is
+one transaction; writes take the write lock at BEGIN (see `db.py`) so a read-then-update, like
+claiming the next queued job, is atomic across processes. Callers get frozen
+`GenerationRecord`s, never ORM objects, so no session outlives its method.
+
+Status life cycle: queued -> running -> done; queued|running -> failed|cancelled.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from .. import __version__
+from ..errors import InvalidRequest, NotFound, StorageError
+from ..requests import GenerationRequest
+from .db import Database, describe_db_error
+from .models import STATUSES, Generation, utc_now
+
+ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
+FINISHED_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
+MAX_PAGE_SIZE = 500
+MAX_ERROR_CHARS = 10_000
+_SOURCE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_TAG_FIELD_RE = re.compile(r"[A-Za-z0-9_.\-]+")  # also keeps the JSON path below injection-free
+_INT_FIELDS = ("seed", "width", "height", "num_frames", "fps", "peak_memory_bytes")
+_UPDATABLE = ("compiled_prompt", "checkpoint", "timings", "request", *_INT_FIELDS)
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One row of the history, detached from the database. Media paths are relative to media_dir.
+
+    `tags` and `timings` are plain dicts (each record has its own copy) so they serialise to JSON.
+    """
+
+    id: int
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    model: str
+    narrative: str
+    tags: Mapping[str, tuple[str, ...]]
+    seed: int | None
+    request_json: str
+    compiled_prompt: str | None
+    video_path: str | None
+    poster_path: str | None
+    width: int | None
+    height: int | None
+    num_frames: int | None
+    fps: int | None
+    timings: Mapping[str, float]
+    peak_memory_bytes: int | None
+    error: str | None
+    engine_version: str
+    checkpoint: str | None
+    source: str
+
+    @property
+    def request(self) -> GenerationRequest:
+        """The full request, as stored (resolved once the job ran): "restore settings" uses it."""
+        return GenerationRequest.from_json(self.request_json)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a filtered listing, newest first, plus how many entries match in all."""
+
+    items: tuple[GenerationRecord, ...]
+    total: int
+    limit: int
+    offset: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.items) < self.total
+
+
+def _tags_to_json(tags: Mapping[str, Sequence[str]]) -> str:
+    # Always lists, so a tag filter reads every field the same way.
+    return json.dumps({k: list(v) for k, v in sorted(tags.items())}, ensure_ascii=False, sort_keys=True)
+
+
+def _to_record(row: Generation) -> GenerationRecord:
+    tags = {k: tuple(v) for k, v in json.loads(row.tags_json or "{}").items()}
+    timings = {k: float(v) for k, v in json.loads(row.timings_json or "{}").items()}
+    return GenerationRecord(
+        id=row.id,
+        status=row.status,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        model=row.model,
+        narrative=row.narrative,
+        tags=tags,
+        seed=row.seed,
+        request_json=row.request_json,
+        compiled_prompt=row.compiled_prompt,
+        video_path=row.video_path,
+        poster_path=row.poster_path,
+        width=row.width,
+        height=row.height,
+        num_frames=row.num_frames,
+        fps=row.fps,
+        timings=timings,
+        peak_memory_bytes=row.peak_memory_bytes,
+        error=row.error,
+        engine_version=row.engine_version,
+        checkpoint=row.checkpoint,
+        source=row.source,
+    )
+
+
+def _check_id(generation_id: Any) -> int:
+    if isinstance(generation_id, bool) or not isinstance(generation_id, int) or generation_id < 1:
+        raise InvalidRequest("id", f"must be a positive whole number, got {generation_id!r}")
+    return generation_id
+
+
+def _check_rel_path(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    p = PurePosixPath(value)
+    if not value or p.is_absolute() or ".." in p.parts or "\\" in value:
+        raise InvalidRequest(field, f"must be a path relative to the media folder, got {value!r}")
+    return p.as_posix()
+
+
+def _check_int(field: str, value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidRequest(field, f"must be a whole number of at least 0 or unset, got {value!r}")
+    return value
+
+
+def _timings_json(timings: Mapping[str, float] | None) -> str:
+    if timings is None:
+        return "{}"
+    try:
+        clean = {str(k): float(v) for k, v in timings.items()}
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidRequest("timings", "must map a step name to seconds (numbers)") from None
+    return json.dumps(clean, sort_keys=True)
+
+
+def _clip_text(text: str) -> str:
+    text = str(text)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _request_columns(request: GenerationRequest) -> dict[str, Any]:
+    """The columns copied out of a request, so lists can filter and show them without parsing JSON."""
+    if not isinstance(request, GenerationRequest):
+        raise InvalidRequest("request", f"must be a GenerationRequest, got {type(request).__name__}")
+    return {
+        "model": request.model,
+        "narrative": request.narrative,
+        "tags_json": _tags_to_json(request.tags),
+        "request_json": request.to_json(),
+        "seed": request.seed,
+        "width": request.width,
+        "height": request.height,
+        "num_frames": request.num_frames,
+        "fps": request.fps,
+    }
+
+
+class HistoryRepository:
+    """All reads and writes of the `generations` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    # -- plumbing -------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Session]:
+        """One transaction; database failures come out as StorageError with a readable line."""
+        try:
+            with self._db.session(write=write) as session, session.begin():
+                yield session
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise StorageError(describe_db_error(exc, "the history database could not be "
+                                                      + ("updated" if write else "read"))) from exc
+
+    @staticmethod
+    def _row(session: Session, generation_id: int) -> Generation:
+        row = session.get(Generation, _check_id(generation_id))
+        if row is None:
+            raise NotFound(f"no history entry with id {generation_id}")
+        return row
+
+    def _transition(
+        self, generation_id: int, allowed: tuple[str, ...], action: str, *, already: tuple[str, ...] = (), **values: Any
+    ) -> GenerationRecord:
+        """Apply `values` if the row's status is in `allowed`; a status in `already` is left as is."""
+        with self._transaction(write=True) as s:
+            row = self._row(s, generation_id)
+            if row.status in already:
+                return _to_record(row)
+            if row.status not in allowed:
+                raise InvalidRequest(
+                    "status",
+                    f"history entry {generation_id} is {row.status}; only a {' or '.join(allowed)} entry can be {action}",
+                )
+            for name, value in values.items():
+                setattr(row, name, value)
+            s.flush()
+            return _to_record(row)
+
+    # -- create and read ------------------------------------------------------------------------
+    def add_job(
+        self,
+        request: GenerationRequest,
+        *,
+        source: str,
+        compiled_prompt: str | None = None,
+        checkpoint: str | None = None,
+        engine_version: str = __version__,
+        start: bool = False,
+    ) -> GenerationRecord:
+        """Queue a request; the row is the job until the GPU worker finishes it.
+
+        `start=True` inserts it already running, for a caller that generates it right away (the
+        CLI): no queue worker can take it in between.
+        """
+        if not isinstance(source, str) or not _SOURCE_RE.fullmatch(source):
+            raise InvalidRequest("source", f"must be a short lower-case name like 'cli' or 'studio', got {source!r}")
+        now = utc_now()
+        row = Generation(status="running" if start else "queued", created_at=now, started_at=now if start else None,
+                         compiled_prompt=compiled_prompt,
+                         checkpoint=checkpoint, engine_version=engine_version, source=source, timings_json="{}",
+                         **_request_columns(request))
+        with self._transaction(write=True) as s:
+            s.add(row)
+            s.flush()
+            return _to_record(row)
+
+    def get(self, generation_id: int) -> GenerationRecord:
+        with self._transaction(write=False) as s:
+            return _to_record(self._row(s, generation_id))
+
+    def list(
+        self,
+        *,
+        text: str | None = None,
+        tags: Mapping[str, str | Sequence[str]] | None = None,
+        model: str | None = None,
+        status: str | Sequence[str] | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> HistoryPage:
+        """Entries matching every filter given, newest first.
+
+        `text` is found case-insensitively in the narrative or the compiled prompt; each
+        `tags` field must contain every value given for it (e.g. {"camera.movement": "pan"}).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidRequest("limit", f"must be from 1 to {MAX_PAGE_SIZE}, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidRequest("offset", f"must be a whole number of at least 0, got {offset!r}")
+        conditions = self._filters(text=text, tags=tags, model=model, status=status, source=source)
+        with self._transaction(write=False) as s:
+            total = s.scalar(select(func.count()).select_from(Generation).where(*conditions)) or 0
+            rows = s.scalars(
+                select(Generation).where(*conditions)
+                .order_by(Generation.created_at.desc(), Generation.id.desc())
+                .limit(limit).offset(offset)
+            ).all()
+            return HistoryPage(tuple(_to_record(r) for r in rows), int(total), limit, offset)
+
+    @staticmethod
+    def _filters(
+        *,
+        text: str | None,
+        tags: Mapping[str, str | Sequence[str]] | None,
+        model: str | None,
+        status: str | Sequence[str] | None,
+        source: str | None,
+    ) -> tuple[ColumnElement[bool], ...]:
+        out: list[ColumnElement[bool]] = []
+        if text is not None and text.strip():
+            escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            out.append(or_(Generation.narrative.ilike(pattern, escape="\\"),
+                           Generation.compiled_prompt.ilike(pattern, escape="\\")))
+        for field, wanted in (tags or {}).items():
+            if not isinstance(field, str) or not _TAG_FIELD_RE.fullmatch(field):
+                raise InvalidRequest("tags", f"a tag field id is letters, digits, '.', '_' or '-', got {field!r}")
+            values = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+            for value in values:
+                # json_each over the field's list: one row per value; EXISTS finds the wanted one.
+                each = func.json_each(Generation.tags_json, f'$."{field}"').table_valued("value")
+                out.append(select(each.c.value).where(each.c.value == value).exists())
+        if model is not None:
+            out.append(Generation.model == model)
+        if status is not None:
+            wanted_status = (status,) if isinstance(status, str) else tuple(status)
+            bad = [s for s in wanted_status if s not in STATUSES]
+            if bad:
+                raise InvalidRequest("status", f"'{bad[0]}' is not one of {', '.join(STATUSES)}")
+            out.append(Generation.status.in_(wanted_status))
+        if source is not None:
+            out.append(Generation.source == source)
+        return tuple(out)
+
+    # -- the queue ------------------------------------------------------------------------------
+    def next_queued(self) -> GenerationRecord | None:
+        """The oldest queued job, without taking it (see `claim_next` for workers)."""
+        with self._transaction(write=False) as s:
+            row = s.scalars(select(Generation).where(Generation.status == "queued")
+                            .order_by(Generation.id).limit(1)).first()
+            return None if row is None else _to_record(row)
+
+    def claim_next(self) -> GenerationRecord | None:
+        """Take the oldest queued job and mark it running, atomically across processes."""
+        with self._transaction(write=True) as s:
+            row = s.scalars(select(Generation).where(Generation.status == "queued")
+                            .order_by(Generation.id).limit(1)).first()
+            if row is None:
+                return None
+            row.status = "running"
+            row.started_at = utc_now()
+            s.flush()
+            return _to_record(row)
+
+    def queue_positions(self) -> dict[int, int]:
+        """Queued job ids in the order they will run, each with its 1-based position."""
+        with self._transaction(write=False) as s:
+            ids = s.scalars(select(Generation.id).where(Generation.status == "queued").order_by(Generation.id)).all()
+            return {gid: pos for pos, gid in enumerate(ids, start=1)}
+
+    # -- status transitions ---------------------------------------------------------------------
+    def mark_running(self, generation_id: int) -> GenerationRecord:
+        return self._transition(generation_id, ("queued",), "started", status="running", started_at=utc_now())
+
+    def mark_done(
+        self,
+        generation_id: int,
+        *,
+        video_path: str,
+        poster_path: str | None = None,
+        timings: Mapping[str, float] | None = None,
+        peak_memory_bytes: int | None = None,
+        resolved: GenerationRequest | None = None,
+    ) -> GenerationRecord:
+        """Finish a running job: its files (relative paths), timings, memory and resolved request."""
+        values: dict[str, Any] = {
+            "status": "done",
+            "finished_at": utc_now(),
+            "video_path": _check_rel_path("video_path", video_path),
+            "poster_path": _check_rel_path("poster_path", poster_path),
+            "peak_memory_bytes": _check_int("peak_memory_bytes", peak_memory_bytes),
+            "error": None,
+        }
+        if values["video_path"] is None:
+            raise InvalidRequest("video_path", "a finished entry needs its video")
+        if timings is not None:
+            values["timings_json"] = _timings_json(timings)
+        if resolved is not None:
+            values.update(_request_columns(resolved))
+        return self._transition(generation_id, ("running",), "marked done", **values)
+
+    # Ending a job twice is harmless (the UI's Cancel and the worker's own clean-up can both
+    # reach here): an entry that already failed or was cancelled keeps its first reason.
+    def mark_failed(self, generation_id: int, error: str) -> GenerationRecord:
+        return self._transition(generation_id, ACTIVE_STATUSES, "marked failed", already=("failed", "cancelled"),
+                                status="failed", finished_at=utc_now(), error=_clip_text(error))
+
+    def mark_cancelled(self, generation_id: int, reason: str = "cancelled by the user") -> GenerationRecord:
+        return self._transition(generation_id, ACTIVE_STATUSES, "cancelled", already=("failed", "cancelled"),
+                                status="cancelled", finished_at=utc_now(), error=_clip_text(reason))
+
+    def fail_interrupted(self, reason: str) -> int:
+        """At start-up: every job still 'running' was cut off by a crash or restart. Returns how many."""
+        with self._transaction(write=True) as s:
+            result = s.execute(
+                update(Generation).where(Generation.status == "running")
+                .values(status="failed", finished_at=utc_now(), error=_clip_text(reason))
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # -- edits ----------------------------------------------------------------------------------
+    def update_fields(self, generation_id: int, **changes: Any) -> GenerationRecord:
+        """Change details that become known while a job runs (seed, resolved request, prompt...).
+
+        Status and media paths change only through the transitions above.
+        """
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name not in _UPDATABLE:
+                raise InvalidRequest(name, f"cannot be updated here; updatable: {', '.join(_UPDATABLE)}")
+            if name == "timings":
+                values["timings_json"] = _timings_json(value)
+            elif name == "request":
+                values.update(_request_columns(value))
+            elif name in _INT_FIELDS:
+                values[name] = _check_int(name, value)
+            elif value is not None and not isinstance(value, str):
+                raise InvalidRequest(name, f"must be text or unset, got {value!r}")
+            else:
+                values[name] = value
+        return self._transition(generation_id, STATUSES, "updated", **values)
+
+    def delete(self, generation_id: int) -> None:
+        """Remove a row. A running job is refused: its worker still owns it."""
+        with self._transaction(write=True) as s:
+            row = self._row(s, generation_id)
+            if row.status == "running":
+                raise InvalidRequest("status", f"history entry {generation_id} is running; cancel it before deleting it")
+            s.delete(row)

@@ -1,0 +1,88 @@
+"""The studio service: generation, export and history kept together.
+
+Both front ends use it: the CLI calls `generate`, the UI's queue calls `submit` then `run_job`.
+A request is fully checked before a row is written, so a refused request leaves no trace; once a
+job exists, it always ends as done (with its files), failed (with the error) or cancelled.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .errors import EngineError, GenerationCancelled, StorageError
+from .export import export_clip
+from .generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
+from .requests import GenerationRequest
+from .settings import Settings
+from .storage.db import open_database
+from .storage.history import GenerationRecord, HistoryService, MediaFiles
+
+
+class Studio:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        settings.ensure_dirs()
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+        self.db = open_database(settings.database)
+        self.history = HistoryService(self.db, settings.media_dir)
+
+    def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
+        """Check the request and queue it; returns the job id. Refused requests write nothing."""
+        prepared = self.engine.prepare(request)
+        return self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source)
+
+    def run_job(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                extra_formats: Sequence[str] = ()) -> GenerationRecord:
+        """Run a queued job to its end state; re-raises the error after recording it."""
+        record = self.history.get(job_id)
+        try:
+            prepared = self.engine.prepare(record.request)
+        except EngineError as exc:
+            self.history.fail(job_id, str(exc))
+            raise
+        self.history.start(job_id)
+        try:
+            result = self.engine.generate(prepared, progress=progress, cancel=cancel)
+        except GenerationCancelled as exc:
+            self.history.cancel(job_id, str(exc))
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure must end the job, then propagate
+            self.history.fail(job_id, _describe(exc))
+            raise
+        return self._save(job_id, result, extra_formats)
+
+    def generate(self, request: GenerationRequest, *, progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None, source: str = "cli",
+                 extra_formats: Sequence[str] = ()) -> GenerationRecord:
+        job_id = self.submit(request, source=source)
+        return self.run_job(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats)
+
+    def _save(self, job_id: int, result: GenerationResult, extra_formats: Sequence[str]) -> GenerationRecord:
+        settings = result.embedded_settings()
+        settings["history_id"] = job_id
+
+        def write(folder: Path) -> MediaFiles:
+            clip = export_clip(result.frames, int(result.request.fps or 16), folder / "clip.mp4", settings,
+                               poster=True, extra_formats=extra_formats)
+            return MediaFiles(video=clip.video, poster=clip.poster, extra=tuple(clip.extras))
+
+        return self.history.save_result(
+            job_id, write, timings=result.timings.as_dict(), peak_memory_bytes=result.peak_memory_bytes,
+        )
+
+    def prepare(self, request: GenerationRequest) -> PreparedRequest:
+        return self.engine.prepare(request)
+
+    def free_memory(self) -> int:
+        return self.engine.free_memory()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (EngineError, StorageError)):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by the user"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,39 @@
+"""Shared test set-up: offline, no analytics, and a fresh data folder per test."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from engine.settings import Settings  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings pointing at an empty data folder of this test's own."""
+    s = Settings(data_dir=tmp_path / "data", default_model="preview", device="cpu")
+    s.ensure_dirs()
+    return s
+
+
+@pytest.fixture(scope="session")
+def preview_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The preview model, written once per test session through the real builder."""
+    from engine.preview import ensure_preview_model
+
+    return ensure_preview_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def studio_settings(settings: Settings, preview_folder: Path) -> Settings:
+    """Settings whose models folder already holds the preview model (copied, not rebuilt)."""
+    import shutil
+
+    shutil.copytree(preview_folder, settings.models_dir / "preview")
+    return settings

@@ -1,0 +1,104 @@
+"""Generation on the preview model: loaded through the real loader, 2 steps on CPU."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import GenerationCancelled, InvalidRequest, ModelUnavailable
+from engine.generation import CancelToken, Engine, Progress
+from engine.preview import ensure_preview_model
+from engine.requests import GenerationRequest
+from engine.settings import Settings
+
+TAGS = {"style.school": "cel_90s", "camera.movement": "pan"}
+
+
+def _req(**kw: object) -> GenerationRequest:
+    base = dict(narrative="a girl runs across a rooftop at dusk", model="preview", tags=TAGS, seed=7,
+                width=64, height=64, num_frames=9, steps=2)
+    base.update(kw)
+    return GenerationRequest(**base)  # type: ignore[arg-type]
+
+
+def test_preview_is_written_with_save_pretrained_and_reused(tmp_path: Path) -> None:
+    folder = ensure_preview_model(tmp_path)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "WanPipeline"
+    for part in ("transformer", "vae", "text_encoder"):
+        assert list((folder / part).glob("*.safetensors")), part
+    stamp = (folder / "transformer").stat().st_mtime_ns
+    assert ensure_preview_model(tmp_path) == folder
+    assert (folder / "transformer").stat().st_mtime_ns == stamp  # not rebuilt
+
+
+def test_two_step_generation_shape_and_seed_determinism(studio_settings: Settings) -> None:
+    engine = Engine(studio_settings)
+    events: list[Progress] = []
+    first = engine.generate(_req(), progress=events.append)
+    assert first.frames.shape == (9, 64, 64, 3) and first.frames.dtype == np.uint8
+    assert first.is_noise and first.request.fps == 8  # model default filled in
+    denoise = [e for e in events if e.stage == "denoising"]
+    assert [e.step for e in denoise] == [1, 2] and denoise[-1].eta_s == pytest.approx(0.0, abs=1e-6)
+    assert first.timings.total_s >= first.timings.denoise_s > 0
+    assert "cel" in first.prepared.compiled_prompt.lower()
+    again = engine.generate(_req())
+    assert np.array_equal(first.frames, again.frames)
+    other = engine.generate(_req(seed=8))
+    assert not np.array_equal(first.frames, other.frames)
+
+
+def test_tags_change_the_compiled_prompt_and_the_frames(studio_settings: Settings) -> None:
+    engine = Engine(studio_settings)
+    a = engine.generate(_req())
+    b = engine.generate(_req(tags={"style.school": "gekiga_realism"}))
+    assert a.prepared.compiled_prompt != b.prepared.compiled_prompt
+    assert not np.array_equal(a.frames, b.frames)
+
+
+def test_cancel_at_step_one_stops_the_run(studio_settings: Settings) -> None:
+    engine = Engine(studio_settings)
+    token = CancelToken()
+    seen: list[int] = []
+
+    def on_progress(p: Progress) -> None:
+        if p.stage == "denoising":
+            seen.append(p.step)
+            token.cancel()
+
+    with pytest.raises(GenerationCancelled, match="step 1 of 4"):
+        engine.generate(_req(steps=4), progress=on_progress, cancel=token)
+    assert seen == [1]
+
+
+def test_unknown_tag_is_refused_before_loading(studio_settings: Settings) -> None:
+    engine = Engine(studio_settings)
+    with pytest.raises(InvalidRequest) as info:
+        engine.prepare(_req(tags={"camera.movement": "whippan"}))
+    assert "whip_pan" in str(info.value)
+    assert engine.models.loaded() == ()
+
+
+def test_hub_model_offline_names_the_repo(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    engine = Engine(settings)
+    with pytest.raises(ModelUnavailable) as info:
+        engine.generate(_req(model="wan2.1-t2v-1.3b", width=832, height=480, num_frames=9))
+    assert info.value.repo == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    assert "python -m engine download wan2.1-t2v-1.3b" in str(info.value)
+
+
+def test_local_folder_loads_through_the_same_path(settings: Settings, preview_folder: Path) -> None:
+    engine = Engine(settings)
+    result = engine.generate(_req(model=str(preview_folder)))
+    assert result.frames.shape == (9, 64, 64, 3)
+
+
+def test_free_memory_unloads(studio_settings: Settings) -> None:
+    engine = Engine(studio_settings)
+    engine.generate(_req())
+    assert engine.models.loaded() == ("preview",)
+    assert engine.free_memory() == 1
+    assert engine.models.loaded() == ()
