@@ -175,20 +175,28 @@ def _check_out_path(out: Path | None) -> None:
         raise InvalidRequest("--out", f"folder {parent} does not exist or is not writable")
 
 
-def _progress_printer(stream: Any) -> Any:
-    def show(p: Any) -> None:
+class _ProgressLine:
+    """One self-rewriting progress line on stderr; `close` ends it so later messages start clean."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._open = False
+
+    def __call__(self, p: Any) -> None:
         if p.stage == "denoising":
             width = 24
             filled = int(width * p.step / max(p.total, 1))
-            line = f"\r[{'#' * filled}{'.' * (width - filled)}] {p.describe()}"
+            line = f"[{'#' * filled}{'.' * (width - filled)}] {p.describe()}"
         else:
-            line = f"\r{p.describe():<60}"
-        stream.write(line)
-        stream.flush()
-        if p.stage == "denoising" and p.step == p.total:
-            stream.write("\n")
+            line = p.describe()
+        self._stream.write(f"\r{line:<72}")
+        self._stream.flush()
+        self._open = True
 
-    return show
+    def close(self) -> None:
+        if self._open:
+            self._stream.write("\n")
+            self._open = False
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -196,11 +204,13 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     _check_out_path(args.out)
     studio = Studio(settings)
+    line = _ProgressLine(sys.stderr)
     try:
         request = _request_from_args(args, settings, studio)
         extra = tuple(fmt for fmt, on in (("webp", args.webp), ("gif", args.gif)) if on)
-        record = studio.generate(request, progress=_progress_printer(sys.stderr), source="cli", extra_formats=extra)
+        record = studio.generate(request, progress=line, source="cli", extra_formats=extra)
     finally:
+        line.close()
         studio.close()
     video = studio.history.video_path(record)
     if args.out is not None:

@@ -21,6 +21,28 @@ from .registry import ModelSpec
 from .settings import Settings
 
 
+_QUIET_LOGGERS = ("torch.utils._pytree", "torchao", "torchao.kernel.intmm", "diffusers", "transformers")
+
+
+def quiet_libraries() -> None:
+    """Silence import-time chatter and per-component load bars of the ML libraries.
+
+    Users see the studio's own progress instead; the hub's download bars stay on, since a
+    first download can take many minutes.
+    """
+    import logging
+
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     spec: ModelSpec
@@ -70,6 +92,7 @@ class ModelManager:
     """Loads pipelines on demand and frees them when asked ("free memory")."""
 
     def __init__(self, settings: Settings) -> None:
+        quiet_libraries()
         self._settings = settings
         self._lock = threading.Lock()
         self._current: LoadedModel | None = None

@@ -49,7 +49,7 @@ _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _SHOWN_CHOICES = 8  # how many valid ids an error message lists before "..."
 
-TagsInput = Mapping[str, "str | Sequence[str]"]
+TagsInput = Mapping[str, str | Sequence[str]]  # field id -> value id or value ids
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,8 @@ class Contradiction:
 
 @dataclass(frozen=True)
 class Taxonomy:
+    """The loaded taxonomy: axes -> fields -> values, plus contradictions and compiler order."""
+
     schema_version: int
     version: str
     axes: tuple[Axis, ...]
@@ -216,7 +218,7 @@ class Taxonomy:
                     raise InvalidRequest(where, f"'{value_id}' cannot be combined with other values of {f.id} (got also: {others})")
         return tuple(v for v in f.value_ids if v in seen)  # taxonomy order: canonical
 
-    def find_contradictions(self, tags: Mapping[str, "str | Sequence[str]"] | None) -> tuple[Contradiction, ...]:
+    def find_contradictions(self, tags: TagsInput | None) -> tuple[Contradiction, ...]:
         """Every contradiction the tags hit, without raising (for live warnings in a UI)."""
         normalized = normalize_tags(tags)
         return tuple(c for c in self.contradictions if c.holds(normalized))

@@ -17,6 +17,7 @@ preset. Slugs are ``[a-z0-9-]`` only, so no name can reach outside the presets f
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import os
@@ -46,6 +47,11 @@ MAX_DESCRIPTION_CHARS = 1000
 MAX_PRESET_BYTES = 256 * 1024
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SUFFIX = ".yaml"
+
+
+def builtin_presets_dir() -> Path:
+    """The repository's read-only preset folder."""
+    return BUILTIN_PRESETS_DIR
 
 
 def check_name(name: Any) -> str:
@@ -308,6 +314,28 @@ class PresetLibrary:
         if not path.is_file():
             raise NotFound(f"no preset '{slug}'")
         return self.read_file(path, slug=slug)
+
+    def find(self, ref: str) -> Preset:
+        """A preset by slug or by name (any case), as typed on a command line; NotFound suggests
+        the closest presets."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidRequest("preset", "must name a preset (its id or its name)")
+        ref = ref.strip()
+        if _SLUG_RE.match(ref) and self.exists(ref):
+            return self.get(ref)
+        presets = self.list()
+        for p in presets:
+            if p.name.casefold() == ref.casefold():
+                return p
+        try:
+            slug = slugify(ref)
+        except InvalidRequest:
+            slug = ""
+        if slug and self.exists(slug):
+            return self.get(slug)
+        close = difflib.get_close_matches(slug or ref.lower(), [p.slug for p in presets], n=3, cutoff=0.5)
+        hint = f"; did you mean: {', '.join(close)}?" if close else ""
+        raise NotFound(f"no preset '{ref}'{hint}")
 
     def exists(self, slug: str) -> bool:
         return slug in self._builtin_map() or self._user_path(slug).is_file()

@@ -171,6 +171,17 @@ def test_get_refuses_malformed_slugs(lib: PresetLibrary) -> None:
         lib.get("not-a-preset")
 
 
+def test_find_by_slug_or_name(lib: PresetLibrary) -> None:
+    assert lib.find("mecha-launch").slug == "mecha-launch"
+    assert lib.find("  mecha LAUNCH ").slug == "mecha-launch"
+    lib.save(_mine())
+    assert lib.find("Lazy Rooftop Cat").slug == "lazy-rooftop-cat"
+    with pytest.raises(NotFound, match="did you mean: mecha-launch"):
+        lib.find("mecha-lanch")
+    with pytest.raises(InvalidRequest):
+        lib.find(" ")
+
+
 def test_to_request_overrides(lib: PresetLibrary) -> None:
     overrides = _mine().to_request_overrides()
     assert overrides["num_frames"] == 33 and overrides["guidance"] == 4.0

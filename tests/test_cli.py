@@ -1,0 +1,131 @@
+"""`python -m engine`: generate, info, --from, history, and one-line errors with exit code 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.export import probe_video, read_embedded_settings, read_frames
+from engine.settings import Settings
+
+GEN = ["generate", "--model", "preview", "--narrative", "a girl runs across a rooftop at dusk",
+       "--tag", "style.school=cel_90s", "--tag", "camera.movement=pan", "--seed", "7", "--frames", "9",
+       "--steps", "2"]
+
+
+def _run(settings: Settings, *args: str) -> int:
+    return main(["--data-dir", str(settings.data_dir), "--device", "cpu", *args])
+
+
+def _history_ids(settings: Settings, capsys: pytest.CaptureFixture[str]) -> list[int]:
+    capsys.readouterr()
+    assert _run(settings, "history", "list", "--json") == 0
+    return [row["id"] for row in json.loads(capsys.readouterr().out)]
+
+
+def test_generate_writes_a_playable_mp4_and_a_history_row(studio_settings: Settings, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "clip.mp4"
+    assert _run(studio_settings, *GEN, "--out", str(out), "--webp") == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "output is noise" in printed and "history id 1" in printed
+    info = probe_video(out)
+    assert (info.num_frames, info.width, info.height, round(info.fps)) == (9, 64, 64, 8)
+    assert info.codec == "h264" and info.pix_fmt == "yuv420p"
+    embedded = read_embedded_settings(out)
+    assert embedded["request"]["tags"] == {"camera.movement": "pan", "style.school": "cel_90s"}
+    assert embedded["request"]["seed"] == 7 and embedded["history_id"] == 1
+
+    assert _run(studio_settings, "info", str(out)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["settings"]["compiled_prompt"] == embedded["compiled_prompt"]
+    assert shown["video"]["frames"] == 9
+
+    assert _run(studio_settings, "history", "show", "1", "--json") == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["status"] == "done" and Path(row["video"]).is_file()
+    assert list(Path(row["video"]).parent.glob("*.webp"))
+
+
+def test_from_file_and_from_history_reproduce_the_clip(studio_settings: Settings, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    first, second, third = (tmp_path / f"{n}.mp4" for n in ("a", "b", "c"))
+    assert _run(studio_settings, *GEN, "--out", str(first)) == 0
+    assert _run(studio_settings, "generate", "--from", str(first), "--out", str(second)) == 0
+    assert _run(studio_settings, "generate", "--from-history", "1", "--out", str(third)) == 0
+    a, b, c = (read_frames(p) for p in (first, second, third))
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+    assert read_embedded_settings(second)["request"] == read_embedded_settings(first)["request"]
+    assert _history_ids(studio_settings, capsys) == [3, 2, 1]
+
+
+def test_history_delete_removes_row_and_files(studio_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(studio_settings, *GEN) == 0
+    files = list(studio_settings.media_dir.rglob("*.mp4"))
+    assert len(files) == 1
+    assert _run(studio_settings, "history", "delete", "1") == 0
+    assert not files[0].exists() and _history_ids(studio_settings, capsys) == []
+    assert _run(studio_settings, "history", "show", "1") == 2
+    assert "no history entry with id 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--frames", "10"], "num_frames: Wan models need 4k+1 frames"),
+        (["--tag", "camera.movement=whippan"], "whip_pan"),
+        (["--tag", "camera.moves=pan"], "camera.movement"),
+        (["--width", "70"], "width: Wan models need sides that are multiples of 16"),
+        (["--seed", "-3"], "seed: must be from 0"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(studio_settings: Settings, args: list[str], expect: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(studio_settings, *GEN, *args) == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.strip().splitlines()) == 1
+    assert _history_ids(studio_settings, capsys) == []
+    assert not list(studio_settings.media_dir.rglob("*.mp4"))
+
+
+def test_argument_errors_exit_2_in_one_line(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        _run(settings, *GEN, "--quantization", "int3")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--quantization" in err[0] and "torchao-int8" in err[0]
+
+
+def test_out_path_is_checked_before_generating(studio_settings: Settings, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(studio_settings, *GEN, "--out", str(tmp_path / "nope" / "clip.mp4")) == 2
+    assert "--out: folder" in capsys.readouterr().err
+    assert _run(studio_settings, *GEN, "--out", str(tmp_path / "clip.avi")) == 2
+    assert _history_ids(studio_settings, capsys) == []
+
+
+def test_info_on_a_foreign_file_is_a_clear_error(settings: Settings, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "x.mp4"
+    bogus.write_bytes(b"not a video")
+    assert _run(settings, "info", str(bogus)) == 2
+    assert capsys.readouterr().err.startswith("error: file")
+
+
+def test_offline_hub_model_exits_2_naming_the_repo(settings: Settings) -> None:
+    """The real entry point, in its own process, with the hub offline."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "--data-dir", str(settings.data_dir), "generate", "--model",
+         "wan2.1-t2v-1.3b", "--narrative", "a duel at noon", "--frames", "9"],
+        capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        cwd=Path(__file__).resolve().parents[1], timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model 'wan2.1-t2v-1.3b' is not available here")
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in last and "Traceback" not in proc.stderr
