@@ -1,0 +1,271 @@
+"""UI values <-> engine requests, typed, with no Gradio in sight.
+
+The Create tab's components hold loosely typed values (a Number may give 64.0, an empty box
+None, a single-select dropdown "" for "not set"). `FormValues` is the same form with those
+values normalised; `request_from_form` turns it into a `GenerationRequest`, and the reverse
+functions fill the form from a history entry or a preset. The order of `form_keys()` is the
+order of the Create tab's input components, so handlers can take `*values`.
+
+Nothing is corrected silently: a value the engine refuses comes back as `InvalidRequest`, and
+`ui_message` names the field the way the form labels it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+from engine.errors import InvalidRequest
+from engine.pks import TagField, Taxonomy
+from engine.presets import Preset
+from engine.registry import REGISTRY, ModelSpec, resolve_model
+from engine.requests import GenerationRequest
+
+UNSET = ""  # the "not set" choice of a single-select tag dropdown
+VAE_TILING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
+SCALAR_KEYS: tuple[str, ...] = (
+    "model", "narrative", "negative_prompt", "random_seed", "seed", "width", "height", "num_frames", "fps",
+    "steps", "guidance", "quantization", "offload", "vae_tiling",
+)
+INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps")
+FIELD_LABELS: Mapping[str, str] = MappingProxyType({
+    "model": "Model", "narrative": "Narrative", "negative_prompt": "Negative prompt", "seed": "Seed",
+    "random_seed": "Random seed", "width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS",
+    "steps": "Steps", "guidance": "Guidance", "quantization": "Quantization", "offload": "Offload",
+    "vae_tiling": "VAE tiling", "tags": "Tags", "status": "Status", "id": "Entry", "tag": "Tag filter",
+})
+
+Tags = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """The Create tab's values, normalised. `None` in a setting means "the model's default"."""
+
+    model: str
+    narrative: str = ""
+    negative_prompt: str = ""
+    tags: Tags = field(default_factory=dict)
+    random_seed: bool = True
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    num_frames: int | None = None
+    fps: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    quantization: str = "none"
+    offload: str = "auto"
+    vae_tiling: str = "auto"
+
+
+def form_keys(taxonomy: Taxonomy) -> tuple[str, ...]:
+    """Component order of the Create tab: the scalar inputs, then one entry per tag field."""
+    return SCALAR_KEYS + tuple(f"tag:{f.id}" for f in taxonomy.fields)
+
+
+# -- component values <-> FormValues --------------------------------------------------------------
+def _whole(name: str, value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InvalidRequest(name, f"must be a whole number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidRequest(name, f"must be a whole number, got {value!r}") from None
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidRequest(name, f"must be a whole number, got {value}")
+        return int(value)
+    if isinstance(value, int):
+        return value
+    raise InvalidRequest(name, f"must be a whole number, got {value!r}")
+
+
+def _number(name: str, value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(name, f"must be a number, got {value!r}") from None
+
+
+def _tag_value(f: TagField, raw: Any) -> tuple[str, ...]:
+    """A dropdown's value as a tuple of value ids ("" and None mean "not set")."""
+    if raw is None or raw == UNSET:
+        return ()
+    items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise InvalidRequest(f"tags.{f.id}", f"must be a value id or a list of them, got {raw!r}")
+    return tuple(v for v in items if v != UNSET)
+
+
+def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
+    """Build a FormValues from handler arguments given in `form_keys()` order."""
+    keys = form_keys(taxonomy)
+    if len(values) != len(keys):
+        raise InvalidRequest("form", f"expected {len(keys)} values, got {len(values)}")
+    raw = dict(zip(keys, values))
+    tags = {f.id: picked for f in taxonomy.fields if (picked := _tag_value(f, raw[f"tag:{f.id}"]))}
+    random_seed = raw["random_seed"]
+    return FormValues(
+        model=str(raw["model"] or ""),
+        narrative=str(raw["narrative"] or ""),
+        negative_prompt=str(raw["negative_prompt"] or ""),
+        tags=tags,
+        random_seed=bool(random_seed) if random_seed is not None else True,
+        seed=_whole("seed", raw["seed"]),
+        width=_whole("width", raw["width"]),
+        height=_whole("height", raw["height"]),
+        num_frames=_whole("num_frames", raw["num_frames"]),
+        fps=_whole("fps", raw["fps"]),
+        steps=_whole("steps", raw["steps"]),
+        guidance=_number("guidance", raw["guidance"]),
+        quantization=str(raw["quantization"] or "none"),
+        offload=str(raw["offload"] or "auto"),
+        vae_tiling=str(raw["vae_tiling"] or "auto"),
+    )
+
+
+def form_to_values(form: FormValues, taxonomy: Taxonomy) -> list[Any]:
+    """Component values in `form_keys()` order (what a handler returns to fill the form)."""
+    out: list[Any] = [getattr(form, key) for key in SCALAR_KEYS]
+    for f in taxonomy.fields:
+        picked = list(form.tags.get(f.id, ()))
+        out.append(picked if f.multi else (picked[0] if picked else UNSET))
+    return out
+
+
+# -- FormValues <-> GenerationRequest -------------------------------------------------------------
+def request_from_form(form: FormValues) -> GenerationRequest:
+    """The request the form describes; the engine's own checks run when it is built."""
+    if form.vae_tiling not in VAE_TILING_CHOICES:
+        raise InvalidRequest("vae_tiling", f"must be one of {', '.join(VAE_TILING_CHOICES)}, got {form.vae_tiling!r}")
+    if not form.random_seed and form.seed is None:
+        raise InvalidRequest("seed", "enter a seed, or tick Random")
+    return GenerationRequest(
+        narrative=form.narrative,
+        model=form.model,
+        negative_prompt=form.negative_prompt,
+        tags=dict(form.tags),
+        seed=None if form.random_seed else form.seed,
+        width=form.width,
+        height=form.height,
+        num_frames=form.num_frames,
+        fps=form.fps,
+        steps=form.steps,
+        guidance=form.guidance,
+        quantization=form.quantization,
+        offload=form.offload,
+        vae_tiling={"auto": None, "on": True, "off": False}[form.vae_tiling],
+    )
+
+
+def form_from_request(request: GenerationRequest) -> FormValues:
+    """Fill the form from a (usually resolved) request: "Reuse settings" of the history."""
+    tiling = "auto" if request.vae_tiling is None else ("on" if request.vae_tiling else "off")
+    return FormValues(
+        model=request.model,
+        narrative=request.narrative,
+        negative_prompt=request.negative_prompt,
+        tags={k: tuple(v) for k, v in request.tags.items()},
+        random_seed=request.seed is None,
+        seed=request.seed,
+        width=request.width,
+        height=request.height,
+        num_frames=request.num_frames,
+        fps=request.fps,
+        steps=request.steps,
+        guidance=request.guidance,
+        quantization=request.quantization,
+        offload=request.offload,
+        vae_tiling=tiling,
+    )
+
+
+# -- models ---------------------------------------------------------------------------------------
+def model_spec(model: str) -> ModelSpec | None:
+    """The spec of a registry id or local folder; None when the text names neither."""
+    try:
+        return resolve_model(model)
+    except InvalidRequest:
+        return None
+
+
+def with_model_defaults(form: FormValues, model: str) -> FormValues:
+    """Switch model and take its default size, frames, fps, steps and guidance."""
+    spec = model_spec(model)
+    if spec is None:
+        return replace(form, model=model)
+    d = spec.defaults
+    return replace(form, model=model, width=d.width, height=d.height, num_frames=d.num_frames, fps=d.fps,
+                   steps=d.steps, guidance=d.guidance)
+
+
+def registry_models() -> tuple[ModelSpec, ...]:
+    return tuple(REGISTRY.values())
+
+
+# -- presets --------------------------------------------------------------------------------------
+def apply_preset(form: FormValues, preset: Preset) -> FormValues:
+    """The form with a preset applied. Its tags replace all tags; settings it does not name keep
+    their current values; an empty preset narrative keeps the user's (see Preset)."""
+    over = preset.to_request_overrides()
+    changes: dict[str, Any] = {"negative_prompt": over["negative_prompt"], "tags": dict(over["tags"])}
+    if "narrative" in over:
+        changes["narrative"] = over["narrative"]
+    if "model" in preset.settings and preset.settings["model"] != form.model:
+        form = with_model_defaults(form, str(preset.settings["model"]))
+    for key, value in preset.settings.items():
+        if key == "seed":
+            changes.update(seed=int(value), random_seed=False)
+        elif key != "model":
+            changes[key] = value
+    return replace(form, **changes)
+
+
+def preset_snapshot(form: FormValues, preset: Preset) -> dict[str, Any]:
+    """What the preset set, in form terms: later edits are compared against this."""
+    keys = ["negative_prompt", "tags", *(["narrative"] if preset.narrative.strip() else [])]
+    keys += ["random_seed" if k == "seed" else k for k in preset.settings]
+    keys += ["seed"] if "seed" in preset.settings else []
+    snap = {k: getattr(form, k) for k in keys}
+    snap["tags"] = {k: tuple(v) for k, v in form.tags.items()}
+    return snap
+
+
+def is_modified(snapshot: Mapping[str, Any] | None, form: FormValues) -> bool:
+    if not snapshot:
+        return False
+    for key, value in snapshot.items():
+        current = getattr(form, key)
+        if key == "tags":
+            current = {k: tuple(v) for k, v in current.items()}
+        if current != value:
+            return True
+    return False
+
+
+# -- messages -------------------------------------------------------------------------------------
+def field_label(field_name: str, taxonomy: Taxonomy | None = None) -> str:
+    """How the form names a request field: num_frames -> Frames, tags.camera.movement -> Camera · Movement."""
+    if field_name.startswith("tags.") and taxonomy is not None:
+        field_id = field_name[len("tags."):]
+        if field_id in taxonomy.field_ids:
+            f = taxonomy.field(field_id)
+            return f"{taxonomy.axis(f.axis).label} · {f.label}"
+    if field_name.startswith("settings."):
+        field_name = field_name[len("settings."):]
+    return FIELD_LABELS.get(field_name, field_name)
+
+
+def ui_message(exc: BaseException, taxonomy: Taxonomy | None = None) -> str:
+    """One readable line for a toast; InvalidRequest is labelled with the form's field name."""
+    if isinstance(exc, InvalidRequest):
+        return f"{field_label(exc.field, taxonomy)}: {exc.reason}"
+    return str(exc) or type(exc).__name__
