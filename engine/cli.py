@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     d = sub.add_parser("download", help="download a model's weights into the hub cache")
     d.add_argument("model")
+
+    from .curation.cli import add_parser as add_curate_parser
+
+    add_curate_parser(sub)
     return p
 
 
@@ -106,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
         handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
-                   "download": _download}[args.command]
+                   "download": _download, "curate": _curate}[args.command]
         return handler(args, settings)
     except GenerationCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
@@ -304,3 +308,9 @@ def _download(args: argparse.Namespace, settings: Settings) -> int:
     folder = locate_weights(spec, settings, allow_download=True)
     print(f"{spec.id} is in {folder}")
     return 0
+
+
+def _curate(args: argparse.Namespace, settings: Settings) -> int:
+    from .curation.cli import run
+
+    return run(args, settings)

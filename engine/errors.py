@@ -22,6 +22,9 @@ class InvalidRequest(EngineError, ValueError):
         self.reason = message
         super().__init__(f"{field}: {message}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # survive a trip through a process pool
+        return (type(self), (self.field, self.reason))
+
 
 class UnsupportedCombination(InvalidRequest):
     """Two settings that are each valid cannot be used together (fp8 on CPU, int4 + compile...)."""
@@ -35,6 +38,9 @@ class ModelUnavailable(EngineError):
         self.repo = repo
         self.hint = hint
         super().__init__(f"model '{model}' is not available here (weights: {repo}). {hint}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.model, self.repo, self.hint))
 
 
 class GenerationCancelled(EngineError):

@@ -83,3 +83,14 @@ def test_unknown_model_lists_known_ids(tmp_path: object) -> None:
     with pytest.raises(InvalidRequest) as info:
         resolve_model("wan3")
     assert info.value.field == "model" and "wan2.1-t2v-1.3b" in str(info.value)
+
+
+def test_engine_errors_survive_a_process_pool_round_trip() -> None:
+    import pickle
+
+    from engine.errors import ModelUnavailable
+
+    err = pickle.loads(pickle.dumps(InvalidRequest("num_frames", "must be 4k+1")))
+    assert type(err) is InvalidRequest and err.field == "num_frames" and str(err) == "num_frames: must be 4k+1"
+    gone = pickle.loads(pickle.dumps(ModelUnavailable("m", "org/m", "download it")))
+    assert gone.repo == "org/m" and "download it" in str(gone)

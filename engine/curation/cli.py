@@ -1,0 +1,122 @@
+"""`python -m engine curate`: raw footage -> scored, tagged training manifest.
+
+    python -m engine curate CONFIG.yaml
+    python -m engine curate --input videos/ --out data/curation --workers 2
+    python -m engine curate CONFIG.yaml --stage shots --stage clips      # some stages only
+    python -m engine curate CONFIG.yaml --set motion.preset=fast --set selection.theta=8
+
+Flags override the file; `--set KEY=VALUE` reaches any setting (the value is read as YAML).
+Bad input (unknown key, bad value, missing folder, missing model) exits 2 with one line.
+Until `engine/cli.py` wires the subcommand, `python -m engine.curation ...` runs the same.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import EngineError, InvalidRequest
+from ..settings import Settings
+from .config import AESTHETIC_SCORERS, CAPTIONERS, CUT_MODES, STAGES, CurationConfig, apply_overrides
+
+EXIT_BAD_INPUT = 2
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE (e.g. selection.theta=8)")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `curate` subcommand to `python -m engine`'s subparsers and return it."""
+    c = subparsers.add_parser("curate", help="curate raw anime footage into a scored, tagged training manifest",
+                              description=__doc__.split("\n\n")[0])
+    c.add_argument("config", nargs="?", type=Path, help="YAML config (see docs/curation.md); flags override it")
+    c.add_argument("--input", action="append", default=[], metavar="PATH", help="a folder or video file (repeatable)")
+    c.add_argument("--out", type=Path, help="output folder (default: <data dir>/curation)")
+    c.add_argument("--workers", type=int, help="worker processes for the per-clip stages")
+    c.add_argument("--stage", action="append", choices=STAGES, default=[], help="run only these stages (repeatable)")
+    c.add_argument("--cut-mode", choices=CUT_MODES, help="auto (copy where exact), copy (keyframes), reencode (exact)")
+    c.add_argument("--aesthetic", choices=AESTHETIC_SCORERS, help="aesthetic scorer")
+    c.add_argument("--captioner", choices=CAPTIONERS, help="AniCaption backend")
+    c.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE", help="any setting")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print the report's counts as JSON")
+    return c
+
+
+def build_config(args: argparse.Namespace, settings: Settings) -> CurationConfig:
+    from ..pks import load_yaml_text
+
+    data: dict[str, Any] = {}
+    if args.config is not None:
+        path = Path(args.config).expanduser()
+        if not path.is_file():
+            raise InvalidRequest("config", f"{path} does not exist or is not a file")
+        loaded = load_yaml_text(path.read_text(encoding="utf-8"), path.name, "config")
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InvalidRequest("config", f"{path.name} must hold a mapping of sections")
+        data = loaded or {}
+    overrides: dict[str, Any] = {
+        "output_dir": str(args.out) if args.out else None, "workers": args.workers,
+        "clips.cut_mode": args.cut_mode, "aesthetic.scorer": args.aesthetic, "caption.captioner": args.captioner,
+        "progress": False if args.no_progress else None,
+        "input.paths": [str(p) for p in args.input] if args.input else None,
+    }
+    overrides.update(dict(args.set))
+    merged = apply_overrides(data, overrides)
+    merged.setdefault("output_dir", str(settings.data_dir / "curation"))
+    if not merged.get("input", {}).get("paths"):
+        raise InvalidRequest("--input", "name the footage: a config with input.paths, or --input FOLDER")
+    return CurationConfig.from_dict(merged)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Handler of `curate`; EngineErrors propagate to the caller, which prints one line, exit 2."""
+    from .pipeline import run_curation
+
+    config = build_config(args, settings)
+    result = run_curation(config, settings, stages=args.stage or None)
+    counts = result.report.get("counts", {})
+    if args.json:
+        print(json.dumps({"output_dir": str(result.output_dir), "counts": counts,
+                          "reasons": result.report.get("reasons", {})}))
+        return 0
+    if "manifest" in (args.stage or STAGES):
+        print(f"wrote {result.manifest_jsonl} ({counts.get('clips_in_manifest', 0)} clips, "
+              f"{counts.get('clips_selected', 0)} selected) and {result.manifest_parquet.name}")
+        print(f"report: {result.output_dir / 'report.md'}")
+        for item in result.report.get("unreadable", []):
+            print(f"unreadable: {item['file']}: {item['error']}", file=sys.stderr)
+    else:
+        print(f"ran {', '.join(args.stage)}; state in {result.output_dir / 'state'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (`python -m engine.curation`), same behaviour as the wired subcommand."""
+    from ..cli import _Parser
+
+    parser = _Parser(prog="python -m engine.curation", description="AniMatrix curation")
+    parser.add_argument("--data-dir", type=Path)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    add_parser(sub)
+    args = parser.parse_args(["curate", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        settings = Settings.from_env().with_overrides(data_dir=args.data_dir)
+        return run(args, settings)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,144 @@
+"""Decoding and cutting: the only module that talks to PyAV and the ffmpeg binary.
+
+Frames are scaled by the decoder (swscale) while decoding, so a 1080p clip never sits in memory
+at full size: the analysis stages see grey frames at most `max_side` pixels on the long side.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidRequest, StorageError
+from .shots import ClipPlan
+
+
+@dataclass(frozen=True)
+class CutResult:
+    path: str
+    num_frames: int
+    width: int
+    height: int
+    copied: bool  # stream copy (True) or re-encoded
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size with the long side at most `max_side` (never upscaled), both sides even."""
+    scale = min(1.0, max_side / max(width, height))
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def decode_gray(path: str | os.PathLike[str], max_side: int) -> np.ndarray:
+    """Every frame as uint8 luma [F, H, W], scaled so the long side is at most `max_side`."""
+    import av
+
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            size = fit_size(stream.codec_context.width, stream.codec_context.height, max_side)
+            for frame in container.decode(stream):
+                frames.append(frame.reformat(width=size[0], height=size[1], format="gray").to_ndarray())
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
+    if not frames:
+        raise InvalidRequest("file", f"{path} holds no decodable frames")
+    return np.stack(frames)
+
+
+def decode_rgb(path: str | os.PathLike[str], indices: Sequence[int] | None, max_side: int = 4096) -> np.ndarray:
+    """Chosen frames (all when `indices` is None) as uint8 RGB [N, H, W, 3]; an index past the
+    end gives the last frame, so a clip one frame short still yields N frames."""
+    import av
+
+    wanted = None if indices is None else set(indices)
+    got: dict[int, np.ndarray] = {}
+    last = None
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            size = fit_size(stream.codec_context.width, stream.codec_context.height, max_side)
+            for i, frame in enumerate(container.decode(stream)):
+                count, last = i + 1, frame
+                if wanted is None or i in wanted:
+                    got[i] = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+                if wanted is not None and i >= max(wanted, default=-1):
+                    break
+            tail = None if last is None else last.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
+    if tail is None:
+        raise InvalidRequest("file", f"{path} holds no decodable frames")
+    order = range(count) if indices is None else indices
+    return np.stack([got.get(i, tail) for i in order])
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def cut_clip(source_path: str, plan: ClipPlan, out_path: Path, *, crf: int, allow_fallback: bool = True) -> CutResult:
+    """Write one clip (video only) atomically; stream copy when the plan says so, else x264.
+
+    A stream copy is checked afterwards (frame count and size); if it does not hold exactly the
+    planned frames (B-frame reordering at the end cut, odd timestamps) the clip is re-encoded
+    instead, so every clip on disk holds exactly the frames its manifest row says.
+    """
+    from ..export import probe_video
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".part.mp4", dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        copied = plan.copy
+        _run_ffmpeg(_cut_args(source_path, plan, tmp, crf=crf, copy=copied))
+        info = probe_video(tmp)
+        if copied and info.num_frames != plan.num_frames and allow_fallback:
+            copied = False
+            _run_ffmpeg(_cut_args(source_path, plan, tmp, crf=crf, copy=False))
+            info = probe_video(tmp)
+        if info.num_frames != plan.num_frames and not copied:
+            raise StorageError(f"cutting frames {plan.start}-{plan.end} gave {info.num_frames} frames, "
+                               f"expected {plan.num_frames}")
+        os.replace(tmp, out_path)
+        return CutResult(str(out_path), info.num_frames, info.width, info.height, copied)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _cut_args(src: str, plan: ClipPlan, out: Path, *, crf: int, copy: bool) -> list[str]:
+    # Input seeking (-ss before -i) decodes from the previous keyframe and drops frames before
+    # the position, so a re-encode starts exactly on the planned frame. A quarter frame before
+    # its timestamp keeps float rounding from skipping it without taking the frame before.
+    start = max(0.0, (plan.start - (0.0 if copy else 0.25)) / plan.fps)
+    head = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-ss", f"{start:.6f}", "-i", src,
+            "-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1"]
+    if copy:
+        return [*head, "-t", f"{plan.num_frames / plan.fps:.6f}", "-c", "copy",
+                "-avoid_negative_ts", "make_zero", "-f", "mp4", str(out)]
+    return [*head, "-frames:v", str(plan.num_frames), "-fps_mode", "passthrough", "-c:v", "libx264",
+            "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+            "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-threads", "1", "-f", "mp4", str(out)]
+
+
+def _run_ffmpeg(args: list[str]) -> None:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StorageError(f"ffmpeg could not run: {exc}") from None
+    if done.returncode != 0:
+        tail = " ".join(done.stderr.split())[-400:]
+        raise StorageError(f"ffmpeg failed ({done.returncode}): {tail}")

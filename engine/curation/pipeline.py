@@ -1,0 +1,484 @@
+"""The curation pipeline: stages, resumable state, worker processes, progress.
+
+`Curator(config).run()` runs every stage; `run(stages=[...])` runs some (each stage reads what
+earlier stages stored, so `motion` alone works after `clips` ran in an earlier process).
+Per-item work runs in `workers` spawn processes (`ProcessPoolExecutor`); results are written
+to the state store by the parent as each item finishes, so a killed run loses at most the
+items in flight and a re-run skips what is done. Captioning runs in the parent process (one
+VLM in memory, usually on the GPU). Output order never depends on completion order: rows are
+sorted by source name and start time, so serial and parallel runs give the same manifest.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import EngineError, InvalidRequest
+from ..settings import Settings
+from . import manifest as mf
+from .aesthetic import AestheticScorer, make_scorer, sample_indices
+from .caption import Captioner, TaxonomyCaptioner
+from .config import STAGES, CurationConfig
+from .ingest import Candidate, SourceInfo, content_id, discover, probe_source
+from .selection import Borders, decide
+from .shots import ClipPlan, ShotPlan, detect_shots, plan_clips
+from .state import StateStore, write_json_atomic
+
+_WORKER: dict[str, Any] = {}  # objects a worker process needs (the aesthetic scorer)
+
+
+def _init_worker(objects: dict[str, Any], threads: int = 1) -> None:
+    """Spawned worker set-up: shared objects, and one thread per library so N workers use N cores."""
+    _WORKER.clear()
+    _WORKER.update(objects, threads=threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+
+class ItemFailed(RuntimeError):
+    """An item's error carried back from a worker as plain text.
+
+    The engine's exceptions take two or three constructor arguments and so cannot be unpickled
+    (the pool would report a broken process instead); this one carries the message only.
+    """
+
+
+def _in_worker(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - becomes the item's failure in the parent
+        text = exc.reason if isinstance(exc, InvalidRequest) else f"{type(exc).__name__}: {exc}"
+        raise ItemFailed(text) from None
+
+
+# ------------------------------------------------------------------- per-item work (picklable)
+def _ingest_one(candidate: Candidate) -> dict[str, Any]:
+    return probe_source(candidate).to_dict()
+
+
+def _shots_one(source: dict[str, Any], config: CurationConfig) -> dict[str, Any]:
+    info = SourceInfo.from_dict(source)
+    return plan_clips(info, detect_shots(info, config.shots), config.clips).to_dict()
+
+
+def _cut_one(source_path: str, plan: dict[str, Any], out_path: str, crf: int) -> dict[str, Any]:
+    from .media import cut_clip
+
+    res = cut_clip(source_path, ClipPlan(**plan), Path(out_path), crf=crf)
+    return {"num_frames": res.num_frames, "width": res.width, "height": res.height, "copied": res.copied}
+
+
+def _motion_one(clip_path: str, fps: float, config: CurationConfig) -> dict[str, Any]:
+    from .holds import detect_holds
+    from .media import decode_gray
+    from .motion import measure_motion
+    from .selection import detect_borders
+
+    gray = decode_gray(clip_path, config.motion.max_side)
+    holds = detect_holds(gray, fps, config.holds)
+    motion = measure_motion(gray, holds.drawing_starts, fps, config.motion)
+    borders = detect_borders(gray, config.selection.black_level)
+    return {"num_frames": int(len(gray)), "holds": holds.to_dict(), "motion": motion.to_dict(),
+            "borders": borders.to_dict()}
+
+
+def _aesthetic_one(clip_path: str, num_frames: int, frames: int) -> dict[str, Any]:
+    from .media import decode_rgb
+
+    scorer: AestheticScorer = _WORKER["scorer"]
+    if _WORKER.get("threads"):  # a worker process: torch would start one thread per core
+        import torch
+
+        torch.set_num_threads(_WORKER["threads"])
+    images = decode_rgb(clip_path, sample_indices(num_frames, frames), max_side=448)
+    return {"aesthetic": scorer.score_clip(images), "scorer": scorer.name}
+
+
+@dataclass
+class CurationResult:
+    """What a run produced; `work` counts the items computed (not loaded from state) per stage."""
+
+    output_dir: Path
+    rows: list[dict[str, Any]]
+    report: dict[str, Any]
+    work: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def manifest_jsonl(self) -> Path:
+        return self.output_dir / "manifest.jsonl"
+
+    @property
+    def manifest_parquet(self) -> Path:
+        return self.output_dir / "manifest.parquet"
+
+
+class Curator:
+    """One curation run over `config.input` into `config.output_dir` (module docstring).
+
+    `aesthetic_scorer` / `captioner` replace the ones the config names (tests, custom models);
+    a scorer must be picklable when `workers` > 1.
+    """
+
+    def __init__(self, config: CurationConfig, settings: Settings | None = None, *,
+                 aesthetic_scorer: AestheticScorer | None = None, captioner: Captioner | None = None) -> None:
+        self.config = config
+        self.settings = settings or Settings.from_env()
+        self.out = config.out
+        self.store = StateStore(self.out / "state")
+        self.scorer = aesthetic_scorer if aesthetic_scorer is not None else make_scorer(
+            config.aesthetic, self.settings.models_dir, self.settings.hf_cache_dir)
+        self._captioner = captioner
+        self.work: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.unreadable: list[dict[str, str]] = []
+        self.failed: list[dict[str, str]] = []
+        self.sources: list[SourceInfo] = []
+        self.plans: list[ShotPlan] = []
+        self.cuts: dict[str, dict[str, Any]] = {}
+        self.analysis: dict[str, dict[str, Any]] = {}
+        self.aesthetics: dict[str, float | None] = {}
+        self.decisions: dict[str, Any] = {}
+        self.captions: dict[str, dict[str, Any]] = {}
+        self._pool: ProcessPoolExecutor | None = None
+
+    # ---------------------------------------------------------------------------- plumbing
+    @property
+    def taxonomy(self) -> Any:
+        from ..pks import load_taxonomy
+
+        return load_taxonomy(self.config.taxonomy)
+
+    def captioner(self) -> Captioner | None:
+        if self._captioner is None and self.config.caption.captioner != "none":
+            from .vlm import TransformersVLM
+
+            c = self.config.caption
+            backend = TransformersVLM(c.model, device=c.device, max_new_tokens=c.max_new_tokens,
+                                      cache_dir=self.settings.hf_cache_dir, name=c.captioner)
+            self._captioner = TaxonomyCaptioner(backend, self.taxonomy)
+        return self._captioner
+
+    def _map(self, stage: str, fn: Callable[..., dict[str, Any]], jobs: Sequence[tuple[str, tuple[Any, ...]]],
+             done: Callable[[str, dict[str, Any]], None], *, parallel: bool = True) -> None:
+        """Run `fn(*args)` per job, serially or in spawn workers; `done` stores each result as it
+        arrives. An item that raises is listed as failed; the run goes on."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=stage, unit="item", disable=not self.config.progress or not jobs,
+                   dynamic_ncols=True, leave=True)
+        workers = min(self.config.workers, len(jobs)) if parallel else 1
+        try:
+            if workers <= 1:
+                _WORKER.update({"scorer": self.scorer})
+                for key, args in jobs:
+                    self._finish(stage, key, lambda: fn(*args), done)
+                    bar.update()
+                return
+            pool = self._executor()
+            futures = {pool.submit(_in_worker, fn, *args): key for key, args in jobs}
+            try:
+                for fut in as_completed(futures):
+                    self._finish(stage, futures[fut], fut.result, done)
+                    bar.update()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        finally:
+            bar.close()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        """One spawn pool per run, shared by the stages (a worker starts in ~1 s; do it once)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.config.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=({"scorer": self.scorer},))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _finish(self, stage: str, key: str, get: Callable[[], dict[str, Any]],
+                done: Callable[[str, dict[str, Any]], None]) -> None:
+        try:
+            result = get()
+        except BrokenProcessPool as exc:  # a worker died (killed, out of memory): not the item's fault
+            raise EngineError(f"a {stage} worker process died ({exc}); lower `workers` or check memory, "
+                              "then run again: finished work is kept") from None
+        except Exception as exc:  # noqa: BLE001 - one bad item must not stop the run
+            text = exc.reason if isinstance(exc, InvalidRequest) else str(exc) if isinstance(exc, ItemFailed) \
+                else f"{type(exc).__name__}: {exc}"
+            self.failed.append({"stage": stage, "item": key, "error": " ".join(text.split())[:300]})
+            return
+        self.work[stage] += 1
+        done(key, result)
+
+    # ------------------------------------------------------------------------------ stages
+    def run(self, stages: Sequence[str] | None = None) -> CurationResult:
+        chosen = list(STAGES) if not stages else list(stages)
+        for s in chosen:
+            if s not in STAGES:
+                raise InvalidRequest("stages", f"unknown stage '{s}'; stages: {', '.join(STAGES)}")
+        self.preflight(chosen)
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            for s in STAGES[:-1]:  # earlier stages load their stored results even when not chosen
+                getattr(self, f"stage_{s}")(compute=s in chosen)
+        finally:
+            self.close()
+        if "manifest" in chosen:
+            return self.manifest()
+        return CurationResult(self.out, self.build_rows(), {"counts": dict(self.counts)}, self.work)
+
+    def preflight(self, stages: Sequence[str]) -> None:
+        """Fail before any work on a bad input path or a missing model a chosen stage needs."""
+        if not self.config.input.paths:
+            raise InvalidRequest("input.paths", "name at least one folder or file of videos")
+        for i, raw in enumerate(self.config.input.paths):
+            if not Path(raw).expanduser().exists():
+                raise InvalidRequest(f"input.paths[{i}]", f"{raw} is neither a folder nor a file")
+        if "aesthetic" in stages and self.scorer is not None:
+            self.scorer.check()
+        if "caption" in stages and self.captioner() is not None:
+            self.captioner().check()  # type: ignore[union-attr]
+
+    def stage_ingest(self, compute: bool = True) -> None:
+        cfg = self.config.input
+        if not cfg.paths:
+            raise InvalidRequest("input.paths", "name at least one folder or file of videos")
+        candidates = discover(cfg.paths, cfg.extensions, cfg.recursive)
+        self.counts["files_found"] = len(candidates)
+        jobs: list[tuple[str, tuple[Any, ...]]] = []
+        found: dict[str, dict[str, Any]] = {}
+        names: dict[str, Candidate] = {}
+        for cand in candidates:
+            try:
+                cid = content_id(cand.path)
+            except OSError as exc:
+                self.unreadable.append({"file": cand.name, "error": exc.strerror or str(exc)})
+                continue
+            if cid in names:
+                self.counts["duplicates"] += 1
+                continue
+            names[cid] = cand
+            stored = self.store.load("ingest", cid, f"{cand.path}|{cand.name}")
+            if stored is not None:
+                found[cid] = stored
+            elif compute:
+                jobs.append((cid, (cand,)))
+
+        def done(cid: str, result: dict[str, Any]) -> None:
+            self.store.save("ingest", cid, f"{names[cid].path}|{names[cid].name}", result)
+            found[cid] = result
+
+        self._map("ingest", _ingest_one, jobs, done)
+        for item in [f for f in self.failed if f["stage"] == "ingest"]:
+            self.unreadable.append({"file": names[item["item"]].name, "error": item["error"]})
+        self.failed = [f for f in self.failed if f["stage"] != "ingest"]
+        self.sources = sorted((SourceInfo.from_dict(found[c]) for c in found), key=lambda s: (s.name, s.path))
+        self.counts["sources"] = len(self.sources)
+        self.counts["unreadable"] = len(self.unreadable)
+
+    def stage_shots(self, compute: bool = True) -> None:
+        fp = self.config.stage_fingerprint("shots")
+        plans: dict[str, ShotPlan] = {}
+        jobs = []
+        for src in self.sources:
+            stored = self.store.load("shots", src.source_id, fp)
+            if stored is not None:
+                plans[src.source_id] = ShotPlan.from_dict(stored)
+            elif compute:
+                jobs.append((src.source_id, (src.to_dict(), self.config)))
+
+        def done(sid: str, result: dict[str, Any]) -> None:
+            self.store.save("shots", sid, fp, result)
+            plans[sid] = ShotPlan.from_dict(result)
+
+        self._map("shots", _shots_one, jobs, done)
+        self.plans = [plans[s.source_id] for s in self.sources if s.source_id in plans]
+        self.counts["shots"] = sum(len(p.shots) for p in self.plans)
+        self.counts["shots_too_short"] = sum(p.short_shots for p in self.plans)
+        self.counts["clips_planned"] = sum(len(p.clips) for p in self.plans)
+        self.counts["clips_dropped_no_keyframe"] = sum(p.dropped for p in self.plans)
+
+    def _clip_path(self, clip_id: str) -> Path:
+        return self.out / "clips" / f"{clip_id}.mp4"
+
+    def _plans(self) -> list[tuple[SourceInfo, ClipPlan]]:
+        by_id = {s.source_id: s for s in self.sources}
+        return [(by_id[p.source_id], c) for p in self.plans for c in p.clips]
+
+    def stage_clips(self, compute: bool = True) -> None:
+        fp = self.config.stage_fingerprint("clips")
+        jobs = []
+        for src, plan in self._plans():
+            stored = self.store.load("clips", plan.clip_id, fp)
+            if stored is not None and self._clip_path(plan.clip_id).is_file():
+                self.cuts[plan.clip_id] = stored
+            elif compute:
+                jobs.append((plan.clip_id, (src.path, plan.to_dict(), str(self._clip_path(plan.clip_id)),
+                                            self.config.clips.crf)))
+
+        def done(cid: str, result: dict[str, Any]) -> None:
+            self.store.save("clips", cid, fp, result)
+            self.cuts[cid] = result
+
+        self._map("clips", _cut_one, jobs, done)
+        self.counts["clips_cut"] = len(self.cuts)
+        self.counts["clips_stream_copied"] = sum(1 for c in self.cuts.values() if c["copied"])
+
+    def stage_motion(self, compute: bool = True) -> None:
+        fp = self.config.stage_fingerprint("motion")
+        jobs = []
+        for _, plan in self._plans():
+            if plan.clip_id not in self.cuts:
+                continue
+            stored = self.store.load("motion", plan.clip_id, fp)
+            if stored is not None:
+                self.analysis[plan.clip_id] = stored
+            elif compute:
+                jobs.append((plan.clip_id, (str(self._clip_path(plan.clip_id)), plan.fps, self.config)))
+
+        def done(cid: str, result: dict[str, Any]) -> None:
+            self.store.save("motion", cid, fp, result)
+            self.analysis[cid] = result
+
+        self._map("motion", _motion_one, jobs, done)
+        self.counts["clips_analyzed"] = len(self.analysis)
+
+    def stage_aesthetic(self, compute: bool = True) -> None:
+        if self.scorer is None:
+            return
+        fp = self.config.stage_fingerprint("aesthetic") + f"-{self.scorer.name}"
+        jobs = []
+        for _, plan in self._plans():
+            if plan.clip_id not in self.cuts:
+                continue
+            stored = self.store.load("aesthetic", plan.clip_id, fp)
+            if stored is not None:
+                self.aesthetics[plan.clip_id] = stored["aesthetic"]
+            elif compute:
+                jobs.append((plan.clip_id, (str(self._clip_path(plan.clip_id)), self.cuts[plan.clip_id]["num_frames"],
+                                            self.config.aesthetic.frames)))
+
+        def done(cid: str, result: dict[str, Any]) -> None:
+            self.store.save("aesthetic", cid, fp, result)
+            self.aesthetics[cid] = result["aesthetic"]
+
+        self._map("aesthetic", _aesthetic_one, jobs, done)
+        self.counts["clips_aesthetic_scored"] = len(self.aesthetics)
+
+    def stage_select(self, compute: bool = True) -> None:
+        """Pure and cheap: always recomputed from the stored scores (nothing to resume)."""
+        for _, plan in self._plans():
+            a = self.analysis.get(plan.clip_id)
+            cut = self.cuts.get(plan.clip_id)
+            if a is None or cut is None or (self.scorer is not None and plan.clip_id not in self.aesthetics):
+                continue
+            self.decisions[plan.clip_id] = decide(
+                width=cut["width"], height=cut["height"], motion=a["motion"]["score"],
+                aesthetic=self.aesthetics.get(plan.clip_id), borders=Borders(**a["borders"]),
+                cfg=self.config.selection)
+        self.counts["clips_selected"] = sum(1 for d in self.decisions.values() if d.selected)
+
+    def stage_caption(self, compute: bool = True) -> None:
+        captioner = self.captioner()
+        if captioner is None:
+            return
+        from .media import decode_rgb
+
+        fp = self.config.stage_fingerprint("caption") + f"-{captioner.name}"
+        jobs = []
+        for _, plan in self._plans():
+            d = self.decisions.get(plan.clip_id)
+            if d is None or (self.config.caption.only_selected and not d.selected):
+                continue
+            stored = self.store.load("caption", plan.clip_id, fp)
+            if stored is not None:
+                self.captions[plan.clip_id] = stored
+            elif compute:
+                jobs.append((plan.clip_id, (plan,)))
+
+        def one(plan: ClipPlan) -> dict[str, Any]:
+            n = self.cuts[plan.clip_id]["num_frames"]
+            frames = decode_rgb(self._clip_path(plan.clip_id), sample_indices(n, self.config.caption.frames), 448)
+            r = captioner.caption(frames, fps=plan.fps)
+            return {"tags": r.tags, "narrative": r.narrative, "rejected": list(r.rejected), "asked": r.asked,
+                    "model": r.model}
+
+        def done(cid: str, result: dict[str, Any]) -> None:
+            self.store.save("caption", cid, fp, result)
+            self.captions[cid] = result
+
+        self._map("caption", one, jobs, done, parallel=False)
+        self.counts["clips_captioned"] = len(self.captions)
+        self.counts["caption_ids_rejected"] = sum(len(c["rejected"]) for c in self.captions.values())
+
+    # ---------------------------------------------------------------------------- manifest
+    def build_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for src, plan in self._plans():
+            d = self.decisions.get(plan.clip_id)
+            if d is None:
+                continue
+            a, cut = self.analysis[plan.clip_id], self.cuts[plan.clip_id]
+            cap = self.captions.get(plan.clip_id)
+            tags = dict(cap["tags"]) if cap else {}
+            tags["style.timing"] = a["holds"]["timing"]  # measured beats the captioner's guess
+            num = int(a["num_frames"])
+            rows.append({
+                "clip": f"clips/{plan.clip_id}.mp4", "clip_id": plan.clip_id, "source": src.name,
+                "start_s": plan.start_s, "end_s": round((plan.start + num) / plan.fps, 6), "fps": plan.fps,
+                "num_frames": num, "width": cut["width"], "height": cut["height"], "timing": a["holds"]["timing"],
+                "scores": {"motion": a["motion"]["score"], "optical": d.optical,
+                           "aesthetic": self.aesthetics.get(plan.clip_id), "combined": d.combined},
+                "selected": d.selected, "reason": d.reason, "tags": dict(sorted(tags.items())),
+                "caption": cap["narrative"] if cap else None,
+                "stats": {"distinct_drawings": a["holds"]["distinct"], "hold_ratio": a["holds"]["hold_ratio"],
+                          "motion_per_s": a["motion"]["motion_per_s"],
+                          "border_vertical": round(a["borders"]["top"] + a["borders"]["bottom"], 4),
+                          "border_horizontal": round(a["borders"]["left"] + a["borders"]["right"], 4),
+                          "copied": cut["copied"], "caption_rejected": len(cap["rejected"]) if cap else 0},
+            })
+        return sorted(rows, key=lambda r: (r["source"], r["start_s"], r["clip_id"]))
+
+    def manifest(self) -> CurationResult:
+        rows = self.build_rows()
+        mf.write_jsonl(rows, self.out / "manifest.jsonl")
+        mf.write_parquet(rows, self.out / "manifest.parquet")
+        sel = self.config.selection
+        notes = []
+        if self.scorer is None:
+            notes.append("aesthetic.scorer is none: S = S_optical (no aesthetic term)")
+        notes.append("text-heavy frames are not filtered: no OCR engine is available")
+        report = {
+            "manifest_version": mf.MANIFEST_VERSION,
+            "counts": {**dict(self.counts), "clips_in_manifest": len(rows)},
+            "reasons": dict(Counter(r["reason"] for r in rows)),
+            "timing": dict(Counter(r["timing"] for r in rows)),
+            "unreadable": sorted(self.unreadable, key=lambda u: u["file"]),
+            "failed": sorted(self.failed, key=lambda f: (f["stage"], f["item"])),
+            "computed_this_run": dict(self.work), "notes": notes,
+            "config": self.config.to_dict(),
+        }
+        report = mf.write_report(self.out, report, rows, theta=sel.theta, min_motion=sel.min_motion,
+                                 max_motion=sel.max_motion)
+        return CurationResult(self.out, rows, report, self.work)
+
+
+def run_curation(config: CurationConfig, settings: Settings | None = None, *, stages: Sequence[str] | None = None,
+                 aesthetic_scorer: AestheticScorer | None = None, captioner: Captioner | None = None) -> CurationResult:
+    """Run the pipeline (or some stages of it); see `Curator`."""
+    return Curator(config, settings, aesthetic_scorer=aesthetic_scorer, captioner=captioner).run(stages)
+
+
+__all__ = ["Curator", "CurationResult", "run_curation", "write_json_atomic"]
