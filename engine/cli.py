@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .curation.cli import add_parser as add_curate_parser
 
     add_curate_parser(sub)
+    from .rating import cli as rating_cli
+
+    rating_cli.add_parser(sub)
     return p
 
 
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
         handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
-                   "download": _download, "curate": _curate}[args.command]
+                   "download": _download, "curate": _curate, "rating": _rating}[args.command]
         return handler(args, settings)
     except GenerationCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
@@ -314,3 +317,9 @@ def _curate(args: argparse.Namespace, settings: Settings) -> int:
     from .curation.cli import run
 
     return run(args, settings)
+
+
+def _rating(args: argparse.Namespace, settings: Settings) -> int:
+    from .rating import cli as rating_cli
+
+    return rating_cli.run(args, settings)

@@ -77,7 +77,7 @@ def test_importing_storage_does_not_load_sqlalchemy() -> None:
 
 def test_migrations_build_the_schema_on_an_empty_database(settings: Settings, db: Database) -> None:
     assert settings.database.is_file()
-    assert current_revision(db) == head_revision() == "0001"
+    assert current_revision(db) == head_revision() is not None
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -127,7 +127,7 @@ def test_open_database_twice_is_idempotent(settings: Settings, tmp_path: Path, m
     monkeypatch.chdir(tmp_path)  # migrations are found from any working directory
     second = open_database(settings.database)
     try:
-        assert current_revision(second) == "0001"
+        assert current_revision(second) == head_revision()
         assert HistoryRepository(second).get(gid).narrative == "a girl runs through rain"
     finally:
         second.dispose()
@@ -144,7 +144,7 @@ def test_downgrade_to_base_and_upgrade_again(settings: Settings) -> None:
         raw.close()
     db = open_database(settings.database)
     try:
-        assert current_revision(db) == "0001"
+        assert current_revision(db) == head_revision()
     finally:
         db.dispose()
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, MetaData, String, Text
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -103,3 +104,226 @@ class Generation(Base):
 
     def __repr__(self) -> str:
         return f"Generation(id={self.id!r}, status={self.status!r}, model={self.model!r})"
+
+
+# -- animator rating (migration 0002) ------------------------------------------------------------
+# Everything a rater decides is stored in terms of generations (which clip won), never screen
+# sides: `assignments.left_generation_id` records where each clip was shown, once.
+
+RATER_ROLES: tuple[str, ...] = ("rater", "admin")
+RATING_DIMENSIONS: tuple[str, ...] = (
+    "prompt_understanding", "artistic_motion", "style_fidelity", "visual_quality", "character_consistency",
+)
+OUTCOMES: tuple[str, ...] = ("winner", "tie", "both_bad")
+COMPARISON_KINDS: tuple[str, ...] = ("same_seed", "picked")
+ASSIGNMENT_STATUSES: tuple[str, ...] = ("pending", "submitted", "skipped")
+DEFORMATION_KINDS: tuple[str, ...] = (
+    "smear", "squash_and_stretch", "multiples", "chibi_shift", "impact_frame",
+    "limb_break", "face_melt", "identity_drift", "flicker", "other",
+)
+DEFORMATION_INTENTS: tuple[str, ...] = ("intentional", "failure")
+
+
+def _sql_in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class RaterAccount(Base):
+    """A person who rates clips (or an admin). The password is an scrypt hash with its own salt
+    and the cost parameters it was made with, so the parameters can be raised later."""
+
+    __tablename__ = "raters"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({_sql_in(RATER_ROLES)})", name="role"),
+        CheckConstraint("experience_years IS NULL OR (experience_years >= 0 AND experience_years <= 80)",
+                        name="experience_years"),
+        UniqueConstraint("name", name="uq_raters_name"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    experience: Mapped[str] = mapped_column(Text, default="")
+    experience_years: Mapped[int | None] = mapped_column(Integer)
+    kdf: Mapped[str] = mapped_column(String(16))
+    kdf_n: Mapped[int] = mapped_column(Integer)
+    kdf_r: Mapped[int] = mapped_column(Integer)
+    kdf_p: Mapped[int] = mapped_column(Integer)
+    password_salt: Mapped[bytes] = mapped_column(LargeBinary)
+    password_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("raters.id"))
+
+
+class PlaybackClip(Base):
+    """A clip re-encoded for side-by-side playback: constant fps, a fixed frame count and size.
+
+    One file per generation and playback spec, shared by every pair that needs that spec. The
+    source's rate and length are kept so frame ranges can be mapped back to the original clip.
+    """
+
+    __tablename__ = "playback_clips"
+    __table_args__ = (
+        UniqueConstraint("path", name="uq_playback_clips_path"),
+        UniqueConstraint("generation_id", "fps", "num_frames", "width", "height", name="uq_playback_clips_spec"),
+        CheckConstraint("fps > 0 AND num_frames > 0 AND width > 0 AND height > 0", name="positive"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    path: Mapped[str] = mapped_column(Text)
+    fps: Mapped[int] = mapped_column(Integer)
+    num_frames: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source_fps: Mapped[float] = mapped_column(Float)
+    source_frames: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class Comparison(Base):
+    """A pair of clips to judge, stored in canonical order (generation_a_id < generation_b_id)."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        CheckConstraint("generation_a_id < generation_b_id", name="ordered"),
+        CheckConstraint(f"kind IN ({_sql_in(COMPARISON_KINDS)})", name="kind"),
+        UniqueConstraint("generation_a_id", "generation_b_id", name="uq_comparisons_pair"),
+        Index("ix_comparisons_generation_b_id", "generation_b_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    generation_a_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    generation_b_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    playback_a_id: Mapped[int] = mapped_column(ForeignKey("playback_clips.id"))
+    playback_b_id: Mapped[int] = mapped_column(ForeignKey("playback_clips.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("raters.id"))
+
+
+class GoldAnswer(Base):
+    """The known answer of a hidden gold pair, per dimension (a pair with any is a gold pair)."""
+
+    __tablename__ = "gold_answers"
+    __table_args__ = (
+        CheckConstraint(f"dimension IN ({_sql_in(RATING_DIMENSIONS)})", name="dimension"),
+        CheckConstraint(f"outcome IN ({_sql_in(OUTCOMES)})", name="outcome"),
+        CheckConstraint("(outcome = 'winner') = (winner_generation_id IS NOT NULL)", name="winner_iff_outcome"),
+        UniqueConstraint("comparison_id", "dimension", name="uq_gold_answers_dimension"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    dimension: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    winner_generation_id: Mapped[int | None] = mapped_column(ForeignKey("generations.id"))
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("raters.id"))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class Assignment(Base):
+    """One serving of a pair to a rater: placement, hidden kind, draft, time and outcome.
+
+    A rater gets a comparison at most once as a normal serving and at most once as a declared
+    repeat (the unique constraint); `is_repeat` is never shown to the rater.
+    """
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_sql_in(ASSIGNMENT_STATUSES)})", name="status"),
+        CheckConstraint("is_repeat = (repeat_of_id IS NOT NULL)", name="repeat_has_original"),
+        CheckConstraint("time_spent_s >= 0 AND replays >= 0", name="non_negative"),
+        UniqueConstraint("rater_id", "comparison_id", "is_repeat", name="uq_assignments_once"),
+        Index("ix_assignments_comparison_id", "comparison_id"),
+        Index("ix_assignments_rater_status", "rater_id", "status"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    left_generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)
+    repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    served_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    time_spent_s: Mapped[float] = mapped_column(Float, default=0.0)
+    replays: Mapped[int] = mapped_column(Integer, default=0)
+    draft_json: Mapped[str | None] = mapped_column(Text)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Judgement(Base):
+    """A submitted verdict on one dimension. `comparison_id`, `rater_id` and `is_repeat` copy the
+    assignment's (written together with it) so the database itself enforces one verdict per
+    comparison x rater x dimension (plus the one declared repeat)."""
+
+    __tablename__ = "judgements"
+    __table_args__ = (
+        CheckConstraint(f"dimension IN ({_sql_in(RATING_DIMENSIONS)})", name="dimension"),
+        CheckConstraint(f"outcome IN ({_sql_in(OUTCOMES)})", name="outcome"),
+        CheckConstraint("(outcome = 'winner') = (winner_generation_id IS NOT NULL)", name="winner_iff_outcome"),
+        CheckConstraint("strength IS NULL OR (outcome = 'winner' AND strength BETWEEN 1 AND 3)", name="strength"),
+        UniqueConstraint("comparison_id", "rater_id", "dimension", "is_repeat", name="uq_judgements_once"),
+        Index("ix_judgements_assignment_id", "assignment_id"),
+        Index("ix_judgements_rater_id", "rater_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    is_repeat: Mapped[bool] = mapped_column(Boolean)
+    dimension: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    winner_generation_id: Mapped[int | None] = mapped_column(ForeignKey("generations.id"))
+    strength: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class ClipScore(Base):
+    """The absolute 1-5 score a rater gave one clip on the judgement's dimension."""
+
+    __tablename__ = "clip_scores"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+        UniqueConstraint("judgement_id", "generation_id", name="uq_clip_scores_clip"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    judgement_id: Mapped[int] = mapped_column(ForeignKey("judgements.id", ondelete="CASCADE"))
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    score: Mapped[int] = mapped_column(Integer)
+
+
+class DeformationLabel(Base):
+    """A frame range of one clip (playback frames) marked as an intentional deformation or a failure."""
+
+    __tablename__ = "deformation_labels"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_sql_in(DEFORMATION_KINDS)})", name="kind"),
+        CheckConstraint(f"intent IN ({_sql_in(DEFORMATION_INTENTS)})", name="intent"),
+        CheckConstraint("start_frame >= 0 AND start_frame <= end_frame", name="frame_range"),
+        Index("ix_deformation_labels_assignment_id", "assignment_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    intent: Mapped[str] = mapped_column(String(16))
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)

@@ -23,11 +23,11 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .. import __version__
-from ..errors import InvalidRequest, NotFound, StorageError
-from ..requests import GenerationRequest
-from .db import Database, describe_db_error
-from .models import STATUSES, Generation, utc_now
+from ... import __version__
+from ...errors import InvalidRequest, NotFound, StorageError
+from ...requests import GenerationRequest
+from ..db import Database, describe_db_error
+from ..models import STATUSES, Comparison, Generation, utc_now
 
 ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
 FINISHED_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
@@ -436,4 +436,9 @@ class HistoryRepository:
             row = self._row(s, generation_id)
             if row.status == "running":
                 raise InvalidRequest("status", f"history entry {generation_id} is running; cancel it before deleting it")
+            pairs = s.scalar(select(func.count()).select_from(Comparison).where(
+                or_(Comparison.generation_a_id == generation_id, Comparison.generation_b_id == generation_id)))
+            if pairs:
+                raise InvalidRequest("id", f"history entry {generation_id} is in {pairs} rating pair(s); animators' "
+                                           "judgements refer to it, so it is kept")
             s.delete(row)

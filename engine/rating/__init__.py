@@ -1,0 +1,45 @@
+"""Animator rating: blind A/B judgements of clip pairs on five production dimensions.
+
+Modules: `service` (what a UI and the CLI call), `types` (config and UI-facing dataclasses),
+`scheduling`, `stats` (agreement), `leaderboard` (Bradley-Terry), `exports`, `accounts`
+(password hashing), `playback` (pair re-encoding), `rubric`, `cli`.
+
+Names load lazily, so `import engine.rating` does not load SQLAlchemy, numpy or datasets.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..storage.repository.rating import Rater
+    from .leaderboard import Leaderboard
+    from .rubric import Rubric, load_rubric
+    from .service import RatingService
+    from .stats import QualityReport
+    from .types import (DeformationMark, ExportResult, JudgementForm, JudgementView, PairBuildReport,
+                        PermissionDenied, Progress, RatingConfig, ServedPair, Vote)
+
+_EXPORTS = {
+    "RatingService": "service",
+    "Rater": "..storage.repository.rating",
+    "Leaderboard": "leaderboard",
+    "QualityReport": "stats",
+    "Rubric": "rubric",
+    "load_rubric": "rubric",
+    **{name: "types" for name in ("DeformationMark", "ExportResult", "JudgementForm", "JudgementView",
+                                  "PairBuildReport", "PermissionDenied", "Progress", "RatingConfig", "ServedPair",
+                                  "Vote", "DIMENSIONS", "CHOICES", "DEFORMATION_KINDS", "DEFORMATION_INTENTS")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    target = module if module.startswith("..") else f".{module}"
+    value = getattr(importlib.import_module(target, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,594 @@
+"""The rating service: what a rating tab, an admin panel and the CLI call. No UI code here.
+
+Every method takes the *acting* rater and checks, against the database (never the object it
+was handed), that the account is active and allowed: a rater reads and changes only their own
+servings; only admins manage accounts, pairs and gold answers, read everyone's judgements, see
+statistics and the leaderboard, and export. Refusals raise `PermissionDenied`.
+
+A rating session in a UI::
+
+    rater = service.authenticate(name, password)          # or rater_by_name(request.username)
+    pair = service.next_pair(rater)                       # None: nothing left to rate
+    service.save_draft(rater, pair.assignment_id, form)   # autosave, any time, partial is fine
+    service.submit(rater, pair.assignment_id, form)       # complete: all five dimensions
+    service.skip(rater, pair.assignment_id)               # not served again
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineError, InvalidRequest, NotFound, StorageError
+from ..export import VideoInfo, probe_video
+from ..storage.db import Database
+from ..storage.repository.history import GenerationRecord
+from ..storage.repository.rating import (AssignmentRecord, ComparisonRecord, GoldRecord, LabelInput, PasswordHash,
+                                         PlaybackRecord, Rater, RatingRepository, Verdict)
+from . import accounts, exports
+from .leaderboard import Leaderboard, build_leaderboard, group_key_function
+from .playback import PLAYBACK_DIR, plan_playback, render_playback
+from .rubric import Rubric, load_rubric
+from .scheduling import choose_next
+from .stats import QualityReport, quality_report
+from .types import (CHOICES, CLIPS, DEFORMATION_INTENTS, DEFORMATION_KINDS, DIMENSIONS, DeformationMark,
+                    ExportResult, JudgementForm, JudgementView, PairBuildReport, PermissionDenied, Progress,
+                    RatingConfig, ServedPair, Vote)
+
+__all__ = ["RatingService"]
+
+MAX_MARKS = 200
+MAX_NOTE_CHARS = 2000
+MAX_ELAPSED_S = 24 * 3600.0
+
+
+class RatingService:
+    """Animator rating over one studio database and media folder."""
+
+    def __init__(self, db: Database, media_dir: Path, config: RatingConfig | None = None, *,
+                 rng: random.Random | None = None) -> None:
+        self.repository = RatingRepository(db)
+        self.media_dir = Path(media_dir).expanduser().absolute()
+        self.config = config or RatingConfig()
+        self._rng = rng or random.SystemRandom()
+        self._rubric: Rubric | None = None
+        self._group_cache: dict[tuple[str, int], str] = {}
+
+    # -- accounts -------------------------------------------------------------------------------
+    def authenticate(self, name: str, password: str) -> Rater | None:
+        """The active account with this name and password, or None (also for unknown names)."""
+        c = self.config
+        found = self.repository.find_rater(name) if isinstance(name, str) else None
+        if found is None:
+            return accounts.verify_nothing(password, n=c.kdf_n, r=c.kdf_r, p=c.kdf_p) or None
+        rater, stored = found
+        if not accounts.verify_password(password, stored) or not rater.active:
+            return None
+        if (stored.n, stored.r, stored.p) != (c.kdf_n, c.kdf_r, c.kdf_p):  # cost raised since: re-hash now
+            try:
+                self.repository.update_rater(rater.id, password=self._hash(password))
+            except EngineError:
+                pass  # the old hash still works; try again next login
+        return rater
+
+    def gradio_auth(self) -> Callable[[str, str], bool]:
+        """An `auth=` callable for `gradio.Blocks.launch`, backed by the accounts table."""
+        return lambda name, password: self.authenticate(name, password) is not None
+
+    def rater_by_name(self, name: str) -> Rater:
+        """The account of a name that was already authenticated (Gradio's `request.username`) or
+        given to the trusted command line. Disabled accounts are refused."""
+        found = self.repository.find_rater(name) if isinstance(name, str) else None
+        if found is None:
+            raise NotFound(f"no rater named {name!r}")
+        if not found[0].active:
+            raise PermissionDenied("account", f"the account {name!r} is disabled")
+        return found[0]
+
+    def create_first_admin(self, name: str, password: str, *, experience: str = "",
+                           experience_years: int | None = None) -> Rater:
+        """Bootstrap: the first admin account. Refused once any admin exists."""
+        return self._add(None, name, password, "admin", experience, experience_years, first=True)
+
+    def add_rater(self, actor: Rater, name: str, password: str, *, role: str = "rater", experience: str = "",
+                  experience_years: int | None = None) -> Rater:
+        self._admin(actor, "add_rater")
+        return self._add(actor, name, password, role, experience, experience_years, first=False)
+
+    def list_raters(self, actor: Rater) -> list[Rater]:
+        self._admin(actor, "list_raters")
+        return self.repository.list_raters()
+
+    def set_password(self, actor: Rater, rater_id: int, new_password: str, *,
+                     current_password: str | None = None) -> None:
+        """One's own password (the current one is required) or, for an admin, anyone else's."""
+        me = self._fresh(actor)
+        if rater_id == me.id:
+            found = self.repository.find_rater(me.name)
+            if current_password is None or found is None or not accounts.verify_password(current_password, found[1]):
+                raise PermissionDenied("current_password", "is wrong")
+        else:
+            self._admin(me, "set_password")
+        self.repository.update_rater(rater_id, password=self._hash(accounts.check_password(new_password)))
+
+    def set_active(self, actor: Rater, rater_id: int, active: bool) -> Rater:
+        self._admin(actor, "set_active")
+        return self.repository.update_rater(rater_id, active=bool(active))
+
+    def set_role(self, actor: Rater, rater_id: int, role: str) -> Rater:
+        self._admin(actor, "set_role")
+        return self.repository.update_rater(rater_id, role=self._role(role))
+
+    # -- pairs ----------------------------------------------------------------------------------
+    def build_pairs(self, actor: Rater) -> PairBuildReport:
+        """Pairs from the history: finished clips with the same narrative, tags and seed made with
+        different models / checkpoints / adapters / settings (so they share layout and timing).
+        Clips that only repeat the exact same request are not paired. Existing pairs are kept.
+        Playback files are rendered here (see `engine.rating.playback`), which takes a while."""
+        me = self._admin(actor, "build_pairs")
+        self._sweep_playback()
+        groups: dict[tuple[str, str, int], list[GenerationRecord]] = {}
+        for g in self.repository.done_generations_with_seed():
+            key = (g.narrative, json.dumps({k: list(v) for k, v in g.tags.items()}, sort_keys=True), int(g.seed or 0))
+            groups.setdefault(key, []).append(g)
+        existing = self.repository.existing_pairs()
+        created: list[int] = []
+        skipped: list[str] = []
+        already = 0
+        probes: dict[int, VideoInfo | str] = {}
+        for members in groups.values():
+            for a, b in combinations(members, 2):
+                if (a.model, a.checkpoint, a.request_json) == (b.model, b.checkpoint, b.request_json):
+                    continue  # the same request twice: nothing to compare
+                if (min(a.id, b.id), max(a.id, b.id)) in existing:
+                    already += 1
+                    continue
+                try:
+                    created.append(self._create_pair(me, a, b, "same_seed", probes).id)
+                except (InvalidRequest, StorageError) as exc:
+                    skipped.append(f"generations {a.id} and {b.id}: {exc}")
+        return PairBuildReport(tuple(created), already, tuple(skipped))
+
+    def pick_pair(self, actor: Rater, generation_a: int, generation_b: int) -> ComparisonRecord:
+        """Any two finished clips an admin chooses (different prompts allowed)."""
+        me = self._admin(actor, "pick_pair")
+        for name, gid in (("generation_a", generation_a), ("generation_b", generation_b)):
+            if isinstance(gid, bool) or not isinstance(gid, int) or gid < 1:
+                raise InvalidRequest(name, f"must be a history id (a positive whole number), got {gid!r}")
+        if generation_a == generation_b:
+            raise InvalidRequest("generation_b", "must differ from generation_a")
+        gens = self.repository.generations([generation_a, generation_b])
+        for name, gid in (("generation_a", generation_a), ("generation_b", generation_b)):
+            if gid not in gens:
+                raise NotFound(f"no history entry with id {gid}")
+            if gens[gid].status != "done":
+                raise InvalidRequest(name, f"history entry {gid} is {gens[gid].status}; only finished clips can be rated")
+        return self._create_pair(me, gens[generation_a], gens[generation_b], "picked", {})
+
+    def list_pairs(self, actor: Rater) -> list[ComparisonRecord]:
+        self._admin(actor, "list_pairs")
+        return self.repository.list_comparisons()
+
+    def set_gold(self, actor: Rater, comparison_id: int, answers: Mapping[str, int | str]) -> ComparisonRecord:
+        """Make a pair a hidden gold pair. `answers` maps a dimension to the winning generation's
+        id, "tie" or "both_bad"; at least one dimension. Replaces earlier answers."""
+        me = self._admin(actor, "set_gold")
+        if not isinstance(answers, Mapping) or not answers:
+            raise InvalidRequest("answers", "give at least one dimension's answer")
+        records = []
+        for dim, answer in answers.items():
+            self._dimension(dim, "answers")
+            if answer in ("tie", "both_bad"):
+                records.append(GoldRecord(dim, str(answer), None))
+            elif isinstance(answer, int) and not isinstance(answer, bool):
+                records.append(GoldRecord(dim, "winner", answer))
+            else:
+                raise InvalidRequest(f"answers.{dim}",
+                                     f"must be the winning generation id, 'tie' or 'both_bad', got {answer!r}")
+        self.repository.set_gold(comparison_id, records, me.id)
+        return self.repository.get_comparison(comparison_id)
+
+    def clear_gold(self, actor: Rater, comparison_id: int) -> ComparisonRecord:
+        me = self._admin(actor, "clear_gold")
+        self.repository.set_gold(comparison_id, [], me.id)
+        return self.repository.get_comparison(comparison_id)
+
+    # -- rating ---------------------------------------------------------------------------------
+    def next_pair(self, actor: Rater) -> ServedPair | None:
+        """The rater's unfinished pair (with its draft) or a new one; None when all are done."""
+        me = self._fresh(actor)
+        c = self.config
+        self._warm_groups()  # so the choice made under the write lock reads nothing more
+        record = self.repository.serve_next(
+            me.id, c.repeat_min_gap,
+            lambda cands: choose_next(cands, group_of=self._group_of_id, gold_share=c.gold_share,
+                                      repeat_share=c.repeat_share, rng=self._rng))
+        return None if record is None else self._served(record)
+
+    def open_assignment(self, actor: Rater, assignment_id: int) -> ServedPair:
+        """One of the rater's own servings again, e.g. to edit a submitted judgement."""
+        return self._served(self._own(actor, assignment_id))
+
+    def save_draft(self, actor: Rater, assignment_id: int, form: JudgementForm) -> Progress:
+        """Autosave: store a partial judgement so it can be resumed (also after a restart)."""
+        record = self._own(actor, assignment_id)
+        if record.status == "submitted":
+            raise InvalidRequest("assignment", f"rating task {assignment_id} is submitted; submit the edited answer")
+        pair = self.repository.get_comparison(record.comparison_id)
+        self._check_form(form, pair, complete=False)
+        right = self._other(pair, record.left_generation_id)
+        draft = json.dumps(self._to_clip_terms(form, record.left_generation_id, right), sort_keys=True)
+        self.repository.save_draft(assignment_id, record.rater_id, draft, float(form.elapsed_s), form.replays)
+        return self.progress(actor)
+
+    def submit(self, actor: Rater, assignment_id: int, form: JudgementForm) -> Progress:
+        """Store a complete judgement (every dimension chosen). Submitting an already submitted
+        serving replaces its answer: that is how a rater edits their own judgement."""
+        record = self._own(actor, assignment_id)
+        pair = self.repository.get_comparison(record.comparison_id)
+        self._check_form(form, pair, complete=True)
+        left, right = record.left_generation_id, self._other(pair, record.left_generation_id)
+        side = {"A": left, "B": right}
+        verdicts = []
+        for dim in DIMENSIONS:
+            vote = form.votes[dim]
+            scores = {gid: s for gid, s in ((left, vote.score_a), (right, vote.score_b)) if s is not None}
+            if vote.choice in CLIPS:
+                verdicts.append(Verdict(dim, "winner", side[vote.choice], vote.strength, scores))
+            else:
+                verdicts.append(Verdict(dim, str(vote.choice), None, None, scores))
+        labels = [LabelInput(side[m.clip], m.kind, m.intent, m.start_frame, m.end_frame, m.note or None)
+                  for m in form.deformations]
+        self.repository.submit(assignment_id, record.rater_id, verdicts, labels, None, float(form.elapsed_s),
+                               form.replays)
+        return self.progress(actor)
+
+    def skip(self, actor: Rater, assignment_id: int, reason: str | None = None, *, elapsed_s: float = 0.0) -> Progress:
+        record = self._own(actor, assignment_id)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_NOTE_CHARS):
+            raise InvalidRequest("reason", f"must be text of at most {MAX_NOTE_CHARS} characters")
+        self.repository.skip(assignment_id, record.rater_id, reason or None, self._elapsed(elapsed_s))
+        return self.progress(actor)
+
+    def progress(self, actor: Rater) -> Progress:
+        me = self._fresh(actor)
+        done, pending, left = self.repository.progress_counts(me.id)
+        return Progress(done, done + pending + left)
+
+    def judgements(self, actor: Rater, rater_id: int | None = None) -> list[JudgementView]:
+        """A rater's servings and answers, oldest first: one's own, or anyone's for an admin
+        (with the hidden details filled in)."""
+        me = self._fresh(actor)
+        target = me.id if rater_id is None else rater_id
+        if target != me.id:
+            self._admin(me, "judgements")
+        records = self.repository.list_assignments(target)
+        votes, marks = self._answers(records)
+        pairs = {p.id: p for p in self.repository.list_comparisons()} if me.is_admin and records else {}
+        views = []
+        for r in records:
+            base: dict[str, Any] = dict(
+                assignment_id=r.id, rater_id=r.rater_id, status=r.status, served_at=r.served_at,
+                submitted_at=r.submitted_at, time_spent_s=r.time_spent_s, replays=r.replays,
+                votes=votes.get(r.id, {}), deformations=marks.get(r.id, ()))
+            if me.is_admin:
+                pair = pairs[r.comparison_id]
+                base.update(comparison_id=r.comparison_id, left_generation_id=r.left_generation_id,
+                            right_generation_id=self._other(pair, r.left_generation_id), is_repeat=r.is_repeat,
+                            is_gold=pair.is_gold)
+            views.append(JudgementView(**base))
+        return views
+
+    def rubric(self) -> Rubric:
+        if self._rubric is None:
+            self._rubric = load_rubric()
+        return self._rubric
+
+    # -- quality, leaderboard, exports (admins) ---------------------------------------------------
+    def stats(self, actor: Rater) -> QualityReport:
+        self._admin(actor, "stats")
+        gold = {p.id: p.gold for p in self.repository.list_comparisons() if p.is_gold}
+        return quality_report(self.repository.votes(), self.repository.list_raters(), gold,
+                              dimensions=DIMENSIONS, fast_median_s=self.config.fast_median_s)
+
+    def leaderboard(self, actor: Rater, *, group_key: str | None = None, rounds: int | None = None,
+                    seed: int | None = None) -> Leaderboard:
+        self._admin(actor, "leaderboard")
+        c = self.config.with_changes(**{k: v for k, v in (("group_key", group_key), ("bootstrap_rounds", rounds),
+                                                          ("bootstrap_seed", seed)) if v is not None})
+        votes = self.repository.votes()
+        gens = self.repository.generations({g for v in votes for g in (v.generation_a_id, v.generation_b_id)})
+        return build_leaderboard(votes, gens, group_key=c.group_key, group_of=group_key_function(c.group_key),
+                                 dimensions=DIMENSIONS, prior=c.bt_prior, rounds=c.bootstrap_rounds,
+                                 seed=c.bootstrap_seed, level=c.ci_level)
+
+    def export(self, actor: Rater, kind: str, out: Path) -> ExportResult:
+        """Write one export (see `engine.rating.exports`); the file appears complete or not at all."""
+        self._admin(actor, "export")
+        out = exports.check_out_path(kind, out)
+        video_of = self._video_of
+        if kind == "deformations":
+            labels = self.repository.labels(include_repeats=False)
+            gens = self.repository.generations({lab.generation_id for lab in labels})
+            rows = exports.deformation_rows(labels, gens, video_of, lambda rel: str(self.media_dir / rel))
+        else:
+            votes = self.repository.votes()
+            gens = self.repository.generations({g for v in votes for g in (v.generation_a_id, v.generation_b_id)})
+            build = {"trl": exports.trl_rows, "pickapic": exports.pickapic_rows,
+                     "videoalign": exports.videoalign_rows}[kind]
+            rows = build(votes, gens, video_of)
+        exports.write_export(kind, rows, out)
+        return ExportResult(kind, out, len(rows))
+
+    # -- helpers: permissions -------------------------------------------------------------------
+    def _fresh(self, actor: Rater) -> Rater:
+        if not isinstance(actor, Rater):
+            raise PermissionDenied("actor", "sign in first (no rater account given)")
+        try:
+            current = self.repository.get_rater(actor.id)
+        except NotFound:
+            raise PermissionDenied("actor", "this account no longer exists") from None
+        if current.name != actor.name:
+            raise PermissionDenied("actor", "the account does not match its id")
+        if not current.active:
+            raise PermissionDenied("actor", f"the account {current.name!r} is disabled")
+        return current
+
+    def _admin(self, actor: Rater, action: str) -> Rater:
+        me = self._fresh(actor)
+        if not me.is_admin:
+            raise PermissionDenied(action, "only an admin may do this")
+        return me
+
+    def _own(self, actor: Rater, assignment_id: int) -> AssignmentRecord:
+        me = self._fresh(actor)
+        if isinstance(assignment_id, bool) or not isinstance(assignment_id, int):
+            raise InvalidRequest("assignment_id", f"must be a whole number, got {assignment_id!r}")
+        record = self.repository.get_assignment(assignment_id)
+        if record.rater_id != me.id:
+            raise PermissionDenied("assignment", f"rating task {assignment_id} belongs to another rater")
+        return record
+
+    # -- helpers: accounts ----------------------------------------------------------------------
+    def _hash(self, password: str) -> PasswordHash:
+        c = self.config
+        return accounts.hash_password(password, n=c.kdf_n, r=c.kdf_r, p=c.kdf_p)
+
+    @staticmethod
+    def _role(role: str) -> str:
+        if role not in ("rater", "admin"):
+            raise InvalidRequest("role", f"'{role}' is not one of rater, admin")
+        return role
+
+    def _add(self, actor: Rater | None, name: str, password: str, role: str, experience: str,
+             experience_years: int | None, *, first: bool) -> Rater:
+        name = accounts.check_name(name)
+        accounts.check_password(password)
+        if not isinstance(experience, str) or len(experience) > accounts.MAX_EXPERIENCE_CHARS:
+            raise InvalidRequest("experience", f"must be text of at most {accounts.MAX_EXPERIENCE_CHARS} characters")
+        if experience_years is not None and (isinstance(experience_years, bool) or not isinstance(experience_years, int)
+                                             or not 0 <= experience_years <= 80):
+            raise InvalidRequest("experience_years", f"must be a whole number from 0 to 80, got {experience_years!r}")
+        return self.repository.add_rater(name=name, role=self._role(role), experience=experience.strip(),
+                                         experience_years=experience_years, password=self._hash(password),
+                                         created_by=None if actor is None else actor.id, only_if_no_admin=first)
+
+    # -- helpers: pairs -------------------------------------------------------------------------
+    def _probe(self, g: GenerationRecord, probes: dict[int, VideoInfo | str]) -> VideoInfo:
+        if g.id not in probes:
+            path = None if g.video_path is None else self.media_dir / g.video_path
+            if path is None or not path.is_file():
+                probes[g.id] = f"the video of history entry {g.id} is missing"
+            else:
+                try:
+                    probes[g.id] = probe_video(path)
+                except InvalidRequest as exc:
+                    probes[g.id] = f"history entry {g.id}: {exc.reason}"
+        found = probes[g.id]
+        if isinstance(found, str):
+            raise InvalidRequest("video", found)
+        return found
+
+    def _create_pair(self, me: Rater, a: GenerationRecord, b: GenerationRecord, kind: str,
+                     probes: dict[int, VideoInfo | str]) -> ComparisonRecord:
+        """Render (or reuse) both playback files, then insert the rows; new files go if that fails."""
+        info = {a.id: self._probe(a, probes), b.id: self._probe(b, probes)}
+        spec = plan_playback(info[a.id], info[b.id], self.config.playback_fps)
+        planned: dict[int, PlaybackRecord] = {}
+        written: list[Path] = []
+        try:
+            for g in (a, b):
+                found = self.repository.find_playback(g.id, spec.fps, spec.num_frames, spec.width, spec.height)
+                if found is not None and (self.media_dir / found.path).is_file():
+                    planned[g.id] = found
+                    continue
+                rel = found.path if found is not None else f"{PLAYBACK_DIR}/{uuid.uuid4().hex}.mp4"
+                target = self.media_dir / rel
+                frames = render_playback(self.media_dir / str(g.video_path), info[g.id].fps, spec, target)
+                if found is None:
+                    written.append(target)
+                planned[g.id] = PlaybackRecord(found.id if found else 0, g.id, rel, spec.fps, spec.num_frames,
+                                               spec.width, spec.height, float(info[g.id].fps), frames)
+            pair, unused = self.repository.add_comparison(generation_a_id=a.id, generation_b_id=b.id, kind=kind,
+                                                          playback=planned, created_by=me.id)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        for rel in unused:
+            (self.media_dir / rel).unlink(missing_ok=True)
+        return pair
+
+    def _video_of(self, g: GenerationRecord) -> str:
+        return str(self.media_dir / g.video_path) if g.video_path else ""
+
+    def _warm_groups(self) -> None:
+        missing = {g for pair in self.repository.existing_pairs() for g in pair
+                   if (self.config.group_key, g) not in self._group_cache}
+        if missing:
+            key_of = group_key_function(self.config.group_key)
+            for gid, record in self.repository.generations(missing).items():
+                self._group_cache[(self.config.group_key, gid)] = key_of(record)
+
+    def _sweep_playback(self, min_age_s: float = 3600.0) -> int:
+        """Remove playback files no row refers to (left by a build that crashed between writing
+        a file and its row). Young files are left alone: a build may be writing them right now."""
+        folder = self.media_dir / PLAYBACK_DIR
+        if not folder.is_dir():
+            return 0
+        known = {Path(p).name for p in self.repository.playback_paths()}
+        removed = 0
+        now = time.time()
+        for path in folder.glob("*.mp4"):
+            try:
+                if path.name not in known and now - path.stat().st_mtime > min_age_s:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue  # gone already, or not ours to remove: try again next time
+        return removed
+
+    def _group_of_id(self, generation_id: int) -> str:
+        key = (self.config.group_key, generation_id)
+        if key not in self._group_cache:
+            found = self.repository.generations([generation_id]).get(generation_id)
+            self._group_cache[key] = "?" if found is None else group_key_function(self.config.group_key)(found)
+        return self._group_cache[key]
+
+    @staticmethod
+    def _other(pair: ComparisonRecord, generation_id: int) -> int:
+        return pair.generation_b_id if generation_id == pair.generation_a_id else pair.generation_a_id
+
+    # -- helpers: forms -------------------------------------------------------------------------
+    def _answers(self, records: Sequence[AssignmentRecord]
+                 ) -> tuple[dict[int, dict[str, Vote]], dict[int, tuple[DeformationMark, ...]]]:
+        """The submitted answers of some servings, in the screen terms each was served with."""
+        lefts = {r.id: r.left_generation_id for r in records}
+        ids = list(lefts)
+        votes: dict[int, dict[str, Vote]] = {}
+        for v in self.repository.votes(assignment_ids=ids) if ids else []:
+            left = lefts[v.assignment_id]
+            right = v.generation_b_id if left == v.generation_a_id else v.generation_a_id
+            choice = v.outcome if v.outcome != "winner" else ("A" if v.winner_generation_id == left else "B")
+            votes.setdefault(v.assignment_id, {})[v.dimension] = Vote(choice, v.strength, v.scores.get(left),
+                                                                      v.scores.get(right))
+        marks: dict[int, list[DeformationMark]] = {}
+        for lab in self.repository.labels(assignment_ids=ids) if ids else []:
+            clip = "A" if lab.generation_id == lefts[lab.assignment_id] else "B"
+            marks.setdefault(lab.assignment_id, []).append(
+                DeformationMark(clip, lab.start_frame, lab.end_frame, lab.kind, lab.intent, lab.note or ""))
+        return votes, {k: tuple(v) for k, v in marks.items()}
+
+    def _served(self, record: AssignmentRecord) -> ServedPair:
+        pair = self.repository.get_comparison(record.comparison_id)
+        left, right = record.left_generation_id, self._other(pair, record.left_generation_id)
+        gens = self.repository.generations([left, right])
+        clip_l, clip_r = pair.playback_of(left), pair.playback_of(right)
+        if record.status == "submitted":
+            votes, marks = self._answers([record])
+            draft = JudgementForm(votes.get(record.id, {}), marks.get(record.id, ()))
+        else:
+            draft = self._from_clip_terms(json.loads(record.draft_json or "{}"), left, right)
+        return ServedPair(
+            record.id, self.media_dir / clip_l.path, self.media_dir / clip_r.path, clip_l.fps, clip_l.num_frames,
+            clip_l.width, clip_l.height, gens[left].narrative, gens[right].narrative, gens[left].tags,
+            gens[right].tags, draft, record.status, record.time_spent_s, record.replays,
+            self.progress(self.repository.get_rater(record.rater_id)))
+
+    @staticmethod
+    def _dimension(dim: Any, where: str) -> str:
+        if dim not in DIMENSIONS:
+            raise InvalidRequest(where, f"'{dim}' is not a dimension; choose from: {', '.join(DIMENSIONS)}")
+        return str(dim)
+
+    @staticmethod
+    def _elapsed(value: Any) -> float:
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or not 0 <= value <= MAX_ELAPSED_S):
+            raise InvalidRequest("elapsed_s", f"must be seconds from 0 to {MAX_ELAPSED_S:.0f}, got {value!r}")
+        return float(value)
+
+    def _check_form(self, form: JudgementForm, pair: ComparisonRecord, *, complete: bool) -> None:
+        if not isinstance(form, JudgementForm):
+            raise InvalidRequest("form", f"must be a JudgementForm, got {type(form).__name__}")
+        if not isinstance(form.votes, Mapping):
+            raise InvalidRequest("votes", "must map a dimension to a Vote")
+        for dim, vote in form.votes.items():
+            self._dimension(dim, "votes")
+            where = f"votes.{dim}"
+            if not isinstance(vote, Vote):
+                raise InvalidRequest(where, f"must be a Vote, got {type(vote).__name__}")
+            if vote.choice is not None and vote.choice not in CHOICES:
+                raise InvalidRequest(f"{where}.choice", f"'{vote.choice}' is not one of {', '.join(CHOICES)}")
+            if vote.strength is not None:
+                if isinstance(vote.strength, bool) or not isinstance(vote.strength, int) or not 1 <= vote.strength <= 3:
+                    raise InvalidRequest(f"{where}.strength", f"must be 1, 2 or 3, got {vote.strength!r}")
+                if vote.choice not in CLIPS:
+                    raise InvalidRequest(f"{where}.strength", "only goes with choice A or B")
+            for name in ("score_a", "score_b"):
+                score = getattr(vote, name)
+                if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5):
+                    raise InvalidRequest(f"{where}.{name}", f"must be a whole number from 1 to 5, got {score!r}")
+        if complete:
+            for dim in DIMENSIONS:
+                vote = form.votes.get(dim)
+                if vote is None or vote.choice is None:
+                    raise InvalidRequest(f"votes.{dim}.choice", "is required to submit (A, B, tie or both_bad)")
+                if self.config.require_scores and (vote.score_a is None or vote.score_b is None):
+                    raise InvalidRequest(f"votes.{dim}.score_a" if vote.score_a is None else f"votes.{dim}.score_b",
+                                         "is required to submit (1 to 5)")
+        marks = form.deformations
+        if not isinstance(marks, (tuple, list)) or len(marks) > MAX_MARKS:
+            raise InvalidRequest("deformations", f"must be a list of at most {MAX_MARKS} marks")
+        frames = pair.playback_a.num_frames
+        for n, m in enumerate(marks):
+            where = f"deformations[{n}]"
+            if not isinstance(m, DeformationMark):
+                raise InvalidRequest(where, f"must be a DeformationMark, got {type(m).__name__}")
+            if m.clip not in CLIPS:
+                raise InvalidRequest(f"{where}.clip", f"must be A or B, got {m.clip!r}")
+            if m.kind not in DEFORMATION_KINDS:
+                raise InvalidRequest(f"{where}.kind", f"'{m.kind}' is not one of {', '.join(DEFORMATION_KINDS)}")
+            if m.intent not in DEFORMATION_INTENTS:
+                raise InvalidRequest(f"{where}.intent", f"must be intentional or failure, got {m.intent!r}")
+            for name in ("start_frame", "end_frame"):
+                value = getattr(m, name)
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < frames:
+                    raise InvalidRequest(f"{where}.{name}", f"must be a frame from 0 to {frames - 1}, got {value!r}")
+            if m.start_frame > m.end_frame:
+                raise InvalidRequest(f"{where}.end_frame", f"must not be before start_frame ({m.start_frame})")
+            if not isinstance(m.note, str) or len(m.note) > MAX_NOTE_CHARS:
+                raise InvalidRequest(f"{where}.note", f"must be text of at most {MAX_NOTE_CHARS} characters")
+        self._elapsed(form.elapsed_s)
+        if isinstance(form.replays, bool) or not isinstance(form.replays, int) or not 0 <= form.replays <= 10_000:
+            raise InvalidRequest("replays", f"must be a whole number from 0 to 10000, got {form.replays!r}")
+
+    @staticmethod
+    def _to_clip_terms(form: JudgementForm, left: int, right: int) -> dict[str, Any]:
+        side = {"A": left, "B": right}
+        votes = {}
+        for dim, v in form.votes.items():
+            winner = side.get(v.choice or "")
+            votes[dim] = {"outcome": None if v.choice is None else ("winner" if winner else v.choice),
+                          "winner": winner, "strength": v.strength,
+                          "scores": {str(g): s for g, s in ((left, v.score_a), (right, v.score_b)) if s is not None}}
+        marks = [{"generation_id": side[m.clip], "start_frame": m.start_frame, "end_frame": m.end_frame,
+                  "kind": m.kind, "intent": m.intent, "note": m.note} for m in form.deformations]
+        return {"votes": votes, "deformations": marks}
+
+    @staticmethod
+    def _from_clip_terms(data: Mapping[str, Any], left: int, right: int) -> JudgementForm:
+        votes = {}
+        for dim, v in data.get("votes", {}).items():
+            choice = v["outcome"] if v["outcome"] != "winner" else ("A" if v["winner"] == left else "B")
+            scores = {int(g): s for g, s in v.get("scores", {}).items()}
+            votes[dim] = Vote(choice, v.get("strength"), scores.get(left), scores.get(right))
+        marks = tuple(DeformationMark("A" if m["generation_id"] == left else "B", m["start_frame"], m["end_frame"],
+                                      m["kind"], m["intent"], m.get("note", "")) for m in data.get("deformations", []))
+        return JudgementForm(votes, marks)

@@ -1,0 +1,22 @@
+"""Every query of the studio database, in one package: one module per area.
+
+- `history`: the generations table (job queue and clip history).
+- `rating`: animator rating (accounts, pairs, servings, judgements).
+
+Everything the former single module `engine.storage.repository` exported is re-exported here,
+so `from engine.storage.repository import HistoryRepository, GenerationRecord, HistoryPage`
+keeps working.
+"""
+from __future__ import annotations
+
+from .history import (ACTIVE_STATUSES, FINISHED_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, GenerationRecord,
+                      HistoryPage, HistoryRepository)
+from .rating import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
+                     PasswordHash, PlaybackRecord, Rater, RatingRepository, ServeChoice, Verdict, VoteRecord)
+
+__all__ = [
+    "ACTIVE_STATUSES", "FINISHED_STATUSES", "MAX_ERROR_CHARS", "MAX_PAGE_SIZE",
+    "GenerationRecord", "HistoryPage", "HistoryRepository",
+    "AssignmentRecord", "CandidatePair", "ComparisonRecord", "GoldRecord", "LabelInput", "LabelRecord",
+    "PasswordHash", "PlaybackRecord", "Rater", "RatingRepository", "ServeChoice", "Verdict", "VoteRecord",
+]

@@ -1,0 +1,72 @@
+"""Several rater processes voting at once (multiprocessing, spawn) lose no judgement and never
+get a pair twice; two processes signed in as the same rater share one queue."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from engine.rating.service import RatingService
+from engine.rating.types import RatingConfig
+from engine.storage.db import open_database
+from test_rating_support import PASSWORD, Studio, full_form
+
+pytest_plugins = ("test_rating_support",)  # the studio fixtures, built once per session
+
+
+def _vote_until_done(db_path: str, media_dir: str, name: str, seed: int, barrier: Any, results: Any) -> None:
+    db = open_database(Path(db_path))
+    try:
+        config = RatingConfig(gold_share=0.2, repeat_share=0.3, repeat_min_gap=1)
+        service = RatingService(db, Path(media_dir), config, rng=random.Random(seed))
+        rater = service.authenticate(name, PASSWORD)
+        assert rater is not None
+        barrier.wait(timeout=120)
+        submitted = []
+        while (pair := service.next_pair(rater)) is not None:
+            choice = "AB"[(pair.assignment_id + seed) % 2]
+            service.submit(rater, pair.assignment_id, full_form(choice, elapsed_s=1.0 + seed))
+            submitted.append(pair.assignment_id)
+        results.put((name, submitted))
+    finally:
+        db.dispose()
+
+
+def test_concurrent_raters_lose_no_judgement(studio: Studio) -> None:
+    admin = studio.service().rater_by_name("director")
+    first = studio.service().list_pairs(admin)[0]
+    studio.service().set_gold(admin, first.id, {"visual_quality": first.generation_a_id})
+    studio.db.dispose()
+    workers = ["aki", "aki", "ben"]  # aki signed in twice (say, two tabs served by two studio processes)
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(workers)), ctx.Queue()
+    procs = [ctx.Process(target=_vote_until_done, args=(str(studio.settings.database), str(studio.settings.media_dir),
+                                                        name, n, barrier, results))
+             for n, name in enumerate(workers)]
+    for p in procs:
+        p.start()
+    reported = [results.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * len(workers)
+
+    db = open_database(studio.settings.database)
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT a.id, r.name, a.comparison_id, a.is_repeat, a.status, "
+                                     "(SELECT count(*) FROM judgements j WHERE j.assignment_id = a.id) AS n "
+                                     "FROM assignments a JOIN raters r ON r.id = a.rater_id")).all()
+            total = conn.execute(text("SELECT count(*) FROM judgements")).scalar()
+    finally:
+        db.dispose()
+    assert rows and all(r.status == "submitted" and r.n == 5 for r in rows)  # every serving complete
+    assert total == 5 * len(rows)
+    for name in ("aki", "ben"):
+        firsts = Counter(r.comparison_id for r in rows if r.name == name and not r.is_repeat)
+        assert len(firsts) == 6 and set(firsts.values()) == {1}  # each pair once, plus declared repeats only
+    every_reported = {aid for _, ids in reported for aid in ids}
+    assert every_reported == {r.id for r in rows}  # nothing reported as submitted is missing
