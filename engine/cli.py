@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .rating import cli as rating_cli
 
     rating_cli.add_parser(sub)
+    from .training.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return p
 
 
@@ -113,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
         handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
-                   "download": _download, "curate": _curate, "rating": _rating}[args.command]
+                   "download": _download, "curate": _curate, "rating": _rating,
+                   "train": _train}[args.command]
         return handler(args, settings)
     except GenerationCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
@@ -323,3 +327,9 @@ def _rating(args: argparse.Namespace, settings: Settings) -> int:
     from .rating import cli as rating_cli
 
     return rating_cli.run(args, settings)
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from .training.cli import run
+
+    return run(args, settings)

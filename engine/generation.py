@@ -111,6 +111,9 @@ class GenerationResult:
         }
 
 
+TEXT_TOKENS = 512  # the pipelines' own default for a plain call, and what training pads to
+
+
 class _Stop(Exception):
     """Raised inside the step callback to leave the denoising loop at once."""
 
@@ -119,6 +122,7 @@ class Engine:
     def __init__(self, settings: Settings, models: ModelManager | None = None) -> None:
         self.settings = settings
         self.models = models or ModelManager(settings)
+        self._adapters: Any = None  # the adapters applied to the loaded pipeline, if any
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         from .pks import load_taxonomy
@@ -128,12 +132,17 @@ class Engine:
         tags = taxonomy.validate_tags(request.tags)
         device = resolve_device(self.settings.device)
         check_combination(request.quantization, request.offload, device)
+        if request.adapters:
+            from .adapters import check_adapters
+
+            check_adapters(request.adapters)  # missing or mislabelled files refused before queueing
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = replace(request, tags=tags).resolved(spec, seed)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags)
         return PreparedRequest(resolved, spec, prompt, taxonomy.version, device)
 
     def free_memory(self) -> int:
+        self._adapters = None
         return self.models.unload_all()
 
     def generate(self, request: GenerationRequest | PreparedRequest, *, progress: ProgressCallback | None = None,
@@ -169,6 +178,10 @@ class Engine:
 
         req = prepared.request
         pipe = loaded.pipe
+        from .adapters import apply_adapters  # torch-heavy: imported only when generating
+
+        # Called for every request: with no adapters it removes the previous request's ones.
+        self._adapters = apply_adapters(pipe, req.adapters, req.model, previous=self._adapters)
         steps = int(req.steps or 1)
         on_cuda = prepared.device == "cuda"
         if on_cuda:
@@ -186,6 +199,7 @@ class Engine:
                 pos, neg = pipe.encode_prompt(
                     prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None,
                     do_classifier_free_guidance=(req.guidance or 0) > 1.0, device=pipe._execution_device,
+                    max_sequence_length=TEXT_TOKENS,
                 )
             call.update(prompt_embeds=pos, negative_prompt_embeds=neg)
         else:

@@ -102,3 +102,25 @@ def test_free_memory_unloads(studio_settings: Settings) -> None:
     assert engine.models.loaded() == ("preview",)
     assert engine.free_memory() == 1
     assert engine.models.loaded() == ()
+
+
+def test_adapter_in_a_request_changes_frames_and_comes_off_after(studio_settings: Settings, tmp_path: Path) -> None:
+    import torch
+
+    from engine.adapters import HydraSpec, base_info_for, inject_hydralora, save_adapter
+    from engine.preview import build_preview_pipeline
+
+    transformer = build_preview_pipeline().transformer
+    injection = inject_hydralora(transformer, HydraSpec(rank=4, alpha=4, num_heads=4))
+    with torch.no_grad():
+        for p in injection.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.3)
+    save_adapter(injection, tmp_path / "hydra", kind="hydralora", base=base_info_for(transformer, injection, "preview"))
+
+    engine = Engine(studio_settings)
+    plain = engine.generate(_req())
+    adapted = engine.generate(_req(adapters=({"path": str(tmp_path / "hydra"), "strength": 1.0},)))
+    assert not np.array_equal(plain.frames, adapted.frames)
+    assert np.array_equal(engine.generate(_req()).frames, plain.frames)  # taken off again
+    with pytest.raises(InvalidRequest):
+        engine.prepare(_req(adapters=({"path": str(tmp_path / "missing")},)))

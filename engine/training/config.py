@@ -1,0 +1,402 @@
+"""The training config: YAML in, frozen dataclasses out, every value checked with its path.
+
+Unknown keys are refused naming the key (``train.batchsize: unknown setting; known: ...``); a bad
+value raises InvalidRequest naming the field (``optimizer.lr``). Relative paths are resolved
+against the config file's folder. Defaults follow PTTA: HydraLoRA rank 32, alpha 32, N = 4;
+AdamW lr 2e-5, betas (0.9, 0.99), weight decay 0.01. The full reference is docs/training.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+from ..errors import InvalidRequest
+
+TagRule = Mapping[str, tuple[str, ...]]
+
+
+def _meta(**kw: Any) -> dict[str, Any]:
+    return {"metadata": kw}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str  # a manifest (.jsonl / .parquet) or a folder of videos with same-name .txt captions
+    num_frames: int = field(default=33, **_meta(min=1, max=1024))  # frames per sample (family rule: 4k+1)
+    min_frames: int | None = field(default=None, **_meta(min=1))  # shorter clips: fewer frames, down to this
+    fps: float | None = field(default=16.0, **_meta(min=0.1, max=240))  # resample to this rate; None: every frame
+    base_size: tuple[int, int] | None = None  # width, height of the base bucket (default: the model's size)
+    buckets: tuple[tuple[int, int], ...] = ()  # explicit (width, height) buckets; empty: automatic
+    only_selected: bool = True  # skip manifest rows with selected: false
+    caption_dropout: float = field(default=0.0, **_meta(min=0.0, max=1.0))  # empty caption (for CFG)
+    compile_tags: bool = True  # prefix captions with the PKS tag phrases, like the studio's prompts
+    max_text_tokens: int = field(default=512, **_meta(min=1, max=4096))
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    dir: str | None = None  # default: <output_dir>/cache
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+
+
+@dataclass(frozen=True)
+class AdapterTrainConfig:
+    kind: Literal["hydralora", "lora"] = "hydralora"
+    rank: int = field(default=32, **_meta(min=1, max=1024))
+    alpha: float = field(default=32.0, **_meta(min=1e-6))
+    heads: int = field(default=4, **_meta(min=1, max=64))  # N specialist B heads (HydraLoRA)
+    router: Literal["learned", "fixed"] = "learned"
+    fixed_weights: tuple[float, ...] | None = None  # with router: fixed, one weight per head
+    dropout: float = field(default=0.0, **_meta(min=0.0, max=0.9))
+    targets: tuple[str, ...] = ()  # module-name globs; empty: the family's DiT-block linear layers
+    exclude: tuple[str, ...] = ()
+    init_from: str | None = None  # continue from a saved adapter (same shape)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = field(default=2e-5, **_meta(min=0.0, max=1.0))
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = field(default=0.01, **_meta(min=0.0, max=1.0))
+    eps: float = field(default=1e-8, **_meta(min=0.0, max=1.0))
+    max_grad_norm: float | None = field(default=1.0, **_meta(min=0.0))
+    warmup_steps: int = field(default=0, **_meta(min=0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = field(default=1, **_meta(min=1, max=4096))  # per process
+    grad_accum: int = field(default=1, **_meta(min=1, max=4096))
+    max_steps: int | None = field(default=None, **_meta(min=1))  # default: the curriculum's total
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = field(default=250, **_meta(min=1))
+    keep_checkpoints: int = field(default=3, **_meta(min=1))
+    log_every: int = field(default=1, **_meta(min=1))
+    timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = field(default=1.0, **_meta(min=1e-6))
+    overfit_batch: bool = False  # sanity check: the same batch, noise and timesteps every step
+    tensorboard: bool = False  # also log to TensorBoard when it is installed
+    hunyuan_guidance: float = field(default=1.0, **_meta(min=0.0, max=30.0))  # HunyuanVideo's distilled guidance input
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str
+    steps: int = field(**_meta(min=1))
+    deformation: Literal["any", "absent", "present"] = "any"  # motion.deformation tags besides "none"
+    motion: tuple[float | None, float | None] | None = None  # raw scores.motion range
+    motion_quantile: tuple[float, float] | None = None  # range of the dataset's motion-score quantiles
+    min_aesthetic: float | None = None
+    require_tags: TagRule = field(default_factory=dict)  # field: values (one must be present; "*": any)
+    exclude_tags: TagRule = field(default_factory=dict)  # field: values (none may be present; "*": any)
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    enabled: bool = True
+    stages: tuple[StageConfig, ...] = ()  # empty: style -> motion -> deformation over train.max_steps
+    blend_steps: int = field(default=0, **_meta(min=0))  # linear mixing window around each boundary
+
+
+@dataclass(frozen=True)
+class TagEncoderTrainConfig:
+    enabled: bool = False
+    lr: float = field(default=1e-4, **_meta(min=0.0, max=1.0))
+    weight_decay: float = field(default=0.0, **_meta(min=0.0, max=1.0))
+    hidden_dim: int = field(default=256, **_meta(min=1, max=65536))
+    tag_dropout: float = field(default=0.1, **_meta(min=0.0, max=1.0))
+    drop_all_rate: float = field(default=0.1, **_meta(min=0.0, max=1.0))
+    init_from: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    narrative: str
+    tags: TagRule = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    every: int | None = field(default=None, **_meta(min=0))  # default: train.checkpoint_every; 0: off
+    prompts: tuple[PromptConfig, ...] = ()
+    negative_prompt: str = ""
+    seed: int = field(default=0, **_meta(min=0))
+    steps: int = field(default=30, **_meta(min=1, max=200))
+    guidance: float = field(default=5.0, **_meta(min=0.0, max=30.0))
+    tag_guidance: float | None = field(default=None, **_meta(min=0.0, max=30.0))
+    width: int | None = None  # default: data.base_size
+    height: int | None = None
+    num_frames: int | None = None  # default: data.num_frames
+    fps: int | None = None  # default: data.fps
+    record_history: bool = True  # add the samples to the studio history (source "training")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str  # registry id or a local diffusers folder
+    output_dir: str
+    data: DataConfig
+    seed: int = field(default=0, **_meta(min=0, max=2**32 - 1))
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    adapter: AdapterTrainConfig = field(default_factory=AdapterTrainConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    tag_encoder: TagEncoderTrainConfig = field(default_factory=TagEncoderTrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    # ----------------------------------------------------------------------- derived
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache.dir) if self.cache.dir else self.output_path / "cache"
+
+    @property
+    def validation_every(self) -> int:
+        v = self.validation.every
+        return self.train.checkpoint_every if v is None else v
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses, mappings (also read-only ones) and tuples as JSON-ready dicts and lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- parsing
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} values"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except InvalidRequest as exc:
+                errors.append(exc.reason)
+        raise InvalidRequest(where, f"must be {_type_name(hint)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise InvalidRequest(where, f"'{value}' is not allowed; choose one of: {', '.join(map(str, args))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InvalidRequest(where, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(where, f"must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as text
+            try:
+                value = float(value)
+            except ValueError:
+                raise InvalidRequest(where, f"must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(where, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidRequest(where, f"must be non-empty text, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InvalidRequest(where, f"must be {_type_name(hint)}, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise InvalidRequest(where, f"must be a list of {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (Mapping, dict, typing.Mapping) or hint is TagRule:
+        if not isinstance(value, Mapping):
+            raise InvalidRequest(where, f"must map a tag field to a value or a list of values, got {value!r}")
+        out: dict[str, tuple[str, ...]] = {}
+        for k, v in value.items():
+            values = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, (list, tuple)) else None
+            if not isinstance(k, str) or values is None or not values or not all(isinstance(x, str) and x for x in values):
+                raise InvalidRequest(f"{where}.{k}", f"must be a value id or a list of value ids, got {v!r}")
+            out[k] = values
+        return types.MappingProxyType(out)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    raise TypeError(f"config type {hint!r} is not supported")  # a programming error, not a user one
+
+
+def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if lo is not None and value < lo:
+        raise InvalidRequest(where, f"must be at least {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise InvalidRequest(where, f"must be at most {hi}, got {value}")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise InvalidRequest(where or "config", f"must be a mapping of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            path = f"{where}.{key}" if where else str(key)
+            raise InvalidRequest(path, f"unknown setting; known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        path = f"{where}.{name}" if where else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                raise InvalidRequest(path, "is required")
+            continue
+        value = _coerce(hints[name], data[name], path)
+        _check_range(f, value, path)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_run(cfg: RunConfig) -> RunConfig:
+    """Checks that involve several fields or the model family; fills the model-dependent defaults."""
+    from ..registry import resolve_model
+
+    spec = resolve_model(cfg.model)
+    fam = spec.family
+    if cfg.data.base_size is None:
+        size = (spec.defaults.width, spec.defaults.height)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, base_size=size))
+    d = cfg.data
+    if (d.num_frames - 1) % fam.frame_stride:
+        lower = (d.num_frames - 1) // fam.frame_stride * fam.frame_stride + 1
+        raise InvalidRequest("data.num_frames", f"{fam.name} models need {fam.frame_stride}k+1 frames; "
+                                                f"{d.num_frames} is not, try {lower} or {lower + fam.frame_stride}")
+    if d.num_frames > spec.max_frames:
+        raise InvalidRequest("data.num_frames", f"this model takes at most {spec.max_frames} frames")
+    if d.min_frames is not None and (d.min_frames > d.num_frames or (d.min_frames - 1) % fam.frame_stride):
+        raise InvalidRequest("data.min_frames", f"must be {fam.frame_stride}k+1 and at most data.num_frames")
+    for i, size in enumerate((d.base_size, *d.buckets)):
+        where = "data.base_size" if i == 0 else f"data.buckets[{i - 1}]"
+        for side in size:
+            if side < fam.side_multiple or side % fam.side_multiple or side > spec.max_side:
+                raise InvalidRequest(where, f"{fam.name} sides must be multiples of {fam.side_multiple} "
+                                            f"up to {spec.max_side}, got {list(size)}")
+    a = cfg.adapter
+    if a.router == "fixed" and a.fixed_weights is not None and len(a.fixed_weights) != a.heads:
+        raise InvalidRequest("adapter.fixed_weights", f"needs {a.heads} values (one per head), got {len(a.fixed_weights)}")
+    if a.fixed_weights is not None and a.router != "fixed":
+        raise InvalidRequest("adapter.fixed_weights", "fixed weights replace the router: set adapter.router: fixed")
+    b1, b2 = cfg.optimizer.betas
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise InvalidRequest("optimizer.betas", f"both must be in [0, 1), got {[b1, b2]}")
+    names = [s.name for s in cfg.curriculum.stages]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("curriculum.stages", f"stage names must be unique, got {names}")
+    for i, s in enumerate(cfg.curriculum.stages):
+        q = s.motion_quantile
+        if q is not None and not (0.0 <= q[0] <= q[1] <= 1.0):
+            raise InvalidRequest(f"curriculum.stages[{i}].motion_quantile", f"must be 0 <= low <= high <= 1, got {list(q)}")
+        m = s.motion
+        if m is not None and m[0] is not None and m[1] is not None and m[0] > m[1]:
+            raise InvalidRequest(f"curriculum.stages[{i}].motion", f"low must not exceed high, got {list(m)}")
+    if not cfg.curriculum.stages and cfg.train.max_steps is None:
+        raise InvalidRequest("train.max_steps", "is required when curriculum.stages is not given")
+    v = cfg.validation
+    for name in ("width", "height"):
+        value = getattr(v, name)
+        if value is not None and (value % fam.side_multiple or not fam.side_multiple <= value <= spec.max_side):
+            raise InvalidRequest(f"validation.{name}", f"must be a multiple of {fam.side_multiple} up to {spec.max_side}")
+    if v.num_frames is not None and (v.num_frames - 1) % fam.frame_stride:
+        raise InvalidRequest("validation.num_frames", f"{fam.name} models need {fam.frame_stride}k+1 frames")
+    return cfg
+
+
+def parse_config(data: Any, base_dir: Path | None = None) -> RunConfig:
+    """Build and check a RunConfig from plain data (e.g. parsed YAML)."""
+    cfg = _build(RunConfig, data, "")
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+
+    def resolve(p: str | None) -> str | None:
+        if p is None:
+            return None
+        path = Path(p).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    model = cfg.model
+    if not _is_registry_id(model):
+        model = resolve(model) or model
+    cfg = dataclasses.replace(
+        cfg, model=model, output_dir=resolve(cfg.output_dir),
+        data=dataclasses.replace(cfg.data, manifest=resolve(cfg.data.manifest)),
+        cache=dataclasses.replace(cfg.cache, dir=resolve(cfg.cache.dir)),
+        adapter=dataclasses.replace(cfg.adapter, init_from=resolve(cfg.adapter.init_from)),
+        tag_encoder=dataclasses.replace(cfg.tag_encoder, init_from=resolve(cfg.tag_encoder.init_from)),
+    )
+    if cfg.adapter.kind == "lora":
+        raw = data.get("adapter") if isinstance(data, Mapping) else None
+        if isinstance(raw, Mapping) and raw.get("heads", 1) != 1:
+            # Plain LoRA is one head without a router: refuse rather than silently use 1.
+            raise InvalidRequest("adapter.heads", "plain LoRA has one head; remove adapter.heads or use kind: hydralora")
+        cfg = dataclasses.replace(cfg, adapter=dataclasses.replace(cfg.adapter, heads=1))
+    return _check_run(cfg)
+
+
+def _is_registry_id(model: str) -> bool:
+    from ..registry import REGISTRY
+
+    return model in REGISTRY
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read a YAML config file (strict: duplicate keys refused) and check it."""
+    from ..pks import load_yaml_text
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InvalidRequest("config", f"{path} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("config", f"{path} could not be read ({exc})") from None
+    data = load_yaml_text(text, f"config {path}", "config")
+    return parse_config(data, path.parent.resolve())

@@ -1,0 +1,605 @@
+"""The training run: data → cache → HydraLoRA/LoRA (+ tag encoder) → checkpoints, metrics, samples.
+
+One code path for one CPU, one GPU and `accelerate launch` (DDP; FSDP through accelerate's own
+config). Everything a step uses is a function of (seed, step): the curriculum draw, the noise,
+the timesteps, caption and tag dropout, and the global torch seed (adapter dropout). With the
+adapter weights, the optimizer and scheduler state and the sampler's queue cursors saved in a
+checkpoint, a resumed run therefore continues bit-for-bit like an uninterrupted one.
+
+Checkpoints (every ``train.checkpoint_every`` steps and at the end), each written into a
+temporary folder and renamed into place (the rename is the commit)::
+
+    <output_dir>/checkpoints/step-000100/
+        adapter/          a loadable adapter (HydraLoRA or diffusers LoRA) + animatrix_adapter.json
+        tag_encoder/      when trained jointly
+        trainable.safetensors  the raw trained tensors (what a resume loads)
+        state.pt          step, optimizer, lr schedule, sampler cursors, config, world size
+        rng-rank0.pt ...  python / numpy / torch (/ cuda) RNG state of each process
+    <output_dir>/adapter/  the final adapter (and tag_encoder/ beside it)
+    <output_dir>/metrics.csv, samples/step-000100/*.mp4
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InvalidRequest, UnsupportedCombination
+from ..settings import Settings
+from .caching import CacheKeys, FeatureCache, build_cache
+from .config import RunConfig
+from .curriculum import Curriculum, CurriculumSampler, default_stages, stage_members
+from .dataset import Planned, plan_clips, read_clips, training_prompt
+from .metrics import Metrics
+from .objective import flow_matching_loss, noisy_latents, ops_for, sample_sigmas
+
+CHECKPOINTS = "checkpoints"
+TRAINABLE = "trainable.safetensors"  # raw float32 adapter (+ tag encoder) tensors of a checkpoint
+StepHook = Callable[[int, float], None]
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    adapter_dir: Path | None
+    steps: int
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)
+    history_ids: list[int] = field(default_factory=list)
+    resumed_from: Path | None = None
+    seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+class _TrainModule(nn.Module):
+    """The transformer (with adapters as children) and the tag encoder, as one module for DDP."""
+
+    def __init__(self, transformer: nn.Module, ops: Any, tag_encoder: nn.Module | None, channel: Any,
+                 guidance: float) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.tag_encoder = tag_encoder
+        self._ops, self._channel, self._guidance = ops, channel, guidance
+
+    def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, text: dict[str, torch.Tensor],
+                tags: Any = None) -> torch.Tensor:
+        if self._channel is not None:
+            # Not cleared here: with gradient checkpointing the blocks run again during backward
+            # and the channel's hooks must see the same tags then. The trainer clears after backward.
+            self._channel.set_tags(tags)
+        return self._ops.call(self.transformer, x_t, timesteps, text, self._guidance)
+
+
+def _seed_for(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+
+
+def _weight_dtype(mixed: str) -> torch.dtype:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed, torch.float32)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class Trainer:
+    """Runs one training config. `on_step_end(step, loss)` is called on every process after each step."""
+
+    def __init__(self, config: RunConfig, settings: Settings, *, on_step_end: StepHook | None = None,
+                 show_progress: bool = True) -> None:
+        self.config = config
+        self.settings = settings
+        self.on_step_end = on_step_end
+        self.show_progress = show_progress
+        self.out = config.output_path
+        self.ckpt_root = self.out / CHECKPOINTS
+
+    # ------------------------------------------------------------------------- set-up
+    def _accelerator(self) -> Any:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        from ..memory import resolve_device
+
+        # A second run in the same process (tests, notebooks) may use other settings.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        device = resolve_device(self.settings.device)
+        mixed = self.config.train.mixed_precision
+        cpu = device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+        if cpu and mixed == "fp16":
+            raise UnsupportedCombination("train.mixed_precision", "fp16 needs a GPU; use bf16 or no on CPU")
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=False)
+        acc = Accelerator(mixed_precision=mixed, cpu=cpu, kwargs_handlers=[ddp])
+        env = os.environ
+        if env.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+            # `accelerate launch --cpu --num_processes N` starts ONE process unless it is given an MPI hostfile.
+            if acc.is_main_process:
+                print("warning: `accelerate launch --cpu` ran ONE process; for N CPU processes use "
+                      "`accelerate launch --multi_gpu --num_processes N ...`", file=sys.stderr)
+        return acc
+
+    def _log(self, message: str) -> None:
+        if self.acc.is_main_process:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+
+    def _load_pipeline(self) -> Any:
+        from diffusers import DiffusionPipeline
+
+        from ..loading import locate_weights, quiet_libraries
+        from ..registry import resolve_model
+
+        quiet_libraries()
+        spec = resolve_model(self.config.model)
+        with self.acc.main_process_first():  # the preview model is written on first use
+            folder = locate_weights(spec, self.settings)
+        self.weights_folder = Path(folder)
+        dtype = _weight_dtype(self.config.train.mixed_precision)
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype)
+        pipe.set_progress_bar_config(disable=True)
+        self.spec = spec
+        return pipe
+
+    def _prepare_data(self, pipe: Any) -> list[Planned]:
+        from ..pks import load_taxonomy
+
+        cfg = self.config
+        self.taxonomy = load_taxonomy()
+        clips, report = read_clips(cfg.data, self.taxonomy)
+        fam = self.spec.family
+        planned = plan_clips(clips, cfg.data, fam.frame_stride, fam.side_multiple, self.spec.max_side, report)
+        self._log(f"data: {report.describe()}")
+        if not planned:
+            raise InvalidRequest("data.manifest", f"no usable clip in {cfg.data.manifest} ({report.describe()})")
+        self.prompts = [training_prompt(p.clip, self.taxonomy, cfg.data.compile_tags) for p in planned]
+        return planned
+
+    def _curriculum(self, planned: list[Planned]) -> tuple[Curriculum, list[list[int]]]:
+        cur = self.config.curriculum
+        total = self.config.train.max_steps
+        if not cur.enabled:
+            from .config import StageConfig
+
+            stages: tuple = (StageConfig(name="all", steps=total or 1),)
+        elif cur.stages:
+            stages = cur.stages
+        elif any(p.clip.motion is not None for p in planned):
+            stages = default_stages(total or 1)
+        else:
+            self._log("curriculum: the data has no motion scores, so one stage over every clip is used")
+            from .config import StageConfig
+
+            stages = (StageConfig(name="all", steps=total or 1),)
+        curriculum = Curriculum(tuple(stages), cur.blend_steps)
+        return curriculum, stage_members(planned, curriculum.stages)
+
+    def _validation_texts(self) -> list[str]:
+        v = self.config.validation
+        texts = []
+        if self.validation_on:
+            for i, prompt in enumerate(v.prompts):
+                try:
+                    tags = self.taxonomy.validate_tags(prompt.tags)
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"validation.prompts[{i}].{exc.field}", exc.reason) from None
+                text = (self.taxonomy.compile_prompt(prompt.narrative, tags) if self.config.data.compile_tags
+                        else prompt.narrative)
+                texts.append(text)
+            texts.append(v.negative_prompt)
+        return texts
+
+    def _build_cache(self, pipe: Any, planned: list[Planned]) -> None:
+        from tqdm import tqdm
+
+        cfg = self.config
+        acc = self.acc
+        self.cache = FeatureCache(cfg.cache_path, cfg.cache.dtype)
+        self.keys = CacheKeys.for_pipeline(pipe, cfg.model, cfg.cache.dtype, cfg.data.max_text_tokens,
+                                           self.weights_folder)
+        self.latent_files = [self.cache.latent_path(self.keys.latent_key(p)) for p in planned]
+        self.text_files = [self.cache.text_path(self.keys.text_key(t)) for t in self.prompts]
+        self.empty_text_file = self.cache.text_path(self.keys.text_key(""))
+        self.val_texts = self._validation_texts()
+        wanted = list(dict.fromkeys([*self.prompts, "", *self.val_texts]))
+        wanted_files = [*self.latent_files, *(self.cache.text_path(self.keys.text_key(t)) for t in wanted)]
+        if not all(f.is_file() for f in wanted_files):
+            pipe.vae.to(acc.device)
+            pipe.text_encoder.to(acc.device)
+            if getattr(pipe, "text_encoder_2", None) is not None:
+                pipe.text_encoder_2.to(acc.device)
+            bar = tqdm(total=None, desc="caching", disable=not (acc.is_main_process and self.show_progress),
+                       file=sys.stderr, dynamic_ncols=True)
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            try:
+                stats = build_cache(pipe, self.ops, self.cache, self.keys, planned, wanted,
+                                    max_tokens=cfg.data.max_text_tokens, device=acc.device, rank=acc.process_index,
+                                    world_size=acc.num_processes, progress=progress)
+            finally:
+                bar.close()
+            self._log(f"cache ({cfg.cache_path}): {stats.describe()}")
+        acc.wait_for_everyone()
+
+    def _build_model(self, pipe: Any) -> None:
+        from ..adapters import HydraSpec, base_info_for, inject_hydralora, inspect_adapter
+
+        cfg = self.config
+        a = cfg.adapter
+        transformer = pipe.transformer
+        transformer.requires_grad_(False)
+        transformer.to(self.acc.device)
+        spec = HydraSpec(rank=a.rank, alpha=a.alpha, num_heads=a.heads, router=a.router if a.heads > 1 else "fixed",
+                         fixed_weights=a.fixed_weights, dropout=a.dropout, targets=a.targets, exclude=a.exclude)
+        torch.manual_seed(_seed_for(cfg.seed, 1))  # same initial A and router on every process and every run
+        self.injection = inject_hydralora(transformer, spec)
+        if a.init_from:
+            files = inspect_adapter(a.init_from)
+            if files.kind != "hydralora" or files.config is None:
+                raise InvalidRequest("adapter.init_from", "must be a HydraLoRA adapter saved by the studio")
+            from ..adapters.io import load_tensors
+
+            try:
+                self.injection.load_state_dict(load_tensors(files.weights))
+            except KeyError as exc:
+                raise InvalidRequest("adapter.init_from", str(exc.args[0])) from None
+        self.base_info = base_info_for(transformer, self.injection, cfg.model)
+        self.tag_encoder = None
+        self.channel = None
+        if cfg.tag_encoder.enabled:
+            from ..conditioning import TagEncoder, attach_tag_encoder, load_tag_encoder
+
+            te = cfg.tag_encoder
+            if te.init_from:
+                encoder = load_tag_encoder(te.init_from, self.taxonomy, self.ops.name)
+            else:
+                torch.manual_seed(_seed_for(cfg.seed, 3))
+                encoder = TagEncoder.for_transformer(transformer, self.taxonomy, hidden_dim=te.hidden_dim)
+            encoder.to(self.acc.device)
+            self.tag_encoder = encoder
+            self.channel = attach_tag_encoder(transformer, encoder)
+        if cfg.train.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        transformer.train()
+        groups = [{"params": list(self.injection.parameters()), "lr": cfg.optimizer.lr,
+                   "weight_decay": cfg.optimizer.weight_decay}]
+        if self.tag_encoder is not None:
+            groups.append({"params": list(self.tag_encoder.parameters()), "lr": cfg.tag_encoder.lr,
+                           "weight_decay": cfg.tag_encoder.weight_decay})
+        o = cfg.optimizer
+        optimizer = torch.optim.AdamW(groups, betas=o.betas, eps=o.eps)
+        warm = o.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
+        module = _TrainModule(transformer, self.ops, self.tag_encoder, self.channel, cfg.train.hunyuan_guidance)
+        self.model, self.optimizer = self.acc.prepare(module, optimizer)
+        self.trainable = [p for g in groups for p in g["params"]]
+
+    # --------------------------------------------------------------------------- run
+    def run(self, *, cache_only: bool = False, resume: str = "auto") -> TrainResult:
+        """Cache, then train to the end (or resume). `resume`: "auto", "never" or a checkpoint folder."""
+        result = self.prepare(cache_only=cache_only, resume=resume)
+        return result if cache_only else self.fit()
+
+    def prepare(self, *, cache_only: bool = False, resume: str = "auto") -> TrainResult:
+        """Everything before the first step: model, data, cache, adapters, optimizer, resume state."""
+        self._started = time.perf_counter()
+        self.acc = self._accelerator()
+        cfg = self.config
+        ckpt = self._find_resume(resume)  # refuse early, before minutes of loading
+        self.validation_on = cfg.validation_every > 0 and bool(cfg.validation.prompts)
+        self._log(f"accelerate: {self.acc.num_processes} process(es), {self.acc.distributed_type}, "
+                  f"device {self.acc.device}, mixed precision {cfg.train.mixed_precision}")
+        pipe = self._load_pipeline()
+        self.pipe = pipe
+        self.ops = ops_for(pipe)
+        planned = self._prepare_data(pipe)
+        self.planned = planned
+        curriculum, members = self._curriculum(planned)
+        self.curriculum = curriculum
+        self._build_cache(pipe, planned)
+        result = self._result = TrainResult(self.out, None, 0)
+        if cache_only:
+            result.seconds = time.perf_counter() - self._started
+            return result
+        # The text encoders are not needed any more: every prompt is in the cache.
+        for name in ("text_encoder", "text_encoder_2"):
+            if getattr(pipe, name, None) is not None:
+                setattr(pipe, name, None)
+        self._build_model(pipe)
+        self._total = cfg.train.max_steps or curriculum.total_steps
+        self.sampler = CurriculumSampler(planned, curriculum, members, cfg.train.batch_size,
+                                         self.acc.num_processes, cfg.seed)
+        self._start = 0
+        if ckpt is not None:
+            self._start = self._load_checkpoint(ckpt)
+            result.resumed_from = ckpt
+            self._log(f"resumed from {ckpt} at step {self._start}")
+        return result
+
+    def fit(self) -> TrainResult:
+        """Train from the prepared state to the last step; returns the run's result."""
+        result = self._result
+        try:
+            self._train(self._start, self._total, result)
+        finally:
+            if self.channel is not None:
+                self.channel.detach()
+        result.seconds = time.perf_counter() - self._started
+        result.peak_memory_bytes = _peak_memory(self.acc.device)
+        self.acc.wait_for_everyone()
+        return result
+
+    def _train(self, start_step: int, total: int, result: TrainResult) -> None:
+        from tqdm import tqdm
+
+        from .validation import Validator
+
+        cfg, acc = self.config, self.acc
+        metrics = Metrics(self.out / "metrics.csv", start_step, acc.is_main_process, cfg.train.tensorboard)
+        validator = Validator(self) if self.validation_on and acc.is_main_process else None
+        bar = tqdm(total=total, initial=start_step, desc="training", unit="step", file=sys.stderr, dynamic_ncols=True,
+                   disable=not (acc.is_main_process and self.show_progress))
+        shown_stage = None
+        ema = None
+        try:
+            for step in range(start_step, total):
+                t0 = time.perf_counter()
+                loss, stage = self._step(step)
+                done = step + 1
+                ema = loss if ema is None else 0.9 * ema + 0.1 * loss
+                name = self.curriculum.stages[self.curriculum.stage_at(step)].name
+                if name != shown_stage:
+                    self._log(f"step {done}: curriculum stage '{name}'")
+                    shown_stage = name
+                result.losses.append((done, loss))
+                bar.set_postfix(loss=f"{ema:.4f}", stage=name, refresh=False)
+                bar.update(1)
+                if done % cfg.train.log_every == 0 or done == total:
+                    mix = self.curriculum.weights(step)
+                    metrics.write(done, loss, self.scheduler.get_last_lr()[0], name, self.curriculum.stages[stage].name,
+                                  mix, self._last_grad_norm, time.perf_counter() - t0)
+                validate = self.validation_on and (done % cfg.validation_every == 0 or done == total)
+                if done % cfg.train.checkpoint_every == 0 or done == total or validate:
+                    # Validation samples are tagged with a checkpoint, so a validation step saves one.
+                    path = self._save_checkpoint(done)
+                    result.checkpoints.append(path)
+                    if validator is not None and validate:
+                        samples, ids = validator.run(done, path)
+                        result.samples += samples
+                        result.history_ids += ids
+                    acc.wait_for_everyone()
+                if self.on_step_end is not None:
+                    self.on_step_end(done, loss)
+            result.steps = total
+            if acc.is_main_process:
+                result.adapter_dir = self._export_final(total)
+            acc.wait_for_everyone()
+            if not acc.is_main_process:
+                result.adapter_dir = self.out / "adapter"
+        finally:
+            bar.close()
+            metrics.close()
+            if validator is not None:
+                validator.close()
+
+    def _step(self, step: int) -> tuple[float, int]:
+        cfg, acc = self.config, self.acc
+        accum = cfg.train.grad_accum
+        total_loss = 0.0
+        stage = 0
+        wdtype = _weight_dtype(cfg.train.mixed_precision)
+        for micro in range(accum):
+            draw = 0 if cfg.train.overfit_batch else step * accum + micro
+            if cfg.train.overfit_batch:
+                if not hasattr(self, "_fixed_draw"):
+                    self._fixed_draw = self.sampler.draw(0, 0)
+                stage, indices = self._fixed_draw
+            else:
+                stage, indices = self.sampler.draw(draw, step)
+            mine = self.sampler.rank_slice(indices, acc.process_index)
+            seed = _seed_for(cfg.seed, draw, acc.process_index)
+            torch.manual_seed(seed)  # adapter dropout and anything else drawing from the global RNG
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            x0 = torch.stack([self.cache.read(self.latent_files[i])["latents"].float() for i in mine])
+            texts = [self.cache.read(self.text_files[i]) for i in mine]
+            if cfg.data.caption_dropout > 0:
+                drop = torch.rand(len(mine), generator=gen) < cfg.data.caption_dropout
+                empty = self.cache.read(self.empty_text_file, keep=True)
+                texts = [empty if d else t for d, t in zip(drop.tolist(), texts)]
+            text = {k: v.to(acc.device, wdtype if v.is_floating_point() else v.dtype)
+                    for k, v in self.ops.collate_text(texts, cfg.data.max_text_tokens).items()}
+            noise = torch.randn(x0.shape, generator=gen)
+            sigmas = sample_sigmas(len(mine), gen, self._shift(), cfg.train.timestep_sampling,
+                                   cfg.train.logit_mean, cfg.train.logit_std)
+            x_t, target = noisy_latents(x0, noise, sigmas)
+            tags = None
+            if self.tag_encoder is not None:
+                from ..conditioning import encode_tags, tag_dropout
+
+                te = cfg.tag_encoder
+                tags = tag_dropout(encode_tags(self.taxonomy, [dict(self.planned[i].clip.tags) for i in mine]),
+                                   te.tag_dropout, gen, drop_all_rate=te.drop_all_rate)
+            sync = micro == accum - 1
+            ctx = acc.no_sync(self.model) if not sync and acc.num_processes > 1 else _null()
+            with ctx:
+                pred = self.model(x_t.to(acc.device, wdtype), (sigmas * 1000.0).to(acc.device), text, tags)
+                loss = flow_matching_loss(pred, target.to(acc.device))
+                acc.backward(loss / accum)
+            if self.channel is not None:
+                self.channel.clear()
+            total_loss += float(loss.detach()) / accum
+        norm = None
+        if cfg.optimizer.max_grad_norm is not None:
+            norm = acc.clip_grad_norm_(self.trainable, cfg.optimizer.max_grad_norm)
+        self._last_grad_norm = float(norm) if norm is not None else float("nan")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if acc.num_processes > 1:
+            t = torch.tensor([total_loss], device=acc.device)
+            total_loss = float(acc.reduce(t, reduction="mean")[0])
+        return total_loss, stage
+
+    _last_grad_norm = float("nan")
+
+    def _shift(self) -> float:
+        return float(getattr(self.pipe.scheduler.config, "shift", None) or self.spec.flow_shift)
+
+    # -------------------------------------------------------------------- checkpoints
+    def _resume_fingerprint(self) -> dict[str, Any]:
+        d = self.config.to_dict()
+        d.pop("validation", None)
+        d["cache"].pop("dir", None)
+        for k in ("checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "max_steps"):
+            d["train"].pop(k, None)
+        from .config import _plain
+
+        d["curriculum"]["stages"] = _plain(list(self.curriculum.stages))
+        return json.loads(json.dumps(d))
+
+    def checkpoints(self) -> list[Path]:
+        if not self.ckpt_root.is_dir():
+            return []
+        return sorted(p for p in self.ckpt_root.iterdir() if p.is_dir() and p.name.startswith("step-")
+                      and (p / "state.pt").is_file())
+
+    def _find_resume(self, resume: str) -> Path | None:
+        if resume == "never":
+            if self.checkpoints():
+                raise InvalidRequest("--resume", f"{self.ckpt_root} already holds checkpoints; resume them "
+                                                 "(the default) or choose another output_dir")
+            return None
+        if resume == "auto":
+            found = self.checkpoints()
+            return found[-1] if found else None
+        path = Path(resume).expanduser()
+        if not (path / "state.pt").is_file():
+            raise InvalidRequest("--resume", f"{path} is not a training checkpoint (no state.pt)")
+        return path
+
+    def _save_checkpoint(self, step: int) -> Path:
+        acc = self.acc
+        final = self.ckpt_root / f"step-{step:06d}"
+        tmp = self.ckpt_root / f".step-{step:06d}.tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        torch.save(rng, tmp / f"rng-rank{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self._write_adapter(tmp / "adapter", step)
+            from safetensors.torch import save_file
+
+            tensors = {f"adapter.{k}": v for k, v in self.injection.state_dict().items()}
+            if self.tag_encoder is not None:
+                tensors.update({f"tag_encoder.{k}": v.detach().cpu().contiguous()
+                                for k, v in self.tag_encoder.state_dict().items()})
+            save_file(tensors, str(tmp / TRAINABLE))
+            state = {"step": step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "sampler": self.sampler.state_dict(), "config": self._resume_fingerprint(),
+                     "world_size": acc.num_processes, "version": 1}
+            torch.save(state, tmp / "state.pt")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in self.checkpoints()[:-self.config.train.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def _write_adapter(self, folder: Path, step: int) -> None:
+        from ..adapters import save_adapter
+        from ..conditioning import save_tag_encoder
+
+        cfg = self.config
+        extra = {"step": step, "run": str(self.out), "trained_with": "engine.training"}
+        save_adapter(self.injection, folder, kind=cfg.adapter.kind, base=self.base_info, extra=extra)
+        if self.tag_encoder is not None:
+            save_tag_encoder(self.tag_encoder, folder.parent / "tag_encoder")
+
+    def _export_final(self, step: int) -> Path:
+        tmp = self.out / ".adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self._write_adapter(tmp / "adapter", step)
+        for name in ("adapter", "tag_encoder"):
+            src, dst = tmp / name, self.out / name
+            if src.exists():
+                if dst.exists():
+                    shutil.rmtree(dst)
+                os.replace(src, dst)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return self.out / "adapter"
+
+    def _load_checkpoint(self, path: Path) -> int:
+        from ..adapters.io import load_tensors
+
+        acc = self.acc
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        saved, now = state.get("config"), self._resume_fingerprint()
+        if saved != now:
+            diff = _first_difference(saved, now)
+            raise InvalidRequest("config", f"differs from the run in {path} ({diff}); resume needs the same "
+                                           "data, model and training settings, or use another output_dir")
+        if state.get("world_size") != acc.num_processes:
+            self._log(f"warning: {path} was written by {state.get('world_size')} processes, this run has "
+                      f"{acc.num_processes}: the data order will differ from an uninterrupted run")
+        # The raw trainable tensors (not the exported adapter, whose LoRA B has alpha/r folded in):
+        # float32 as trained, so the resumed run continues from exactly the same numbers.
+        tensors = load_tensors(path / TRAINABLE)
+        self.injection.load_state_dict({k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")})
+        if self.tag_encoder is not None:
+            own = {k[len("tag_encoder."):]: v for k, v in tensors.items() if k.startswith("tag_encoder.")}
+            self.tag_encoder.load_state_dict(own, strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        rng_file = path / f"rng-rank{acc.process_index}.pt"
+        if rng_file.is_file():
+            rng = torch.load(rng_file, map_location="cpu", weights_only=False)
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            if rng.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        return int(state["step"])
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+    return f"{where or 'config'}: was {a!r}, now {b!r}"
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None

@@ -1,0 +1,129 @@
+"""Validation samples during training: fixed prompts and seeds, rendered with the adapter as trained.
+
+At every validation step the main process renders each prompt of ``validation.prompts`` with the
+pipeline whose transformer is being trained (the adapter hooks are live, the model switched to
+eval), using the prompt embeddings cached before training (no text encoder in memory). Each
+clip is written to ``<output_dir>/samples/step-XXXXXX/NN-<slug>.mp4`` with its settings embedded,
+and entered into the studio history (``source="training"``, ``checkpoint`` = the checkpoint's
+adapter folder), so trainers can compare checkpoints in the studio and load the adapter from
+there. A history failure is logged and does not stop training.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..requests import AdapterRef, GenerationRequest
+
+if TYPE_CHECKING:
+    from .loop import Trainer
+
+_log = logging.getLogger(__name__)
+
+
+class Validator:
+    def __init__(self, trainer: "Trainer") -> None:
+        self.t = trainer
+        self._history: Any = None
+        self._db: Any = None
+
+    def _history_service(self) -> Any:
+        if self._history is None:
+            from ..storage.db import open_database
+            from ..storage.history import HistoryService
+
+            settings = self.t.settings
+            settings.ensure_dirs()
+            self._db = open_database(settings.database)
+            self._history = HistoryService(self._db, settings.media_dir)
+        return self._history
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+            self._history = None
+
+    def _settings(self) -> tuple[int, int, int, int]:
+        cfg = self.t.config
+        v = cfg.validation
+        width = v.width or cfg.data.base_size[0]
+        height = v.height or cfg.data.base_size[1]
+        frames = v.num_frames or cfg.data.num_frames
+        fps = v.fps or int(round(cfg.data.fps or 16))
+        return width, height, frames, fps
+
+    def run(self, step: int, checkpoint: Path) -> tuple[list[Path], list[int]]:
+        from ..export import export_clip
+        from ..storage.history import MediaFiles, slugify
+
+        t = self.t
+        cfg = t.config
+        v = cfg.validation
+        pipe = t.pipe
+        width, height, frames, fps = self._settings()
+        adapter_dir = checkpoint / "adapter"
+        out_dir = t.out / "samples" / f"step-{step:06d}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        neg = t.cache.read(t.cache.text_path(t.keys.text_key(v.negative_prompt))) if v.guidance > 1.0 else None
+        written: list[Path] = []
+        ids: list[int] = []
+        transformer = pipe.transformer
+        pipe.vae.to(t.acc.device)
+        was_training = transformer.training
+        transformer.eval()
+        try:
+            for i, prompt in enumerate(v.prompts):
+                compiled = t.val_texts[i]
+                pos = t.cache.read(t.cache.text_path(t.keys.text_key(compiled)))
+                generator = torch.Generator(device="cpu").manual_seed(v.seed + i)
+                call = dict(height=height, width=width, num_frames=frames, num_inference_steps=v.steps,
+                            guidance_scale=v.guidance, generator=generator, output_type="np",
+                            **t.ops.pipeline_text_kwargs(_to(pos, t), _to(neg, t) if neg is not None else None,
+                                                         cfg.data.max_text_tokens))
+                with torch.no_grad(), t.acc.autocast():
+                    if t.channel is not None and prompt.tags:
+                        from ..conditioning import generate_with_tags
+
+                        out = generate_with_tags(pipe, t.channel, dict(prompt.tags), v.tag_guidance, **call)
+                    else:
+                        out = pipe(**call)
+                video = np.asarray(out.frames[0], dtype=np.float32)
+                video = (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+                request = GenerationRequest(
+                    narrative=prompt.narrative, model=cfg.model, negative_prompt=v.negative_prompt,
+                    tags=dict(prompt.tags), seed=v.seed + i, width=width, height=height, num_frames=frames, fps=fps,
+                    steps=v.steps, guidance=v.guidance, adapters=(AdapterRef(str(adapter_dir)),),
+                )
+                settings = {"request": request.to_dict(), "compiled_prompt": compiled, "checkpoint": str(adapter_dir),
+                            "training_step": step, "training_run": str(t.out)}
+                path = out_dir / f"{i:02d}-{slugify(prompt.narrative)}.mp4"
+                clip = export_clip(video, fps, path, settings, poster=True)
+                written.append(clip.video)
+                if v.record_history:
+                    def write(folder: Path, clip: Any = clip) -> MediaFiles:
+                        video_copy = shutil.copy2(clip.video, folder / "clip.mp4")
+                        poster = shutil.copy2(clip.poster, folder / "clip.jpg") if clip.poster else None
+                        return MediaFiles(video=Path(video_copy), poster=Path(poster) if poster else None)
+
+                    try:
+                        record = self._history_service().record_finished(
+                            request, compiled, write, source="training", checkpoint=str(adapter_dir))
+                        ids.append(record.id)
+                    except Exception as exc:  # noqa: BLE001 - a history problem must not end a long run
+                        _log.error("validation sample %s was not added to the studio history: %s", path, exc)
+                        t._log(f"warning: validation sample not added to the history ({exc})")
+        finally:
+            transformer.train(was_training)
+        t._log(f"step {step}: {len(written)} validation sample(s) in {out_dir}")
+        return written, ids
+
+
+def _to(text: Any, t: Any) -> dict[str, torch.Tensor]:
+    dtype = next(t.pipe.transformer.parameters()).dtype
+    return {k: v.to(t.acc.device, dtype if v.is_floating_point() else v.dtype) for k, v in text.items()}
