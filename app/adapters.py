@@ -12,8 +12,8 @@ Nothing is corrected silently: a value the engine refuses comes back as `Invalid
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from types import MappingProxyType, SimpleNamespace
+from typing import Any, Mapping, Sequence, cast
 
 from engine.errors import InvalidRequest
 from engine.pks import TagField, Taxonomy
@@ -142,18 +142,43 @@ def form_to_values(form: FormValues, taxonomy: Taxonomy) -> list[Any]:
 
 
 # -- FormValues <-> GenerationRequest -------------------------------------------------------------
+def check_model_limits(form: FormValues) -> None:
+    """The chosen model's frame and size rules, checked first so a value past them is refused
+    with that model's limit (e.g. "at most 33 frames"), not only the limit common to all models."""
+    spec = model_spec(form.model)
+    if spec is None:
+        return
+    d = spec.defaults
+    shape = {"num_frames": form.num_frames or d.num_frames, "width": form.width or d.width,
+             "height": form.height or d.height}
+    for name, value in shape.items():
+        if value < 1:
+            raise InvalidRequest(name, f"must be at least 1, got {value}")
+    # Limits before the 4k+1 rule: "try 9997" is no help when the model stops at 33 frames.
+    frames = shape["num_frames"]
+    if frames > spec.max_frames:
+        raise InvalidRequest("num_frames", f"this model takes at most {spec.max_frames} frames, got {frames}")
+    for name in ("width", "height"):
+        if shape[name] > spec.max_side:
+            raise InvalidRequest(name, f"this model takes at most {spec.max_side} pixels per side, got {shape[name]}")
+    # The family rules only read these three fields; the engine runs the same check again later.
+    spec.check(cast(GenerationRequest, SimpleNamespace(**shape)))
+
+
 def request_from_form(form: FormValues) -> GenerationRequest:
-    """The request the form describes; the engine's own checks run when it is built."""
+    """The request the form describes; the model's rules and the request's own checks apply."""
+    check_model_limits(form)
     if form.vae_tiling not in VAE_TILING_CHOICES:
         raise InvalidRequest("vae_tiling", f"must be one of {', '.join(VAE_TILING_CHOICES)}, got {form.vae_tiling!r}")
     if not form.random_seed and form.seed is None:
         raise InvalidRequest("seed", "enter a seed, or tick Random")
+    random_seed = form.random_seed or form.seed == -1  # -1 is the usual spelling of "random"
     return GenerationRequest(
         narrative=form.narrative,
         model=form.model,
         negative_prompt=form.negative_prompt,
         tags=dict(form.tags),
-        seed=None if form.random_seed else form.seed,
+        seed=None if random_seed else form.seed,
         width=form.width,
         height=form.height,
         num_frames=form.num_frames,
@@ -249,6 +274,16 @@ def is_modified(snapshot: Mapping[str, Any] | None, form: FormValues) -> bool:
         if current != value:
             return True
     return False
+
+
+def parse_id(value: Any) -> int | None:
+    """A job or history entry number typed in a box ("12", "#12") or sent by an API client (12)."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip().lstrip("#").strip()
+    if text.endswith(".0"):
+        text = text[:-2]
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 # -- messages -------------------------------------------------------------------------------------

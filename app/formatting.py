@@ -10,10 +10,11 @@ from engine.storage.history import GenerationRecord
 
 from .services.jobs import QueueRow
 
-NOISE_NOTE = ("⚠️ **Preview model:** its weights are random, so the clip is noise. It shows the studio works; "
+NOISE_NOTE = ("⚠ **Preview model:** its weights are random, so the clip is noise. It shows the studio works; "
               "download a real model for real animation.")
-QUEUE_HEADERS: tuple[str, ...] = ("Position", "Job", "Status", "Model", "Narrative")
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+QUEUE_HEADERS: tuple[str, ...] = ("Pos", "Job", "Status", "Model", "Narrative")
+# Plain symbols, not emoji: they render with the page's own font on every system.
+STATUS_ICONS = {"queued": "…", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
 
 
 def short(text: str, limit: int) -> str:
@@ -64,7 +65,7 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
         ("Created", record.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("Model", f"{model_label(req.model)} (`{req.model}`)"),
         ("Narrative", req.narrative),
-        ("Tags", "; ".join(tag_lines)),
+        ("Tags", "<br>".join(tag_lines)),  # one production variable per line
         ("Negative prompt", req.negative_prompt or "—"),
         ("Seed", str(req.seed) if req.seed is not None else "random"),
         ("Size", f"{req.width} × {req.height} px" if req.width and req.height else "model default"),
@@ -81,7 +82,8 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
         rows.append(("Timings", " · ".join(parts)))
     if record.peak_memory_bytes:
         rows.append(("Peak memory", human_bytes(record.peak_memory_bytes)))
-    rows.append(("Engine", record.engine_version + (f" · checkpoint {record.checkpoint}" if record.checkpoint else "")))
+    checkpoint = f" · checkpoint {record.checkpoint}" if record.checkpoint else ""
+    rows.append(("Engine", record.engine_version + checkpoint))
     return rows
 
 

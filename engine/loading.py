@@ -92,7 +92,9 @@ class ModelManager:
     """Loads pipelines on demand and frees them when asked ("free memory")."""
 
     def __init__(self, settings: Settings) -> None:
-        quiet_libraries()
+        # quiet_libraries imports diffusers (seconds): done on the first load, not here, so a
+        # studio that has not generated yet starts fast.
+        self._quieted = False
         self._settings = settings
         self._lock = threading.Lock()
         self._current: LoadedModel | None = None
@@ -103,6 +105,9 @@ class ModelManager:
             if cur is not None and cur.spec.id == spec.id and cur.plan == plan:
                 return cur
             self._release()
+            if not self._quieted:
+                quiet_libraries()
+                self._quieted = True
             folder = locate_weights(spec, self._settings)
             started = time.perf_counter()
             pipe = self._from_pretrained(spec, folder, plan)

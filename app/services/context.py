@@ -16,7 +16,7 @@ from engine.registry import REGISTRY, ModelSpec, resolve_model
 from engine.settings import Settings
 from engine.studio import Studio
 
-from .jobs import JobRunner
+from .jobs import JobRunner, on_zero_gpu
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,10 @@ class StudioServices:
     availability: dict[str, bool] = field(default_factory=dict)  # registry id -> weights on this machine
 
     @classmethod
-    def create(cls, settings: Settings, *, start_worker: bool = True, orphan_grace_s: float = 20.0) -> "StudioServices":
+    def create(cls, settings: Settings, *, start_worker: bool | None = None,
+               orphan_grace_s: float = 20.0) -> "StudioServices":
+        """`start_worker` defaults to True except on ZeroGPU, where a thread outside a request gets
+        no GPU (queued jobs then stay queued, shown, and can be removed)."""
         studio = Studio(settings)
         recovered = studio.history.recover_interrupted()
         if recovered:
@@ -52,6 +55,8 @@ class StudioServices:
         runner = JobRunner(studio, orphan_grace_s=orphan_grace_s)
         services = cls(settings, studio, taxonomy, presets, runner, recovered)
         services.refresh_availability()
+        if start_worker is None:
+            start_worker = not on_zero_gpu()
         if start_worker:
             runner.start(resume=True)
         return services

@@ -138,9 +138,10 @@ class JobRunner:
             try:
                 return JobOutcome(self.studio.run_job(job_id, progress=progress, cancel=token), True)
             except InvalidRequest as exc:
-                # Removed between the check above and the start: not a failure of the job.
+                # Removed, or started by another studio on the same database, between the check
+                # above and the start: not a failure of this job.
                 current = self.history.get(job_id)
-                if exc.field == "status" and current.status == "cancelled":
+                if exc.field == "status" and current.status != "queued":
                     return JobOutcome(current, False)
                 raise
             finally:

@@ -1,0 +1,402 @@
+"""Create tab: PKS tags, narrative, preset, model and settings; Generate, Cancel, progress, clip.
+
+Every tag dropdown is generated from the taxonomy (field description as `info`, each value's
+description in its choice label), so a taxonomy edit needs no UI change. Generate is two
+events: a fast one that checks and queues the job (bad input: a toast naming the field, no
+row written), then a chained one on the single "gpu" concurrency slot that runs it through the
+JobRunner and streams progress.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+
+from engine.errors import EngineError, GenerationCancelled, InvalidRequest
+from engine.generation import Progress
+from engine.pks import TagField
+from engine.registry import ModelSpec
+from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES
+
+from .. import adapters
+from ..adapters import FormValues, form_from_values, form_to_values, ui_message
+from ..formatting import NOISE_NOTE, is_preview, settings_markdown
+from ..services.context import StudioServices
+from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
+from . import queue as queue_panel
+
+log = logging.getLogger(__name__)
+
+NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
+
+
+@dataclass
+class CreateTab:
+    preset: gr.Dropdown
+    preset_badge: gr.Markdown  # the preset's name, "modified" once edited, and its description
+    preset_snapshot: gr.State
+    narrative: gr.Textbox
+    negative_prompt: gr.Textbox
+    tags: dict[str, gr.Dropdown]  # taxonomy field order
+    compiled_prompt: gr.Textbox
+    tag_warning: gr.Markdown
+    model: gr.Dropdown
+    model_note: gr.Markdown
+    random_seed: gr.Checkbox
+    seed: gr.Number
+    reuse_seed: gr.Button
+    numbers: dict[str, gr.Number]  # NUMBER_KEYS
+    quantization: gr.Dropdown
+    offload: gr.Dropdown
+    vae_tiling: gr.Radio
+    free_memory: gr.Button
+    generate: gr.Button
+    cancel: gr.Button
+    job_id: gr.Number
+    session_jobs: gr.State
+    last_seed: gr.State
+    status: gr.Markdown
+    video: gr.Video
+    noise_note: gr.Markdown
+    clip_settings: gr.Markdown
+    queue: queue_panel.QueuePanel
+
+    def inputs(self) -> list[Any]:
+        """The form's components in `adapters.form_keys()` order."""
+        scalar = {"model": self.model, "narrative": self.narrative, "negative_prompt": self.negative_prompt,
+                  "random_seed": self.random_seed, "seed": self.seed, "quantization": self.quantization,
+                  "offload": self.offload, "vae_tiling": self.vae_tiling, **self.numbers}
+        return [scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values())
+
+    def fill_outputs(self) -> list[Any]:
+        """What `fill_values` returns values for: the form plus the model-dependent notes."""
+        return self.inputs() + [self.model_note, self.noise_note]
+
+
+# -- choices and notes ------------------------------------------------------------------------------
+def tag_choices(f: TagField) -> list[tuple[str, str]]:
+    """Each value's description in its label, so it is read while choosing."""
+    choices = [(f"{v.label} — {v.description.rstrip('.')}", v.id) for v in f.values]
+    return choices if f.multi else [("Not set", adapters.UNSET), *choices]
+
+
+def model_choices(services: StudioServices) -> list[tuple[str, str]]:
+    out = []
+    for spec in adapters.registry_models():
+        missing = "" if services.availability.get(spec.id, True) else " · weights not downloaded"
+        out.append((f"{spec.label} — {spec.vram_note}{missing}", spec.id))
+    return out
+
+
+def model_note(services: StudioServices, model: str) -> str:
+    spec = adapters.model_spec(model)
+    if spec is None:
+        return f"**Unknown model** `{model}`: pick one from the list or give a local diffusers folder."
+    here = services.availability.get(spec.id, spec.local_path is not None and spec.local_path.is_dir())
+    weights = ("weights on this machine" if here else
+               f"weights not on this machine — run `python -m engine download {spec.id}`")
+    return f"**VRAM:** {spec.vram_note} · {weights}"
+
+
+def number_props(spec: ModelSpec | None) -> dict[str, dict[str, Any]]:
+    """info text and arrow step of each setting box for a model (limits shown, not enforced here)."""
+    if spec is None:
+        return {k: {"info": "model default when empty"} for k in NUMBER_KEYS}
+    d, fam = spec.defaults, spec.family
+    side = f"{fam.side_multiple}–{spec.max_side} px, a multiple of {fam.side_multiple}"
+    return {
+        "width": {"info": f"{side} · default {d.width}", "step": fam.side_multiple},
+        "height": {"info": f"{side} · default {d.height}", "step": fam.side_multiple},
+        "num_frames": {"info": f"{fam.frame_stride}k+1, up to {spec.max_frames} · default {d.num_frames}",
+                       "step": fam.frame_stride},
+        "fps": {"info": f"1–60 · default {d.fps}", "step": 1},
+        "steps": {"info": f"1–200 · default {d.steps}", "step": 1},
+        "guidance": {"info": f"0–30 · default {d.guidance:g}", "step": 0.5},
+    }
+
+
+def fill_values(services: StudioServices, form: FormValues) -> list[Any]:
+    """Values for `CreateTab.fill_outputs()`: the form, its model's limits, and the notes."""
+    values = form_to_values(form, services.taxonomy)
+    props = number_props(adapters.model_spec(form.model))
+    for i, key in enumerate(adapters.SCALAR_KEYS):
+        if key in props:
+            values[i] = gr.update(value=values[i], **props[key])
+    return values + [model_note(services, form.model), gr.update(visible=is_preview(form.model))]
+
+
+def default_form(services: StudioServices) -> FormValues:
+    return adapters.with_model_defaults(FormValues(model=services.default_model), services.default_model)
+
+
+# -- build ------------------------------------------------------------------------------------------
+def build(services: StudioServices) -> CreateTab:
+    tax = services.taxonomy
+    form = default_form(services)
+    props = number_props(adapters.model_spec(form.model))
+    with gr.Row(elem_id="create-row"):
+        with gr.Column(scale=3, min_width=340):
+            preset = gr.Dropdown(preset_choices(services), value="", label="Preset", elem_id="preset",
+                                 info="fills narrative, negative prompt, tags and settings")
+            preset_badge = gr.Markdown("", elem_id="preset-badge")
+            narrative = gr.Textbox(label="Narrative", lines=3, max_lines=8, elem_id="narrative",
+                                   placeholder="What happens in the clip, in words: who, where, what they do.")
+            negative = gr.Textbox(label="Negative prompt", lines=1, max_lines=4, elem_id="negative",
+                                  placeholder="what to avoid (optional)")
+            tags: dict[str, gr.Dropdown] = {}
+            with gr.Tabs(elem_id="axes"):
+                for axis in tax.axes:
+                    # render_children: a hidden axis must still hold the values a preset or reuse sets.
+                    with gr.Tab(axis.label, id=f"axis-{axis.id}", render_children=True):
+                        gr.Markdown(axis.description, elem_classes=["muted"])
+                        with gr.Row(elem_classes=["tag-grid"]):
+                            for f in axis.fields:
+                                tags[f.id] = gr.Dropdown(
+                                    tag_choices(f), value=[] if f.multi else adapters.UNSET, multiselect=f.multi,
+                                    label=f.label + (" (several)" if f.multi else ""), info=f.description,
+                                    min_width=260, elem_id=f"tag-{f.id.replace('.', '-')}",
+                                )
+            tags = {f.id: tags[f.id] for f in tax.fields}  # taxonomy order, whatever the layout
+            compiled = gr.Textbox(label="Compiled prompt", lines=2, max_lines=6, interactive=False,
+                                  info="what the model's text encoder reads: tag phrases, then the narrative",
+                                  placeholder="pick tags and write a narrative", elem_id="compiled-prompt",
+                                  buttons=["copy"])
+            tag_warning = gr.Markdown("", elem_classes=["warning"], elem_id="tag-warning")
+            panel = queue_panel.build(services)
+        with gr.Column(scale=2, min_width=320):
+            model = gr.Dropdown(model_choices(services), value=form.model, label="Model", allow_custom_value=True,
+                                info="or type the path of a local diffusers folder", elem_id="model")
+            note = gr.Markdown(model_note(services, form.model), elem_classes=["muted"], elem_id="model-note")
+            with gr.Row(elem_id="seed-row"):
+                random_seed = gr.Checkbox(True, label="Random seed", min_width=120, elem_id="random-seed")
+                seed = gr.Number(None, label="Seed", precision=0, visible=False, min_width=140, elem_id="seed",
+                                 info="-1 also means random")
+                reuse_seed = gr.Button("Reuse last seed", size="sm", min_width=120, scale=0, elem_id="reuse-seed")
+            numbers: dict[str, gr.Number] = {}
+            labels = {"width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS", "steps": "Steps",
+                      "guidance": "Guidance"}
+            for pair in (("width", "height"), ("num_frames", "fps"), ("steps", "guidance")):
+                with gr.Row():
+                    for key in pair:
+                        numbers[key] = gr.Number(getattr(form, key), label=labels[key],
+                                                 precision=None if key == "guidance" else 0, min_width=130,
+                                                 elem_id=f"num-{key}", **props[key])
+            with gr.Accordion("Memory and speed", open=False, elem_id="memory"):
+                with gr.Row():
+                    quantization = gr.Dropdown(list(QUANTIZATION_MODES), value=form.quantization,
+                                               label="Quantization", info="int8/fp8 weights use less VRAM",
+                                               min_width=150)
+                    offload = gr.Dropdown(list(OFFLOAD_MODES), value=form.offload, label="Offload",
+                                          info="auto picks from free VRAM", min_width=150)
+                vae_tiling = gr.Radio(list(adapters.VAE_TILING_CHOICES), value=form.vae_tiling, label="VAE tiling")
+                free_memory = gr.Button("Free memory", size="sm", elem_id="free-memory")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=120)
+                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel", min_width=100)
+            job_id = gr.Number(None, visible=False, precision=0, label="job id")
+            status = gr.Markdown("", elem_id="run-status")
+            noise_note = gr.Markdown(NOISE_NOTE, visible=is_preview(form.model), elem_classes=["noise-note"],
+                                     elem_id="noise-note")
+            video = gr.Video(label="Clip", interactive=False, autoplay=True, loop=True, buttons=["download"],
+                             height=360, elem_id="clip")
+            with gr.Accordion("Clip settings", open=True):
+                clip_settings = gr.Markdown("", elem_id="clip-settings", elem_classes=["settings-table"])
+    return CreateTab(
+        preset, preset_badge, gr.State(None), narrative, negative, tags, compiled, tag_warning, model,
+        note, random_seed, seed, reuse_seed, numbers, quantization, offload, vae_tiling, free_memory, generate,
+        cancel, job_id, gr.State([]), gr.State(None), status, video, noise_note, clip_settings, panel,
+    )
+
+
+# -- wire -------------------------------------------------------------------------------------------
+def wire(tab: CreateTab, services: StudioServices) -> None:
+    tax = services.taxonomy
+    runner = services.runner
+    history = services.studio.history
+    preset_names = {p.slug: (p.name, p.description) for p in services.presets.list()}
+
+    def read_form(values: Sequence[Any]) -> FormValues:
+        try:
+            return form_from_values(values, tax)
+        except InvalidRequest as exc:
+            raise gr.Error(ui_message(exc, tax), title="Check the form") from None
+
+    def badge(slug: str | None, modified: bool) -> str:
+        if not slug:
+            return ""
+        name, description = preset_names.get(slug, (slug, ""))
+        head = f"Preset **{name}**" + (" · `modified`" if modified else "")
+        return f"{head}<br><small>{description}</small>" if description else head
+
+    def on_form_change(snapshot: dict[str, Any] | None, slug: str | None, *values: Any) -> tuple[Any, str, Any]:
+        try:
+            form = form_from_values(values, tax)
+        except InvalidRequest as exc:
+            return gr.skip(), f"⚠ {ui_message(exc, tax)}", gr.skip()
+        warnings = [f"⚠ {c.message()}" for c in tax.find_contradictions(form.tags)]
+        try:
+            prompt = tax.compile_prompt(form.narrative, form.tags)
+        except InvalidRequest as exc:
+            prompt = ""
+            warnings = warnings or [f"⚠ {ui_message(exc, tax)}"]
+        return prompt, "\n\n".join(warnings), badge(slug, adapters.is_modified(snapshot, form))
+
+    def on_preset(slug: str | None, *values: Any) -> list[Any]:
+        form = read_form(values)
+        if not slug:
+            return fill_values(services, form) + [None, ""]
+        try:
+            preset = services.presets.get(slug)
+            applied = adapters.apply_preset(form, preset)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Preset") from None
+        preset_names[slug] = (preset.name, preset.description)
+        return fill_values(services, applied) + [adapters.preset_snapshot(applied, preset), badge(slug, False)]
+
+    def on_model(*values: Any) -> list[Any]:
+        form = read_form(values)
+        return fill_values(services, adapters.with_model_defaults(form, form.model))
+
+    def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
+        form = read_form(values)
+        try:
+            job_id = runner.submit(adapters.request_from_form(form))
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+        seed = history.get(job_id).seed
+        position = history.queue_positions().get(job_id)
+        where = f"position {position} in the queue" if position else "starting"
+        return job_id, [*(session_jobs or []), job_id], seed, f"Job #{job_id} queued ({where}, seed {seed})."
+
+    def run(job_id: float | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any, str]:
+        if job_id is None:
+            raise gr.Error("There is no job to run; press Generate first.", title="Generate")
+        jid = int(job_id)
+
+        def report(p: Progress) -> None:
+            if p.stage == "denoising":
+                progress((p.step, p.total), desc=f"Job #{jid}: {p.describe()}", unit="steps")
+            else:
+                progress(None, desc=f"Job #{jid}: {p.describe()}")
+
+        try:
+            outcome = runner.run(jid, progress=report,
+                                 on_wait=lambda: progress(None, desc=f"Job #{jid}: waiting for the GPU…"))
+        except GenerationCancelled as exc:
+            gr.Info(f"Job #{jid} cancelled.")
+            return None, "", gr.update(visible=False), f"Job #{jid} cancelled: {exc}"
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title=f"Job #{jid} failed") from None
+        except Exception as exc:  # noqa: BLE001 - recorded as failed by the studio; the app keeps running
+            log.exception("job #%s failed", jid)
+            raise gr.Error(f"{type(exc).__name__}: {exc}", title=f"Job #{jid} failed") from None
+        return show_outcome(outcome)
+
+    def show_outcome(outcome: JobOutcome) -> tuple[Any, str, Any, str]:
+        record = outcome.record
+        noise = gr.update(visible=is_preview(record.model))
+        if record.status == "done":
+            took = f" in {record.timings['total_s']:.1f} s" if "total_s" in record.timings else ""
+            return (str(history.video_path(record)), settings_markdown(record, tax), noise,
+                    f"✓ Job #{record.id} done{took} (seed {record.seed}).")
+        if record.status in ("failed", "cancelled"):
+            return None, settings_markdown(record, tax), noise, f"Job #{record.id} {record.status}: {record.error}"
+        return None, "", noise, f"Job #{record.id} is {record.status} elsewhere; see the queue."
+
+    def duration(job_id: float | None, *_: Any, **__: Any) -> int:
+        try:
+            return estimate_seconds(history.get(int(job_id or 0)))
+        except (EngineError, ValueError):
+            return 120
+
+    def cancel(session_jobs: list[int] | None) -> Any:
+        mine = list(session_jobs or [])
+        running = runner.running_job()
+        if running is not None and running in mine:
+            target: int | None = running
+        else:
+            positions = history.queue_positions()
+            queued = sorted((positions[j], j) for j in mine if j in positions)
+            target = queued[0][1] if queued else None
+        if target is None:
+            gr.Info("Nothing of yours is queued or running.")
+            return gr.skip()
+        try:
+            message = runner.cancel(target)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Cancel") from None
+        gr.Info(message)
+        return message
+
+    def reuse_last(last_seed: int | None) -> tuple[bool, int]:
+        if last_seed is None:
+            page = history.list(limit=1)
+            last_seed = page.items[0].seed if page.items else None
+        if last_seed is None:
+            raise gr.Error("No clip has been generated yet, so there is no seed to reuse.", title="Seed")
+        return False, last_seed
+
+    def free_memory() -> None:
+        freed = runner.free_memory()
+        if freed is None:
+            gr.Warning("A clip is being generated; free memory once it has finished.")
+        elif freed == 0:
+            gr.Info("Nothing was loaded; memory is already free.")
+        else:
+            gr.Info(f"Freed {freed} loaded model from memory.")
+
+    inputs = tab.inputs()
+    triggers: list[Any] = [c.change for c in inputs] + [tab.preset_snapshot.change]
+    gr.on(triggers, on_form_change, inputs=[tab.preset_snapshot, tab.preset, *inputs],
+          outputs=[tab.compiled_prompt, tab.tag_warning, tab.preset_badge], trigger_mode="always_last",
+          show_progress="hidden", api_visibility="private", queue=False)
+    tab.preset.input(on_preset, inputs=[tab.preset, *inputs],
+                     outputs=[*tab.fill_outputs(), tab.preset_snapshot, tab.preset_badge],
+                     api_name="apply_preset", show_progress="hidden")
+    tab.model.input(on_model, inputs=inputs, outputs=tab.fill_outputs(), show_progress="hidden",
+                    api_visibility="private")
+    tab.random_seed.change(lambda r: gr.update(visible=not r), inputs=tab.random_seed, outputs=tab.seed,
+                           show_progress="hidden", api_visibility="private")
+    tab.reuse_seed.click(reuse_last, inputs=tab.last_seed, outputs=[tab.random_seed, tab.seed], api_name="reuse_seed")
+    tab.free_memory.click(free_memory, api_name="free_memory")
+
+    # Several clicks queue several jobs ("multiple"); each run waits for the one "gpu" slot.
+    submitted = tab.generate.click(
+        submit, inputs=[tab.session_jobs, *inputs], outputs=[tab.job_id, tab.session_jobs, tab.last_seed, tab.status],
+        api_name="submit", trigger_mode="multiple", show_progress="hidden",
+        # One at a time: each submit reads and extends this session's job list (gr.State).
+        concurrency_limit=1, concurrency_id="submit",
+    )
+    ran = submitted.success(
+        gpu_function(run, duration), inputs=tab.job_id,
+        outputs=[tab.video, tab.clip_settings, tab.noise_note, tab.status], api_name="run_job",
+        concurrency_limit=1, concurrency_id="gpu", trigger_mode="multiple", show_progress_on=[tab.video],
+    )
+    for event in (submitted, ran):
+        event.then(lambda: queue_panel.snapshot(services), outputs=tab.queue.outputs(), show_progress="hidden",
+                   api_visibility="private")
+    tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
+    queue_panel.wire(tab.queue, services)
+
+
+def preset_choices(services: StudioServices) -> list[tuple[str, str]]:
+    """Built-ins, then the user's presets (re-read on each page load, so new files show up)."""
+    return [("No preset", ""), *[(p.name + ("" if p.builtin else " (yours)"), p.slug) for p in services.presets.list()]]
+
+
+def fill_from(services: StudioServices, form: FormValues) -> list[Any]:
+    """Public helper for other tabs ("Reuse settings"): values for `CreateTab.fill_outputs()`."""
+    return fill_values(services, form)
+
+
+def use_model(services: StudioServices, model: str) -> Callable[..., list[Any]]:
+    """A handler that switches the form to `model` with its defaults (the offline banner's button)."""
+    def handler(*values: Any) -> list[Any]:
+        try:
+            form = form_from_values(values, services.taxonomy)
+        except InvalidRequest as exc:
+            raise gr.Error(ui_message(exc, services.taxonomy), title="Check the form") from None
+        return fill_values(services, adapters.with_model_defaults(replace(form, model=model), model))
+    return handler

@@ -1,0 +1,241 @@
+"""History tab: past clips as a poster gallery, filters, a detail view, reuse and delete.
+
+The gallery shows one page of `HistoryService.list` (newest first). Selecting an entry plays
+it and shows every setting; failed and cancelled entries show why. "Reuse settings" fills the
+Create tab and switches to it; "Delete" asks once more before removing the row and its files.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+from PIL import Image, ImageDraw
+
+from engine.errors import EngineError
+from engine.storage.history import GenerationRecord, HistoryPage
+from engine.storage.models import STATUSES
+
+from .. import adapters
+from ..formatting import NOISE_NOTE, STATUS_ICONS, caption, error_markdown, is_preview, settings_markdown
+from ..services.context import StudioServices
+
+PAGE_SIZE = 12
+ANY = ""
+
+
+@dataclass
+class HistoryTab:
+    text: gr.Textbox
+    tag: gr.Dropdown
+    model: gr.Dropdown
+    status: gr.Dropdown
+    refresh: gr.Button
+    gallery: gr.Gallery
+    page: gr.Number
+    page_label: gr.Markdown
+    newer: gr.Button
+    older: gr.Button
+    page_ids: gr.State
+    selected: gr.Textbox
+    clip_box: gr.Column  # hidden for entries without a clip (queued, failed, cancelled)
+    video: gr.Video
+    noise_note: gr.Markdown
+    error: gr.Markdown
+    details: gr.Markdown
+    reuse: gr.Button
+    delete: gr.Button
+    confirm_row: gr.Row
+    confirm_text: gr.Markdown
+    confirm: gr.Button
+    keep: gr.Button
+
+    def filters(self) -> list[Any]:
+        return [self.text, self.tag, self.model, self.status, self.page]
+
+    def list_outputs(self) -> list[Any]:
+        return [self.gallery, self.page_ids, self.page, self.page_label]
+
+    def entry_outputs(self) -> list[Any]:
+        return [self.video, self.noise_note, self.error, self.details, self.reuse, self.delete, self.confirm_row,
+                self.clip_box]
+
+
+@functools.lru_cache(maxsize=8)
+def placeholder(status: str) -> Image.Image:
+    """A square poster for entries without one (queued, running, failed, cancelled)."""
+    colours = {"queued": "#5b6b8c", "running": "#3b7dd8", "failed": "#b23b3b", "cancelled": "#7a7a7a"}
+    img = Image.new("RGB", (256, 256), colours.get(status, "#555555"))
+    draw = ImageDraw.Draw(img)
+    text = status.upper()
+    left, top, right, bottom = draw.textbbox((0, 0), text, font_size=30)
+    draw.text(((256 - (right - left)) / 2 - left, (256 - (bottom - top)) / 2 - top), text, fill="white", font_size=30)
+    return img
+
+
+def tag_filter_choices(services: StudioServices) -> list[tuple[str, str]]:
+    tax = services.taxonomy
+    out = [("Any tag", ANY)]
+    for f in tax.fields:
+        axis = tax.axis(f.axis).label
+        out += [(f"{axis} · {f.label}: {v.label}", f"{f.id}={v.id}") for v in f.values]
+    return out
+
+
+def build(services: StudioServices) -> HistoryTab:
+    with gr.Row(elem_id="history-filters"):
+        text = gr.Textbox(label="Search", placeholder="words from the narrative or prompt", min_width=150, scale=2)
+        tag = gr.Dropdown(tag_filter_choices(services), value=ANY, label="Tag", min_width=150, scale=2)
+        model = gr.Dropdown([("Any model", ANY), *[(s.label, s.id) for s in adapters.registry_models()]],
+                            value=ANY, label="Model", min_width=150, scale=1)
+        status = gr.Dropdown([("Any status", ANY), *[(f"{STATUS_ICONS[s]} {s}", s) for s in STATUSES]],
+                             value=ANY, label="Status", min_width=150, scale=1)
+        with gr.Column(scale=0, min_width=90):
+            refresh = gr.Button("Refresh", size="sm", elem_id="history-refresh")
+    with gr.Row(elem_id="history-row"):
+        with gr.Column(scale=3, min_width=320):
+            gallery = gr.Gallery(label="Clips, newest first", columns=3, allow_preview=False,
+                                 object_fit="cover", fit_columns=False, elem_id="history-gallery", buttons=[],
+                                 interactive=False)
+            with gr.Row(elem_id="history-pager"):
+                newer = gr.Button("◀ Newer", size="sm", min_width=80, scale=0, elem_id="history-newer")
+                page = gr.Number(1, label="Page", precision=0, min_width=80, scale=0, show_label=False,
+                                 elem_id="history-page")
+                older = gr.Button("Older ▶", size="sm", min_width=80, scale=0, elem_id="history-older")
+                page_label = gr.Markdown("", elem_classes=["muted"], elem_id="history-page-label")
+        with gr.Column(scale=2, min_width=320):
+            selected = gr.Textbox(label="Entry #", placeholder="click a clip, or type a number and press Enter",
+                                  max_lines=1, elem_id="history-selected")
+            with gr.Column(visible=False, elem_id="history-clip") as clip_box:
+                noise_note = gr.Markdown(NOISE_NOTE, visible=False, elem_classes=["noise-note"])
+                video = gr.Video(label="Clip", interactive=False, autoplay=True, loop=True, buttons=["download"],
+                                 height=360, elem_id="history-video")
+            error = gr.Markdown("", elem_classes=["error-box"], elem_id="history-error")
+            with gr.Row():
+                reuse = gr.Button("Reuse settings", variant="primary", interactive=False, elem_id="history-reuse")
+                delete = gr.Button("Delete…", variant="stop", interactive=False, elem_id="history-delete")
+            with gr.Row(visible=False, elem_id="history-confirm") as confirm_row:
+                confirm_text = gr.Markdown("")
+                confirm = gr.Button("Delete for good", variant="stop", size="sm", elem_id="history-confirm-delete")
+                keep = gr.Button("Keep it", size="sm", elem_id="history-keep")
+            details = gr.Markdown("", elem_id="history-details", elem_classes=["settings-table"])
+    return HistoryTab(text, tag, model, status, refresh, gallery, page, page_label, newer, older, gr.State([]),
+                      selected, clip_box, video, noise_note, error, details, reuse, delete, confirm_row, confirm_text,
+                      confirm, keep)
+
+
+def _gallery_item(services: StudioServices, record: GenerationRecord) -> tuple[Any, str]:
+    poster = services.studio.history.poster_path(record)
+    image: Any = str(poster) if poster is not None and poster.is_file() else placeholder(record.status)
+    return image, caption(record)
+
+
+def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_tab: gr.Tab,
+         reuse_outputs: list[Any], reuse_values: Callable[[GenerationRecord], list[Any]]) -> None:
+    """`reuse_outputs`/`reuse_values` come from the Create tab, so this tab never reaches into it."""
+    tax = services.taxonomy
+    history = services.studio.history
+
+    def list_page(text: str | None, tag: str | None, model: str | None, status: str | None,
+                  page: float | None) -> tuple[list[Any], list[int], int, str]:
+        number = max(int(page or 1), 1)
+
+        def fetch(n: int) -> HistoryPage:
+            return history.list(text=text or None, tag=tag or None, model=model or None, status=status or None,
+                                limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
+
+        try:
+            result = fetch(number)
+            pages = max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+            if number > pages:  # e.g. the last entry of the last page was just deleted
+                number = pages
+                result = fetch(number)
+        except EngineError as exc:
+            raise gr.Error(adapters.ui_message(exc, tax), title="History") from None
+        items = [_gallery_item(services, r) for r in result.items]
+        label = f"Page {number} of {pages} · {result.total} entr{'y' if result.total == 1 else 'ies'}"
+        return items, [r.id for r in result.items], number, label
+
+    def first_page(text: str | None, tag: str | None, model: str | None, status: str | None) -> Any:
+        return list_page(text, tag, model, status, 1)
+
+    def step(delta: int) -> Callable[..., Any]:
+        def handler(text: str | None, tag: str | None, model: str | None, status: str | None,
+                    page: float | None) -> Any:
+            return list_page(text, tag, model, status, max(int(page or 1) + delta, 1))
+        return handler
+
+    def pick(ids: list[int], evt: gr.SelectData) -> Any:
+        index = evt.index if isinstance(evt.index, int) else None
+        return str(ids[index]) if index is not None and 0 <= index < len(ids) else gr.skip()
+
+    def show(entry: str | int | None) -> tuple[Any, ...]:
+        hidden = gr.update(visible=False)
+        entry_id = adapters.parse_id(entry)
+        if entry_id is None:
+            return None, hidden, "", "", gr.update(interactive=False), gr.update(interactive=False), hidden, hidden
+        try:
+            record = history.get(entry_id)
+        except EngineError as exc:
+            raise gr.Error(adapters.ui_message(exc, tax), title="History") from None
+        path = history.video_path(record)
+        video = str(path) if path is not None and path.is_file() else None
+        return (video, gr.update(visible=is_preview(record.model)), error_markdown(record),
+                settings_markdown(record, tax), gr.update(interactive=True),
+                gr.update(interactive=record.status != "running"), hidden, gr.update(visible=video is not None))
+
+    def reuse(entry: str | int | None) -> list[Any]:
+        entry_id = adapters.parse_id(entry)
+        if entry_id is None:
+            raise gr.Error("Pick an entry first.", title="Reuse settings")
+        try:
+            record = history.get(entry_id)
+            values = reuse_values(record)
+        except EngineError as exc:
+            raise gr.Error(adapters.ui_message(exc, tax), title="Reuse settings") from None
+        gr.Info(f"Settings of entry #{record.id} are in the Create tab.")
+        return values + [gr.Tabs(selected="create")]
+
+    def ask(entry: str | int | None) -> tuple[Any, str]:
+        entry_id = adapters.parse_id(entry)
+        if entry_id is None:
+            raise gr.Error("Pick an entry first.", title="Delete")
+        return gr.update(visible=True), f"Delete entry **#{entry_id}** and its files? This cannot be undone."
+
+    def delete(entry: str | int | None, text: str | None, tag: str | None, model: str | None, status: str | None,
+               page: float | None) -> list[Any]:
+        entry_id = adapters.parse_id(entry)
+        if entry_id is None:
+            raise gr.Error("Pick an entry first.", title="Delete")
+        try:
+            history.delete(entry_id)
+        except EngineError as exc:
+            raise gr.Error(adapters.ui_message(exc, tax), title="Delete") from None
+        gr.Info(f"Deleted entry #{entry_id} and its files.")
+        return [*list_page(text, tag, model, status, page), "", *show(None)]
+
+    filters = [tab.text, tab.tag, tab.model, tab.status]
+    for trigger in (tab.text.submit, tab.tag.input, tab.model.input, tab.status.input):
+        trigger(first_page, inputs=filters, outputs=tab.list_outputs(), show_progress="hidden",
+                api_visibility="private")
+    tab.refresh.click(list_page, inputs=tab.filters(), outputs=tab.list_outputs(), api_name="history",
+                      show_progress="hidden")
+    history_tab.select(list_page, inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+                       api_visibility="private")
+    tab.page.submit(list_page, inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+                    api_visibility="private")
+    tab.newer.click(step(-1), inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+                    api_visibility="private")
+    tab.older.click(step(1), inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+                    api_visibility="private")
+    tab.gallery.select(pick, inputs=tab.page_ids, outputs=tab.selected, show_progress="hidden",
+                       api_visibility="private").then(
+        show, inputs=tab.selected, outputs=tab.entry_outputs(), show_progress="hidden", api_visibility="private")
+    tab.selected.submit(show, inputs=tab.selected, outputs=tab.entry_outputs(), api_name="history_entry",
+                        show_progress="hidden")
+    tab.reuse.click(reuse, inputs=tab.selected, outputs=[*reuse_outputs, tabs], api_name="reuse")
+    tab.delete.click(ask, inputs=tab.selected, outputs=[tab.confirm_row, tab.confirm_text], api_name="delete_ask")
+    tab.keep.click(lambda: gr.update(visible=False), outputs=tab.confirm_row, api_visibility="private")
+    tab.confirm.click(delete, inputs=[tab.selected, *tab.filters()],
+                      outputs=[*tab.list_outputs(), tab.selected, *tab.entry_outputs()], api_name="delete")

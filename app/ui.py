@@ -1,0 +1,109 @@
+"""The one place that assembles the studio: header, banners, the Create and History tabs.
+
+`build_app` takes the services (database, runner, taxonomy, presets) and returns a `StudioApp`
+whose `launch` adds what Gradio 6 takes at launch time (theme, CSS, the media folder as an
+allowed path). Tests launch it the same way `python app.py` does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.registry import PREVIEW_ID
+
+from . import adapters
+from .services.context import DEFAULT_DOWNLOAD_MODEL, StudioServices
+from .tabs import create as create_tab
+from .tabs import history as history_tab
+
+CSS_PATH = Path(__file__).with_name("studio.css")
+TITLE = "AniMatrix Studio"
+
+
+@dataclass
+class StudioApp:
+    blocks: gr.Blocks
+    services: StudioServices
+    create: create_tab.CreateTab
+    history: history_tab.HistoryTab
+    banner: gr.Row
+
+    def launch(self, **kwargs: Any) -> tuple[Any, str, str]:
+        settings = self.services.settings
+        kwargs.setdefault("allowed_paths", [str(settings.media_dir)])
+        kwargs.setdefault("footer_links", ["api", "settings"])
+        kwargs.setdefault("show_error", True)
+        self.blocks.queue(default_concurrency_limit=4)
+        return self.blocks.launch(theme=theme(), css=CSS_PATH.read_text(encoding="utf-8"), **kwargs)
+
+    def close(self) -> None:
+        self.blocks.close()
+        self.services.close()
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft(primary_hue="rose", secondary_hue="indigo", neutral_hue="slate")
+
+
+def banner_text(services: StudioServices) -> str:
+    spec = services.default_spec()
+    name = spec.label if spec is not None else services.default_model
+    model_id = spec.id if spec is not None and spec.local_path is None else DEFAULT_DOWNLOAD_MODEL
+    preview = ("Meanwhile you can try the built-in preview model: it runs anywhere, but its weights are random, "
+               "so its clips are noise.")
+    if services.settings.offline:
+        return (f"**The default model's weights are not on this machine** ({name}), and they cannot be downloaded "
+                f"while offline. On a machine with network run `python -m engine download {model_id}`, then "
+                f"restart the studio. {preview}")
+    return (f"**The default model's weights are not downloaded yet** ({name}). The first Generate downloads them "
+            f"(several GB), or run `python -m engine download {model_id}` beforehand. {preview}")
+
+
+def recovered_text(count: int) -> str:
+    return (f"{count} generation{'s were' if count != 1 else ' was'} cut off when the studio last stopped; "
+            "marked failed in the History. Queued jobs carry on.")
+
+
+def hide_banner() -> Any:
+    # The model note still names the download command when the default model is picked again.
+    gr.Info("The preview model is selected: its clips are noise, made to check that the studio works.", duration=4)
+    return gr.update(visible=False)
+
+
+def build_app(services: StudioServices) -> StudioApp:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as blocks:
+        with gr.Row(elem_id="header"):
+            gr.Markdown(f"## {TITLE}\nAnime clips from production tags and a narrative. "
+                        "Pick Style, Motion, Camera and VFX, describe the scene, generate.")
+        with gr.Row(visible=services.default_weights_missing(), elem_id="offline-banner", elem_classes=["banner"],
+                    equal_height=True) as banner:
+            gr.Markdown(banner_text(services), scale=4, min_width=240)
+            use_preview = gr.Button("Use the preview model", size="sm", variant="secondary", scale=0,
+                                    min_width=190, elem_id="use-preview")
+        if services.recovered:
+            gr.Markdown(recovered_text(services.recovered), elem_classes=["banner", "muted"], elem_id="recovered")
+        with gr.Tabs(selected="create", elem_id="main-tabs") as tabs:
+            # render_children: "Reuse settings" fills the Create tab while History is the one shown.
+            with gr.Tab("Create", id="create", elem_id="tab-create", render_children=True):
+                create = create_tab.build(services)
+            with gr.Tab("History", id="history", elem_id="tab-history", render_children=True) as hist_tab:
+                history = history_tab.build(services)
+
+        create_tab.wire(create, services)
+        preset_reset = [create.preset, create.preset_snapshot, create.preset_badge]
+
+        def reuse_values(record: Any) -> list[Any]:
+            form = adapters.form_from_request(record.request)
+            return create_tab.fill_from(services, form) + ["", None, ""]
+
+        history_tab.wire(history, services, tabs=tabs, history_tab=hist_tab,
+                         reuse_outputs=[*create.fill_outputs(), *preset_reset], reuse_values=reuse_values)
+        blocks.load(lambda: gr.update(choices=create_tab.preset_choices(services)), outputs=create.preset,
+                    show_progress="hidden", api_visibility="private")
+        use_preview.click(create_tab.use_model(services, PREVIEW_ID), inputs=create.inputs(),
+                          outputs=create.fill_outputs(), api_name="use_preview").then(
+            hide_banner, outputs=banner, api_visibility="private")
+    return StudioApp(blocks, services, create, history, banner)

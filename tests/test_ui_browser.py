@@ -1,0 +1,182 @@
+"""The studio in a real browser (Playwright + Debian's Chromium): what a creator clicks.
+
+Starts offline without the default model's weights, so the page opens with the banner; the
+test takes the preview model from it, starts from a preset, changes tags, generates a small
+clip and watches it play, then opens it in the History. A second test types an impossible
+frame count and sees the error toast, with nothing written. Screenshots go to the test's temp
+folder and one of each view is copied into docs/ui/ for the documentation.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (requirements-dev.txt)")
+
+from app.services.context import StudioServices  # noqa: E402
+from app.ui import StudioApp  # noqa: E402
+
+from test_app_client import launch, make_settings  # noqa: E402  (tests/ is on sys.path)
+
+DOCS_UI = Path(__file__).resolve().parents[1] / "docs" / "ui"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+GENERATION_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, str]]:
+    # The default model is a real one whose weights are not here (offline): the banner shows.
+    settings = make_settings(tmp_path_factory.mktemp("browser"), preview_folder, default_model="wan2.1-t2v-1.3b")
+    services = StudioServices.create(settings, orphan_grace_s=600)
+    app: StudioApp
+    app, url = launch(services)
+    try:
+        yield services, url
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def shoot(page: sync_api.Page, tmp_path: Path, name: str, *, full_page: bool = True) -> Path:
+    """Screenshot into the test's folder, copied to docs/ui/ for the documentation."""
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    DOCS_UI.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, DOCS_UI / path.name)
+    return path
+
+
+def open_studio(browser: sync_api.Browser, url: str, width: int = 1280, height: int = 800) -> sync_api.Page:
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)
+    for selector in ("#generate", "#narrative textarea", "#num-guidance input", "#queue-table table",
+                     "#tag-style-school input"):
+        page.wait_for_selector(selector)
+    page.wait_for_timeout(800)  # the last components finish mounting ("Loading..." goes away)
+    return page
+
+
+def pick(page: sync_api.Page, elem_id: str, label_start: str) -> None:
+    """Choose a dropdown option by the start of its label (labels carry the value's description)."""
+    page.locator(f"#{elem_id} input").click()
+    label = label_start.replace('"', '\\"')
+    page.locator(f'#{elem_id} li[role=option][aria-label^="{label}"]').first.click()
+    page.keyboard.press("Escape")
+
+
+def set_number(page: sync_api.Page, key: str, value: str) -> None:
+    box = page.locator(f"#num-{key} input")
+    box.fill(value)
+    box.press("Tab")
+
+
+def use_preview(page: sync_api.Page) -> None:
+    banner = page.locator("#offline-banner")
+    sync_api.expect(banner).to_contain_text("python -m engine download wan2.1-t2v-1.3b")
+    page.click("#use-preview")
+    sync_api.expect(page.locator("#num-width input")).to_have_value("64")
+    sync_api.expect(page.locator("#noise-note")).to_contain_text("clip is noise")
+
+
+def test_pick_tags_generate_and_watch_the_clip(studio: tuple[StudioServices, str], browser: sync_api.Browser,
+                                               tmp_path: Path) -> None:
+    services, url = studio
+    expect = sync_api.expect
+    page = open_studio(browser, url)
+    expect(page.locator("#model-note")).to_contain_text("weights not on this machine")
+    shoot(page, tmp_path, "offline-start-1280")
+    use_preview(page)
+
+    # Start from a preset; changing one of its tags marks it modified.
+    pick(page, "preset", "Quiet Window Afternoon")
+    expect(page.locator("#preset-badge")).to_contain_text("Quiet Window Afternoon")
+    expect(page.locator("#narrative textarea")).to_have_value(re.compile("classroom window"))
+    expect(page.locator("#preset-badge")).not_to_contain_text("modified")
+    pick(page, "tag-style-school", "90s cel")
+    expect(page.locator("#preset-badge")).to_contain_text("modified")
+    page.get_by_role("tab", name="Camera").click()
+    pick(page, "tag-camera-movement", "Whip pan")
+    page.get_by_role("tab", name="VFX").click()
+    pick(page, "tag-vfx-effects", "Speed lines")
+    page.locator("#narrative textarea").fill("a girl runs across a rooftop at dusk")
+    set_number(page, "steps", "2")
+    prompt = page.locator("#compiled-prompt textarea")
+    expect(prompt).to_have_value(re.compile(r"^1990s hand-painted cel animation.*fast whip pan.*speed lines.*"
+                                            r"a girl runs across a rooftop at dusk$"))
+
+    page.click("#generate")
+    page.wait_for_function("() => { const v = document.querySelector('#clip video'); return !!(v && v.src); }",
+                           timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#run-status")).to_contain_text("done")
+    expect(page.locator("#noise-note")).to_be_visible()
+    page.wait_for_timeout(500)  # let the poster frame paint before the screenshot
+    shoot(page, tmp_path, "create-1280")
+
+    [record] = services.studio.history.list().items
+    assert record.status == "done" and record.request.steps == 2 and record.width == 64
+    assert record.tags["style.school"] == ("cel_90s",) and "speed_lines" in record.tags["vfx.effects"]
+    assert record.tags["camera.movement"] == ("whip_pan",)
+    assert record.tags["style.lighting"] == ("soft_daylight",)  # from the preset, set on a tab never opened
+
+    # History: the clip is there with its poster; selecting it plays it and shows the settings.
+    page.get_by_role("tab", name="History").click()
+    first = page.locator("#history-gallery button").first
+    first.wait_for()
+    first.click()
+    page.wait_for_function("() => { const v = document.querySelector('#history-video video'); return !!(v && v.src); }",
+                           timeout=30_000)
+    expect(page.locator("#history-details")).to_contain_text("whip pan")
+    expect(page.locator("#history-reuse")).to_be_enabled()
+    page.wait_for_timeout(500)
+    shoot(page, tmp_path, "history-1280")
+
+    # Reuse settings switches back to Create with the clip's values.
+    page.click("#history-reuse")
+    expect(page.locator("#num-steps input")).to_have_value("2")
+    expect(page.locator("#generate")).to_be_visible()
+    page.close()
+
+    narrow = open_studio(browser, url, width=420, height=900)
+    use_preview(narrow)
+    shoot(narrow, tmp_path, "create-420")
+    narrow.get_by_role("tab", name="History").click()
+    narrow.locator("#history-gallery button").first.wait_for()
+    shoot(narrow, tmp_path, "history-420")
+    narrow.close()
+
+
+def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[StudioServices, str],
+                                                                 browser: sync_api.Browser, tmp_path: Path) -> None:
+    services, url = studio
+    before = services.studio.history.list().total
+    page = open_studio(browser, url)
+    pick(page, "model", "Preview")  # the model picker, this time (the banner's button is the other way)
+    sync_api.expect(page.locator("#num-num_frames input")).to_have_value("9")
+    page.locator("#narrative textarea").fill("a cat naps on a warm windowsill")
+    set_number(page, "num_frames", "10000")
+    page.click("#generate")
+    toast = page.get_by_text(re.compile("Frames: this model takes at most 33 frames, got 10000"))
+    sync_api.expect(toast.first).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(800)  # the toast fades in
+    shoot(page, tmp_path, "error-toast-1280", full_page=False)  # toasts sit on the viewport
+    page.wait_for_timeout(500)
+    assert services.studio.history.list().total == before
+    assert services.runner.queue() == []
+    page.close()
