@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.cli import add_parser as add_train_parser
 
     add_train_parser(sub)
+    from .reward import cli as reward_cli
+
+    reward_cli.add_parser(sub)
     return p
 
 
@@ -117,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
         handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
                    "download": _download, "curate": _curate, "rating": _rating,
-                   "train": _train}[args.command]
+                   "train": _train, "reward": _reward}[args.command]
         return handler(args, settings)
     except GenerationCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
@@ -333,3 +336,9 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     from .training.cli import run
 
     return run(args, settings)
+
+
+def _reward(args: argparse.Namespace, settings: Settings) -> int:
+    from .reward import cli as reward_cli
+
+    return reward_cli.run(args, settings)

@@ -371,3 +371,31 @@ def test_bad_export_requests_name_the_field(studio: Studio, tmp_path: Path) -> N
             service.export(admin, kind, out)
         assert exc.value.field == field
     assert N1 != N3  # the template's prompts differ (picked pair)
+
+
+def test_reward_uncertainty_decides_which_pair_of_a_pairing_comes_first(studio: Studio) -> None:
+    """With `prefer_uncertain`, the pair the reward model is least sure about is served first."""
+    from engine.storage.repository import RewardRepository, RewardScoreInput
+
+    c = studio.clips
+    confident = {d: 0.0 for d in DIMENSIONS}
+    strong = {d: 6.0 for d in DIMENSIONS}
+    scores = {cid: confident for cid in c.values()}
+    scores[c["n2-wan"]] = strong  # every pair with n2-wan is near-certain ...
+    scores[c["n2-preview-again"]] = strong  # ... except n2-preview-again vs n2-wan: equal scores
+    RewardRepository(studio.db).upsert("rm-test", [
+        RewardScoreInput(gid, reward=0.0, p_failure=0.0, p_intentional=0.0, details={"dimensions": dims})
+        for gid, dims in scores.items()])
+    pair_ids = {frozenset((r.generation_a_id, r.generation_b_id)): r.id
+                for r in studio.service().list_pairs(studio.rater(ADMIN))}
+    uncertain = pair_ids[frozenset((c["n2-preview-again"], c["n2-wan"]))]
+    certain = pair_ids[frozenset((c["n2-preview"], c["n2-wan"]))]
+
+    service = studio.service(prefer_uncertain="rm-test", gold_share=0.0, repeat_share=0.0)
+    rater = studio.rater(RATERS[0])
+    order = []
+    while (served := service.next_pair(rater)) is not None:
+        order += [r.comparison_id for r in _rows(studio, f"SELECT comparison_id FROM assignments "
+                                                          f"WHERE id = {served.assignment_id}")]
+        service.submit(rater, served.assignment_id, full_form())
+    assert order.index(uncertain) < order.index(certain)

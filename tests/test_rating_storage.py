@@ -52,7 +52,7 @@ def test_migration_upgrades_a_database_holding_0001_data(settings: Settings) -> 
 
     db = open_database(settings.database)  # start-up migrates to the head revision
     try:
-        assert current_revision(db) == head_revision() == "0002"
+        assert current_revision(db) == head_revision() is not None
         assert RATING_TABLES <= _tables(settings.database)
         history = HistoryService(db, settings.media_dir)
         assert [history.get(i).model for i in ids] == ["preview", "wan2.1-t2v-1.3b"]

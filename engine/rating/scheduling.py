@@ -32,7 +32,7 @@ def pairing_of(pair: CandidatePair, group_of: Callable[[int], str]) -> tuple[str
     return (a, b) if a <= b else (b, a)
 
 
-def _least(items: Sequence[CandidatePair], key: Callable[[CandidatePair], int], rng: random.Random) -> CandidatePair:
+def _least(items: Sequence[CandidatePair], key: Callable[[CandidatePair], float], rng: random.Random) -> CandidatePair:
     low = min(key(c) for c in items)
     return rng.choice([c for c in items if key(c) == low])
 
@@ -49,8 +49,13 @@ def choose_next(
     gold_share: float,
     repeat_share: float,
     rng: random.Random,
+    priority: Callable[[CandidatePair], float] | None = None,
 ) -> ServeChoice | None:
-    """The next serving for one rater, or None when their regular work is done."""
+    """The next serving for one rater, or None when their regular work is done.
+
+    `priority` (optional, smallest first) replaces the random pick among the least-judged
+    pairs of the chosen pairing, e.g. the reward model's uncertainty (`engine.reward.queue`).
+    """
     regular = [c for c in candidates if not c.is_gold and not c.served_to_rater]
     if not regular:
         return None
@@ -69,4 +74,7 @@ def choose_next(
         per_pairing[pairing_of(c, group_of)] += c.judged
     fewest = min(per_pairing[pairing_of(c, group_of)] for c in regular)
     in_pairing = [c for c in regular if per_pairing[pairing_of(c, group_of)] == fewest]
+    if priority is not None:
+        least = min(c.judged for c in in_pairing)
+        return _placed(_least([c for c in in_pairing if c.judged == least], priority, rng), rng)
     return _placed(_least(in_pairing, lambda c: c.judged, rng), rng)

@@ -54,6 +54,7 @@ class RatingService:
     def __init__(self, db: Database, media_dir: Path, config: RatingConfig | None = None, *,
                  rng: random.Random | None = None) -> None:
         self.repository = RatingRepository(db)
+        self._db = db
         self.media_dir = Path(media_dir).expanduser().absolute()
         self.config = config or RatingConfig()
         self._rng = rng or random.SystemRandom()
@@ -205,10 +206,16 @@ class RatingService:
         me = self._fresh(actor)
         c = self.config
         self._warm_groups()  # so the choice made under the write lock reads nothing more
+        priority = None
+        if c.prefer_uncertain:  # scores are read once here, not under the write lock
+            from ..reward.queue import uncertainty_priority
+            from ..storage.repository import RewardRepository
+
+            priority = uncertainty_priority(RewardRepository(self._db), c.prefer_uncertain)
         record = self.repository.serve_next(
             me.id, c.repeat_min_gap,
             lambda cands: choose_next(cands, group_of=self._group_of_id, gold_share=c.gold_share,
-                                      repeat_share=c.repeat_share, rng=self._rng))
+                                      repeat_share=c.repeat_share, rng=self._rng, priority=priority))
         return None if record is None else self._served(record)
 
     def open_assignment(self, actor: Rater, assignment_id: int) -> ServedPair:

@@ -69,6 +69,9 @@ class RatingConfig:
     - bt_prior: virtual games (half won, half lost) each group plays against a fixed reference
       in the Bradley-Terry fit; keeps an unbeaten or winless group finite.
     - kdf_n / kdf_r / kdf_p: scrypt cost for new password hashes.
+    - prefer_uncertain: a reward model key (`python -m engine reward score` stores scores under it);
+      when set, among equally-judged pairs the one that model is least sure about is served first,
+      so each judgement teaches it the most.
     """
 
     gold_share: float = 0.1
@@ -85,6 +88,7 @@ class RatingConfig:
     kdf_n: int = 2**14
     kdf_r: int = 8
     kdf_p: int = 1
+    prefer_uncertain: str | None = None
 
     def __post_init__(self) -> None:
         gold, repeat = _share("gold_share", self.gold_share), _share("repeat_share", self.repeat_share)

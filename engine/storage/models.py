@@ -327,3 +327,26 @@ class DeformationLabel(Base):
     end_frame: Mapped[int] = mapped_column(Integer)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+# -- reward-model scores (migration 0003) ----------------------------------------------------------
+class RewardScoreRow(Base):
+    """A reward model's score of one history clip; derived data, so it goes when the clip goes."""
+
+    __tablename__ = "reward_scores"
+    __table_args__ = (
+        CheckConstraint("p_failure >= 0 AND p_failure <= 1 AND p_intentional >= 0 AND p_intentional <= 1",
+                        name="probabilities"),
+        UniqueConstraint("generation_id", "model_key", name="uq_reward_scores_generation_id"),
+        Index("ix_reward_scores_model_key", "model_key"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    model_key: Mapped[str] = mapped_column(Text)
+    reward: Mapped[float] = mapped_column(Float)
+    p_failure: Mapped[float] = mapped_column(Float)
+    p_intentional: Mapped[float] = mapped_column(Float)
+    details_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)

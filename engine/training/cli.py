@@ -54,7 +54,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=args.max_steps))
     if args.output_dir is not None:
         config = dataclasses.replace(config, output_dir=str(args.output_dir.expanduser().resolve()))
-    trainer = Trainer(config, settings, show_progress=not args.no_progress)
+    trainer_class = Trainer
+    if config.dpo is not None:  # preference pairs instead of a clip manifest: Flow-DPO
+        from .dpo import DPOTrainer
+
+        trainer_class = DPOTrainer
+    trainer = trainer_class(config, settings, show_progress=not args.no_progress)
     result = trainer.run(cache_only=args.cache_only, resume=args.resume)
     if trainer.acc.is_main_process:
         if args.cache_only:

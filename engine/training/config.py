@@ -139,6 +139,18 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class DPOConfig:
+    """Flow-DPO on preference pairs (engine/training/dpo.py). With this section the run is a DPO
+    run and ``data.manifest`` names a trl or pickapic rating export instead of a clip manifest."""
+
+    beta: float = field(default=500.0, **_meta(min=1e-9))
+    reference: Literal["base", "initial"] = "base"  # adapter disabled, or a frozen copy of adapter.init_from
+    dimensions: tuple[str, ...] = ()  # rating dimensions whose verdicts count; empty: all
+    min_strength: int = field(default=1, **_meta(min=1, max=3))  # trl rows: weakest preference kept
+    sft_weight: float = field(default=0.0, **_meta(min=0.0))  # + weight x flow-matching loss on the winners
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: str  # registry id or a local diffusers folder
     output_dir: str
@@ -151,6 +163,7 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     tag_encoder: TagEncoderTrainConfig = field(default_factory=TagEncoderTrainConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    dpo: DPOConfig | None = None  # preference optimization instead of fine-tuning (see DPOConfig)
 
     # ----------------------------------------------------------------------- derived
     @property
@@ -206,6 +219,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]):  # an optional section: name the inner field
+            return _coerce(options[0], value, where)
         errors = []
         for option in args:
             if option is type(None):
@@ -339,6 +355,14 @@ def _check_run(cfg: RunConfig) -> RunConfig:
         m = s.motion
         if m is not None and m[0] is not None and m[1] is not None and m[0] > m[1]:
             raise InvalidRequest(f"curriculum.stages[{i}].motion", f"low must not exceed high, got {list(m)}")
+    if cfg.dpo is not None:
+        from ..storage.models import RATING_DIMENSIONS
+
+        bad = [d for d in cfg.dpo.dimensions if d not in RATING_DIMENSIONS]
+        if bad:
+            raise InvalidRequest("dpo.dimensions", f"'{bad[0]}' is not one of {', '.join(RATING_DIMENSIONS)}")
+        if cfg.train.max_steps is None:
+            raise InvalidRequest("train.max_steps", "is required for a dpo run")
     if not cfg.curriculum.stages and cfg.train.max_steps is None:
         raise InvalidRequest("train.max_steps", "is required when curriculum.stages is not given")
     v = cfg.validation

@@ -2,6 +2,7 @@
 
 - `history`: the generations table (job queue and clip history).
 - `rating`: animator rating (accounts, pairs, servings, judgements).
+- `reward`: reward-model scores of history clips.
 
 Everything the former single module `engine.storage.repository` exported is re-exported here,
 so `from engine.storage.repository import HistoryRepository, GenerationRecord, HistoryPage`
@@ -13,10 +14,12 @@ from .history import (ACTIVE_STATUSES, FINISHED_STATUSES, MAX_ERROR_CHARS, MAX_P
                       HistoryPage, HistoryRepository)
 from .rating import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
                      PasswordHash, PlaybackRecord, Rater, RatingRepository, ServeChoice, Verdict, VoteRecord)
+from .reward import RewardRepository, RewardScoreInput, RewardScoreRecord
 
 __all__ = [
     "ACTIVE_STATUSES", "FINISHED_STATUSES", "MAX_ERROR_CHARS", "MAX_PAGE_SIZE",
     "GenerationRecord", "HistoryPage", "HistoryRepository",
     "AssignmentRecord", "CandidatePair", "ComparisonRecord", "GoldRecord", "LabelInput", "LabelRecord",
     "PasswordHash", "PlaybackRecord", "Rater", "RatingRepository", "ServeChoice", "Verdict", "VoteRecord",
+    "RewardRepository", "RewardScoreInput", "RewardScoreRecord",
 ]
