@@ -4,7 +4,8 @@ The Create tab's components hold loosely typed values (a Number may give 64.0, a
 None, a single-select dropdown "" for "not set"). `FormValues` is the same form with those
 values normalised; `request_from_form` turns it into a `GenerationRequest`, and the reverse
 functions fill the form from a history entry or a preset. The order of `form_keys()` is the
-order of the Create tab's input components, so handlers can take `*values`.
+order of the Create tab's input components, so handlers can take `*values`: the scalar
+settings, one entry per tag field, then (path, strength) for each adapter slot.
 
 Nothing is corrected silently: a value the engine refuses comes back as `InvalidRequest`, and
 `ui_message` names the field the way the form labels it.
@@ -19,7 +20,7 @@ from engine.errors import InvalidRequest
 from engine.pks import TagField, Taxonomy
 from engine.presets import Preset
 from engine.registry import REGISTRY, ModelSpec, resolve_model
-from engine.requests import GenerationRequest
+from engine.requests import AdapterRef, GenerationRequest
 
 UNSET = ""  # the "not set" choice of a single-select tag dropdown
 VAE_TILING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
@@ -28,11 +29,18 @@ SCALAR_KEYS: tuple[str, ...] = (
     "steps", "guidance", "quantization", "offload", "vae_tiling",
 )
 INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps")
+MAX_ADAPTERS = 3  # adapter slots in the Create tab; the engine itself takes any number
+DEFAULT_STRENGTH = 1.0
+# Settings a preset stores (engine.presets.SETTING_KEYS minus the seed, which is saved only when fixed).
+PRESET_NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
 FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     "model": "Model", "narrative": "Narrative", "negative_prompt": "Negative prompt", "seed": "Seed",
     "random_seed": "Random seed", "width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS",
     "steps": "Steps", "guidance": "Guidance", "quantization": "Quantization", "offload": "Offload",
     "vae_tiling": "VAE tiling", "tags": "Tags", "status": "Status", "id": "Entry", "tag": "Tag filter",
+    "name": "Preset name", "description": "Description", "slug": "Preset", "preset": "Preset file",
+    "adapters": "Adapters", "adapters.path": "Adapter", "adapters.strength": "Adapter strength",
+    "adapters.kind": "Adapter kind", "adapters.fuse": "Adapter merge",
 })
 
 Tags = Mapping[str, tuple[str, ...]]
@@ -57,11 +65,17 @@ class FormValues:
     quantization: str = "none"
     offload: str = "auto"
     vae_tiling: str = "auto"
+    adapters: tuple[AdapterRef, ...] = ()  # at most MAX_ADAPTERS, in slot order
+
+
+def adapter_keys() -> tuple[str, ...]:
+    """The adapter slots' keys: ("adapter:1", "strength:1", "adapter:2", ...)."""
+    return tuple(key for i in range(1, MAX_ADAPTERS + 1) for key in (f"adapter:{i}", f"strength:{i}"))
 
 
 def form_keys(taxonomy: Taxonomy) -> tuple[str, ...]:
-    """Component order of the Create tab: the scalar inputs, then one entry per tag field."""
-    return SCALAR_KEYS + tuple(f"tag:{f.id}" for f in taxonomy.fields)
+    """Component order of the Create tab: the scalar inputs, one entry per tag field, the adapter slots."""
+    return SCALAR_KEYS + tuple(f"tag:{f.id}" for f in taxonomy.fields) + adapter_keys()
 
 
 # -- component values <-> FormValues --------------------------------------------------------------
@@ -105,6 +119,23 @@ def _tag_value(f: TagField, raw: Any) -> tuple[str, ...]:
     return tuple(v for v in items if v != UNSET)
 
 
+def _adapters(raw: Mapping[str, Any]) -> tuple[AdapterRef, ...]:
+    """The filled adapter slots (an empty path is an empty slot, whatever its strength)."""
+    out: list[AdapterRef] = []
+    for i in range(1, MAX_ADAPTERS + 1):
+        path = raw[f"adapter:{i}"]
+        if path is None or (isinstance(path, str) and not path.strip()):
+            continue
+        if not isinstance(path, str):
+            raise InvalidRequest("adapters.path", f"must be the path of an adapter, got {path!r}")
+        strength = _number("adapters.strength", raw[f"strength:{i}"])
+        ref = AdapterRef(path.strip(), DEFAULT_STRENGTH if strength is None else strength)
+        if any(a.path == ref.path for a in out):
+            raise InvalidRequest("adapters.path", f"{ref.path} is picked twice; use one slot and set its strength")
+        out.append(ref)
+    return tuple(out)
+
+
 def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
     """Build a FormValues from handler arguments given in `form_keys()` order."""
     keys = form_keys(taxonomy)
@@ -129,6 +160,7 @@ def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
         quantization=str(raw["quantization"] or "none"),
         offload=str(raw["offload"] or "auto"),
         vae_tiling=str(raw["vae_tiling"] or "auto"),
+        adapters=_adapters(raw),
     )
 
 
@@ -138,6 +170,9 @@ def form_to_values(form: FormValues, taxonomy: Taxonomy) -> list[Any]:
     for f in taxonomy.fields:
         picked = list(form.tags.get(f.id, ()))
         out.append(picked if f.multi else (picked[0] if picked else UNSET))
+    slots = list(form.adapters) + [None] * (MAX_ADAPTERS - len(form.adapters))
+    for ref in slots[:MAX_ADAPTERS]:
+        out += [ref.path, ref.strength] if ref is not None else ["", DEFAULT_STRENGTH]
     return out
 
 
@@ -188,12 +223,16 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         quantization=form.quantization,
         offload=form.offload,
         vae_tiling={"auto": None, "on": True, "off": False}[form.vae_tiling],
+        adapters=form.adapters,
     )
 
 
 def form_from_request(request: GenerationRequest) -> FormValues:
     """Fill the form from a (usually resolved) request: "Reuse settings" of the history."""
     tiling = "auto" if request.vae_tiling is None else ("on" if request.vae_tiling else "off")
+    if len(request.adapters) > MAX_ADAPTERS:  # e.g. a CLI run: refuse rather than drop some
+        raise InvalidRequest("adapters", f"this entry uses {len(request.adapters)} adapters; the Create tab holds "
+                                         f"at most {MAX_ADAPTERS} (re-run it with `python -m engine generate`)")
     return FormValues(
         model=request.model,
         narrative=request.narrative,
@@ -210,6 +249,7 @@ def form_from_request(request: GenerationRequest) -> FormValues:
         quantization=request.quantization,
         offload=request.offload,
         vae_tiling=tiling,
+        adapters=tuple(AdapterRef(a.path, a.strength) for a in request.adapters),
     )
 
 
@@ -252,6 +292,21 @@ def apply_preset(form: FormValues, preset: Preset) -> FormValues:
         elif key != "model":
             changes[key] = value
     return replace(form, **changes)
+
+
+def preset_from_form(form: FormValues, name: str, description: str = "") -> Preset:
+    """A user preset holding the form's tags, narrative, negative prompt, model and settings.
+
+    Unset settings stay unset (the model's default applies); the seed is kept only when fixed.
+    Memory settings and adapters belong to a machine, not a look, so they are not stored.
+    """
+    check_model_limits(form)  # a preset the model cannot run is refused now, naming the field
+    settings: dict[str, Any] = {"model": form.model}
+    settings.update({k: getattr(form, k) for k in PRESET_NUMBER_KEYS if getattr(form, k) is not None})
+    if not form.random_seed and form.seed is not None and form.seed != -1:
+        settings["seed"] = form.seed
+    return Preset.create(name, description=description or "", tags=dict(form.tags), narrative=form.narrative,
+                         negative_prompt=form.negative_prompt, settings=settings)
 
 
 def preset_snapshot(form: FormValues, preset: Preset) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Mapping, NoReturn, Sequence
 PROG = "app.py"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+RATER_AUTH = "raters"  # `--auth raters`: log in with a rating account (see app.tabs.rating)
 
 
 class ConfigError(Exception):
@@ -30,9 +31,13 @@ class LaunchOptions:
     data_dir: Path | None = None
     default_model: str | None = None
     device: str | None = None
+    auth_raters: bool = False
 
     @property
-    def gradio_auth(self) -> list[tuple[str, str]] | None:
+    def gradio_auth(self) -> list[tuple[str, str]] | str | None:
+        """What `StudioApp.launch(auth=...)` takes: the pairs, or RATER_AUTH for the rating accounts."""
+        if self.auth_raters:
+            return RATER_AUTH
         return list(self.auth) or None
 
 
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", help="port to listen on (env ANIMATRIX_PORT; default 7860)")
     p.add_argument("--share", action=argparse.BooleanOptionalAction, default=None,
                    help="also open a temporary public gradio.live link (env ANIMATRIX_SHARE=1)")
-    p.add_argument("--auth", help="require a login, USER:PASSWORD; several as U1:P1,U2:P2 (env ANIMATRIX_AUTH)")
+    p.add_argument("--auth", help="require a login, USER:PASSWORD; several as U1:P1,U2:P2; or 'raters' to log in "
+                                  "with the rating accounts (env ANIMATRIX_AUTH)")
     p.add_argument("--data-dir", help="folder for the history database, clips and presets "
                                       "(env ANIMATRIX_DATA_DIR; on Spaces use /data)")
     p.add_argument("--default-model", help="model selected when the page opens (env ANIMATRIX_DEFAULT_MODEL)")
@@ -105,12 +111,14 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
     if share is None:
         share = parse_bool(env.get("ANIMATRIX_SHARE", ""), "ANIMATRIX_SHARE")
     auth_text, auth_where = pick(args.auth, "AUTH")
+    raters = auth_text is not None and auth_text.strip().lower() == RATER_AUTH
     data_text, _ = pick(args.data_dir, "DATA_DIR")
     return LaunchOptions(
         host=host.strip() if host else None,
         port=parse_port(port_text, port_where) if port_text is not None else None,
         share=share,
-        auth=parse_auth(auth_text, auth_where) if auth_text is not None else (),
+        auth=parse_auth(auth_text, auth_where) if auth_text is not None and not raters else (),
+        auth_raters=raters,
         data_dir=Path(data_text).expanduser() if data_text else None,
         default_model=args.default_model,
         device=args.device,

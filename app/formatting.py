@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 from engine.errors import EngineError
 from engine.pks import Taxonomy
+from engine.presets import Preset
 from engine.registry import PREVIEW_ID, REGISTRY
 from engine.storage.history import GenerationRecord
 
@@ -74,6 +75,8 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
         ("Guidance", f"{req.guidance:g}" if req.guidance is not None else "model default"),
         ("Memory profile", f"quantization {req.quantization} · offload {req.offload} · VAE tiling {tiling}"),
     ]
+    if req.adapters:
+        rows.append(("Adapters", "<br>".join(f"{a.path} · strength {a.strength:g}" for a in req.adapters)))
     if record.compiled_prompt:
         rows.append(("Compiled prompt", record.compiled_prompt))
     if record.timings:
@@ -116,3 +119,96 @@ def queue_summary(rows: Sequence[QueueRow]) -> str:
     if not rows:
         return "The queue is empty."
     return f"{running} running · {queued} waiting"
+
+
+# -- presets --------------------------------------------------------------------------------------
+PRESET_HEADERS: tuple[str, ...] = ("Preset", "Description", "Tags")
+SETTING_LABELS = {"model": "Model", "width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS",
+                  "steps": "Steps", "guidance": "Guidance", "seed": "Seed"}
+
+
+def tag_labels(tags: Any, taxonomy: Taxonomy) -> list[str]:
+    """Each tag value's label, in taxonomy order; ids of tags this taxonomy no longer knows."""
+    out: list[str] = []
+    for f in taxonomy.prompt_fields:
+        for value_id in tags.get(f.id, ()):
+            try:
+                out.append(f.value(value_id).label)
+            except EngineError:
+                out.append(value_id)
+    return out
+
+
+def tags_summary(preset: Preset, taxonomy: Taxonomy, limit: int = 70) -> str:
+    labels = tag_labels(preset.tags, taxonomy)
+    if not labels:
+        return "no tags"
+    text = ", ".join(labels)
+    if len(text) <= limit:
+        return text
+    shown: list[str] = []
+    for label in labels:
+        if len(", ".join([*shown, label])) > limit - 12:
+            break
+        shown.append(label)
+    return f"{', '.join(shown)} … +{len(labels) - len(shown)} more"
+
+
+def preset_cell(preset: Preset) -> str:
+    """The table's first cell (markdown): the name, and whether it is built-in or the user's."""
+    return f"**{_cell(preset.name)}**\n_{'built-in' if preset.builtin else 'yours'}_"
+
+
+def preset_rows(presets: Sequence[Preset], taxonomy: Taxonomy) -> list[list[str]]:
+    # Three columns, not four: at phone width a fourth column squeezes every word onto its own line.
+    return [[preset_cell(p), short(p.description, 110) or "—", tags_summary(p, taxonomy)] for p in presets]
+
+
+def preset_summary(preset: Preset) -> str:
+    """The selected preset's title, id, kind and description (markdown)."""
+    kind = "built-in, read-only (duplicate it to edit a copy)" if preset.builtin else "your preset"
+    lines = [f"### {preset.name}", f"<small>`{preset.slug}` · {kind}</small>"]
+    return "\n\n".join(lines + ([preset.description] if preset.description else []))
+
+
+def preset_details(preset: Preset, taxonomy: Taxonomy) -> str:
+    """What the selected preset sets, field by field (a markdown table)."""
+    try:
+        tag_lines = taxonomy.describe_tags(preset.tags)
+    except EngineError:
+        tag_lines = [f"{k} = {', '.join(v)}" for k, v in preset.tags.items()]
+    rows = [("Tags", "<br>".join(tag_lines) or "none")]
+    rows.append(("Narrative", preset.narrative.strip() or "— (keeps the one you wrote)"))
+    rows.append(("Negative prompt", preset.negative_prompt or "—"))
+    settings = [f"{SETTING_LABELS.get(k, k)} {model_label(v) if k == 'model' else v}"
+                for k, v in preset.settings.items()]
+    rows.append(("Settings", " · ".join(settings) or "— (keeps the Create tab's)"))
+    lines = ["| Sets | Value |", "|---|---|"] + [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+# -- adapters -------------------------------------------------------------------------------------
+ADAPTER_MERGE_NOTE = ("**HydraLoRA** adapters stay beside the model: their router mixes the heads differently for "
+                      "every token, so they cannot be merged into the weights. A plain **LoRA** could be. "
+                      "Strength 1 applies an adapter as trained, 0 turns it off, negative values push away from it.")
+
+
+def adapters_note(count: int, model: str, roots: Sequence[Any], problems: int = 0) -> str:
+    """One line above the adapter slots; where to put adapters is said only when none fit."""
+    if count:
+        found = f"{count} adapter{'s' if count != 1 else ''} fit{'s' if count == 1 else ''} {_short_model(model)}."
+    else:
+        models, training = roots
+        found = (f"No adapter fits {_short_model(model)} yet. Copy LoRA / HydraLoRA files into `{models}`, or train "
+                 f"one into `{training}` (`python -m engine train`, see docs/training.md).")
+    skipped = f" {problems} unreadable file{'s' if problems != 1 else ''} skipped (see the log)." if problems else ""
+    return found + skipped
+
+
+def adapters_title(count: int) -> str:
+    return "Adapters (HydraLoRA / LoRA)" + (f" · {count} available" if count else "")
+
+
+def _short_model(model: str) -> str:
+    """"Preview" rather than "Preview (built-in, random weights: output is noise)"."""
+    return model_label(model).split(" (")[0]

@@ -18,6 +18,8 @@ from . import adapters
 from .services.context import DEFAULT_DOWNLOAD_MODEL, StudioServices
 from .tabs import create as create_tab
 from .tabs import history as history_tab
+from .tabs import rating as rating_tab
+from .tabs import presets as presets_tab
 
 CSS_PATH = Path(__file__).with_name("studio.css")
 TITLE = "AniMatrix Studio"
@@ -30,6 +32,7 @@ class StudioApp:
     create: create_tab.CreateTab
     history: history_tab.HistoryTab
     banner: gr.Row
+    rating: rating_tab.RatingTab | None = None
 
     def launch(self, **kwargs: Any) -> tuple[Any, str, str]:
         settings = self.services.settings
@@ -37,7 +40,9 @@ class StudioApp:
         kwargs.setdefault("footer_links", ["api", "settings"])
         kwargs.setdefault("show_error", True)
         self.blocks.queue(default_concurrency_limit=4)
-        return self.blocks.launch(theme=theme(), css=CSS_PATH.read_text(encoding="utf-8"), **kwargs)
+        kwargs = rating_tab.launch_kwargs(self.services, kwargs)  # its script; `auth="raters"`: the accounts
+        css = CSS_PATH.read_text(encoding="utf-8") + "\n" + rating_tab.css_text()
+        return self.blocks.launch(theme=theme(), css=css, **kwargs)
 
     def close(self) -> None:
         self.blocks.close()
@@ -89,10 +94,16 @@ def build_app(services: StudioServices) -> StudioApp:
             # render_children: "Reuse settings" fills the Create tab while History is the one shown.
             with gr.Tab("Create", id="create", elem_id="tab-create", render_children=True):
                 create = create_tab.build(services)
+            with gr.Tab("Presets", id="presets", elem_id="tab-presets", render_children=True) as presets_page:
+                presets = presets_tab.build(services)
+                presets_tab.wire(presets, services, create=create, tabs=tabs, presets_tab=presets_page)
             with gr.Tab("History", id="history", elem_id="tab-history", render_children=True) as hist_tab:
                 history = history_tab.build(services)
+            with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
+                rating = rating_tab.build(services)
 
         create_tab.wire(create, services)
+        rating_tab.wire(rating, services, blocks=blocks, main_tab=rate_tab)
         preset_reset = [create.preset, create.preset_snapshot, create.preset_badge]
 
         def reuse_values(record: Any) -> list[Any]:
@@ -106,4 +117,4 @@ def build_app(services: StudioServices) -> StudioApp:
         use_preview.click(create_tab.use_model(services, PREVIEW_ID), inputs=create.inputs(),
                           outputs=create.fill_outputs(), api_name="use_preview").then(
             hide_banner, outputs=banner, api_visibility="private")
-    return StudioApp(blocks, services, create, history, banner)
+    return StudioApp(blocks, services, create, history, banner, rating)

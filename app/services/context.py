@@ -3,12 +3,20 @@
 Built once at start-up and handed to the tabs; nothing here lives in `gr.State` (models stay
 in the engine's ModelManager, rows in the database). Creating it recovers from a previous run:
 jobs left running are marked failed with a reason, queued jobs stay queued for the runner.
+
+`AdapterCatalog` finds the fine-tuned adapters (HydraLoRA / LoRA) on this machine for the
+Create tab: in ``<models>/adapters``, in ``<data>/training`` and in the training runs whose
+validation samples are in the history.
 """
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from engine.pks import Taxonomy, load_taxonomy
 from engine.presets import BUILTIN_PRESETS_DIR, PresetLibrary
@@ -17,6 +25,10 @@ from engine.settings import Settings
 from engine.studio import Studio
 
 from .jobs import JobRunner, on_zero_gpu
+
+if TYPE_CHECKING:
+    from engine.storage.history import HistoryService
+    from engine.rating.service import RatingService
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +52,24 @@ class StudioServices:
     runner: JobRunner
     recovered: int = 0  # jobs marked failed at start-up because a previous run stopped mid-way
     availability: dict[str, bool] = field(default_factory=dict)  # registry id -> weights on this machine
+    _adapter_catalog: "AdapterCatalog | None" = field(default=None, repr=False)
+    _rating: "RatingService | None" = field(default=None, repr=False)
+
+    @property
+    def adapter_catalog(self) -> "AdapterCatalog":
+        """Built on first use: nothing is scanned (and torch is not imported) while the page is built."""
+        if self._adapter_catalog is None:
+            self._adapter_catalog = AdapterCatalog(self.settings, self.studio.history)
+        return self._adapter_catalog
+
+    @property
+    def rating(self) -> "RatingService":
+        """Animator rating over the studio's database and media folder, made on first use."""
+        if self._rating is None:
+            from engine.rating.service import RatingService
+
+            self._rating = RatingService(self.studio.db, self.settings.media_dir)
+        return self._rating
 
     @classmethod
     def create(cls, settings: Settings, *, start_worker: bool | None = None,
@@ -88,3 +118,195 @@ class StudioServices:
     def close(self) -> None:
         self.runner.stop()
         self.studio.close()
+
+
+# -- adapters on this machine -------------------------------------------------------------------------
+ADAPTER_CONFIG = "animatrix_adapter.json"  # engine.adapters.io.CONFIG_NAME, named here to avoid importing torch
+KIND_LABELS = {"hydralora": "HydraLoRA", "lora": "LoRA"}
+_STEP_RE = re.compile(r"^step-0*(\d+)$")
+_SKIP_DIRS = frozenset({"cache", "samples", "latents", "text", "tag_encoder", "__pycache__"})
+_MAX_DEPTH = 4
+_MAX_CANDIDATES = 200
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """One adapter found on disk, as the Create tab lists it."""
+
+    path: str
+    name: str  # short: "my-style", "run-a · step 250", "run-a · final"
+    kind: str  # "hydralora" | "lora"
+    base_model: str | None  # the model id it was trained on; None for a LoRA made elsewhere
+    base_family: str | None
+
+    def label(self, model: str | None = None) -> str:
+        """"name · HydraLoRA", plus its base when that is not `model` (the one it is listed for)."""
+        base = "" if self.base_model == model else (
+            f" · trained on {self.base_model}" if self.base_model else " · base model not recorded")
+        return f"{self.name} · {KIND_LABELS.get(self.kind, self.kind)}{base}"
+
+    def misfit(self, spec: ModelSpec) -> str | None:
+        """Why this adapter cannot go on `spec` (None: it can, as far as the files tell).
+
+        The family must match; the preview model's layers are tiny, so its adapters fit only it
+        and no real checkpoint's adapter fits it. A LoRA made elsewhere records no base: the
+        engine checks its layer shapes when it loads.
+        """
+        if self.base_family is None:
+            return "made for real checkpoints, not the preview model" if spec.is_preview else None
+        if self.base_family != spec.family.name:
+            return (f"it was trained on a {self.base_family} model ('{self.base_model}'); "
+                    f"{spec.id} is {spec.family.name}")
+        if (self.base_model == "preview") != spec.is_preview:
+            return (f"it was trained on '{self.base_model}', whose layers are another size than {spec.id}'s")
+        return None
+
+
+class AdapterCatalog:
+    """Adapters under the studio's folders and in recorded training runs, read with `inspect_adapter`.
+
+    Finding candidates is plain file-system work; only a candidate is inspected (which imports
+    torch, so a studio without adapters never does). Results are cached per path and mtime, so a
+    rescan on every page load or model change costs a directory walk.
+    """
+
+    def __init__(self, settings: Settings, history: "HistoryService | None" = None) -> None:
+        self.settings = settings
+        self.history = history
+        self._cache: dict[str, tuple[int, AdapterEntry | None]] = {}
+        self._lock = threading.Lock()
+        self.problems: tuple[tuple[str, str], ...] = ()  # (path, why) of candidates the last scan skipped
+
+    def roots(self) -> tuple[Path, Path]:
+        """Where adapters are looked for: ``<models>/adapters`` (copy files here) and ``<data>/training``."""
+        return self.settings.models_dir / "adapters", self.settings.data_dir / "training"
+
+    # -- finding candidates (no torch) ---------------------------------------------------------------
+    def _walk(self, root: Path, *, loose: bool) -> Iterator[Path]:
+        """Folders holding our adapter config; with `loose`, also other .safetensors files and folders."""
+        if not root.is_dir():
+            return
+        for folder, dirs, files in os.walk(root):
+            here = Path(folder)
+            depth = len(here.relative_to(root).parts)
+            if ADAPTER_CONFIG in files:
+                dirs[:] = []  # an adapter folder: its files are its own
+                yield here
+                continue
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS and depth < _MAX_DEPTH)
+            if loose and "state.pt" not in files:  # a training checkpoint's raw tensors are no adapter
+                weights = sorted(f for f in files if f.endswith(".safetensors") and not f.startswith("."))
+                if here != root and len(weights) == 1:
+                    yield here  # a downloaded LoRA folder
+                else:
+                    yield from (here / f for f in weights)
+
+    def _from_history(self) -> Iterator[Path]:
+        """Adapter folders of the training runs whose validation samples are in the history."""
+        if self.history is None:
+            return
+        try:
+            records = self.history.list(source="training", limit=200).items
+        except Exception as exc:  # noqa: BLE001 - the list of adapters must not break the page
+            log.warning("could not read training runs from the history: %s", exc)
+            return
+        runs: set[Path] = set()
+        for record in records:
+            if not record.checkpoint:
+                continue
+            adapter = Path(record.checkpoint)
+            # <run>/checkpoints/step-N/adapter: the run's final adapter and other checkpoints too
+            if adapter.name == "adapter" and adapter.parent.parent.name == "checkpoints":
+                runs.add(adapter.parents[2])
+            elif adapter.is_dir():
+                yield adapter
+        for run in sorted(runs):
+            yield from self._walk(run, loose=False)
+
+    def candidates(self) -> list[Path]:
+        models, training = self.roots()
+        seen: dict[str, Path] = {}
+        for path in [*self._walk(models, loose=True), *self._walk(training, loose=False), *self._from_history()]:
+            seen.setdefault(os.path.realpath(path), path)
+            if len(seen) >= _MAX_CANDIDATES:
+                log.warning("more than %d adapter candidates; listing the first ones", _MAX_CANDIDATES)
+                break
+        return list(seen.values())
+
+    # -- reading them -------------------------------------------------------------------------------
+    def _name(self, path: Path) -> str:
+        models, training = self.roots()
+        for root in (models, training):
+            try:
+                rel = path.relative_to(root)
+                break
+            except ValueError:
+                continue
+        else:
+            rel = path
+        parts = list(rel.parts)
+        if parts and parts[-1].endswith(".safetensors"):
+            parts[-1] = Path(parts[-1]).stem
+        if parts and parts[-1] == "adapter":  # a training run: <run>/adapter or <run>/checkpoints/step-N/adapter
+            parts.pop()
+            step = _STEP_RE.match(parts[-1]) if parts else None
+            if step and len(parts) >= 2 and parts[-2] == "checkpoints":
+                run = parts[-3] if len(parts) >= 3 else path.parents[3].name
+                return f"{run} · step {int(step.group(1))}"
+            return f"{parts[-1] if parts else path.parent.name} · final"
+        if not parts:
+            return path.name
+        return " / ".join(parts) if len(parts) <= 2 else f"{parts[0]} / … / {parts[-1]}"
+
+    def inspect(self, path: str | Path) -> AdapterEntry:
+        """The entry for any adapter path (listed or typed); InvalidRequest when it is not one."""
+        from engine.adapters import inspect_adapter  # torch: imported only when there is something to read
+
+        p = Path(path).expanduser()
+        key = os.path.realpath(p)
+        try:
+            stamp = p.stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[0] == stamp and cached[1] is not None:
+            return cached[1]
+        files = inspect_adapter(p)
+        base = files.config.base if files.config is not None else None
+        entry = AdapterEntry(str(p), self._name(p), files.kind, base.model_id if base else None,
+                             base.family if base else None)
+        with self._lock:
+            self._cache[key] = (stamp, entry)
+        return entry
+
+    def scan(self) -> tuple[AdapterEntry, ...]:
+        """Every readable adapter found; unreadable candidates are logged and kept in `problems`."""
+        from engine.errors import EngineError
+
+        candidates = self.candidates()
+        if not candidates:
+            self.problems = ()
+            return ()
+        found: list[AdapterEntry] = []
+        problems: list[tuple[str, str]] = []
+        for path in candidates:
+            try:
+                found.append(self.inspect(path))
+            except (EngineError, OSError, ValueError) as exc:
+                problems.append((str(path), str(exc)))
+        for path, why in problems:
+            log.warning("skipping adapter %s: %s", path, why)
+        self.problems = tuple(problems)
+        return tuple(found)
+
+    def for_model(self, model: str) -> tuple[AdapterEntry, ...]:
+        """The adapters that fit `model`: the ones trained on it first, then by name."""
+        from engine.errors import InvalidRequest
+
+        try:
+            spec = resolve_model(model)
+        except InvalidRequest:
+            return ()
+        fitting = [e for e in self.scan() if e.misfit(spec) is None]
+        return tuple(sorted(fitting, key=lambda e: (e.base_model != spec.id, e.name.casefold())))

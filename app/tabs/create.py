@@ -5,11 +5,17 @@ description in its choice label), so a taxonomy edit needs no UI change. Generat
 events: a fast one that checks and queues the job (bad input: a toast naming the field, no
 row written), then a chained one on the single "gpu" concurrency slot that runs it through the
 JobRunner and streams progress.
+
+Adapters (HydraLoRA / LoRA) found by the studio's `AdapterCatalog` are offered per model in a
+few slots with a strength each; "Save as preset" stores the form as a user preset. Preset edits
+made anywhere (here or in the Presets tab) write a new token into `presets_changed`, and every
+list of presets refreshes from it.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import gradio as gr
@@ -18,12 +24,12 @@ from engine.errors import EngineError, GenerationCancelled, InvalidRequest
 from engine.generation import Progress
 from engine.pks import TagField
 from engine.registry import ModelSpec
-from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES
+from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef
 
 from .. import adapters
-from ..adapters import FormValues, form_from_values, form_to_values, ui_message
-from ..formatting import NOISE_NOTE, is_preview, settings_markdown
-from ..services.context import StudioServices
+from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message
+from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_note, adapters_title, is_preview, settings_markdown
+from ..services.context import AdapterEntry, StudioServices
 from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
 from . import queue as queue_panel
 
@@ -62,17 +68,32 @@ class CreateTab:
     noise_note: gr.Markdown
     clip_settings: gr.Markdown
     queue: queue_panel.QueuePanel
+    adapter_paths: list[gr.Dropdown]  # MAX_ADAPTERS slots
+    adapter_strengths: list[gr.Slider]
+    adapter_rows: list[gr.Row]
+    adapters_box: gr.Accordion
+    adapters_note: gr.Markdown
+    adapters_rescan: gr.Button
+    save_name: gr.Textbox
+    save_description: gr.Textbox
+    save_preset: gr.Button
+    presets_changed: gr.State  # {"at": ns, "renamed": {old slug: new slug}}: written by every preset edit
+    preset_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> (name, description)
 
     def inputs(self) -> list[Any]:
         """The form's components in `adapters.form_keys()` order."""
         scalar = {"model": self.model, "narrative": self.narrative, "negative_prompt": self.negative_prompt,
                   "random_seed": self.random_seed, "seed": self.seed, "quantization": self.quantization,
                   "offload": self.offload, "vae_tiling": self.vae_tiling, **self.numbers}
-        return [scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values())
+        slots = [c for pair in zip(self.adapter_paths, self.adapter_strengths) for c in pair]
+        return [scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values()) + slots
 
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` returns values for: the form plus the model-dependent notes."""
         return self.inputs() + [self.model_note, self.noise_note]
+
+
+NO_ADAPTER: tuple[str, str] = ("None", "")
 
 
 # -- choices and notes ------------------------------------------------------------------------------
@@ -131,6 +152,90 @@ def default_form(services: StudioServices) -> FormValues:
     return adapters.with_model_defaults(FormValues(model=services.default_model), services.default_model)
 
 
+def adapter_choices(entries: Sequence[AdapterEntry], model: str) -> list[tuple[str, str]]:
+    return [NO_ADAPTER, *[(e.label(model), e.path) for e in entries]]
+
+
+def adapter_list(services: StudioServices, model: str) -> list[Any]:
+    """Values for [adapters_box, adapters_note, *adapter_paths]: the adapters that fit `model`."""
+    catalog = services.adapter_catalog
+    entries = catalog.for_model(model)
+    note = adapters_note(len(entries), model, catalog.roots(), len(catalog.problems))
+    choices = adapter_choices(entries, model)
+    return [gr.update(label=adapters_title(len(entries))), note,
+            *[gr.update(choices=choices) for _ in range(MAX_ADAPTERS)]]
+
+
+def adapter_misfit(services: StudioServices, ref: AdapterRef, model: str) -> str | None:
+    """Why the adapter at `ref.path` cannot go on `model`, in one line (None when it fits)."""
+    spec = adapters.model_spec(model)
+    try:
+        entry = services.adapter_catalog.inspect(ref.path)
+    except EngineError as exc:
+        return str(exc.reason) if isinstance(exc, InvalidRequest) else str(exc)
+    if spec is None:
+        return None  # an unknown model is reported by the model check
+    why = entry.misfit(spec)
+    return f"{entry.name} does not fit {spec.id}: {why}" if why else None
+
+
+def slot_rows(*paths: Any) -> list[Any]:
+    """Adapter slot i shows once slot i-1 is used (or when it holds an adapter itself)."""
+    used = [bool(p and str(p).strip()) for p in paths]
+    return [gr.update(visible=i == 0 or used[i] or used[i - 1]) for i in range(len(paths))]
+
+
+# -- presets, shared with the Presets tab --------------------------------------------------------------
+def preset_label(tab: CreateTab, services: StudioServices, slug: str) -> tuple[str, str]:
+    """(name, description) of a preset, cached; the slug itself when it no longer exists."""
+    if slug not in tab.preset_names:
+        try:
+            preset = services.presets.get(slug)
+        except EngineError:
+            return slug, ""
+        tab.preset_names[slug] = (preset.name, preset.description)
+    return tab.preset_names[slug]
+
+
+def badge_text(tab: CreateTab, services: StudioServices, slug: str | None, modified: bool) -> str:
+    if not slug:
+        return ""
+    name, description = preset_label(tab, services, slug)
+    head = f"Preset **{name}**" + (" · `modified`" if modified else "")
+    return f"{head}<br><small>{description}</small>" if description else head
+
+
+def preset_fill(tab: CreateTab, services: StudioServices, slug: str | None, values: Sequence[Any]) -> list[Any]:
+    """Values for [*fill_outputs(), preset_snapshot, preset_badge]: the form with preset `slug` applied.
+
+    The Create dropdown and the Presets tab's "Use in Create" both come here.
+    """
+    tax = services.taxonomy
+    form = read_form(services, values)
+    if not slug:
+        return fill_values(services, form) + [None, ""]
+    try:
+        preset = services.presets.get(slug)
+        applied = adapters.apply_preset(form, preset)
+    except EngineError as exc:
+        raise gr.Error(ui_message(exc, tax), title="Preset") from None
+    tab.preset_names[slug] = (preset.name, preset.description)
+    snapshot = adapters.preset_snapshot(applied, preset)
+    return fill_values(services, applied) + [snapshot, badge_text(tab, services, slug, False)]
+
+
+def read_form(services: StudioServices, values: Sequence[Any]) -> FormValues:
+    try:
+        return form_from_values(values, services.taxonomy)
+    except InvalidRequest as exc:
+        raise gr.Error(ui_message(exc, services.taxonomy), title="Check the form") from None
+
+
+def presets_changed(renamed: dict[str, str] | None = None) -> dict[str, Any]:
+    """A new value for `CreateTab.presets_changed` (always different, so its change event fires)."""
+    return {"at": time.time_ns(), "renamed": dict(renamed or {})}
+
+
 # -- build ------------------------------------------------------------------------------------------
 def build(services: StudioServices) -> CreateTab:
     tax = services.taxonomy
@@ -164,6 +269,17 @@ def build(services: StudioServices) -> CreateTab:
                                   placeholder="pick tags and write a narrative", elem_id="compiled-prompt",
                                   buttons=["copy"])
             tag_warning = gr.Markdown("", elem_classes=["warning"], elem_id="tag-warning")
+            with gr.Accordion("Save as preset", open=False, elem_id="save-preset-box"):
+                with gr.Row(equal_height=True):
+                    save_name = gr.Textbox(label="Preset name", max_lines=1, min_width=180, scale=2,
+                                           placeholder="e.g. Rooftop chase at dusk", elem_id="save-preset-name")
+                    save_description = gr.Textbox(label="Description", max_lines=2, min_width=200, scale=3,
+                                                  placeholder="one line for the Presets tab (optional)",
+                                                  elem_id="save-preset-description")
+                gr.Markdown("Saves the tags, narrative, negative prompt, model and settings (the seed only when "
+                            "fixed). Saving under the name of the preset you started from updates it.",
+                            elem_classes=["muted"])
+                save_preset = gr.Button("Save preset", size="sm", variant="primary", elem_id="save-preset")
             panel = queue_panel.build(services)
         with gr.Column(scale=2, min_width=320):
             model = gr.Dropdown(model_choices(services), value=form.model, label="Model", allow_custom_value=True,
@@ -183,6 +299,26 @@ def build(services: StudioServices) -> CreateTab:
                         numbers[key] = gr.Number(getattr(form, key), label=labels[key],
                                                  precision=None if key == "guidance" else 0, min_width=130,
                                                  elem_id=f"num-{key}", **props[key])
+            with gr.Accordion(adapters_title(0), open=False, elem_id="adapters") as adapters_box:
+                # Choices are filled on page load and on model change: the scan may import torch,
+                # which building the page must not.
+                adapters_note_md = gr.Markdown("Looking for adapters…", elem_classes=["muted"],
+                                               elem_id="adapters-note")
+                paths: list[gr.Dropdown] = []
+                strengths: list[gr.Slider] = []
+                rows: list[gr.Row] = []
+                for i in range(1, MAX_ADAPTERS + 1):
+                    with gr.Row(visible=i == 1, equal_height=True, elem_id=f"adapter-row-{i}") as row:
+                        paths.append(gr.Dropdown(
+                            [NO_ADAPTER], value="", label=f"Adapter {i}", allow_custom_value=True, scale=3,
+                            min_width=200, elem_id=f"adapter-{i}", info="or type the path of an adapter"
+                            if i == 1 else None))
+                        strengths.append(gr.Slider(-2, 2, value=adapters.DEFAULT_STRENGTH, step=0.05,
+                                                   label="Strength", scale=2, min_width=150,
+                                                   elem_id=f"adapter-strength-{i}"))
+                    rows.append(row)
+                gr.Markdown(ADAPTER_MERGE_NOTE, elem_classes=["muted"], elem_id="adapters-merge-note")
+                rescan = gr.Button("Rescan adapter folders", size="sm", elem_id="adapters-rescan")
             with gr.Accordion("Memory and speed", open=False, elem_id="memory"):
                 with gr.Row():
                     quantization = gr.Dropdown(list(QUANTIZATION_MODES), value=form.quantization,
@@ -207,6 +343,8 @@ def build(services: StudioServices) -> CreateTab:
         preset, preset_badge, gr.State(None), narrative, negative, tags, compiled, tag_warning, model,
         note, random_seed, seed, reuse_seed, numbers, quantization, offload, vae_tiling, free_memory, generate,
         cancel, job_id, gr.State([]), gr.State(None), status, video, noise_note, clip_settings, panel,
+        paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
+        gr.State({"at": 0, "renamed": {}}),
     )
 
 
@@ -215,20 +353,13 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     tax = services.taxonomy
     runner = services.runner
     history = services.studio.history
-    preset_names = {p.slug: (p.name, p.description) for p in services.presets.list()}
+    tab.preset_names.update({p.slug: (p.name, p.description) for p in services.presets.list()})
 
-    def read_form(values: Sequence[Any]) -> FormValues:
-        try:
-            return form_from_values(values, tax)
-        except InvalidRequest as exc:
-            raise gr.Error(ui_message(exc, tax), title="Check the form") from None
+    def read(values: Sequence[Any]) -> FormValues:
+        return read_form(services, values)
 
     def badge(slug: str | None, modified: bool) -> str:
-        if not slug:
-            return ""
-        name, description = preset_names.get(slug, (slug, ""))
-        head = f"Preset **{name}**" + (" · `modified`" if modified else "")
-        return f"{head}<br><small>{description}</small>" if description else head
+        return badge_text(tab, services, slug, modified)
 
     def on_form_change(snapshot: dict[str, Any] | None, slug: str | None, *values: Any) -> tuple[Any, str, Any]:
         try:
@@ -244,25 +375,29 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         return prompt, "\n\n".join(warnings), badge(slug, adapters.is_modified(snapshot, form))
 
     def on_preset(slug: str | None, *values: Any) -> list[Any]:
-        form = read_form(values)
-        if not slug:
-            return fill_values(services, form) + [None, ""]
-        try:
-            preset = services.presets.get(slug)
-            applied = adapters.apply_preset(form, preset)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Preset") from None
-        preset_names[slug] = (preset.name, preset.description)
-        return fill_values(services, applied) + [adapters.preset_snapshot(applied, preset), badge(slug, False)]
+        return preset_fill(tab, services, slug, values)
 
     def on_model(*values: Any) -> list[Any]:
-        form = read_form(values)
+        form = read(values)
+        kept: list[AdapterRef] = []
+        for ref in form.adapters:  # the user switched model: adapters made for the old one come off, said so
+            why = adapter_misfit(services, ref, form.model)
+            if why is None:
+                kept.append(ref)
+            else:
+                gr.Warning(f"Adapter removed: {why}", title="Adapters")
+        form = replace(form, adapters=tuple(kept))
         return fill_values(services, adapters.with_model_defaults(form, form.model))
 
     def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
-        form = read_form(values)
+        form = read(values)
         try:
-            job_id = runner.submit(adapters.request_from_form(form))
+            request = adapters.request_from_form(form)
+            for ref in request.adapters:  # the base check, before a model is loaded for nothing
+                why = adapter_misfit(services, ref, request.model)
+                if why is not None:
+                    raise InvalidRequest("adapters.path", why)
+            job_id = runner.submit(request)
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
         seed = history.get(job_id).seed
@@ -347,6 +482,40 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         else:
             gr.Info(f"Freed {freed} loaded model from memory.")
 
+    def save_as_preset(name: str | None, description: str | None, current: str | None,
+                       *values: Any) -> tuple[Any, Any, str, dict[str, Any]]:
+        form = read(values)
+        presets = services.presets
+        try:
+            preset = adapters.preset_from_form(form, name or "", description or "")
+            # Saving under the name of the user preset the form started from updates it; any
+            # other existing name is refused, so a click never overwrites another preset.
+            update = (bool(current) and preset.slug == current and presets.exists(current)
+                      and not presets.get(current).builtin)
+            if not update and presets.exists(preset.slug) and not presets.get(preset.slug).builtin:
+                raise InvalidRequest("name", f"'{preset.name}' is already one of your presets; choose another "
+                                             "name, or pick that preset first to update it")
+            if update and not (description or "").strip():  # an empty box keeps the description it had
+                preset = replace(preset, description=presets.get(current).description)
+            saved = presets.save(preset, overwrite=update)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Save as preset") from None
+        tab.preset_names[saved.slug] = (saved.name, saved.description)
+        gr.Info(f"Preset '{saved.name}' {'updated' if update else 'saved'}.")
+        return (gr.update(choices=preset_choices(services), value=saved.slug), adapters.preset_snapshot(form, saved),
+                badge(saved.slug, False), presets_changed())
+
+    def refresh_preset_list(change: dict[str, Any] | None, current: str | None) -> tuple[Any, Any, Any]:
+        tab.preset_names.clear()  # names and descriptions may have changed
+        renamed = (change or {}).get("renamed", {})
+        slug = renamed.get(current, current) if current else current
+        if not slug or not services.presets.exists(slug):
+            cleared = (gr.skip(), gr.skip()) if not current else (None, "")
+            return (gr.update(choices=preset_choices(services), value=""), *cleared)
+        moved = slug != current
+        return (gr.update(choices=preset_choices(services), value=slug), gr.skip(),
+                badge(slug, False) if moved else gr.skip())
+
     inputs = tab.inputs()
     triggers: list[Any] = [c.change for c in inputs] + [tab.preset_snapshot.change]
     gr.on(triggers, on_form_change, inputs=[tab.preset_snapshot, tab.preset, *inputs],
@@ -379,6 +548,21 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                    api_visibility="private")
     tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
     queue_panel.wire(tab.queue, services)
+
+    tab.save_preset.click(save_as_preset, inputs=[tab.save_name, tab.save_description, tab.preset, *inputs],
+                          outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge, tab.presets_changed],
+                          api_name="save_preset", show_progress="hidden")
+    tab.presets_changed.change(refresh_preset_list, inputs=[tab.presets_changed, tab.preset],
+                               outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge], show_progress="hidden",
+                               api_visibility="private")
+    # Adapters: listed on page load and whenever the model changes (by hand, a preset or a reuse).
+    listing = [tab.adapters_box, tab.adapters_note, *tab.adapter_paths]
+    gr.on(None, lambda model: adapter_list(services, model), inputs=[tab.model], outputs=listing,
+          show_progress="hidden", api_visibility="private", trigger_mode="always_last")
+    tab.adapters_rescan.click(lambda model: adapter_list(services, model), inputs=tab.model, outputs=listing,
+                              api_name="list_adapters", show_progress="hidden")
+    gr.on([p.change for p in tab.adapter_paths], slot_rows, inputs=tab.adapter_paths, outputs=tab.adapter_rows,
+          show_progress="hidden", api_visibility="private", queue=False)
 
 
 def preset_choices(services: StudioServices) -> list[tuple[str, str]]:

@@ -1,0 +1,272 @@
+"""Presets tab: browse, search and preview presets; use one in Create; rename, duplicate, delete,
+import and export.
+
+The table lists `PresetLibrary.search(query)` (built-ins first, then the user's). Selecting a
+row shows what the preset sets and the prompt it compiles to. Built-ins are read-only: their
+Rename and Delete buttons are disabled and the library refuses them anyway. Every change writes
+a new token into the Create tab's `presets_changed`, which refreshes the Create dropdown; the
+table refreshes from the same token, so a preset saved in Create shows up here too.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.errors import EngineError, InvalidRequest
+from engine.presets import Preset, slugify
+
+from ..adapters import ui_message
+from ..formatting import PRESET_HEADERS, preset_cell, preset_details, preset_rows, preset_summary
+from ..services.context import StudioServices
+from . import create as create_tab
+
+EXPORT_DIR = Path(tempfile.gettempdir()) / "animatrix-preset-exports"
+NOTHING_SELECTED = "Select a preset in the table to see what it sets and the prompt it compiles to."
+
+
+@dataclass
+class PresetsTab:
+    search: gr.Textbox
+    refresh: gr.Button
+    count: gr.Markdown
+    table: gr.Dataframe
+    row_slugs: gr.State  # first cell -> slug of the rows shown (a row is found by its cell, whatever the sort)
+    upload: gr.File
+    selected: gr.Textbox  # the selected preset's slug (hidden)
+    summary: gr.Markdown  # name, id, kind, description
+    details: gr.Markdown  # what it sets
+    compiled: gr.Textbox
+    use: gr.Button
+    new_name: gr.Textbox
+    rename: gr.Button
+    duplicate: gr.Button
+    export: gr.DownloadButton
+    delete: gr.Button
+    confirm_row: gr.Row
+    confirm_text: gr.Markdown
+    confirm: gr.Button
+    keep: gr.Button
+
+    def list_outputs(self) -> list[Any]:
+        return [self.table, self.row_slugs, self.count]
+
+    def detail_outputs(self) -> list[Any]:
+        return [self.summary, self.details, self.compiled, self.new_name, self.use, self.rename, self.duplicate,
+                self.export, self.delete, self.confirm_row]
+
+
+def build(services: StudioServices) -> PresetsTab:
+    rows, slugs, count_text = listing(services, "")
+    with gr.Row(elem_id="presets-row"):
+        with gr.Column(scale=3, min_width=320):
+            search = gr.Textbox(label="Search", placeholder="name, description or tag (e.g. whip pan, chibi)",
+                                max_lines=1, elem_id="presets-search")
+            with gr.Row(equal_height=True, elem_id="presets-count-row"):
+                count = gr.Markdown(count_text, elem_classes=["muted"], elem_id="presets-count")
+                refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90, elem_id="presets-refresh")
+            table = gr.Dataframe(value=rows, headers=list(PRESET_HEADERS), interactive=False, wrap=True,
+                                 max_height=560, column_widths=["34%", "36%", "30%"], show_label=False,
+                                 datatype=["markdown", "str", "str"], elem_id="presets-table")
+            upload = gr.File(label="Import a preset file (.yaml)", file_types=[".yaml", ".yml"], type="filepath",
+                             height=110, elem_id="presets-import")
+        with gr.Column(scale=2, min_width=320, elem_id="preset-detail"):
+            selected = gr.Textbox("", visible=False, elem_id="presets-selected")
+            summary = gr.Markdown(NOTHING_SELECTED, elem_id="preset-summary")
+            compiled = gr.Textbox(label="Compiled prompt", lines=3, max_lines=8, interactive=False,
+                                  buttons=["copy"], elem_id="preset-compiled",
+                                  info="what the text encoder reads with this preset (its narrative included)")
+            use = gr.Button("Use in Create", variant="primary", interactive=False, elem_id="preset-use")
+            new_name = gr.Textbox(label="Name", max_lines=1, elem_id="preset-new-name",
+                                  info="type a new name, then Rename (yours only) or Duplicate")
+            with gr.Row(elem_id="preset-actions"):
+                rename = gr.Button("Rename", size="sm", interactive=False, min_width=90, elem_id="preset-rename")
+                duplicate = gr.Button("Duplicate", size="sm", interactive=False, min_width=90,
+                                      elem_id="preset-duplicate")
+                export = gr.DownloadButton("Export", size="sm", interactive=False, min_width=90,
+                                           elem_id="preset-export")
+                delete = gr.Button("Delete…", size="sm", variant="stop", interactive=False, min_width=90,
+                                   elem_id="preset-delete")
+            with gr.Row(visible=False, elem_id="preset-confirm") as confirm_row:
+                confirm_text = gr.Markdown("")
+                confirm = gr.Button("Delete for good", variant="stop", size="sm", elem_id="preset-confirm-delete")
+                keep = gr.Button("Keep it", size="sm", elem_id="preset-keep")
+            details = gr.Markdown("", elem_id="preset-details", elem_classes=["settings-table"])
+    return PresetsTab(search, refresh, count, table, gr.State(slugs), upload, selected, summary, details, compiled,
+                      use, new_name, rename, duplicate, export, delete, confirm_row, confirm_text, confirm, keep)
+
+
+def listing(services: StudioServices, query: str | None) -> tuple[list[list[str]], dict[str, str], str]:
+    """Rows for the table, their first cell -> slug map, and a count line."""
+    library = services.presets
+    found = library.search(query or "")
+    if not (query or "").strip():  # browsing: the user's own presets (the ones to manage) on top
+        found = tuple(p for p in found if not p.builtin) + tuple(p for p in found if p.builtin)
+    total = library.list()
+    builtin = sum(1 for p in total if p.builtin)
+    mine = len(total) - builtin
+    if (query or "").strip():
+        count = f"{len(found)} of {len(total)} presets match “{query.strip()}”." if found else \
+            f"No preset matches “{query.strip()}”: every word must appear in a name, description or tag."
+    else:
+        count = f"{len(total)} presets: {builtin} built-in (read-only), {mine} of yours."
+    if library.problems:
+        count += f" {len(library.problems)} unreadable file(s) in {library.user_dir} skipped."
+    return preset_rows(found, services.taxonomy), {preset_cell(p): p.slug for p in found}, count
+
+
+def export_file(services: StudioServices, preset: Preset) -> str:
+    """The preset written to a file the browser can download."""
+    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+    return str(services.presets.export(preset.slug, EXPORT_DIR / f"{preset.slug}.yaml"))
+
+
+def details(services: StudioServices, slug: str | None) -> list[Any]:
+    """Values for `PresetsTab.detail_outputs()`."""
+    off = gr.update(interactive=False)
+    if not slug:
+        return [NOTHING_SELECTED, "", "", "", off, off, off, gr.update(value=None, interactive=False), off,
+                gr.update(visible=False)]
+    try:
+        preset = services.presets.get(slug)
+        compiled = services.taxonomy.compile_prompt(preset.narrative, preset.tags)
+        path = export_file(services, preset)
+    except EngineError as exc:
+        raise gr.Error(ui_message(exc, services.taxonomy), title="Presets") from None
+    on, editable = gr.update(interactive=True), gr.update(interactive=not preset.builtin)  # built-ins: read-only
+    return [preset_summary(preset), preset_details(preset, services.taxonomy), compiled, preset.name,
+            on, editable, on, gr.update(value=path, interactive=True), editable, gr.update(visible=False)]
+
+
+def copy_name(services: StudioServices, name: str) -> str:
+    """"Name (copy)", "Name (copy 2)", ...: the first that is free."""
+    for n in range(1, 100):
+        candidate = f"{name} (copy)" if n == 1 else f"{name} (copy {n})"
+        try:
+            if not services.presets.exists(slugify(candidate)):
+                return candidate
+        except InvalidRequest:
+            break
+    return f"{name} (copy)"
+
+
+def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.CreateTab, tabs: gr.Tabs,
+         presets_tab: gr.Tab) -> None:
+    """`create` is the Create tab: "Use in Create" fills it through its own preset handler."""
+    tax = services.taxonomy
+    library = services.presets
+
+    def refresh(query: str | None) -> tuple[Any, ...]:
+        return listing(services, query)
+
+    def pick(names: dict[str, str] | None, evt: gr.SelectData) -> Any:
+        row = evt.row_value or []
+        slug = (names or {}).get(str(row[0])) if row else None
+        return slug if slug else gr.skip()
+
+    def show(slug: str | None) -> list[Any]:
+        return details(services, slug)
+
+    def use(slug: str | None, *values: Any) -> list[Any]:
+        if not slug:
+            raise gr.Error("Select a preset first.", title="Use in Create")
+        filled = create_tab.preset_fill(create, services, slug, values)
+        gr.Info(f"Preset '{create.preset_names[slug][0]}' is in the Create tab.")
+        return [gr.update(value=slug), *filled, gr.Tabs(selected="create")]
+
+    def changed(query: str | None, slug: str, renamed: dict[str, str] | None = None) -> list[Any]:
+        return [*listing(services, query), slug, create_tab.presets_changed(renamed)]
+
+    def rename(slug: str | None, new_name: str | None, query: str | None) -> list[Any]:
+        if not slug:
+            raise gr.Error("Select a preset first.", title="Rename")
+        try:
+            old = library.get(slug)
+            if (new_name or "").strip() == old.name:
+                gr.Info("The name is unchanged; type a new one first.")
+                return [gr.skip()] * 5
+            renamed = library.rename(slug, new_name or "")
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Rename") from None
+        gr.Info(f"Renamed '{old.name}' to '{renamed.name}'.")
+        return changed(query, renamed.slug, {slug: renamed.slug})
+
+    def duplicate(slug: str | None, new_name: str | None, query: str | None) -> list[Any]:
+        if not slug:
+            raise gr.Error("Select a preset first.", title="Duplicate")
+        try:
+            source = library.get(slug)
+            name = (new_name or "").strip()
+            name = copy_name(services, source.name) if not name or name == source.name else name
+            copy = library.duplicate(slug, name)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Duplicate") from None
+        gr.Info(f"Saved a copy of '{source.name}' as '{copy.name}' (yours, editable).")
+        return changed(query, copy.slug)
+
+    def ask(slug: str | None) -> tuple[Any, str]:
+        if not slug:
+            raise gr.Error("Select a preset first.", title="Delete")
+        try:
+            preset = library.get(slug)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Delete") from None
+        if preset.builtin:
+            raise gr.Error(f"'{preset.name}' is a built-in preset and read-only; duplicate it to make your own.",
+                           title="Delete")
+        return gr.update(visible=True), f"Delete your preset **{preset.name}**? Its file is removed for good."
+
+    def delete(slug: str | None, query: str | None) -> list[Any]:
+        if not slug:
+            raise gr.Error("Select a preset first.", title="Delete")
+        try:
+            name = library.get(slug).name
+            library.delete(slug)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Delete") from None
+        gr.Info(f"Deleted preset '{name}'.")
+        return changed(query, "")
+
+    def import_preset(path: str | None, query: str | None) -> list[Any]:
+        if not path:
+            return [gr.skip()] * 6
+        try:
+            preset = library.import_file(Path(path))
+        except EngineError as exc:
+            # The file is refused as a whole, naming the key and the file; nothing was written.
+            raise gr.Error(f"Import refused — {ui_message(exc, tax)}", title="Import preset") from None
+        gr.Info(f"Imported '{preset.name}' as one of your presets.")
+        return [*changed(query, preset.slug), None]
+
+    lists = tab.list_outputs()
+    after_change = [*lists, tab.selected, create.presets_changed]
+    tab.search.change(refresh, inputs=tab.search, outputs=lists, show_progress="hidden", trigger_mode="always_last",
+                      api_name="presets")
+    tab.refresh.click(refresh, inputs=tab.search, outputs=lists, show_progress="hidden", api_visibility="private")
+    presets_tab.select(refresh, inputs=tab.search, outputs=lists, show_progress="hidden", api_visibility="private")
+    create.presets_changed.change(refresh, inputs=tab.search, outputs=lists, show_progress="hidden",
+                                  api_visibility="private")
+    tab.table.select(pick, inputs=tab.row_slugs, outputs=tab.selected, show_progress="hidden",
+                     api_visibility="private")
+    # Every way the selection changes (a click, a rename, a copy, an import, a delete) shows it.
+    # scroll_to_output: on a phone the details are below the table.
+    tab.selected.change(show, inputs=tab.selected, outputs=tab.detail_outputs(), show_progress="hidden",
+                        api_name="preset_details", scroll_to_output=True)
+    tab.use.click(use, inputs=[tab.selected, *create.inputs()],
+                  outputs=[create.preset, *create.fill_outputs(), create.preset_snapshot, create.preset_badge, tabs],
+                  api_name="use_preset")
+    # .success(show): a rename that only changes case keeps the slug, so `selected` does not change.
+    tab.rename.click(rename, inputs=[tab.selected, tab.new_name, tab.search], outputs=after_change,
+                     api_name="rename_preset").success(show, inputs=tab.selected, outputs=tab.detail_outputs(),
+                                                       show_progress="hidden", api_visibility="private")
+    tab.duplicate.click(duplicate, inputs=[tab.selected, tab.new_name, tab.search], outputs=after_change,
+                        api_name="duplicate_preset")
+    tab.delete.click(ask, inputs=tab.selected, outputs=[tab.confirm_row, tab.confirm_text],
+                     api_name="delete_preset_ask")
+    tab.keep.click(lambda: gr.update(visible=False), outputs=tab.confirm_row, api_visibility="private")
+    tab.confirm.click(delete, inputs=[tab.selected, tab.search], outputs=after_change, api_name="delete_preset")
+    tab.upload.upload(import_preset, inputs=[tab.upload, tab.search], outputs=[*after_change, tab.upload],
+                      api_name="import_preset")
