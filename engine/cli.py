@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offload", choices=OFFLOAD_MODES)
     g.add_argument("--vae-tiling", dest="vae_tiling", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--adapter", action="append", type=_adapter, default=[], metavar="PATH[:STRENGTH]")
+    g.add_argument("--tag-encoder", dest="tag_encoder", metavar="FOLDER",
+                   help="a trained PKS tag encoder: tags also go through cross-attention and AdaLN")
+    g.add_argument("--tag-guidance", dest="tag_guidance", type=float, metavar="SCALE",
+                   help="separate guidance scale on the tags (needs --tag-encoder)")
+    g.add_argument("--tags-in-prompt", dest="tags_in_prompt", action=argparse.BooleanOptionalAction, default=None,
+                   help="also write the tags into the text prompt (default on)")
     g.add_argument("--from", dest="from_file", type=Path, help="reproduce the clip whose settings this mp4 holds")
     g.add_argument("--from-history", type=int, metavar="ID", help="reproduce a history entry")
     g.add_argument("--out", type=Path, help="also copy the mp4 here")
@@ -161,7 +167,8 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
         base.update(lib.find(args.preset).to_request_overrides())
     overrides = {k: getattr(args, k) for k in ("model", "narrative", "negative_prompt", "seed", "width", "height",
                                                  "num_frames", "fps", "steps", "guidance", "quantization",
-                                                 "offload", "vae_tiling")}
+                                                 "offload", "vae_tiling", "tag_encoder", "tag_guidance",
+                                                 "tags_in_prompt")}
     base.update({k: v for k, v in overrides.items() if v is not None})
     if args.tag:
         tags: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v]

@@ -123,6 +123,7 @@ class Engine:
         self.settings = settings
         self.models = models or ModelManager(settings)
         self._adapters: Any = None  # the adapters applied to the loaded pipeline, if any
+        self._tags: tuple[Any, str, Any] | None = None  # (transformer, encoder folder, TagChannel)
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         from .pks import load_taxonomy
@@ -136,13 +137,19 @@ class Engine:
             from .adapters import check_adapters
 
             check_adapters(request.adapters)  # missing or mislabelled files refused before queueing
+        if request.tag_encoder is not None:
+            from .tag_encoder import load_tag_encoder
+
+            # Small next to the model: loading it is the surest check of taxonomy and family.
+            load_tag_encoder(request.tag_encoder, taxonomy, spec)
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = replace(request, tags=tags).resolved(spec, seed)
-        prompt = taxonomy.compile_prompt(resolved.narrative, tags)
+        prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})
         return PreparedRequest(resolved, spec, prompt, taxonomy.version, device)
 
     def free_memory(self) -> int:
         self._adapters = None
+        self._tags = None
         return self.models.unload_all()
 
     def generate(self, request: GenerationRequest | PreparedRequest, *, progress: ProgressCallback | None = None,
@@ -204,6 +211,7 @@ class Engine:
             call.update(prompt_embeds=pos, negative_prompt_embeds=neg)
         else:
             call.update(prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None)
+        tag_scope = self._tag_scope(pipe, prepared, call)
         t_denoise = time.perf_counter()
         marks: list[float] = []
 
@@ -219,7 +227,7 @@ class Engine:
 
         try:
             # no_grad rather than inference_mode: quanto's int4 weights cannot run on inference tensors.
-            with torch.no_grad():
+            with torch.no_grad(), tag_scope:
                 out = pipe(callback_on_step_end=on_step, **call)
         except _Stop:
             raise GenerationCancelled(f"cancelled at step {len(marks)} of {steps}") from None
@@ -232,6 +240,32 @@ class Engine:
             decode_s=t_end - last_step, total_s=t_end - started,
         )
         return GenerationResult(prepared, frames, timings, _peak_memory(on_cuda), _profile(loaded))
+
+
+    def _tag_scope(self, pipe: Any, prepared: PreparedRequest, call: dict[str, Any]) -> Any:
+        """The tag channel for this call (dual-channel conditioning), or a no-op without an encoder."""
+        from contextlib import nullcontext
+
+        req = prepared.request
+        held = self._tags
+        if held is not None and (req.tag_encoder is None or held[0] is not pipe.transformer
+                                 or held[1] != req.tag_encoder):
+            if held[0] is pipe.transformer:
+                held[2].detach()  # the hooks come off; the base weights were never touched
+            self._tags = held = None
+        if req.tag_encoder is None:
+            return nullcontext()
+        from .conditioning import attach_tag_encoder, pipeline_text_guidance, tags_for_call
+
+        if held is None:
+            from .pks import load_taxonomy
+            from .tag_encoder import load_tag_encoder
+
+            encoder = load_tag_encoder(req.tag_encoder, load_taxonomy(), prepared.spec)
+            encoder.to(device=pipe.transformer.device, dtype=pipe.transformer.dtype).eval()
+            held = self._tags = (pipe.transformer, req.tag_encoder, attach_tag_encoder(pipe.transformer, encoder))
+        return tags_for_call(held[2], req.tags, tag_guidance_scale=req.tag_guidance,
+                             text_guidance_scale=pipeline_text_guidance(pipe, call))
 
 
 def _profile(loaded: LoadedModel) -> str:

@@ -99,6 +99,9 @@ class GenerationRequest:
     offload: str = "auto"
     vae_tiling: bool | None = None
     adapters: tuple[AdapterRef, ...] = ()
+    tag_encoder: str | None = None  # folder of a trained PKS tag encoder (dual-channel conditioning)
+    tag_guidance: float | None = None  # separate guidance scale on the tags; None: plain CFG over both
+    tags_in_prompt: bool = True  # also write the tags into the text prompt
 
     def __post_init__(self) -> None:
         if not isinstance(self.narrative, str) or not self.narrative.strip():
@@ -130,6 +133,18 @@ class GenerationRequest:
             raise InvalidRequest("vae_tiling", f"must be true, false or unset (auto), got {self.vae_tiling!r}")
         adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef(**a) for a in self.adapters)
         object.__setattr__(self, "adapters", adapters)
+        if self.tag_encoder is not None and (not isinstance(self.tag_encoder, str) or not self.tag_encoder.strip()):
+            raise InvalidRequest("tag_encoder", "must name the folder of a trained tag encoder, or be unset")
+        if self.tag_guidance is not None:
+            _float_in("tag_guidance", self.tag_guidance, 0.0, 30.0)
+            if self.tag_encoder is None:
+                raise InvalidRequest("tag_guidance", "needs a tag encoder (tag_encoder); without one tags only "
+                                                     "reach the model through the text prompt")
+        if not isinstance(self.tags_in_prompt, bool):
+            raise InvalidRequest("tags_in_prompt", f"must be true or false, got {self.tags_in_prompt!r}")
+        if not self.tags_in_prompt and self.tag_encoder is None:
+            raise InvalidRequest("tags_in_prompt", "can be turned off only with a tag encoder, or the tags "
+                                                   "would reach the model nowhere")
 
     @property
     def is_resolved(self) -> bool:

@@ -29,7 +29,8 @@ class Studio:
     def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
         """Check the request and queue it; returns the job id. Refused requests write nothing."""
         prepared = self.engine.prepare(request)
-        return self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source)
+        return self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,
+                                    checkpoint=checkpoint_label(prepared.request))
 
     def run_job(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                 extra_formats: Sequence[str] = ()) -> GenerationRecord:
@@ -78,6 +79,15 @@ class Studio:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def checkpoint_label(request: GenerationRequest) -> str | None:
+    """What besides the base model shaped a clip (adapters, tag encoder): recorded with its history
+    entry so ratings and leaderboards can tell checkpoints apart."""
+    parts = [f"adapter:{a.path}@{a.strength:g}" for a in request.adapters]
+    if request.tag_encoder:
+        parts.append(f"tag_encoder:{request.tag_encoder}")
+    return "; ".join(parts) or None
 
 
 def _describe(exc: BaseException) -> str:

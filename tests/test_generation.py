@@ -124,3 +124,39 @@ def test_adapter_in_a_request_changes_frames_and_comes_off_after(studio_settings
     assert np.array_equal(engine.generate(_req()).frames, plain.frames)  # taken off again
     with pytest.raises(InvalidRequest):
         engine.prepare(_req(adapters=({"path": str(tmp_path / "missing")},)))
+
+
+def test_tag_encoder_is_identity_when_fresh_and_steers_when_trained(studio_settings: Settings, tmp_path: Path) -> None:
+    import torch
+
+    from engine.pks import load_taxonomy
+    from engine.preview import build_preview_pipeline
+    from engine.studio import Studio
+    from engine.tag_encoder import TagEncoder, save_tag_encoder
+
+    transformer = build_preview_pipeline().transformer
+    fresh = TagEncoder.for_transformer(transformer, load_taxonomy())
+    save_tag_encoder(fresh, tmp_path / "fresh")
+    trained = TagEncoder.for_transformer(transformer, load_taxonomy())
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5)) * 0.5)
+    save_tag_encoder(trained, tmp_path / "trained")
+
+    engine = Engine(studio_settings)
+    plain = engine.generate(_req())
+    assert np.array_equal(engine.generate(_req(tag_encoder=str(tmp_path / "fresh"))).frames, plain.frames)
+    steered = engine.generate(_req(tag_encoder=str(tmp_path / "trained"), tag_guidance=3.0))
+    assert not np.array_equal(steered.frames, plain.frames)
+    assert np.array_equal(engine.generate(_req()).frames, plain.frames)  # hooks come off again
+
+    only_channel = engine.prepare(_req(tag_encoder=str(tmp_path / "trained"), tags_in_prompt=False))
+    assert only_channel.compiled_prompt == only_channel.request.narrative
+    with pytest.raises(InvalidRequest) as info:
+        _req(tag_guidance=2.0)
+    assert info.value.field == "tag_guidance"
+
+    studio = Studio(studio_settings, engine)
+    record = studio.generate(_req(tag_encoder=str(tmp_path / "trained")))
+    assert record.checkpoint == f"tag_encoder:{tmp_path / 'trained'}"
+    studio.close()
