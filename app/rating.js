@@ -174,6 +174,12 @@
       const value = chip.querySelector(".amx-chip-value");
       if (value && value.textContent !== text) value.textContent = text;
     });
+    const hint = root.querySelector(".amx-hint");
+    const chip = root.querySelector(`.amx-chip[data-dim="${DIMS[st.dim]}"]`);
+    if (hint && chip) {
+      const text = chip.dataset.hint ? `${chip.title.replace(/ \(key \d\)$/, "")}: ${chip.dataset.hint}` : "";
+      if (hint.textContent !== text) hint.textContent = text;
+    }
     const note = root.querySelector(".amx-note");
     if (note) {
       let text = "";
@@ -274,7 +280,7 @@
     else if (key === "ArrowUp") setDim(st.dim - 1);
     else if (key === "Enter") {
       if (focusOnButton) handled = false;
-      else if (revealShown()) click("rate-next");
+      else if (revealShown()) { st.reveal.hold = true; click("rate-next"); }
       else click("rate-submit");
     }
     else if (/^[1-5]$/.test(key)) setDim(Number(key) - 1);
@@ -307,9 +313,11 @@
     st.lastInput = now();
     // A mouse click leaves focus on the button, and Enter would then press it again (a second
     // "Add mark") instead of submitting: give focus back to the page. Keyboard focus (Tab) stays.
-    const gradioButton = t.closest("#rate-work button, #rate-reveal button");
-    if (gradioButton && e.detail > 0 && !(st.root && st.root.contains(gradioButton))) {
-      setTimeout(() => gradioButton.blur(), 0);
+    const label = t.closest("#rate-work label");
+    const focused = t.closest("#rate-work button, #rate-reveal button") ||
+      (label && label.querySelector("input[type=checkbox]"));
+    if (focused && e.detail > 0 && !(st.root && st.root.contains(focused))) {
+      setTimeout(() => focused.blur(), 0);
     }
     const row = t.closest("[id^='rate-row-']");
     if (row) { const n = DIMS.indexOf(row.id.slice("rate-row-".length)); if (n >= 0) { st.dim = n; setTimeout(paintStrip, 30); } }

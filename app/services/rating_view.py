@@ -25,6 +25,7 @@ from ..formatting import model_label
 
 if TYPE_CHECKING:
     from engine.pks import Taxonomy
+    from engine.rating.rubric import Rubric
     from engine.rating.service import RatingService
     from engine.storage.history import GenerationRecord
     from engine.storage.repository.rating import Rater
@@ -33,7 +34,7 @@ __all__ = [
     "CHOICE_OPTIONS", "DIMENSION_TITLES", "INTENT_OPTIONS", "KIND_OPTIONS", "SCORE_OPTIONS", "STRENGTH_OPTIONS",
     "VOTE_FIELDS", "Session", "Telemetry", "TelemetryLedger", "form_from_values", "judgement_rows", "mark_from_inputs",
     "mark_label", "marks_from_form", "player_html", "progress_markdown", "prompt_markdown", "rating_message",
-    "reveal_html", "revealed_generations", "session_rater", "vote_values",
+    "reveal_html", "revealed_generations", "rubric_hints", "rubric_markdown", "session_rater", "vote_values",
 ]
 
 DIMENSION_TITLES: dict[str, str] = {
@@ -187,18 +188,43 @@ def file_url(path: Any) -> str:
     return "gradio_api/file=" + quote(str(path), safe="/")
 
 
-def player_html(pair: ServedPair | None) -> str:
+def rubric_markdown(rubric: "Rubric") -> str:
+    """The rubric for the accordion: its intro, then each dimension and deformation kind by title."""
+    intro = rubric.intro.splitlines()
+    if intro and intro[0].startswith("# "):
+        intro = intro[1:]
+    parts = ["\n".join(intro).strip(), "## Dimensions"]
+    parts += [f"### {n}. {sec.title}\n{sec.body}" for n, sec in enumerate(rubric.dimensions.values(), 1)]
+    parts.append("## Deformation kinds")
+    parts += [f"### {sec.title}\n{sec.body}" for sec in rubric.deformations.values()]
+    return "\n\n".join(parts)
+
+
+def rubric_hints(rubric: "Rubric") -> dict[str, str]:
+    """The question each dimension asks (its section's first sentence), shown under the players."""
+    hints = {}
+    for dim, sec in rubric.dimensions.items():
+        text = " ".join(sec.body.split("\n\n", 1)[0].replace("*", "").split())
+        end = min((i for i in (text.find("? "), text.find(". ")) if i >= 0), default=len(text) - 1)
+        hints[dim] = text[: end + 1]
+    return hints
+
+
+def player_html(pair: ServedPair | None, hints: Mapping[str, str] | None = None) -> str:
     """Two locked players and one transport; `app/rating.js` drives them (nothing here runs code)."""
     if pair is None:
         return "<div class='amx-none'></div>"
     esc = html.escape
+    hints = hints or {}
     ratio = pair.width / pair.height if pair.width > 0 and pair.height > 0 else 16 / 9
     chips = "".join(
-        f"<button type='button' class='amx-chip' data-dim='{d}' data-n='{n}' title='{esc(DIMENSION_TITLES[d])} (key {n})'>"
+        f"<button type='button' class='amx-chip' data-dim='{d}' data-n='{n}' "
+        f"data-hint='{esc(hints.get(d, ''))}' title='{esc(DIMENSION_TITLES[d])} (key {n})'>"
         f"<b>{n}</b> {esc(SHORT_TITLES[d])} <span class='amx-chip-value'>–</span></button>"
         for n, d in enumerate(DIMENSIONS, 1))
     slots = "".join(
-        f"<figure class='amx-slot' data-clip='{c}' style='--ar: {ratio:.4f}'><figcaption><b>{c}</b> <span>{side}</span></figcaption>"
+        f"<figure class='amx-slot' data-clip='{c}' style='--ar: {ratio:.4f}'>"
+        f"<figcaption><b>{c}</b> <span>{side}</span></figcaption>"
         f"<video id='amx-video-{c.lower()}' src='{esc(file_url(path))}' muted playsinline preload='auto' "
         f"disablepictureinpicture width='{pair.width}' height='{pair.height}'></video>"
         "</figure>"
@@ -225,6 +251,7 @@ def player_html(pair: ServedPair | None) -> str:
         "⇄ Flip A/B</button>"
         "</div>"
         f"<div class='amx-strip'>{chips}<span class='amx-note' aria-live='polite'></span></div>"
+        "<div class='amx-hint'></div>"
         "</div>")
 
 
@@ -287,7 +314,8 @@ def _settings_line(record: "GenerationRecord") -> str:
 def reveal_html(left: "GenerationRecord", right: "GenerationRecord", progress: Progress | None,
                 finished: bool) -> str:
     rows = "".join(
-        f"<div class='amx-reveal-row'><span class='amx-reveal-clip'>{c}</span><div><b>{html.escape(model_label(g.model))}"
+        f"<div class='amx-reveal-row'><span class='amx-reveal-clip'>{c}</span>"
+        f"<div><b>{html.escape(model_label(g.model))}"
         f"</b><br><small>{_settings_line(g)}</small></div></div>" for c, g in (("A", left), ("B", right)))
     done = f" {progress} done." if progress is not None else ""
     nxt = ("That was the last pair for now: thank you! <kbd>Enter</kbd> shows the summary." if finished else

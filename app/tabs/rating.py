@@ -25,13 +25,15 @@ import gradio as gr
 from engine.errors import EngineError, InvalidRequest
 from engine.rating.types import DIMENSIONS, PermissionDenied, ServedPair
 
+from ..adapters import parse_id
 from ..config import RATER_AUTH
 from ..services.context import StudioServices
 from ..services.rating_view import (CHOICE_OPTIONS, DIMENSION_TITLES, INTENT_OPTIONS, KIND_OPTIONS, SCORE_OPTIONS,
                                     STRENGTH_OPTIONS, Session, Telemetry, TelemetryLedger, form_from_values,
                                     judgement_rows, mark_from_inputs, mark_label, marks_from_form, player_html,
                                     progress_markdown, prompt_markdown, rating_message, reveal_html,
-                                    revealed_generations, session_rater, vote_values)
+                                    revealed_generations, rubric_hints, rubric_markdown, session_rater,
+                                    vote_values)
 from . import rating_admin
 
 log = logging.getLogger(__name__)
@@ -44,16 +46,28 @@ TITLE = "Rating"
 TAKE_TELEMETRY = "(...args) => { args[0] = window.amxRate ? window.amxRate.telemetry() : ''; return args; }"
 MY_HEADERS = ["Task", "Status", "When", "Time", "Replays", "Answers", "Marks"]
 
-HELP = (
-    "**Keys** (not while typing in a box) · Players: <kbd>Space</kbd> play/pause · <kbd>←</kbd> <kbd>→</kbd> one frame"
-    " · <kbd>Shift</kbd>+<kbd>←</kbd> <kbd>→</kbd> or <kbd>PgUp</kbd> <kbd>PgDn</kbd> 10 frames · <kbd>Home</kbd> "
-    "<kbd>End</kbd> · <kbd>R</kbd> speed 1×/½×/¼× · <kbd>L</kbd> loop · <kbd>F</kbd> flip A/B at this frame  \n"
-    "Judge: <kbd>1</kbd>–<kbd>5</kbd> or <kbd>↑</kbd> <kbd>↓</kbd> dimension · <kbd>A</kbd> <kbd>B</kbd> "
-    "<kbd>T</kbd> tie <kbd>X</kbd> both bad (<kbd>A</kbd>/<kbd>B</kbd> again: strength 1→2→3) · <kbd>,</kbd> then "
-    "<kbd>1</kbd>–<kbd>5</kbd> scores A · <kbd>.</kbd> then <kbd>1</kbd>–<kbd>5</kbd> scores B · <kbd>Enter</kbd> "
-    "submit · <kbd>S</kbd> <kbd>S</kbd> skip · <kbd>?</kbd> rubric  \n"
-    "Marks: <kbd>I</kbd> / <kbd>O</kbd> mark in / out at the current frame · <kbd>Shift</kbd>+<kbd>A</kbd>/<kbd>B</kbd>"
-    " clip · <kbd>K</kbd> kind · <kbd>N</kbd> art/failure · <kbd>M</kbd> add the mark. Frames count from 1.")
+
+def _keys(*names: str) -> str:
+    return " ".join(f"<kbd>{n}</kbd>" for n in names)
+
+
+HELP = "  \n".join([
+    "**Keys** (not while typing in a box) · Players: " + " · ".join([
+        f"{_keys('Space')} play/pause", f"{_keys('←', '→')} one frame",
+        f"{_keys('Shift')}+{_keys('←', '→')} or {_keys('PgUp', 'PgDn')} 10 frames", _keys("Home", "End"),
+        f"{_keys('R')} speed 1×/½×/¼×", f"{_keys('L')} loop", f"{_keys('F')} flip A/B at this frame"]),
+    "Judge: " + " · ".join([
+        f"{_keys('1')}–{_keys('5')} or {_keys('↑', '↓')} dimension",
+        f"{_keys('A', 'B')} {_keys('T')} tie {_keys('X')} both bad "
+        f"({_keys('A')}/{_keys('B')} again: strength 1→2→3)",
+        f"{_keys(',')} then {_keys('1')}–{_keys('5')} scores A",
+        f"{_keys('.')} then {_keys('1')}–{_keys('5')} scores B",
+        f"{_keys('Enter')} submit", f"{_keys('S', 'S')} skip", f"{_keys('?')} rubric"]),
+    "Marks: " + " · ".join([
+        f"{_keys('I')} / {_keys('O')} mark in / out at the current frame",
+        f"{_keys('Shift')}+{_keys('A')}/{_keys('B')} clip",
+        f"{_keys('K')} kind", f"{_keys('N')} art/failure", f"{_keys('M')} add the mark"]) + ". Frames count from 1.",
+])
 
 
 def head_html() -> str:
@@ -122,7 +136,7 @@ class RatingTab:
     submit: gr.Button
     skip: gr.Button
     mine: gr.Dataframe
-    open_id: gr.Number
+    open_id: gr.Textbox
     open_task: gr.Button
     mine_refresh: gr.Button
     timer: gr.Timer
@@ -143,11 +157,9 @@ class RatingTab:
 
 def _rubric_markdown(services: StudioServices) -> str:
     try:
-        text = services.rating.rubric().text
-    except EngineError as exc:
+        return rubric_markdown(services.rating.rubric())
+    except EngineError as exc:  # a broken rubric file must not take the studio down
         return f"The rubric could not be read: {exc}"
-    lines = text.splitlines()
-    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines)
 
 
 def build(services: StudioServices) -> RatingTab:
@@ -188,13 +200,13 @@ def build(services: StudioServices) -> RatingTab:
                     with gr.Row(elem_id=f"rate-row-{dim}", elem_classes=["amx-dim-row"]):
                         votes.append(gr.Radio(list(CHOICE_OPTIONS), value=None, label=f"{n} · {DIMENSION_TITLES[dim]}",
                                               elem_id=f"rate-choice-{dim}", elem_classes=["amx-choice"],
-                                              min_width=240, scale=3))
+                                              min_width=240, scale=2))
                         votes.append(gr.Radio(list(STRENGTH_OPTIONS), value=0, label="Strength (A/B)",
-                                              elem_id=f"rate-strength-{dim}", min_width=150, scale=2))
+                                              elem_id=f"rate-strength-{dim}", min_width=180, scale=1))
                         votes.append(gr.Radio(list(SCORE_OPTIONS), value=0, label="Score A (1–5)",
-                                              elem_id=f"rate-score-a-{dim}", min_width=180, scale=2))
+                                              elem_id=f"rate-score-a-{dim}", min_width=190, scale=2))
                         votes.append(gr.Radio(list(SCORE_OPTIONS), value=0, label="Score B (1–5)",
-                                              elem_id=f"rate-score-b-{dim}", min_width=180, scale=2))
+                                              elem_id=f"rate-score-b-{dim}", min_width=190, scale=2))
                 with gr.Column(elem_id="rate-marks-box", elem_classes=["amx-marks"]):
                     gr.Markdown("**Deformations** · mark the frames where one happens, on the clip where it happens. "
                                 "Smears or impact frames drawn on purpose are *art*; collapse is a *failure*.",
@@ -203,12 +215,12 @@ def build(services: StudioServices) -> RatingTab:
                         mark_clip = gr.Radio(["A", "B"], value="A", label="Clip (Shift+A/B)", elem_id="rate-mark-clip",
                                              min_width=130, scale=1)
                         with gr.Column(min_width=120, scale=1):
-                            mark_start = gr.Number(None, label="Start frame", placeholder="I", precision=0, minimum=1,
-                                                   elem_id="rate-mark-start")
+                            mark_start = gr.Number(None, label="Start frame", placeholder="press I", precision=0,
+                                                   minimum=1, elem_id="rate-mark-start")
                             mark_in = gr.Button("Mark in (I)", size="sm", elem_id="rate-mark-in")
                         with gr.Column(min_width=120, scale=1):
-                            mark_end = gr.Number(None, label="End frame", placeholder="O", precision=0, minimum=1,
-                                                 elem_id="rate-mark-end")
+                            mark_end = gr.Number(None, label="End frame", placeholder="press O", precision=0,
+                                                 minimum=1, elem_id="rate-mark-end")
                             mark_out = gr.Button("Mark out (O)", size="sm", elem_id="rate-mark-out")
                         mark_intent = gr.Radio(list(INTENT_OPTIONS), value="intentional", label="Intent (N)",
                                                elem_id="rate-mark-intent", min_width=230, scale=2)
@@ -232,7 +244,7 @@ def build(services: StudioServices) -> RatingTab:
                 mine = gr.Dataframe(headers=MY_HEADERS, value=[], interactive=False, wrap=True, max_height=260,
                                     elem_id="rate-mine-table", show_label=False)
                 with gr.Row():
-                    open_id = gr.Number(None, label="Task #", placeholder="e.g. 3", precision=0, minimum=1, min_width=100, scale=1,
+                    open_id = gr.Textbox(label="Task #", placeholder="e.g. 3", max_lines=1, min_width=100, scale=1,
                                         elem_id="rate-open-id")
                     open_task = gr.Button("Open to edit", size="sm", scale=1, elem_id="rate-open")
                     mine_refresh = gr.Button("Refresh", size="sm", scale=1, elem_id="rate-mine-refresh")
@@ -253,6 +265,10 @@ def _fail(exc: BaseException) -> gr.Error:
 def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_tab: gr.Tab) -> None:
     service = services.rating
     ledger = TelemetryLedger()
+    try:
+        hints = rubric_hints(service.rubric())
+    except EngineError:
+        hints = {}
     hidden, shown = gr.update(visible=False), gr.update(visible=True)
 
     def rater_of(state: Any) -> Any:
@@ -306,7 +322,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
     def show_pair(served: ServedPair) -> list[Any]:
         marks = marks_from_form(served.draft)
         return [{"id": served.assignment_id, "frames": served.num_frames, "status": served.status}, marks,
-                player_html(served), prompt_markdown(served, services.taxonomy),
+                player_html(served, hints), prompt_markdown(served, services.taxonomy),
                 progress_markdown(served.progress, served), shown, hidden, "", hidden, gr.update(interactive=True),
                 gr.update(interactive=served.status != "submitted"), "",
                 gr.update(choices=[(mark_label(m), str(i)) for i, m in enumerate(marks)], value=[]), None, None, "",
@@ -333,15 +349,20 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
 
     def open_task(state: Any, task: Any) -> list[Any]:
         rater = rater_of(state)
-        if task is None:
+        task_id = parse_id(task)
+        if task_id is None:
             raise gr.Error("Type the number of one of your tasks (the Task column).", title=TITLE)
         try:
-            served = service.open_assignment(rater, int(task))
+            served = service.open_assignment(rater, task_id)
         except EngineError as exc:
             raise _fail(exc) from None
         if served.status == "skipped":
-            raise gr.Error(f"Task {int(task)} was skipped; there is no answer to edit.", title=TITLE)
+            raise gr.Error(f"Task {task_id} was skipped; there is no answer to edit.", title=TITLE)
         return [*show_pair(served), gr.Tabs(selected="rate-pairs")]
+
+    def pick_task(evt: gr.SelectData) -> Any:
+        row = evt.row_value or []
+        return str(row[0]) if row and str(row[0]).isdigit() else gr.skip()
 
     def my_judgements(state: Any) -> list[list[Any]]:
         if state is None:
@@ -367,8 +388,10 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             except PermissionDenied as exc:
                 give_back()
                 raise _fail(exc) from None
-            except EngineError as exc:  # e.g. submitted meanwhile from another tab: not worth a toast
+            except EngineError as exc:
                 give_back()
+                if isinstance(exc, InvalidRequest) and exc.field == "assignment":
+                    return gr.skip()  # submitted meanwhile (Enter right after a click): nothing to say
                 return f"Draft not saved: {rating_message(exc)}"
             return f"Draft saved {time.strftime('%H:%M:%S')}"
         return handler
@@ -434,7 +457,11 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
 
     # -- events ----------------------------------------------------------------------------------
     quiet: dict[str, Any] = {"show_progress": "hidden", "api_visibility": "private"}
-    blocks.load(on_load, outputs=tab.access_outputs(), **quiet)
+    # Logged in through the studio (`--auth raters`): the pair is ready whenever the Rate tab opens,
+    # even if it was clicked before this load event finished.
+    blocks.load(on_load, outputs=tab.access_outputs(), **quiet).success(
+        load_if_needed, inputs=[tab.session, tab.pair], outputs=tab.pair_outputs(), **quiet).success(
+        my_judgements, inputs=tab.session, outputs=tab.mine, **quiet)
     tab.sign_in.click(sign_in, inputs=[tab.name, tab.password], outputs=[*tab.access_outputs(), tab.password],
                       api_name="rate_sign_in").success(
         load_next, inputs=tab.session, outputs=tab.pair_outputs(), **quiet).success(
@@ -460,13 +487,14 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
     tab.mark_in.click(None, outputs=tab.mark_start, js="() => (window.amxRate ? window.amxRate.frame() + 1 : null)")
     tab.mark_out.click(None, outputs=tab.mark_end, js="() => (window.amxRate ? window.amxRate.frame() + 1 : null)")
     mark_fields = [tab.mark_clip, tab.mark_start, tab.mark_end, tab.mark_kind, tab.mark_intent, tab.mark_note]
-    tab.add_mark.click(add_mark, inputs=[tab.pair, tab.marks, *mark_fields],
-                       outputs=[tab.marks, tab.mark_list, tab.mark_note, tab.mark_start, tab.mark_end], **quiet).success(
+    mark_outputs = [tab.marks, tab.mark_list, tab.mark_note, tab.mark_start, tab.mark_end]
+    tab.add_mark.click(add_mark, inputs=[tab.pair, tab.marks, *mark_fields], outputs=mark_outputs, **quiet).success(
         save(False), inputs=tab.save_inputs(), outputs=tab.save_note, js=TAKE_TELEMETRY, **quiet)
     tab.remove_marks.click(remove_marks, inputs=[tab.marks, tab.mark_list], outputs=[tab.marks, tab.mark_list],
                            **quiet).success(save(False), inputs=tab.save_inputs(), outputs=tab.save_note,
                                             js=TAKE_TELEMETRY, **quiet)
     tab.open_task.click(open_task, inputs=[tab.session, tab.open_id], outputs=[*tab.pair_outputs(), tab.subtabs],
-                        **quiet)
+                        api_name="rate_open", show_progress="hidden")
+    tab.mine.select(pick_task, outputs=tab.open_id, **quiet)
     tab.mine_refresh.click(my_judgements, inputs=tab.session, outputs=tab.mine, **quiet)
     rating_admin.wire(tab.admin, services, session=tab.session, admin_tab=tab.admin_tab)

@@ -18,6 +18,7 @@ from engine.rating.leaderboard import Leaderboard
 from engine.rating.stats import QualityReport
 from engine.rating.types import DIMENSIONS, EXPORT_KINDS, GROUP_KEYS
 
+from ..adapters import parse_id
 from ..formatting import model_label
 from ..services.context import StudioServices
 from ..services.rating_view import DIMENSION_TITLES, rating_message, session_rater
@@ -54,11 +55,11 @@ class AdminPanel:
     set_password: gr.Button
     build_pairs: gr.Button
     build_report: gr.Markdown
-    pick_a: gr.Number
-    pick_b: gr.Number
+    pick_a: gr.Textbox
+    pick_b: gr.Textbox
     pick: gr.Button
     pairs: gr.Dataframe
-    gold_pair: gr.Number
+    gold_pair: gr.Textbox
     gold: list[gr.Dropdown]  # DIMENSIONS order
     set_gold: gr.Button
     clear_gold: gr.Button
@@ -97,7 +98,8 @@ def build(services: StudioServices) -> AdminPanel:
                                 elem_id="rate-admin-new-role")
             new_experience = gr.Textbox(label="Experience", placeholder="e.g. key animator, TV", max_lines=1,
                                         min_width=160, elem_id="rate-admin-new-experience")
-            new_years = gr.Number(None, label="Years", placeholder="optional", precision=0, minimum=0, maximum=80, min_width=80,
+            new_years = gr.Number(None, label="Years", placeholder="optional", precision=0, minimum=0, maximum=80,
+                                  min_width=80,
                                   elem_id="rate-admin-new-years")
             new_password = gr.Textbox(label="Password (8+ characters)", type="password", max_lines=1, min_width=160,
                                       elem_id="rate-admin-new-password")
@@ -116,9 +118,9 @@ def build(services: StudioServices) -> AdminPanel:
         with gr.Row(elem_classes=["amx-bottom-row"]):
             build_pairs = gr.Button("Build pairs from history", variant="primary", size="sm", min_width=200,
                                     elem_id="rate-admin-build")
-            pick_a = gr.Number(None, label="History # (first)", placeholder="e.g. 12", precision=0, minimum=1, min_width=110,
+            pick_a = gr.Textbox(label="History # (first)", placeholder="e.g. 12", max_lines=1, min_width=110,
                                elem_id="rate-admin-pick-a")
-            pick_b = gr.Number(None, label="History # (second)", placeholder="e.g. 15", precision=0, minimum=1, min_width=110,
+            pick_b = gr.Textbox(label="History # (second)", placeholder="e.g. 15", max_lines=1, min_width=110,
                                elem_id="rate-admin-pick-b")
             pick = gr.Button("Pair these two", size="sm", min_width=130, elem_id="rate-admin-pick")
         build_report = gr.Markdown("Pairs are clips with the same narrative, tags and seed made by different "
@@ -127,7 +129,7 @@ def build(services: StudioServices) -> AdminPanel:
         pairs = gr.Dataframe(headers=PAIR_HEADERS, value=[], interactive=False, wrap=True, max_height=300,
                              show_label=False, elem_id="rate-admin-pair-table")
         with gr.Row(elem_classes=["amx-bottom-row"]):
-            gold_pair = gr.Number(None, label="Pair", placeholder="Pair #", precision=0, minimum=1, min_width=90,
+            gold_pair = gr.Textbox(label="Pair", placeholder="Pair #", max_lines=1, min_width=90,
                                   elem_id="rate-admin-gold-pair")
             gold = [gr.Dropdown(GOLD_OPTIONS, value="", label=DIMENSION_TITLES[d], min_width=150,
                                 elem_id=f"rate-admin-gold-{d}") for d in DIMENSIONS]
@@ -266,28 +268,31 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
             lines.append(f"- … and {len(report.skipped) - 20} more")
         return ["\n".join(lines), pair_rows(admin)]
 
-    def pick(admin: Any, first: float | None, second: float | None) -> list[Any]:
-        if first is None or second is None:
+    def pick(admin: Any, first: str | None, second: str | None) -> list[Any]:
+        a, b = parse_id(first), parse_id(second)
+        if a is None or b is None:
             raise gr.Error("Give two history numbers (the # in the History tab).", title=TITLE)
-        made = service.pick_pair(admin, int(first), int(second))
-        return [f"Pair **{made.id}** made from history #{int(first)} and #{int(second)}.", pair_rows(admin)]
+        made = service.pick_pair(admin, a, b)
+        return [f"Pair **{made.id}** made from history #{a} and #{b}.", pair_rows(admin)]
 
-    def set_gold(admin: Any, pair_id: float | None, *answers: str) -> list[list[Any]]:
+    def set_gold(admin: Any, pair_text: str | None, *answers: str) -> list[list[Any]]:
+        pair_id = parse_id(pair_text)
         if pair_id is None:
             raise gr.Error("Type the pair number (the Pair column).", title=TITLE)
-        pair = next((p for p in service.list_pairs(admin) if p.id == int(pair_id)), None)
+        pair = next((p for p in service.list_pairs(admin) if p.id == pair_id), None)
         if pair is None:
-            raise gr.Error(f"There is no pair {int(pair_id)}.", title=TITLE)
+            raise gr.Error(f"There is no pair {pair_id}.", title=TITLE)
         side = {"first": pair.generation_a_id, "second": pair.generation_b_id}
         given = {d: side.get(a, a) for d, a in zip(DIMENSIONS, answers) if a}
         service.set_gold(admin, pair.id, given)
         gr.Info(f"Pair {pair.id} is a gold pair on {len(given)} dimension{'s' if len(given) != 1 else ''}.")
         return pair_rows(admin)
 
-    def clear_gold(admin: Any, pair_id: float | None) -> list[list[Any]]:
+    def clear_gold(admin: Any, pair_text: str | None) -> list[list[Any]]:
+        pair_id = parse_id(pair_text)
         if pair_id is None:
             raise gr.Error("Type the pair number (the Pair column).", title=TITLE)
-        service.clear_gold(admin, int(pair_id))
+        service.clear_gold(admin, pair_id)
         return pair_rows(admin)
 
     def export(admin: Any, kind: str) -> str:
