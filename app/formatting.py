@@ -212,3 +212,96 @@ def adapters_title(count: int) -> str:
 def _short_model(model: str) -> str:
     """"Preview" rather than "Preview (built-in, random weights: output is noise)"."""
     return model_label(model).split(" (")[0]
+
+
+# -- Best of N ------------------------------------------------------------------------------------
+# Short column titles for the reward model's production dimensions (the rating form's wording).
+DIMENSION_SHORT: dict[str, str] = {
+    "prompt_understanding": "Prompt", "artistic_motion": "Motion", "style_fidelity": "Style",
+    "visual_quality": "Quality", "character_consistency": "Character",
+}
+INTENTIONAL_NOTE_AT = 0.5  # P(intentional deformation) from which the table says so (never a penalty)
+
+
+def dimension_short(dimension: str) -> str:
+    return DIMENSION_SHORT.get(dimension, dimension.replace("_", " ").capitalize())
+
+
+def reward_missing_note(folder: Any) -> str:
+    """What the Best of N box says while no reward model is on this machine: how to get one."""
+    return (f"**No reward model yet**, so Best of N is off. Rate clips in the Rate tab, export the ratings "
+            f"(`python -m engine rating export --as pickapic --out pairs.jsonl`), then train one: "
+            f"`python -m engine reward train --pairs pairs.jsonl --out {folder}/NAME` (see docs/reward.md). "
+            f"Any folder written there is listed here after **Rescan**.")
+
+
+def reward_found_note(count: int, folder: Any) -> str:
+    models = f"{count} reward model{'s' if count != 1 else ''}"
+    return (f"{models} in `{folder}`. Seeds are the form's seed (or a random one) and the next N − 1; every "
+            "candidate is kept in the History with its scores.")
+
+
+def _score(clip: Any) -> Any:
+    return clip.score
+
+
+def candidate_note(score: Any) -> str:
+    """One table cell: a probable collapse is a warning; an intentional deformation is only noted."""
+    if score.warnings:
+        segments = len(score.warnings)
+        return (f"⚠ possible collapse: P(failure) {score.p_failure:.2f} "
+                f"({segments} segment{'s' if segments != 1 else ''})")
+    if score.p_intentional >= INTENTIONAL_NOTE_AT:
+        return f"intentional deformation (P {score.p_intentional:.2f}), not penalised"
+    return "—"
+
+
+def best_of_n_headers(dimensions: Sequence[str]) -> list[str]:
+    return ["Rank", "Entry", "Seed", "Reward", *(dimension_short(d) for d in dimensions), "P(failure)", "Notes"]
+
+
+def best_of_n_dimensions(ranked: Sequence[Any]) -> list[str]:
+    """The dimensions the reward model scored, in its order (the first candidate's)."""
+    return list(_score(ranked[0]).dimensions) if ranked else []
+
+
+def best_of_n_rows(ranked: Sequence[Any]) -> list[list[Any]]:
+    """One row per `ScoredClip`, best first: rank, history id, seed, combined reward, scores, notes."""
+    dims = best_of_n_dimensions(ranked)
+    rows = []
+    for clip in ranked:
+        s = clip.score
+        rows.append([clip.rank, clip.history_id, clip.seed, round(s.reward, 3),
+                     *(round(float(s.dimensions.get(d, float("nan"))), 2) for d in dims),
+                     round(s.p_failure, 2), candidate_note(s)])
+    return rows
+
+
+def best_of_n_caption(clip: Any) -> str:
+    """Short enough for a thumbnail; the seed and the scores are in the table."""
+    flag = " · ⚠" if clip.score.warnings else ""
+    return f"{clip.rank}. #{clip.history_id} · {clip.score.reward:+.3f}{flag}"
+
+
+def best_of_n_details(ranked: Sequence[Any]) -> str:
+    """The reward model's warnings, per candidate (markdown; '' when there are none)."""
+    lines = []
+    for clip in ranked:
+        lines += [f"- **#{clip.history_id}** (rank {clip.rank}): {_cell(w)}" for w in clip.score.warnings]
+    if not lines:
+        return ""
+    return "**Reward-model warnings** (a deliberate smear or squash is not one):\n" + "\n".join(lines)
+
+
+def best_of_n_status(ranked: Sequence[Any], seconds: float | None = None) -> str:
+    if not ranked:
+        return "Best of N produced no candidate."
+    best = ranked[0]
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    return (f"✓ Best of {len(ranked)} done{took}: **#{best.history_id}** (seed {best.seed}) ranks first with "
+            f"reward {best.score.reward:+.3f} and plays here; the ranking is under the form. All {len(ranked)} "
+            "are in the History with their scores.")
+
+
+def candidate_status(rank: int, total: int, history_id: int, seed: int, reward: float) -> str:
+    return f"Showing candidate {rank} of {total}: #{history_id} (seed {seed}), reward {reward:+.3f}."

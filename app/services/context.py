@@ -7,16 +7,21 @@ jobs left running are marked failed with a reason, queued jobs stay queued for t
 `AdapterCatalog` finds the fine-tuned adapters (HydraLoRA / LoRA) on this machine for the
 Create tab: in ``<models>/adapters``, in ``<data>/training`` and in the training runs whose
 validation samples are in the history.
+
+`find_reward_models` lists the reward-model checkpoints in ``<models>/reward`` (one folder each,
+as `RewardModel.save` writes them) for Best of N, reading only their JSON config;
+`StudioServices.load_reward_model` loads one and keeps the last one in memory.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from engine.pks import Taxonomy, load_taxonomy
 from engine.presets import BUILTIN_PRESETS_DIR, PresetLibrary
@@ -29,6 +34,7 @@ from .jobs import JobRunner, on_zero_gpu
 if TYPE_CHECKING:
     from engine.storage.history import HistoryService
     from engine.rating.service import RatingService
+    from engine.reward.model import RewardModel
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,9 @@ class StudioServices:
     availability: dict[str, bool] = field(default_factory=dict)  # registry id -> weights on this machine
     _adapter_catalog: "AdapterCatalog | None" = field(default=None, repr=False)
     _rating: "RatingService | None" = field(default=None, repr=False)
+    # (folder, its files' stamp, the model): the reward model Best of N used last, kept loaded
+    _reward_model: "tuple[str, tuple[int, ...], RewardModel] | None" = field(default=None, repr=False)
+    _reward_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def adapter_catalog(self) -> "AdapterCatalog":
@@ -115,9 +124,105 @@ class StudioServices:
             return not self.availability[spec.id]
         return spec.local_path is not None and not spec.local_path.is_dir()
 
+    # -- reward models (Best of N) ------------------------------------------------------------------
+    @property
+    def reward_dir(self) -> Path:
+        return reward_folder(self.settings)
+
+    def reward_models(self) -> tuple["RewardEntry", ...]:
+        """The reward checkpoints in `reward_dir`, newest first (re-read on every call: no torch)."""
+        return find_reward_models(self.reward_dir)
+
+    def load_reward_model(self, name: str) -> "RewardModel":
+        """The checkpoint `name` (a folder listed by `reward_models`), loaded on the studio's device.
+
+        The last one loaded stays in memory until its files change. Call it under the GPU lock:
+        loading puts weights on the GPU. InvalidRequest when `name` is not a listed checkpoint.
+        """
+        from engine.errors import InvalidRequest
+        from engine.memory import resolve_device
+        from engine.reward.model import RewardModel
+
+        entry = next((e for e in self.reward_models() if e.name == name), None)
+        if entry is None:
+            raise InvalidRequest("reward_model", f"'{name}' is not a reward checkpoint in {self.reward_dir}")
+        stamp = _files_stamp(entry.path)
+        with self._reward_lock:
+            cached = self._reward_model
+            if cached is not None and cached[0] == str(entry.path) and cached[1] == stamp:
+                return cached[2]
+            self._reward_model = None  # one reward model in memory at a time
+            model = RewardModel.load(entry.path, device=resolve_device(self.settings.device))
+            self._reward_model = (str(entry.path), stamp, model)
+            return model
+
     def close(self) -> None:
         self.runner.stop()
         self.studio.close()
+
+
+# -- reward-model checkpoints on this machine ------------------------------------------------------------
+REWARD_CONFIG = "reward_config.json"  # engine.reward.model.CONFIG_FILE, named here to avoid importing torch
+REWARD_FORMAT = "animatrix-reward"
+
+
+def reward_folder(settings: Settings) -> Path:
+    """Where Best of N looks for reward models: ``<models>/reward/<name>``."""
+    return settings.models_dir / "reward"
+
+
+@dataclass(frozen=True)
+class RewardEntry:
+    """One reward checkpoint folder, as the Best of N picker lists it."""
+
+    name: str  # the folder's name: the picker's value
+    path: Path
+    label: str
+    problem: str | None = None  # why its config cannot be read (it is still listed; loading says more)
+
+
+def _files_stamp(folder: Path) -> tuple[int, ...]:
+    stamps = []
+    for name in sorted(os.listdir(folder)):
+        try:
+            stamps.append((folder / name).stat().st_mtime_ns)
+        except OSError:
+            continue
+    return tuple(stamps)
+
+
+def _reward_label(name: str, meta: Any) -> tuple[str, str | None]:
+    if not isinstance(meta, dict) or meta.get("format") != REWARD_FORMAT:
+        return f"{name} · not an AniMatrix reward config", f"{REWARD_CONFIG} is not an AniMatrix reward config"
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    backbone = config.get("backbone") if isinstance(config.get("backbone"), dict) else {}
+    if backbone.get("kind") == "pretrained":
+        base = str(backbone.get("name_or_path") or "pretrained backbone").rstrip("/").split("/")[-1]
+    else:
+        base = "tiny test backbone"
+    train = meta.get("train") if isinstance(meta.get("train"), dict) else {}
+    steps = train.get("steps")
+    trained = f"trained {steps} steps" if isinstance(steps, int) else "untrained"
+    return f"{name} · {base} · {trained}", None
+
+
+def find_reward_models(root: Path) -> tuple[RewardEntry, ...]:
+    """Folders of `root` that hold a reward config, newest first (what was just trained on top)."""
+    if not root.is_dir():
+        return ()
+    found: list[tuple[int, RewardEntry]] = []
+    for child in root.iterdir():
+        config = child / REWARD_CONFIG
+        if child.name.startswith(".") or not config.is_file():
+            continue
+        try:
+            label, problem = _reward_label(child.name, json.loads(config.read_text(encoding="utf-8")))
+            stamp = config.stat().st_mtime_ns
+        except (OSError, ValueError) as exc:
+            label, problem, stamp = f"{child.name} · unreadable config", f"{REWARD_CONFIG}: {exc}", 0
+        found.append((stamp, RewardEntry(child.name, child, label, problem)))
+    found.sort(key=lambda item: (-item[0], item[1].name.casefold()))
+    return tuple(entry for _, entry in found)
 
 
 # -- adapters on this machine -------------------------------------------------------------------------

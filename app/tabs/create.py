@@ -24,13 +24,14 @@ from engine.errors import EngineError, GenerationCancelled, InvalidRequest
 from engine.generation import Progress
 from engine.pks import TagField
 from engine.registry import ModelSpec
-from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef
+from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef, GenerationRequest
 
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message
 from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_note, adapters_title, is_preview, settings_markdown
 from ..services.context import AdapterEntry, StudioServices
 from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
+from . import best_of_n as best_of_n_box
 from . import queue as queue_panel
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class CreateTab:
     save_preset: gr.Button
     presets_changed: gr.State  # {"at": ns, "renamed": {old slug: new slug}}: written by every preset edit
     preset_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> (name, description)
+    best_of_n: best_of_n_box.BestOfNPanel | None = None  # the "Best of N" box under Generate
 
     def inputs(self) -> list[Any]:
         """The form's components in `adapters.form_keys()` order."""
@@ -331,6 +333,7 @@ def build(services: StudioServices) -> CreateTab:
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=120)
                 cancel = gr.Button("Cancel", variant="stop", elem_id="cancel", min_width=100)
+            best_of_n = best_of_n_box.build(services)
             job_id = gr.Number(None, visible=False, precision=0, label="job id")
             status = gr.Markdown("", elem_id="run-status")
             noise_note = gr.Markdown(NOISE_NOTE, visible=is_preview(form.model), elem_classes=["noise-note"],
@@ -339,12 +342,13 @@ def build(services: StudioServices) -> CreateTab:
                              height=360, elem_id="clip")
             with gr.Accordion("Clip settings", open=True):
                 clip_settings = gr.Markdown("", elem_id="clip-settings", elem_classes=["settings-table"])
+    best_of_n_box.build_results(best_of_n)
     return CreateTab(
         preset, preset_badge, gr.State(None), narrative, negative, tags, compiled, tag_warning, model,
         note, random_seed, seed, reuse_seed, numbers, quantization, offload, vae_tiling, free_memory, generate,
         cancel, job_id, gr.State([]), gr.State(None), status, video, noise_note, clip_settings, panel,
         paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
-        gr.State({"at": 0, "renamed": {}}),
+        gr.State({"at": 0, "renamed": {}}), best_of_n=best_of_n,
     )
 
 
@@ -389,7 +393,8 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         form = replace(form, adapters=tuple(kept))
         return fill_values(services, adapters.with_model_defaults(form, form.model))
 
-    def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
+    def validated(values: Sequence[Any]) -> GenerationRequest:
+        """The form as a request, checked (Generate and Best of N): bad input -> a toast naming the field."""
         form = read(values)
         try:
             request = adapters.request_from_form(form)
@@ -397,6 +402,13 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                 why = adapter_misfit(services, ref, request.model)
                 if why is not None:
                     raise InvalidRequest("adapters.path", why)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+        return request
+
+    def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
+        request = validated(values)
+        try:
             job_id = runner.submit(request)
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
@@ -446,9 +458,14 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         except (EngineError, ValueError):
             return 120
 
-    def cancel(session_jobs: list[int] | None) -> Any:
+    def cancel(session_jobs: list[int] | None, request: gr.Request) -> Any:
         mine = list(session_jobs or [])
         running = runner.running_job()
+        if running is None or running not in mine:
+            stopping = best_of_n_box.cancel_run(request)  # this session's Best of N, running or waiting
+            if stopping is not None:
+                gr.Info(stopping)
+                return stopping
         if running is not None and running in mine:
             target: int | None = running
         else:
@@ -548,6 +565,8 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                    api_visibility="private")
     tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
     queue_panel.wire(tab.queue, services)
+    if tab.best_of_n is not None:
+        best_of_n_box.wire(tab.best_of_n, tab, services, validate=validated)
 
     tab.save_preset.click(save_as_preset, inputs=[tab.save_name, tab.save_description, tab.preset, *inputs],
                           outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge, tab.presets_changed],

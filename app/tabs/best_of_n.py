@@ -1,0 +1,371 @@
+"""Best of N, in the Create tab: N candidates of the form's request, ranked by a reward model.
+
+The box sits under Generate. Its button checks the form exactly like Generate (same adapter
+functions, same toasts naming the field, nothing written on a refusal), then runs the engine's
+`best_of_n` under the process-wide GPU lock that the JobRunner uses, so it never overlaps a
+queued job, a background job or "Free memory". Every candidate goes through the studio like any
+generation and is kept in the History with its stored reward scores; the box shows them ranked
+(gallery and table: rank, seed, combined reward, one score per production dimension, P(failure)
+and a "possible collapse" note) and the best one plays in the Create tab's player.
+
+Reward models are the folders in ``<models>/reward`` (`RewardModel.save` writes them). With none
+there the box says how to train one and stays disabled.
+
+Cancel: the Create tab's Cancel button calls `cancel_run`, which sets this browser session's
+token; the candidate being generated stops at its next step (recorded cancelled) and the ones
+finished before stay in the History. The token also watches the running candidate's row, so the
+queue panel's "Remove" (or a cancel written by another process) stops it the same way. On
+ZeroGPU the GPU part runs in another process, so its arguments and results are plain data, and
+there only that row watch (the queue's "Remove") reaches a running Best of N.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import gradio as gr
+
+from engine.errors import EngineError, GenerationCancelled, InvalidRequest, ModelUnavailable
+from engine.generation import CancelToken
+from engine.requests import GenerationRequest
+
+from ..adapters import ui_message
+from ..formatting import (best_of_n_caption, best_of_n_details, best_of_n_dimensions, best_of_n_headers,
+                          best_of_n_rows, best_of_n_status, candidate_status, is_preview, reward_found_note,
+                          reward_missing_note, settings_markdown)
+from ..services.context import RewardEntry, StudioServices
+from ..services.jobs import GPU_LOCK, estimate_seconds, gpu_function
+from . import queue as queue_panel
+
+if TYPE_CHECKING:
+    from engine.reward.types import BestOfNProgress, ScoredClip
+    from engine.storage.history import HistoryService
+
+    from .create import CreateTab
+
+log = logging.getLogger(__name__)
+
+N_MIN, N_MAX, N_DEFAULT = 2, 8, 4
+GALLERY_COLUMNS, GALLERY_HEIGHT = 8, 190  # N at most 8: one row of thumbnails
+SOURCE = "best_of_n"  # the history rows' source, as the engine writes it
+DEFAULT_DIMENSIONS = ("prompt_understanding", "artistic_motion", "style_fidelity", "visual_quality",
+                      "character_consistency")
+
+
+@dataclass
+class BestOfNPanel:
+    box: gr.Accordion
+    n: gr.Slider
+    reward: gr.Dropdown
+    note: gr.Markdown
+    run: gr.Button
+    rescan: gr.Button
+    ranking: gr.State  # [[history id, seed, reward], ...] best first: what a gallery click plays
+    # The results, built by `build_results` below the form (hidden until a run has candidates to show).
+    results: gr.Column | None = None
+    gallery: gr.Gallery | None = None
+    table: gr.Dataframe | None = None
+    details: gr.Markdown | None = None
+
+    def listing_outputs(self) -> list[Any]:
+        return [self.reward, self.note, self.run]
+
+
+# -- cancelling -----------------------------------------------------------------------------------
+class RunToken(CancelToken):
+    """A session's Best-of-N token; it also stops when the running candidate's row is cancelled."""
+
+    def __init__(self, history: "HistoryService", poll_s: float = 1.0) -> None:
+        super().__init__()
+        self._history = history
+        self._poll_s = poll_s
+        self._checked = time.monotonic()
+        self.job_id: int | None = None  # the candidate being generated (found from its progress)
+
+    @property
+    def cancelled(self) -> bool:
+        if super().cancelled:
+            return True
+        now = time.monotonic()
+        if self.job_id is not None and now - self._checked >= self._poll_s:
+            self._checked = now
+            try:
+                if self._history.get(self.job_id).status == "cancelled":
+                    self.cancel()
+            except EngineError:
+                pass  # an unreadable row is no reason to stop
+        return super().cancelled
+
+
+class RunRegistry:
+    """The token of each browser session's Best-of-N run, so that session's Cancel can reach it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, RunToken] = {}
+
+    def start(self, session: str, token: RunToken) -> None:
+        with self._lock:
+            if session in self._tokens:
+                raise gr.Error("A Best of N of yours is already running; wait for it or press Cancel.",
+                               title="Best of N")
+            self._tokens[session] = token
+
+    def finish(self, session: str, token: RunToken) -> None:
+        with self._lock:
+            if self._tokens.get(session) is token:
+                del self._tokens[session]
+
+    def get(self, session: str) -> RunToken | None:
+        with self._lock:
+            return self._tokens.get(session)
+
+    def cancel(self, session: str) -> bool:
+        with self._lock:
+            token = self._tokens.get(session)
+        if token is None:
+            return False
+        token.cancel()
+        return True
+
+
+RUNS = RunRegistry()
+
+
+def cancel_run(request: gr.Request | None) -> str | None:
+    """For the Create tab's Cancel: stop this session's Best of N (None when it has none)."""
+    session = getattr(request, "session_hash", None) if request is not None else None
+    if session and RUNS.cancel(session):
+        return "Cancelling Best of N: it stops after the current step; finished candidates stay in the History."
+    return None
+
+
+# -- reward models and checks ---------------------------------------------------------------------------
+def reward_listing(services: StudioServices) -> list[Any]:
+    """Values for `BestOfNPanel.listing_outputs()`: the picker, the note, the button (off when none)."""
+    entries = services.reward_models()
+    folder = services.reward_dir
+    if not entries:
+        return [gr.update(choices=[], value=None, interactive=False), reward_missing_note(folder),
+                gr.update(interactive=False)]
+    choices = [(e.label, e.name) for e in entries]
+    problems = [f"⚠ {e.name}: {e.problem}" for e in entries if e.problem]
+    note = "\n\n".join([reward_found_note(len(entries), folder), *problems])
+    return [gr.update(choices=choices, value=entries[0].name, interactive=True), note, gr.update(interactive=True)]
+
+
+def check_count(n: Any) -> int:
+    ok = isinstance(n, (int, float)) and not isinstance(n, bool) and float(n).is_integer()
+    if not ok or not N_MIN <= int(n) <= N_MAX:
+        raise gr.Error(f"N: must be a whole number from {N_MIN} to {N_MAX}, got {n!r}", title="Best of N")
+    return int(n)
+
+
+def check_reward(services: StudioServices, name: Any) -> RewardEntry:
+    entries = services.reward_models()
+    if not entries:
+        raise gr.Error(reward_missing_note(services.reward_dir).replace("**", ""), title="Best of N")
+    entry = next((e for e in entries if e.name == name), None)
+    if entry is None:
+        names = ", ".join(e.name for e in entries)
+        raise gr.Error(f"Reward model: pick one of the list ({names}); got {name!r}", title="Best of N")
+    return entry
+
+
+def check_weights(services: StudioServices, request: GenerationRequest) -> None:
+    """Offline, a model without weights cannot run: refuse now, before any row is written."""
+    from engine.loading import download_hint, is_available_locally
+    from engine.registry import resolve_model
+
+    spec = resolve_model(request.model)
+    if services.settings.offline and not is_available_locally(spec, services.settings):
+        raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "
+                                                   f"{download_hint(spec)}")
+
+
+def _acquire_gpu(token: CancelToken, on_wait: Callable[[], None]) -> bool:
+    """Take the GPU lock (the JobRunner's); False when cancelled while waiting for it."""
+    if GPU_LOCK.acquire(blocking=False):
+        return True
+    on_wait()
+    while not GPU_LOCK.acquire(timeout=0.5):
+        if token.cancelled:
+            return False
+    return True
+
+
+# -- build ------------------------------------------------------------------------------------------
+def build(services: StudioServices) -> BestOfNPanel:
+    """The Best of N box; its picker is filled from disk here and again on every page load."""
+    picker, note, button = reward_listing(services)
+    with gr.Accordion("Best of N · ranked by a reward model", open=False, elem_id="best-of-n") as box:
+        with gr.Row(equal_height=True):
+            n = gr.Slider(N_MIN, N_MAX, value=N_DEFAULT, step=1, label="N (candidates)", min_width=150, scale=2,
+                          info="clips generated, then ranked", elem_id="best-of-n-count")
+            reward = gr.Dropdown(picker.get("choices", []), value=picker.get("value"), label="Reward model",
+                                 interactive=picker.get("interactive", False), min_width=200, scale=3,
+                                 elem_id="best-of-n-reward", info="a checkpoint from `reward train`")
+        note_md = gr.Markdown(note, elem_classes=["muted"], elem_id="best-of-n-note")
+        with gr.Row():
+            run = gr.Button("Generate best of N", variant="primary", interactive=button.get("interactive", False),
+                            min_width=160, elem_id="best-of-n-run")
+            rescan = gr.Button("Rescan reward models", size="sm", min_width=120, scale=0,
+                               elem_id="best-of-n-rescan")
+    return BestOfNPanel(box, n, reward, note_md, run, rescan, gr.State([]))
+
+
+def build_results(panel: BestOfNPanel) -> None:
+    """The ranking, full width under the Create form (ten columns do not fit beside it); hidden until a run."""
+    with gr.Column(visible=False, elem_id="best-of-n-results") as results:
+        gr.Markdown("### Best of N · candidates, best first\nClick a candidate to play it in the Clip player above.",
+                    elem_id="best-of-n-title")
+        gallery = gr.Gallery(show_label=False, columns=GALLERY_COLUMNS, height=GALLERY_HEIGHT, fit_columns=False,
+                             allow_preview=False,
+                             object_fit="cover", buttons=[], interactive=False, elem_id="best-of-n-gallery")
+        table = gr.Dataframe(value=[], headers=best_of_n_headers(DEFAULT_DIMENSIONS), interactive=False,
+                             wrap=True, show_label=False, elem_id="best-of-n-table")
+        details = gr.Markdown("", elem_classes=["warning"], elem_id="best-of-n-details")
+    panel.results, panel.gallery, panel.table, panel.details = results, gallery, table, details
+
+
+# -- wire -------------------------------------------------------------------------------------------
+def wire(panel: BestOfNPanel, tab: "CreateTab", services: StudioServices,
+         validate: Callable[[Sequence[Any]], GenerationRequest]) -> None:
+    """`validate` is the Create tab's own check (form -> request, gr.Error naming the field)."""
+    if panel.results is None or panel.gallery is None or panel.table is None or panel.details is None:
+        raise ValueError("call build_results(panel) while building the page, before wire")
+    tax = services.taxonomy
+    studio = services.studio
+    history = studio.history
+
+    def listing() -> list[Any]:
+        return reward_listing(services)
+
+    def report_to(progress: gr.Progress, token: RunToken, n: int) -> Callable[["BestOfNProgress"], None]:
+        watched = [0]  # the candidate whose row the token watches
+
+        def report(p: "BestOfNProgress") -> None:
+            inner = p.inner
+            if p.stage == "generating" and p.candidate != watched[0]:
+                # The GPU lock is ours, so the one running best-of-N row is this candidate's.
+                running = history.list(status="running", source=SOURCE, limit=1).items
+                if running:
+                    token.job_id, watched[0] = running[0].id, p.candidate
+            done = p.candidate - 1
+            if p.stage == "generating" and inner is not None and inner.stage == "denoising" and inner.total:
+                done += 0.9 * inner.step / inner.total  # the last tenth: decoding, saving, scoring
+            elif p.stage == "scoring":
+                done += 0.95
+            progress(min(done / n, 1.0), desc=f"Best of {n}: {p.describe()}")
+        return report
+
+    def on_gpu(request_json: str, n: int, reward_name: str, key: str, progress: gr.Progress) -> list[Any]:
+        """The GPU part, with plain arguments and results (ZeroGPU runs it in another process)."""
+        from engine.reward.best_of_n import best_of_n  # torch: imported by the first run, not by the page
+
+        request = GenerationRequest.from_json(request_json)
+        token = RUNS.get(key) or RunToken(history)  # another process (ZeroGPU): its own token, watching rows
+        if not _acquire_gpu(token, lambda: progress(None, desc=f"Best of {n}: waiting for the GPU…")):
+            gr.Info("Best of N cancelled.")
+            return cancelled_outputs("Best of N cancelled while it waited for the GPU; nothing was generated",
+                                     request.model)
+        started = time.perf_counter()
+        try:
+            progress(0.0, desc=f"Best of {n}: loading the reward model…")
+            try:
+                model = services.load_reward_model(reward_name)
+            except (EngineError, OSError, RuntimeError) as exc:
+                reason = exc.reason if isinstance(exc, InvalidRequest) else str(exc)
+                raise gr.Error(f"Reward model: {reason}", title="Best of N") from None
+            ranked = best_of_n(studio, request, n, model, progress=report_to(progress, token, n), cancel=token)
+        except GenerationCancelled as exc:
+            gr.Info("Best of N cancelled.")
+            return cancelled_outputs(str(exc), request.model)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Best of N failed") from None
+        finally:
+            GPU_LOCK.release()
+        return ranked_outputs(ranked, time.perf_counter() - started)
+
+    def duration(request_json: str, n: int, *_: Any, **__: Any) -> int:
+        """ZeroGPU's quota for the whole run: N generations of this request and their scoring."""
+        request = GenerationRequest.from_json(request_json)
+        one = estimate_seconds(SimpleNamespace(model=request.model, request=request))  # type: ignore[arg-type]
+        return int(min(30 + n * one, 1800))
+
+    run_on_gpu = gpu_function(on_gpu, duration)
+
+    def start(session: gr.Request, progress: gr.Progress = gr.Progress(), *args: Any) -> list[Any]:
+        n_raw, reward_name, *values = args
+        n = check_count(n_raw)
+        entry = check_reward(services, reward_name)
+        request = validate(values)
+        try:
+            studio.prepare(request)  # the engine's own limits (frames, sides), as Generate's submit checks
+            check_weights(services, request)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+        token = RunToken(history)
+        key = getattr(session, "session_hash", None) or f"anonymous-{id(token)}"
+        RUNS.start(key, token)
+        try:
+            return run_on_gpu(request.to_json(), n, entry.name, key, progress)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the failed candidate is recorded; the app keeps running
+            log.exception("Best of N failed")
+            raise gr.Error(f"{type(exc).__name__}: {exc}", title="Best of N failed") from None
+        finally:
+            RUNS.finish(key, token)
+
+    def ranked_outputs(ranked: list["ScoredClip"], seconds: float) -> list[Any]:
+        best = ranked[0]
+        record = history.get(best.history_id)
+        gallery = []
+        for clip in ranked:
+            poster = history.poster_path(clip.record)
+            gallery.append((str(poster if poster is not None and poster.is_file() else clip.video),
+                            best_of_n_caption(clip)))
+        table = {"headers": best_of_n_headers(best_of_n_dimensions(ranked)), "data": best_of_n_rows(ranked)}
+        ranking = [[c.history_id, c.seed, c.score.reward] for c in ranked]
+        return [str(best.video), settings_markdown(record, tax), gr.update(visible=is_preview(record.model)),
+                best_of_n_status(ranked, seconds), best.seed, gr.update(visible=True), gallery, table,
+                best_of_n_details(ranked), ranking]
+
+    def cancelled_outputs(message: str, model: str) -> list[Any]:
+        return [None, "", gr.update(visible=is_preview(model)), f"■ {message}.", gr.skip(),
+                gr.update(visible=False), [], {"headers": best_of_n_headers(DEFAULT_DIMENSIONS), "data": []},
+                "", []]
+
+    def show_candidate(ranking: list[list[Any]] | None, evt: gr.SelectData) -> tuple[Any, str, Any, str]:
+        rows = ranking or []
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(rows):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        history_id, seed, reward = rows[evt.index]
+        try:
+            record = history.get(int(history_id))
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Best of N") from None
+        video = history.video_path(record)
+        if video is None or not video.is_file():
+            raise gr.Error(f"Entry #{history_id} has no video any more (deleted from the History?).",
+                           title="Best of N")
+        return (str(video), settings_markdown(record, tax), gr.update(visible=is_preview(record.model)),
+                candidate_status(evt.index + 1, len(rows), int(history_id), int(seed), float(reward)))
+
+    outputs = [tab.video, tab.clip_settings, tab.noise_note, tab.status, tab.last_seed, panel.results,
+               panel.gallery, panel.table, panel.details, panel.ranking]
+    gr.on(None, listing, outputs=panel.listing_outputs(), show_progress="hidden", api_visibility="private")
+    panel.rescan.click(listing, outputs=panel.listing_outputs(), api_name="best_of_n_models", show_progress="hidden")
+    ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs()], outputs=outputs,
+                          api_name="best_of_n", concurrency_id="best_of_n", concurrency_limit=4,
+                          show_progress_on=[tab.video, panel.gallery])
+    ran.then(lambda: queue_panel.snapshot(services), outputs=tab.queue.outputs(), show_progress="hidden",
+             api_visibility="private")
+    panel.gallery.select(show_candidate, inputs=panel.ranking,
+                         outputs=[tab.video, tab.clip_settings, tab.noise_note, tab.status],
+                         show_progress="hidden", api_visibility="private")
