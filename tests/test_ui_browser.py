@@ -4,9 +4,11 @@ Starts offline without the default model's weights, so the page opens with the b
 test takes the preview model from it, starts from a preset, changes tags, generates a small
 clip and watches it play, then opens it in the History. A second test types an impossible
 frame count and sees the error toast, with nothing written. Screenshots go to the test's temp
-folder and one of each view is copied into docs/ui/ for the documentation.
+folder; with ANIMATRIX_UPDATE_SCREENSHOTS=1 one of each view is copied into docs/ui/.
 """
 from __future__ import annotations
+
+import os
 
 import re
 import shutil
@@ -55,11 +57,13 @@ def browser() -> Iterator[sync_api.Browser]:
 
 
 def shoot(page: sync_api.Page, tmp_path: Path, name: str, *, full_page: bool = True) -> Path:
-    """Screenshot into the test's folder, copied to docs/ui/ for the documentation."""
+    """Screenshot into the test's folder; with ANIMATRIX_UPDATE_SCREENSHOTS=1 also into docs/ui/,
+    so an ordinary test run never rewrites the documentation's pictures."""
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
-    DOCS_UI.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_UI / path.name)
+    if os.environ.get("ANIMATRIX_UPDATE_SCREENSHOTS") == "1":
+        DOCS_UI.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_UI / path.name)
     return path
 
 

@@ -3,7 +3,7 @@
 Browses and searches the presets, selects one (its compiled prompt shows; a built-in cannot be
 renamed or deleted), uses it in Create (the tag dropdowns fill); lists a HydraLoRA for the
 preview model in Create and saves the form as a preset, which then shows in both preset lists.
-Screenshots of both tabs at 1280x800 and 420 px wide go to docs/ui/.
+Screenshots of both tabs at 1280x800 and 420 px wide (to docs/ui/ with ANIMATRIX_UPDATE_SCREENSHOTS=1).
 """
 from __future__ import annotations
 

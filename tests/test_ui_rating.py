@@ -5,13 +5,12 @@ models: a ball crossing the frame, so frames differ) written with `engine.export
 recorded through the real `HistoryService`; the real `RatingService` makes an admin and two
 raters and builds the pairs. The browser is Debian's Chromium driven by Playwright (skipped
 where it is missing); the pure helpers of `app.services.rating_view` are tested without it.
-Screenshots go to docs/ui/rating-*.png.
+Screenshots go to the test folder (and to docs/ui/rating-*.png with ANIMATRIX_UPDATE_SCREENSHOTS=1).
 """
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,6 @@ PASSWORD = "correct horse battery"
 MODELS = ("preview", "wan2.1-t2v-1.3b", "animegen-t2v")
 NARRATIVE = "a girl throws a ball across a sunset rooftop"
 FRAMES, FPS = 24, 8
-DOCS_UI = Path(__file__).resolve().parents[1] / "docs" / "ui"
 
 
 def ball_clip(shade: int, frames: int = FRAMES, width: int = 96, height: int = 64) -> np.ndarray:
@@ -199,11 +197,9 @@ def browser() -> Iterator[Any]:
 
 
 def shoot(page: Any, tmp_path: Path, name: str, *, full_page: bool = True) -> Path:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    DOCS_UI.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_UI / path.name)
-    return path
+    from test_ui_browser import shoot as shoot_and_maybe_publish
+
+    return shoot_and_maybe_publish(page, tmp_path, name, full_page=full_page)
 
 
 def open_rate_tab(browser: Any, url: str, name: str, *, width: int = 1280, height: int = 800) -> Any:
