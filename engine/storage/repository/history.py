@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ... import __version__
-from ...errors import InvalidRequest, NotFound, StorageError
+from ...errors import InvalidRequest, NotFound
 from ...requests import GenerationRequest
-from ..db import Database, describe_db_error
+from .base import Repository
 from ..models import STATUSES, Comparison, Generation, utc_now
 
 ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
@@ -188,26 +185,10 @@ def _request_columns(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-class HistoryRepository:
+class HistoryRepository(Repository):
     """All reads and writes of the `generations` table."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def database(self) -> Database:
-        return self._db
-
-    # -- plumbing -------------------------------------------------------------------------------
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Session]:
-        """One transaction; database failures come out as StorageError with a readable line."""
-        try:
-            with self._db.session(write=write) as session, session.begin():
-                yield session
-        except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise StorageError(describe_db_error(exc, "the history database could not be "
-                                                      + ("updated" if write else "read"))) from exc
+    WHAT = "the history database"
 
     @staticmethod
     def _row(session: Session, generation_id: int) -> Generation:

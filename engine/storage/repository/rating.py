@@ -8,19 +8,16 @@ consistent. Choices are stored per generation (which clip won), never per screen
 """
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ...errors import InvalidRequest, NotFound, StorageError
-from ..db import Database, describe_db_error
+from ...errors import InvalidRequest, NotFound
+from .base import Repository
 from ..models import (Assignment, ClipScore, Comparison, DeformationLabel, Generation, GoldAnswer, Judgement,
                       PlaybackClip, RaterAccount, utc_now)
 from .history import GenerationRecord, _to_record
@@ -221,26 +218,10 @@ def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
         yield ids[i:i + size]
 
 
-class RatingRepository:
+class RatingRepository(Repository):
     """All reads and writes of the rating tables."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def database(self) -> Database:
-        return self._db
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Session]:
-        try:
-            with self._db.session(write=write) as session, session.begin():
-                yield session
-        except IntegrityError as exc:
-            raise StorageError(describe_db_error(exc, "the rating data was refused by the database")) from exc
-        except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise StorageError(describe_db_error(exc, "the rating database could not be "
-                                                      + ("updated" if write else "read"))) from exc
+    WHAT = "the rating database"
 
     # -- accounts -------------------------------------------------------------------------------
     def add_rater(self, *, name: str, role: str, experience: str, experience_years: int | None,

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from ...errors import InvalidRequest, NotFound, StorageError
-from ..db import Database, describe_db_error
+from ...errors import InvalidRequest, NotFound
+from .base import Repository
 from ..models import Generation, RewardScoreRow, utc_now
 
 __all__ = ["RewardRepository", "RewardScoreInput", "RewardScoreRecord"]
@@ -71,22 +67,10 @@ def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
         yield ids[i:i + size]
 
 
-class RewardRepository:
+class RewardRepository(Repository):
     """Reads and writes of the reward_scores table."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Session]:
-        try:
-            with self._db.session(write=write) as session, session.begin():
-                yield session
-        except IntegrityError as exc:
-            raise StorageError(describe_db_error(exc, "the reward scores were refused by the database")) from exc
-        except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise StorageError(describe_db_error(exc, "the reward scores could not be "
-                                                      + ("written" if write else "read"))) from exc
+    WHAT = "the reward scores table"
 
     def upsert(self, model_key: str, items: Sequence[RewardScoreInput]) -> list[RewardScoreRecord]:
         """Store the scores of several clips by one model in one transaction (replacing old ones)."""
