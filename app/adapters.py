@@ -29,6 +29,7 @@ SCALAR_KEYS: tuple[str, ...] = (
     "steps", "guidance", "quantization", "offload", "vae_tiling",
 )
 INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps")
+TAG_ENCODER_KEYS: tuple[str, ...] = ("tag_encoder", "tag_guidance", "tags_in_prompt")  # after the adapter slots
 MAX_ADAPTERS = 3  # adapter slots in the Create tab; the engine itself takes any number
 DEFAULT_STRENGTH = 1.0
 # Settings a preset stores (engine.presets.SETTING_KEYS minus the seed, which is saved only when fixed).
@@ -41,6 +42,7 @@ FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     "name": "Preset name", "description": "Description", "slug": "Preset", "preset": "Preset file",
     "adapters": "Adapters", "adapters.path": "Adapter", "adapters.strength": "Adapter strength",
     "adapters.kind": "Adapter kind", "adapters.fuse": "Adapter merge",
+    "tag_encoder": "Tag encoder", "tag_guidance": "Tag guidance", "tags_in_prompt": "Also write tags into the prompt",
 })
 
 Tags = Mapping[str, tuple[str, ...]]
@@ -66,6 +68,9 @@ class FormValues:
     offload: str = "auto"
     vae_tiling: str = "auto"
     adapters: tuple[AdapterRef, ...] = ()  # at most MAX_ADAPTERS, in slot order
+    tag_encoder: str = ""  # folder of a saved tag encoder; "" for none (tags go through the prompt only)
+    tag_guidance: float | None = None  # None: plain CFG over text and tags together
+    tags_in_prompt: bool = True
 
 
 def adapter_keys() -> tuple[str, ...]:
@@ -74,8 +79,9 @@ def adapter_keys() -> tuple[str, ...]:
 
 
 def form_keys(taxonomy: Taxonomy) -> tuple[str, ...]:
-    """Component order of the Create tab: the scalar inputs, one entry per tag field, the adapter slots."""
-    return SCALAR_KEYS + tuple(f"tag:{f.id}" for f in taxonomy.fields) + adapter_keys()
+    """Component order of the Create tab: the scalar inputs, one entry per tag field, the adapter slots,
+    then the tag encoder, tag guidance and "tags in prompt"."""
+    return SCALAR_KEYS + tuple(f"tag:{f.id}" for f in taxonomy.fields) + adapter_keys() + TAG_ENCODER_KEYS
 
 
 # -- component values <-> FormValues --------------------------------------------------------------
@@ -136,6 +142,14 @@ def _adapters(raw: Mapping[str, Any]) -> tuple[AdapterRef, ...]:
     return tuple(out)
 
 
+def _tag_encoder(value: Any) -> str:
+    if value is None or value == "None":  # "None" is the dropdown's label for no encoder
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest("tag_encoder", f"must be the folder of a tag encoder, got {value!r}")
+    return value.strip()
+
+
 def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
     """Build a FormValues from handler arguments given in `form_keys()` order."""
     keys = form_keys(taxonomy)
@@ -161,6 +175,9 @@ def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
         offload=str(raw["offload"] or "auto"),
         vae_tiling=str(raw["vae_tiling"] or "auto"),
         adapters=_adapters(raw),
+        tag_encoder=_tag_encoder(raw["tag_encoder"]),
+        tag_guidance=_number("tag_guidance", raw["tag_guidance"]),
+        tags_in_prompt=bool(raw["tags_in_prompt"]) if raw["tags_in_prompt"] is not None else True,
     )
 
 
@@ -173,7 +190,7 @@ def form_to_values(form: FormValues, taxonomy: Taxonomy) -> list[Any]:
     slots = list(form.adapters) + [None] * (MAX_ADAPTERS - len(form.adapters))
     for ref in slots[:MAX_ADAPTERS]:
         out += [ref.path, ref.strength] if ref is not None else ["", DEFAULT_STRENGTH]
-    return out
+    return out + [form.tag_encoder, form.tag_guidance, form.tags_in_prompt]
 
 
 # -- FormValues <-> GenerationRequest -------------------------------------------------------------
@@ -224,6 +241,9 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         offload=form.offload,
         vae_tiling={"auto": None, "on": True, "off": False}[form.vae_tiling],
         adapters=form.adapters,
+        tag_encoder=form.tag_encoder or None,
+        tag_guidance=form.tag_guidance,
+        tags_in_prompt=form.tags_in_prompt,
     )
 
 
@@ -250,6 +270,9 @@ def form_from_request(request: GenerationRequest) -> FormValues:
         offload=request.offload,
         vae_tiling=tiling,
         adapters=tuple(AdapterRef(a.path, a.strength) for a in request.adapters),
+        tag_encoder=request.tag_encoder or "",
+        tag_guidance=request.tag_guidance,
+        tags_in_prompt=request.tags_in_prompt,
     )
 
 
@@ -298,7 +321,7 @@ def preset_from_form(form: FormValues, name: str, description: str = "") -> Pres
     """A user preset holding the form's tags, narrative, negative prompt, model and settings.
 
     Unset settings stay unset (the model's default applies); the seed is kept only when fixed.
-    Memory settings and adapters belong to a machine, not a look, so they are not stored.
+    Memory settings, adapters and the tag encoder belong to a machine, not a look, so they are not stored.
     """
     check_model_limits(form)  # a preset the model cannot run is refused now, naming the field
     settings: dict[str, Any] = {"model": form.model}

@@ -305,3 +305,27 @@ def best_of_n_status(ranked: Sequence[Any], seconds: float | None = None) -> str
 
 def candidate_status(rank: int, total: int, history_id: int, seed: int, reward: float) -> str:
     return f"Showing candidate {rank} of {total}: #{history_id} (seed {seed}), reward {reward:+.3f}."
+
+
+# -- stored reward scores (History details) --------------------------------------------------------
+def reward_score_rows(records: Sequence[Any]) -> list[tuple[str, str]]:
+    """One details-table row per reward model that scored the clip (`RewardScoreRecord`s, newest
+    first): the combined reward, P(failure) and the score per production dimension."""
+    rows = []
+    for rec in records:
+        details = rec.details if isinstance(rec.details, dict) else {}
+        dims = details.get("dimensions") if isinstance(details.get("dimensions"), dict) else {}
+        parts = [f"reward {rec.reward:+.3f}", f"P(failure) {rec.p_failure:.2f}"]
+        parts += [f"{dimension_short(d)} {float(v):+.2f}" for d, v in dims.items()
+                  if isinstance(v, (int, float))]
+        if rec.p_intentional >= INTENTIONAL_NOTE_AT:
+            parts.append(f"intentional deformation (P {rec.p_intentional:.2f}), not penalised")
+        rows.append((f"Reward · {rec.model_key}", " · ".join(parts)))
+    return rows
+
+
+def details_markdown(record: GenerationRecord, taxonomy: Taxonomy, reward_records: Sequence[Any] = ()) -> str:
+    """`settings_markdown` plus the stored reward scores of the entry, when there are any."""
+    lines = [settings_markdown(record, taxonomy)]
+    lines += [f"| {_cell(name)} | {_cell(value)} |" for name, value in reward_score_rows(reward_records)]
+    return "\n".join(lines)

@@ -34,7 +34,9 @@ from .jobs import JobRunner, on_zero_gpu
 if TYPE_CHECKING:
     from engine.storage.history import HistoryService
     from engine.rating.service import RatingService
+    from engine.reward.history import HistoryScorer
     from engine.reward.model import RewardModel
+    from engine.storage.repository.reward import RewardScoreRecord
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,19 @@ class StudioServices:
             model = RewardModel.load(entry.path, device=resolve_device(self.settings.device))
             self._reward_model = (str(entry.path), stamp, model)
             return model
+
+    def reward_scorer(self, name: str) -> "HistoryScorer":
+        """A `HistoryScorer` over the studio's history with the checkpoint `name` (loaded through
+        `load_reward_model`, so: call it under the GPU lock)."""
+        from engine.reward.history import HistoryScorer
+
+        return HistoryScorer(self.studio.db, self.settings.media_dir, self.load_reward_model(name))
+
+    def stored_reward_scores(self, generation_id: int) -> "list[RewardScoreRecord]":
+        """Every reward model's stored score of one history entry, newest first (no model is run)."""
+        from engine.storage.repository.reward import RewardRepository
+
+        return RewardRepository(self.studio.db).for_generation(generation_id)
 
     def close(self) -> None:
         self.runner.stop()
@@ -415,3 +430,133 @@ class AdapterCatalog:
             return ()
         fitting = [e for e in self.scan() if e.misfit(spec) is None]
         return tuple(sorted(fitting, key=lambda e: (e.base_model != spec.id, e.name.casefold())))
+
+
+# -- tag encoders on this machine (dual-channel conditioning) ----------------------------------------
+TAG_ENCODER_CONFIG = "tag_encoder.json"  # engine.tag_encoder.CONFIG_NAME, named here to avoid importing torch
+TAG_ENCODER_WEIGHTS = "tag_encoder.safetensors"  # engine.tag_encoder.WEIGHTS_NAME
+PREVIEW_TEXT_DIM = 32  # engine.preview.TEXT_DIM: an encoder of this text width was built for the preview model
+FAMILY_LABELS = {"wan": "Wan", "hunyuanvideo": "HunyuanVideo"}
+
+
+def tag_encoder_family(spec: ModelSpec) -> str:
+    """'wan' or 'hunyuanvideo' for a model (as engine.tag_encoder.family_name says, without torch)."""
+    key = f"{spec.family.pipeline_class} {spec.family.name}".lower()
+    return "hunyuanvideo" if "hunyuan" in key else "wan" if "wan" in key else key
+
+
+@dataclass(frozen=True)
+class TagEncoderEntry:
+    """One saved tag encoder folder, as the Create tab lists it (only its JSON config is read)."""
+
+    path: str
+    name: str  # "my-encoder", "run-a · final", "run-a · step 250"
+    family: str | None  # "wan" | "hunyuanvideo"
+    text_dim: int | None
+    problem: str | None = None  # why its config cannot be used
+
+    @property
+    def for_preview(self) -> bool:
+        return self.text_dim == PREVIEW_TEXT_DIM
+
+    def label(self) -> str:
+        size = "preview-sized" if self.for_preview else FAMILY_LABELS.get(self.family or "", str(self.family))
+        return f"{self.name} · {size}"
+
+    def misfit(self, spec: ModelSpec) -> str | None:
+        """Why this encoder cannot drive `spec` (None: it can, as far as its config tells)."""
+        if self.problem:
+            return self.problem
+        want = tag_encoder_family(spec)
+        if self.family != want:
+            return f"{self.name} was trained for the {self.family!r} family; {spec.id} is {want!r}"
+        if self.for_preview != spec.is_preview:
+            return (f"{self.name} was trained for {'the preview model' if self.for_preview else 'a real checkpoint'}, "
+                    f"whose layers are another size than {spec.id}'s")
+        return None
+
+
+def tag_encoder_roots(settings: Settings) -> tuple[Path, Path]:
+    """Where tag encoders are looked for: ``<models>/tag_encoders`` and ``<data>/training`` (training runs
+    write ``<run>/tag_encoder`` and ``<run>/checkpoints/step-N/tag_encoder``)."""
+    return settings.models_dir / "tag_encoders", settings.data_dir / "training"
+
+
+def _tag_encoder_name(path: Path, roots: tuple[Path, ...]) -> str:
+    if path.name == "tag_encoder":  # a training run's
+        step = _STEP_RE.match(path.parent.name)
+        if step and path.parent.parent.name == "checkpoints":
+            return f"{path.parents[2].name} · step {int(step.group(1))}"
+        return f"{path.parent.name} · final"
+    for root in roots:
+        try:
+            return " / ".join(path.relative_to(root).parts) or path.name
+        except ValueError:
+            continue
+    return path.name
+
+
+def inspect_tag_encoder(path: str | Path, roots: tuple[Path, ...] = ()) -> TagEncoderEntry:
+    """The entry for a tag encoder folder (listed or typed); `problem` says why it cannot be used."""
+    p = Path(path).expanduser()
+    name = _tag_encoder_name(p, roots)
+    config_path = p / TAG_ENCODER_CONFIG
+    if not config_path.is_file() or not (p / TAG_ENCODER_WEIGHTS).is_file():
+        return TagEncoderEntry(str(p), name, None, None,
+                               f"no tag encoder in {p} (expected {TAG_ENCODER_CONFIG} and {TAG_ENCODER_WEIGHTS})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        dims = config.get("dims") if isinstance(config.get("dims"), dict) else {}
+        text_dim = dims.get("text_dim")
+        return TagEncoderEntry(str(p), name, str(config.get("family")),
+                               int(text_dim) if isinstance(text_dim, int) else None)
+    except (OSError, ValueError, AttributeError) as exc:
+        return TagEncoderEntry(str(p), name, None, None, f"{config_path}: {exc}")
+
+
+def find_tag_encoders(settings: Settings, history: "HistoryService | None" = None) -> tuple[TagEncoderEntry, ...]:
+    """Every tag encoder folder under `tag_encoder_roots` and in the training runs the history records."""
+    roots = tag_encoder_roots(settings)
+    starts = [r for r in roots if r.is_dir()]
+    if history is not None:
+        try:
+            records = history.list(source="training", limit=200).items
+        except Exception as exc:  # noqa: BLE001 - the list must not break the page
+            log.warning("could not read training runs from the history: %s", exc)
+            records = []
+        for record in records:
+            ckpt = Path(record.checkpoint) if record.checkpoint else None
+            if ckpt is not None and ckpt.name == "adapter" and ckpt.parent.parent.name == "checkpoints":
+                starts.append(ckpt.parents[2])  # <run>/checkpoints/step-N/adapter
+    seen: dict[str, Path] = {}
+    for start in starts:
+        if not start.is_dir():
+            continue
+        for folder, dirs, files in os.walk(start):
+            here = Path(folder)
+            if TAG_ENCODER_CONFIG in files:
+                dirs[:] = []
+                seen.setdefault(os.path.realpath(here), here)
+                continue
+            depth = len(here.relative_to(start).parts)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS - {"tag_encoder"}
+                             and depth < _MAX_DEPTH)
+            if len(seen) >= _MAX_CANDIDATES:
+                break
+    entries = [inspect_tag_encoder(p, roots) for p in seen.values()]
+    for e in entries:
+        if e.problem:
+            log.warning("skipping tag encoder %s: %s", e.path, e.problem)
+    return tuple(sorted((e for e in entries if not e.problem), key=lambda e: e.name.casefold()))
+
+
+def tag_encoders_for(settings: Settings, model: str,
+                     history: "HistoryService | None" = None) -> tuple[TagEncoderEntry, ...]:
+    """The saved tag encoders that fit `model` (none for a model the registry cannot resolve)."""
+    from engine.errors import InvalidRequest
+
+    try:
+        spec = resolve_model(model)
+    except InvalidRequest:
+        return ()
+    return tuple(e for e in find_tag_encoders(settings, history) if e.misfit(spec) is None)

@@ -7,7 +7,8 @@ row written), then a chained one on the single "gpu" concurrency slot that runs 
 JobRunner and streams progress.
 
 Adapters (HydraLoRA / LoRA) found by the studio's `AdapterCatalog` are offered per model in a
-few slots with a strength each; "Save as preset" stores the form as a user preset. Preset edits
+few slots with a strength each; beside them a saved PKS tag encoder (dual-channel conditioning)
+with its own tag guidance and a switch for writing the tags into the prompt too. "Save as preset" stores the form as a user preset. Preset edits
 made anywhere (here or in the Presets tab) write a new token into `presets_changed`, and every
 list of presets refreshes from it.
 """
@@ -29,7 +30,7 @@ from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef, Gener
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message
 from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_note, adapters_title, is_preview, settings_markdown
-from ..services.context import AdapterEntry, StudioServices
+from ..services.context import AdapterEntry, StudioServices, inspect_tag_encoder, tag_encoder_roots, tag_encoders_for
 from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
 from . import best_of_n as best_of_n_box
 from . import queue as queue_panel
@@ -79,6 +80,11 @@ class CreateTab:
     save_description: gr.Textbox
     save_preset: gr.Button
     presets_changed: gr.State  # {"at": ns, "renamed": {old slug: new slug}}: written by every preset edit
+    tag_encoder: gr.Dropdown  # a saved tag encoder ("" for none)
+    tag_guidance: gr.Number
+    tags_in_prompt: gr.Checkbox
+    tag_encoder_note: gr.Markdown
+    tag_encoder_rescan: gr.Button
     preset_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> (name, description)
     best_of_n: best_of_n_box.BestOfNPanel | None = None  # the "Best of N" box under Generate
 
@@ -88,7 +94,8 @@ class CreateTab:
                   "random_seed": self.random_seed, "seed": self.seed, "quantization": self.quantization,
                   "offload": self.offload, "vae_tiling": self.vae_tiling, **self.numbers}
         slots = [c for pair in zip(self.adapter_paths, self.adapter_strengths) for c in pair]
-        return [scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values()) + slots
+        return ([scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values()) + slots
+                + [self.tag_encoder, self.tag_guidance, self.tags_in_prompt])
 
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` returns values for: the form plus the model-dependent notes."""
@@ -96,6 +103,9 @@ class CreateTab:
 
 
 NO_ADAPTER: tuple[str, str] = ("None", "")
+NO_TAG_ENCODER: tuple[str, str] = ("None", "")
+TAG_ENCODER_NOTE = ("**Dual channel:** with a tag encoder the tags also go through it into the model's "
+                    "cross-attention and every block's AdaLN modulation, besides (or instead of) the prompt text.")
 
 
 # -- choices and notes ------------------------------------------------------------------------------
@@ -147,6 +157,7 @@ def fill_values(services: StudioServices, form: FormValues) -> list[Any]:
     for i, key in enumerate(adapters.SCALAR_KEYS):
         if key in props:
             values[i] = gr.update(value=values[i], **props[key])
+    values[-2:] = [gr.update(value=v, interactive=bool(form.tag_encoder)) for v in values[-2:]]
     return values + [model_note(services, form.model), gr.update(visible=is_preview(form.model))]
 
 
@@ -166,6 +177,30 @@ def adapter_list(services: StudioServices, model: str) -> list[Any]:
     choices = adapter_choices(entries, model)
     return [gr.update(label=adapters_title(len(entries))), note,
             *[gr.update(choices=choices) for _ in range(MAX_ADAPTERS)]]
+
+
+def tag_encoder_list(services: StudioServices, model: str) -> tuple[Any, str]:
+    """Values for [tag_encoder, tag_encoder_note]: the saved tag encoders that fit `model`."""
+    entries = tag_encoders_for(services.settings, model, services.studio.history)
+    root = tag_encoder_roots(services.settings)[0]
+    note = (f"{len(entries)} tag encoder{'s' if len(entries) != 1 else ''} fit{'s' if len(entries) == 1 else ''} "
+            f"this model." if entries else f"No tag encoder fits this model; save one in `{root}` or train one.")
+    return gr.update(choices=[NO_TAG_ENCODER, *[(e.label(), e.path) for e in entries]]), note
+
+
+def tag_encoder_misfit(services: StudioServices, path: str, model: str) -> str | None:
+    """Why the tag encoder at `path` cannot drive `model`, in one line (None when it fits)."""
+    spec = adapters.model_spec(model)
+    if spec is None:
+        return None  # an unknown model is reported by the model check
+    return inspect_tag_encoder(path, tag_encoder_roots(services.settings)).misfit(spec)
+
+
+def tag_encoder_switches(encoder: str | None) -> tuple[Any, Any]:
+    """Tag guidance and "tags in prompt" only mean something with an encoder: reset and lock them without."""
+    if encoder and encoder != "None":
+        return gr.update(interactive=True), gr.update(interactive=True)
+    return gr.update(value=None, interactive=False), gr.update(value=True, interactive=False)
 
 
 def adapter_misfit(services: StudioServices, ref: AdapterRef, model: str) -> str | None:
@@ -321,6 +356,21 @@ def build(services: StudioServices) -> CreateTab:
                     rows.append(row)
                 gr.Markdown(ADAPTER_MERGE_NOTE, elem_classes=["muted"], elem_id="adapters-merge-note")
                 rescan = gr.Button("Rescan adapter folders", size="sm", elem_id="adapters-rescan")
+            with gr.Accordion("Tag encoder", open=bool(form.tag_encoder), elem_id="tag-encoder-box"):
+                tag_encoder = gr.Dropdown([NO_TAG_ENCODER], value=form.tag_encoder, label="Tag encoder",
+                                          allow_custom_value=True, elem_id="tag-encoder",
+                                          info="a saved PKS tag encoder, or type the path of its folder")
+                with gr.Row(equal_height=True):
+                    tag_guidance = gr.Number(form.tag_guidance, label="Tag guidance", minimum=0, maximum=30, step=0.5,
+                                             info="0–30; empty: plain CFG over text and tags", min_width=140,
+                                             interactive=bool(form.tag_encoder), elem_id="tag-guidance")
+                    tags_in_prompt = gr.Checkbox(form.tags_in_prompt, label="Also write tags into the prompt",
+                                                 interactive=bool(form.tag_encoder), min_width=160,
+                                                 elem_id="tags-in-prompt")
+                gr.Markdown(TAG_ENCODER_NOTE, elem_classes=["muted"], elem_id="tag-encoder-dual-note")
+                tag_encoder_note = gr.Markdown("Looking for tag encoders…", elem_classes=["muted"],
+                                               elem_id="tag-encoder-note")
+                tag_rescan = gr.Button("Rescan tag encoders", size="sm", elem_id="tag-encoder-rescan")
             with gr.Accordion("Memory and speed", open=False, elem_id="memory"):
                 with gr.Row():
                     quantization = gr.Dropdown(list(QUANTIZATION_MODES), value=form.quantization,
@@ -348,7 +398,9 @@ def build(services: StudioServices) -> CreateTab:
         note, random_seed, seed, reuse_seed, numbers, quantization, offload, vae_tiling, free_memory, generate,
         cancel, job_id, gr.State([]), gr.State(None), status, video, noise_note, clip_settings, panel,
         paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
-        gr.State({"at": 0, "renamed": {}}), best_of_n=best_of_n,
+        gr.State({"at": 0, "renamed": {}}), tag_encoder=tag_encoder, tag_guidance=tag_guidance,
+        tags_in_prompt=tags_in_prompt, tag_encoder_note=tag_encoder_note, tag_encoder_rescan=tag_rescan,
+        best_of_n=best_of_n,
     )
 
 
@@ -372,7 +424,8 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             return gr.skip(), f"⚠ {ui_message(exc, tax)}", gr.skip()
         warnings = [f"⚠ {c.message()}" for c in tax.find_contradictions(form.tags)]
         try:
-            prompt = tax.compile_prompt(form.narrative, form.tags)
+            # Tags off the prompt (they then reach the model through the tag encoder only): narrative only.
+            prompt = tax.compile_prompt(form.narrative, form.tags if form.tags_in_prompt else {})
         except InvalidRequest as exc:
             prompt = ""
             warnings = warnings or [f"⚠ {ui_message(exc, tax)}"]
@@ -391,6 +444,11 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             else:
                 gr.Warning(f"Adapter removed: {why}", title="Adapters")
         form = replace(form, adapters=tuple(kept))
+        if form.tag_encoder:
+            why = tag_encoder_misfit(services, form.tag_encoder, form.model)
+            if why is not None:
+                gr.Warning(f"Tag encoder removed: {why}", title="Tag encoder")
+                form = replace(form, tag_encoder="", tag_guidance=None, tags_in_prompt=True)
         return fill_values(services, adapters.with_model_defaults(form, form.model))
 
     def validated(values: Sequence[Any]) -> GenerationRequest:
@@ -402,6 +460,10 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                 why = adapter_misfit(services, ref, request.model)
                 if why is not None:
                     raise InvalidRequest("adapters.path", why)
+            if request.tag_encoder:  # family and size from its config; the engine checks the taxonomy
+                why = tag_encoder_misfit(services, request.tag_encoder, request.model)
+                if why is not None:
+                    raise InvalidRequest("tag_encoder", why)
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
         return request
@@ -580,6 +642,15 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
           show_progress="hidden", api_visibility="private", trigger_mode="always_last")
     tab.adapters_rescan.click(lambda model: adapter_list(services, model), inputs=tab.model, outputs=listing,
                               api_name="list_adapters", show_progress="hidden")
+    # Tag encoders: the same, listed on load and model change; guidance and the switch follow the pick.
+    tag_listing = [tab.tag_encoder, tab.tag_encoder_note]
+    gr.on(None, lambda model: tag_encoder_list(services, model), inputs=[tab.model], outputs=tag_listing,
+          show_progress="hidden", api_visibility="private", trigger_mode="always_last")
+    tab.tag_encoder_rescan.click(lambda model: tag_encoder_list(services, model), inputs=tab.model,
+                                 outputs=tag_listing, api_name="list_tag_encoders", show_progress="hidden")
+    tab.tag_encoder.change(tag_encoder_switches, inputs=tab.tag_encoder,
+                           outputs=[tab.tag_guidance, tab.tags_in_prompt], show_progress="hidden",
+                           api_visibility="private", queue=False)
     gr.on([p.change for p in tab.adapter_paths], slot_rows, inputs=tab.adapter_paths, outputs=tab.adapter_rows,
           show_progress="hidden", api_visibility="private", queue=False)
 

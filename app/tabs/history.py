@@ -1,12 +1,14 @@
 """History tab: past clips as a poster gallery, filters, a detail view, reuse and delete.
 
 The gallery shows one page of `HistoryService.list` (newest first). Selecting an entry plays
-it and shows every setting; failed and cancelled entries show why. "Reuse settings" fills the
-Create tab and switches to it; "Delete" asks once more before removing the row and its files.
+it and shows every setting (and the reward scores stored for it, per reward model); failed and
+cancelled entries show why. "Reuse settings" fills the Create tab and switches to it; "Delete"
+asks once more before removing the row and its files.
 """
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,8 +20,10 @@ from engine.storage.history import GenerationRecord, HistoryPage
 from engine.storage.models import STATUSES
 
 from .. import adapters
-from ..formatting import NOISE_NOTE, STATUS_ICONS, caption, error_markdown, is_preview, settings_markdown
+from ..formatting import NOISE_NOTE, STATUS_ICONS, caption, details_markdown, error_markdown, is_preview
 from ..services.context import StudioServices
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 12
 ANY = ""
@@ -181,8 +185,13 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
             raise gr.Error(adapters.ui_message(exc, tax), title="History") from None
         path = history.video_path(record)
         video = str(path) if path is not None and path.is_file() else None
+        try:
+            scores = services.stored_reward_scores(record.id)
+        except EngineError as exc:  # the scores are extra: the entry is still shown without them
+            log.warning("could not read the reward scores of entry %d: %s", record.id, exc)
+            scores = []
         return (video, gr.update(visible=is_preview(record.model)), error_markdown(record),
-                settings_markdown(record, tax), gr.update(interactive=True),
+                details_markdown(record, tax, scores), gr.update(interactive=True),
                 gr.update(interactive=record.status != "running"), hidden, gr.update(visible=video is not None))
 
     def reuse(entry: str | int | None) -> list[Any]:

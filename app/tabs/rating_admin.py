@@ -1,5 +1,10 @@
 """Rate tab, admin sub-tab: accounts, pairs and gold answers, exports, rater quality, leaderboard.
 
+The leaderboard can put a reward model (a checkpoint in ``<models>/reward``) beside the animators:
+its mean score per group next to the Bradley-Terry score, and how well the two agree
+(`engine.reward.leaderboard.build_reward_leaderboard`). Rated clips it has not scored yet are
+scored first, under the GPU lock, and the scores are stored.
+
 The sub-tab is shown to admins only, but that is courtesy: every handler acts as the session's
 rater and the service checks, against the database, that the account is an active admin
 (`PermissionDenied` becomes a one-line error toast).
@@ -21,6 +26,7 @@ from engine.rating.types import DIMENSIONS, EXPORT_KINDS, GROUP_KEYS
 from ..adapters import parse_id
 from ..formatting import model_label
 from ..services.context import StudioServices
+from ..services.jobs import GPU_LOCK, gpu_function
 from ..services.rating_view import DIMENSION_TITLES, rating_message, session_rater
 
 TITLE = "Rating admin"
@@ -30,6 +36,11 @@ DIM_HEADERS = ["Dimension", "Pairs with ≥2 raters", "Fleiss κ", "Krippendorff
 QUALITY_HEADERS = ["Rater", "Judged", "Gold votes", "Gold accuracy", "Repeats", "Self-consistency",
                    "Median time", "Too fast"]
 BOARD_HEADERS = ["Dimension", "Rank", "Group", "Score", "95% CI", "W–T–L", "Mean 1–5", "Judgements"]
+REWARD_BOARD_HEADERS = [*BOARD_HEADERS, "Reward score", "Scored clips"]
+AGREEMENT_HEADERS = ["Dimension", "Spearman ρ (groups)", "Pairwise agreement (groups)", "Verdict agreement",
+                     "Verdicts"]
+NO_REWARD = ""  # the reward picker's "animators only" value
+OVERALL_TITLE = "Overall (combined reward)"
 GOLD_OPTIONS = [("— (no answer)", ""), ("First clip wins", "first"), ("Second clip wins", "second"),
                 ("Tie", "tie"), ("Both bad", "both_bad")]
 EXPORT_LABELS = {"trl": "TRL preference pairs (parquet)", "pickapic": "Pick-a-Pic v2 layout (parquet)",
@@ -73,6 +84,9 @@ class AdminPanel:
     group_key: gr.Dropdown
     board_refresh: gr.Button
     board: gr.Dataframe
+    board_reward: gr.Dropdown
+    board_agreement: gr.Dataframe
+    board_note: gr.Markdown
 
     def account_outputs(self) -> list[Any]:
         return [self.raters, self.target]
@@ -84,6 +98,11 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
+
+
+def reward_choices(services: StudioServices) -> list[tuple[str, str]]:
+    """The leaderboard's reward picker: animators only, then the checkpoints in ``<models>/reward``."""
+    return [("— none (animators only)", NO_REWARD), *((e.label, e.name) for e in services.reward_models())]
 
 
 def build(services: StudioServices) -> AdminPanel:
@@ -155,13 +174,21 @@ def build(services: StudioServices) -> AdminPanel:
         with gr.Row(elem_classes=["amx-bottom-row"]):
             group_key = gr.Dropdown(list(GROUP_KEYS), value="model", label="Compare", min_width=160, scale=1,
                                     elem_id="rate-admin-group")
+            board_reward = gr.Dropdown(reward_choices(services), value=NO_REWARD, label="Reward model (optional)",
+                                       allow_custom_value=True,  # checkpoints trained after start-up; checked
+                                       min_width=200, scale=2, elem_id="rate-admin-board-reward",
+                                       info="scores the rated clips it has not scored yet")
             board_refresh = gr.Button("Compute", size="sm", scale=0, min_width=140, elem_id="rate-admin-board-go")
         board = gr.Dataframe(headers=BOARD_HEADERS, value=[], interactive=False, wrap=True, show_label=False,
                              max_height=480, elem_id="rate-admin-board-table")
+        board_agreement = gr.Dataframe(headers=AGREEMENT_HEADERS, value=[], interactive=False, wrap=True,
+                                       show_label=False, visible=False, elem_id="rate-admin-board-agreement")
+        board_note = gr.Markdown("", elem_classes=["muted"], elem_id="rate-admin-board-note")
     return AdminPanel(raters, new_name, new_role, new_experience, new_years, new_password, add, target, disable,
                       enable, make_admin, make_rater, reset_password, set_password, build_pairs, build_report,
                       pick_a, pick_b, pick, pairs, gold_pair, gold, set_gold, clear_gold, export_kind, export,
-                      export_file, stats_refresh, agreement, quality, quality_note, group_key, board_refresh, board)
+                      export_file, stats_refresh, agreement, quality, quality_note, group_key, board_refresh, board,
+                      board_reward, board_agreement, board_note)
 
 
 # -- tables (plain data, testable without a browser) ----------------------------------------------
@@ -195,6 +222,35 @@ def board_rows(board: Leaderboard) -> list[list[Any]]:
                          f"{e.ci_low:+.2f} … {e.ci_high:+.2f}", f"{e.wins}–{e.ties}–{e.losses}",
                          "—" if e.mean_score is None else f"{e.mean_score:.2f} ({e.scored})", table.judgements])
     return rows
+
+
+def reward_board_rows(board: Leaderboard, reward: Any) -> list[list[Any]]:
+    """`board_rows` with the reward model's mean score and scored clips per group (`reward` is a
+    `RewardLeaderboard`), then the combined reward against the mean human score over dimensions."""
+    if not any(table.entries for table in board.dimensions):
+        return [[*row, "—", 0] for row in board_rows(board)]
+    by_cell = {(d.dimension, r.group): r for d in reward.dimensions for r in d.rows}
+    rows = []
+    for table in board.dimensions:
+        for rank, e in enumerate(table.entries, 1):
+            r = by_cell.get((table.dimension, e.group))
+            mean = None if r is None else r.reward_mean
+            rows.append([DIMENSION_TITLES.get(table.dimension, table.dimension), rank, e.group, f"{e.score:+.2f}",
+                         f"{e.ci_low:+.2f} … {e.ci_high:+.2f}", f"{e.wins}–{e.ties}–{e.losses}",
+                         "—" if e.mean_score is None else f"{e.mean_score:.2f} ({e.scored})", table.judgements,
+                         _fmt(mean, 3) if mean is None else f"{mean:+.3f}", 0 if r is None else r.clips])
+    overall = next((d for d in reward.dimensions if d.dimension == "overall"), None)
+    for rank, r in enumerate(overall.rows if overall is not None else (), 1):
+        rows.append([OVERALL_TITLE, rank, r.group, "—" if r.human_score is None else f"{r.human_score:+.2f}",
+                     "", "", "", "", "—" if r.reward_mean is None else f"{r.reward_mean:+.3f}", r.clips])
+    return rows
+
+
+def reward_agreement_rows(reward: Any) -> list[list[Any]]:
+    """Per dimension: Spearman and pairwise agreement of the groups' rankings, and verdict agreement."""
+    return [[OVERALL_TITLE if d.dimension == "overall" else DIMENSION_TITLES.get(d.dimension, d.dimension),
+             _fmt(d.spearman), _pct(d.pairwise_agreement), _pct(d.verdict_agreement), d.verdicts]
+            for d in reward.dimensions]
 
 
 def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admin_tab: gr.Tab) -> None:
@@ -312,8 +368,51 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
                 + (f": **{flagged}**." if flagged else "; nobody is."))
         return [agreement_rows(report), quality_rows(report), note]
 
-    def leaderboard(admin: Any, group: str) -> list[list[Any]]:
-        return board_rows(service.leaderboard(admin, group_key=group or "model"))
+    def score_on_gpu(reward_name: str, ids: list[int]) -> tuple[str, dict[int, dict[str, Any]], int]:
+        """Under the GPU lock: load the reward model, score the clips it has not scored yet (stored).
+        Plain arguments and results (ZeroGPU runs it in another process)."""
+        GPU_LOCK.acquire()
+        try:
+            scorer = services.reward_scorer(reward_name)
+            missing = len(ids) - len(scorer.stored(ids))
+            scores = scorer.score(ids)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise gr.Error(f"Reward model '{reward_name}': {exc}", title=TITLE) from None
+        finally:
+            GPU_LOCK.release()
+        return scorer.model_key, {gid: s.to_dict() for gid, s in scores.items()}, missing
+
+    run_scoring = gpu_function(score_on_gpu, lambda _name, ids: int(min(60 + 3 * len(ids), 900)))
+
+    def leaderboard(admin: Any, group: str, reward_name: str | None) -> list[Any]:
+        board = service.leaderboard(admin, group_key=group or "model")  # refuses non-admins first
+        if not reward_name:
+            return [{"headers": BOARD_HEADERS, "data": board_rows(board)}, gr.update(value=[], visible=False), ""]
+        from engine.rating.leaderboard import group_key_function
+        from engine.reward.leaderboard import build_reward_leaderboard
+        from engine.reward.types import RewardScore
+
+        if reward_name not in {e.name for e in services.reward_models()}:
+            raise gr.Error(f"Reward model: '{reward_name}' is not a checkpoint in {services.reward_dir}; rescan by "
+                           "reopening this tab.", title=TITLE)
+        votes = service.repository.votes()
+        gens = service.repository.generations({g for v in votes for g in (v.generation_a_id, v.generation_b_id)})
+        ids = sorted(gid for gid, g in gens.items() if g.status == "done" and g.video_path)
+        if GPU_LOCK.locked():
+            gr.Info("Waiting for the GPU to score the rated clips with the reward model…")
+        model_key, raw, scored_now = run_scoring(reward_name, ids)
+        scores = {int(gid): RewardScore.from_dict(d) for gid, d in raw.items()}
+        reward = build_reward_leaderboard(board, votes, gens, scores, group_key_function(board.group_key), model_key)
+        note = (f"Reward model `{model_key}`: {len(scores)} rated clip{'s' if len(scores) != 1 else ''} "
+                f"scored ({scored_now} just now, the rest stored). Reward score: mean r_d of the group's rated "
+                "clips (the combined reward on the overall rows, beside the mean Bradley-Terry score); Spearman "
+                "needs 3+ groups.")
+        return [{"headers": REWARD_BOARD_HEADERS, "data": reward_board_rows(board, reward)},
+                gr.update(value=reward_agreement_rows(reward), visible=True), note]
+
+    def reward_picker(value: str | None) -> Any:
+        choices = reward_choices(services)
+        return gr.update(choices=choices, value=value if value in {c[1] for c in choices} else NO_REWARD)
 
     p = panel
     admin_tab.select(act(overview), inputs=session, outputs=[*p.account_outputs(), p.pairs], show_progress="hidden",
@@ -337,5 +436,7 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
     p.export.click(act(export), inputs=[session, p.export_kind], outputs=p.export_file, api_name="rating_export")
     p.stats_refresh.click(act(stats), inputs=session, outputs=[p.agreement, p.quality, p.quality_note],
                           api_name="rating_stats")
-    p.board_refresh.click(act(leaderboard), inputs=[session, p.group_key], outputs=p.board,
-                          api_name="rating_leaderboard")
+    p.board_refresh.click(act(leaderboard), inputs=[session, p.group_key, p.board_reward],
+                          outputs=[p.board, p.board_agreement, p.board_note], api_name="rating_leaderboard")
+    admin_tab.select(reward_picker, inputs=p.board_reward, outputs=p.board_reward, show_progress="hidden",
+                     api_visibility="private")
