@@ -144,6 +144,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_GLOBAL_FLAGS = {"--data-dir": True, "--device": True, "--debug": False}  # flag -> takes a value
+
+
+def main_for(command: str, argv: Sequence[str] | None = None) -> int:
+    """`python -m engine.<package> ARGS` as `python -m engine [global flags] COMMAND ARGS`.
+
+    The stand-alone entries of the sub-packages share this one parser and error handling; the
+    global flags (--data-dir, --device, --debug) may stand anywhere in ARGS.
+    """
+    rest = list(sys.argv[1:] if argv is None else argv)
+    head: list[str] = []
+    i = 0
+    while i < len(rest):
+        flag, eq, _value = rest[i].partition("=")
+        if flag in _GLOBAL_FLAGS:
+            takes_value = _GLOBAL_FLAGS[flag] and not eq
+            head += rest[i:i + 1 + takes_value]
+            del rest[i:i + 1 + takes_value]
+        else:
+            i += 1
+    return main([*head, command, *rest])
+
+
 # -- generate ---------------------------------------------------------------------------------
 def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any) -> Any:
     from .export import read_embedded_settings

@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import EngineError, InvalidRequest
+from ..errors import InvalidRequest
 from ..settings import Settings
 from .config import AESTHETIC_SCORERS, CAPTIONERS, CUT_MODES, STAGES, CurationConfig, apply_overrides
 
-EXIT_BAD_INPUT = 2
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -103,20 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (`python -m engine.curation`), same behaviour as the wired subcommand."""
-    from ..cli import _Parser
+    """`python -m engine.curation ARGS`: the same as `python -m engine curate ARGS`."""
+    from ..cli import main_for
 
-    parser = _Parser(prog="python -m engine.curation", description="AniMatrix curation")
-    parser.add_argument("--data-dir", type=Path)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    add_parser(sub)
-    args = parser.parse_args(["curate", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        settings = Settings.from_env().with_overrides(data_dir=args.data_dir)
-        return run(args, settings)
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return main_for("curate", argv)

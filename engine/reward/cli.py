@@ -20,12 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import EngineError, InvalidRequest
+from ..errors import InvalidRequest
 from ..settings import Settings
 
 __all__ = ["DEFAULT_BACKBONE", "add_parser", "main", "run"]
 
-EXIT_BAD_INPUT = 2
 DEFAULT_BACKBONE = "openai/clip-vit-base-patch32"
 ADMIN_ENV = "ANIMATRIX_RATING_ADMIN"
 
@@ -300,31 +299,8 @@ def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # ------------------------------------------------------------------------------ stand-alone entry
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_BAD_INPUT)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m engine.reward ...`: the same commands as `python -m engine reward ...`."""
-    p = _Parser(prog="python -m engine.reward", description="AniMatrix reward model")
-    p.add_argument("--data-dir", type=Path, help="studio data folder (env ANIMATRIX_DATA_DIR)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
-    _add_commands(p)
-    args = p.parse_args(argv)
-    try:
-        settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
-        return run(args, settings)
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one readable line unless --debug
-        if args.debug:
-            raise
-        print(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
-        return 1
+    """`python -m engine.reward ARGS`: the same as `python -m engine reward ARGS`."""
+    from ..cli import main_for
+
+    return main_for("reward", argv)

@@ -7,14 +7,11 @@ this code, accelerate tells each which it is). Errors in the config exit 2 with 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import EngineError
 from ..settings import Settings
 
-EXIT_BAD_INPUT = 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,20 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m engine.training` (same arguments as `python -m engine train`)."""
-    p = argparse.ArgumentParser(prog="python -m engine.training", description="AniMatrix adapter training")
-    p.add_argument("--data-dir", type=Path, help="studio data folder (history of validation samples)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
-        return run(args, settings)
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted (resume with the same command: training continues from the last checkpoint)",
-              file=sys.stderr)
-        return 130
+    """`python -m engine.training ARGS`: the same as `python -m engine train ARGS`."""
+    from ..cli import main_for
+
+    return main_for("train", argv)
