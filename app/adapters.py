@@ -317,6 +317,29 @@ def apply_preset(form: FormValues, preset: Preset) -> FormValues:
     return replace(form, **changes)
 
 
+SHAPE_KEYS = ("num_frames", "width", "height")
+
+
+def fit_preset_to_model(form: FormValues, preset: Preset) -> tuple[FormValues, list[str]]:
+    """A preset written for a real model may ask for more frames or pixels than the chosen model
+    takes (the preview model stops at 33 frames, 256 px). Each such setting goes back to the
+    model's default, and a line says which, so the form is never left in a state Generate refuses."""
+    spec = model_spec(form.model)
+    if spec is None:
+        return form, []
+    kept: list[str] = []
+    for key in SHAPE_KEYS:
+        if key not in preset.settings:
+            continue
+        try:
+            check_model_limits(replace(form, **{k: (getattr(form, k) if k == key else None) for k in SHAPE_KEYS}))
+        except InvalidRequest:
+            default = getattr(spec.defaults, key)
+            kept.append(f"{FIELD_LABELS.get(key, key)} {getattr(form, key)} → {default}")
+            form = replace(form, **{key: default})
+    return form, kept
+
+
 def preset_from_form(form: FormValues, name: str, description: str = "") -> Preset:
     """A user preset holding the form's tags, narrative, negative prompt, model and settings.
 

@@ -274,3 +274,21 @@ def test_catalog_finds_adapters_folder_training_runs_and_runs_in_the_history(set
     entry = found["styles / ink-wash"]
     assert entry.label("preview") == "styles / ink-wash · HydraLoRA"
     assert "HunyuanVideo" in (entry.misfit(REGISTRY["hunyuanvideo"]) or "")
+
+
+def test_a_preset_for_a_real_model_fits_itself_to_the_preview_model(settings: Settings) -> None:
+    """Combat Sakuga Dash asks for 49 frames; the preview model takes at most 33."""
+    from engine.pks import load_taxonomy
+    from engine.presets import PresetLibrary, builtin_presets_dir
+
+    from app import adapters
+
+    preset = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy()).get("combat-sakuga-dash")
+    on_preview, kept = adapters.fit_preset_to_model(
+        adapters.apply_preset(adapters.FormValues(model="preview"), preset), preset)
+    assert on_preview.num_frames == 9 and on_preview.fps == preset.settings["fps"]  # only what does not fit
+    assert any(k.startswith("Frames 49") for k in kept)
+    adapters.request_from_form(on_preview)  # Generate would accept it
+    on_wan, kept_wan = adapters.fit_preset_to_model(
+        adapters.apply_preset(adapters.FormValues(model="wan2.1-t2v-1.3b"), preset), preset)
+    assert kept_wan == [] and on_wan.num_frames == preset.settings["num_frames"]

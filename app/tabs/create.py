@@ -253,9 +253,12 @@ def preset_fill(tab: CreateTab, services: StudioServices, slug: str | None, valu
         return fill_values(services, form) + [None, ""]
     try:
         preset = services.presets.get(slug)
-        applied = adapters.apply_preset(form, preset)
+        applied, adjusted = adapters.fit_preset_to_model(adapters.apply_preset(form, preset), preset)
     except EngineError as exc:
         raise gr.Error(ui_message(exc, tax), title="Preset") from None
+    if adjusted:
+        gr.Info(f"{preset.name} asks for more than this model takes; kept the model's "
+                f"{', '.join(adjusted)}.", duration=6)
     tab.preset_names[slug] = (preset.name, preset.description)
     snapshot = adapters.preset_snapshot(applied, preset)
     return fill_values(services, applied) + [snapshot, badge_text(tab, services, slug, False)]
