@@ -146,11 +146,11 @@ def test_form_values_round_trip_and_messages_name_the_form_field() -> None:
 
 
 def test_preset_fills_the_form_and_edits_mark_it_modified(tmp_path: Path) -> None:
-    from app.services.context import builtin_presets_folder
+    from engine.presets import builtin_presets_dir
     from engine.presets import PresetLibrary
 
     tax = load_taxonomy()
-    preset = PresetLibrary(builtin_presets_folder(), tmp_path, tax).get("combat-sakuga-dash")
+    preset = PresetLibrary(builtin_presets_dir(), tmp_path, tax).get("combat-sakuga-dash")
     form = adapters.with_model_defaults(adapters.FormValues(model="wan2.1-t2v-1.3b"), "wan2.1-t2v-1.3b")
     applied = adapters.apply_preset(form, preset)
     assert applied.num_frames == 49 and applied.fps == 24 and applied.width == 832  # preset settings, model size

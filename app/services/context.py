@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from engine.pks import Taxonomy, load_taxonomy
-from engine.presets import BUILTIN_PRESETS_DIR, PresetLibrary
+from engine.presets import PresetLibrary, builtin_presets_dir
 from engine.registry import REGISTRY, ModelSpec, resolve_model
 from engine.settings import Settings
 from engine.studio import Studio
@@ -41,14 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_DOWNLOAD_MODEL = "wan2.1-t2v-1.3b"
-
-
-def builtin_presets_folder() -> Path:
-    """The engine names this `builtin_presets_dir()` in newer versions; fall back to the constant."""
-    from engine import presets
-
-    finder = getattr(presets, "builtin_presets_dir", None)
-    return Path(finder()) if callable(finder) else BUILTIN_PRESETS_DIR
 
 
 @dataclass
@@ -92,7 +84,7 @@ class StudioServices:
         if recovered:
             log.warning("%d job(s) were cut off by the last shutdown and are marked failed", recovered)
         taxonomy = load_taxonomy()
-        presets = PresetLibrary(builtin_presets_folder(), settings.presets_dir, taxonomy)
+        presets = PresetLibrary(builtin_presets_dir(), settings.presets_dir, taxonomy)
         runner = JobRunner(studio, orphan_grace_s=orphan_grace_s)
         services = cls(settings, studio, taxonomy, presets, runner, recovered)
         services.refresh_availability()
