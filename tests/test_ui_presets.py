@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from test_ui_browser import CHROMIUM, LAUNCH_ARGS, pick, shoot  # noqa: E402  (skips without Chromium)
+from test_ui_browser import browser, pick, shoot  # noqa: E402,F401 (browser is a fixture; skips without Chromium)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (requirements-dev.txt)")
 
@@ -37,14 +37,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> It
         app.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def open_page(browser: sync_api.Browser, url: str, width: int = 1280, height: int = 800) -> sync_api.Page:
