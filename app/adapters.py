@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType, SimpleNamespace
 from typing import Any, Mapping, Sequence, cast
 
-from engine.errors import InvalidRequest
-from engine.pks import TagField, Taxonomy
-from engine.presets import Preset
-from engine.registry import REGISTRY, ModelSpec, resolve_model
-from engine.requests import AdapterRef, GenerationRequest
+from engine.core.errors import InvalidRequest
+from engine.core.pks import TagField, Taxonomy
+from engine.core.presets import Preset
+from engine.core.registry import REGISTRY, ModelSpec, resolve_model
+from engine.core.requests import AdapterRef, GenerationRequest
 
 UNSET = ""  # the "not set" choice of a single-select tag dropdown
 VAE_TILING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
@@ -32,7 +32,7 @@ INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps"
 TAG_ENCODER_KEYS: tuple[str, ...] = ("tag_encoder", "tag_guidance", "tags_in_prompt")  # after the adapter slots
 MAX_ADAPTERS = 3  # adapter slots in the Create tab; the engine itself takes any number
 DEFAULT_STRENGTH = 1.0
-# Settings a preset stores (engine.presets.SETTING_KEYS minus the seed, which is saved only when fixed).
+# Settings a preset stores (engine.core.presets.SETTING_KEYS minus the seed, which is saved only when fixed).
 PRESET_NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
 FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     "model": "Model", "narrative": "Narrative", "negative_prompt": "Negative prompt", "seed": "Seed",

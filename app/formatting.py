@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from engine.errors import EngineError
-from engine.pks import Taxonomy
-from engine.presets import Preset
-from engine.registry import PREVIEW_ID, REGISTRY
+from engine.core.errors import EngineError
+from engine.core.pks import Taxonomy
+from engine.core.presets import Preset
+from engine.core.registry import PREVIEW_ID, REGISTRY
 from engine.storage.history import GenerationRecord
 
 from .services.jobs import QueueRow

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 from .config import PROG, ConfigError, LaunchOptions, parse_options
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 EXIT_BAD_INPUT = 2
 
@@ -29,9 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
 
-    from engine.errors import InvalidRequest
-    from engine.registry import resolve_model
-    from engine.settings import Settings
+    from engine.core.errors import InvalidRequest
+    from engine.core.registry import resolve_model
+    from engine.core.settings import Settings
 
     try:
         settings = Settings.from_env().with_overrides(data_dir=options.data_dir, device=options.device,
@@ -51,7 +51,7 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     if on_zero_gpu():
         import spaces  # noqa: F401 - must be imported before torch touches CUDA on ZeroGPU
 
-    from engine.errors import EngineError
+    from engine.core.errors import EngineError
 
     from .services.context import StudioServices
     from .ui import build_app

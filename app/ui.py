@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.registry import PREVIEW_ID
+from engine.core.registry import PREVIEW_ID
 
 from . import adapters
 from .services.context import DEFAULT_DOWNLOAD_MODEL, StudioServices

@@ -3,7 +3,7 @@
     python benchmarks/bench_conditioning.py [--runs 30] [--big-runs 3] [--latent 1x30x52] [--threads 1]
                                             [--dtypes float32,bfloat16] [--skip-big]
 
-Models: the preview transformer (engine/preview.py) at the preview's default size (64x64, 9
+Models: the preview transformer (engine/core/preview.py) at the preview's default size (64x64, 9
 frames -> latent 3x8x8), and a real-size Wan2.1-T2V-1.3B transformer (published config, random
 weights). Text: 512 tokens, as WanPipeline pads. Variants:
   none     no tag channel attached
@@ -85,8 +85,8 @@ def to_dtype(model, dtype):  # keep the modules diffusers keeps in float32, as f
 def _encoder(model):  # a "trained" encoder: non-zero gates and pooled projection, float32
     import torch
 
-    from engine.conditioning import TagEncoder
-    from engine.pks import load_taxonomy
+    from engine.core.conditioning import TagEncoder
+    from engine.core.pks import load_taxonomy
 
     torch.manual_seed(0)
     with torch.device(model.device):
@@ -123,7 +123,7 @@ def instrument_hooks() -> None:
     What the channel adds to a step is exactly the work inside its hooks, so timing it directly
     stays meaningful while other jobs make whole-forward timings jump by several percent.
     """
-    from engine.conditioning import TagChannel
+    from engine.core.conditioning import TagChannel
 
     def timed(fn):
         def wrapper(*args, **kwargs):
@@ -148,7 +148,7 @@ def _run_variant(model, encoder, variant: str, fn):
     branch per generation, so a step's overhead is what every later step pays. The encoder's
     one-off cost is reported separately.
     """
-    from engine.conditioning import attach_tag_encoder, tags_for_call
+    from engine.core.conditioning import attach_tag_encoder, tags_for_call
 
     if variant == "none":
         return fn()
@@ -230,7 +230,7 @@ def main() -> None:
     import torch
     from diffusers import WanTransformer3DModel
 
-    from engine.preview import build_preview_pipeline
+    from engine.core.preview import build_preview_pipeline
 
     torch.set_num_threads(args.threads)
     instrument_hooks()

@@ -36,9 +36,9 @@ def overhead(runs: int) -> None:
     import torch
     from diffusers import WanPipeline
 
-    from engine.generation import Engine
-    from engine.requests import GenerationRequest
-    from engine.settings import Settings
+    from engine.core.generation import Engine
+    from engine.core.requests import GenerationRequest
+    from engine.core.settings import Settings
 
     tmp = Path(tempfile.mkdtemp())
     settings = Settings(data_dir=tmp, device="cpu")

@@ -116,9 +116,9 @@ def scoring(args: argparse.Namespace) -> None:
 def dpo(args: argparse.Namespace) -> None:
     import torch
 
-    from engine.preview import ensure_preview_model
+    from engine.core.preview import ensure_preview_model
     from engine.reward.synthetic import write_rating_set
-    from engine.settings import Settings
+    from engine.core.settings import Settings
     from engine.training.config import parse_config
     from engine.training.dpo import DPOTrainer
 

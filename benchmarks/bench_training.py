@@ -54,7 +54,7 @@ def _rss() -> int:
 def worker(spec: dict) -> None:
     import torch
 
-    from engine.settings import Settings
+    from engine.core.settings import Settings
     from engine.training.config import parse_config
     from engine.training.loop import Trainer
 
@@ -113,8 +113,8 @@ def main() -> None:
         worker(json.loads(args.worker))
         return
 
-    from engine.preview import ensure_preview_model
-    from engine.settings import Settings
+    from engine.core.preview import ensure_preview_model
+    from engine.core.settings import Settings
     from engine.training.config import parse_config
     from engine.training.loop import Trainer
     from engine.training.synthetic import write_synthetic_dataset

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import EngineError, GenerationCancelled, InvalidRequest
-from .settings import Settings
+from .core.errors import EngineError, GenerationCancelled, InvalidRequest
+from .core.settings import Settings
 
 EXIT_BAD_INPUT = 2
 
@@ -42,8 +42,8 @@ def _adapter(text: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .registry import model_ids
-    from .requests import OFFLOAD_MODES, QUANTIZATION_MODES
+    from .core.registry import model_ids
+    from .core.requests import OFFLOAD_MODES, QUANTIZATION_MODES
 
     p = _Parser(prog="python -m engine", description="AniMatrix Studio engine")
     p.add_argument("--data-dir", type=Path, help="where the history database and clips live (env ANIMATRIX_DATA_DIR)")
@@ -169,8 +169,8 @@ def main_for(command: str, argv: Sequence[str] | None = None) -> int:
 
 # -- generate ---------------------------------------------------------------------------------
 def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any) -> Any:
-    from .export import read_embedded_settings
-    from .requests import GenerationRequest
+    from .core.export import read_embedded_settings
+    from .core.requests import GenerationRequest
 
     base: dict[str, Any] = {}
     if args.from_file is not None and args.from_history is not None:
@@ -183,8 +183,8 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
     elif args.from_history is not None:
         base = studio.history.get(args.from_history).request.to_dict()
     if args.preset:
-        from .presets import PresetLibrary, builtin_presets_dir
-        from .pks import load_taxonomy
+        from .core.presets import PresetLibrary, builtin_presets_dir
+        from .core.pks import load_taxonomy
 
         lib = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy())
         base.update(lib.find(args.preset).to_request_overrides())
@@ -317,7 +317,7 @@ def _short(text: str, n: int) -> str:
 
 
 def _info(args: argparse.Namespace, settings: Settings) -> int:
-    from .export import probe_video, read_embedded_settings
+    from .core.export import probe_video, read_embedded_settings
 
     embedded = read_embedded_settings(args.file)
     info = probe_video(args.file)
@@ -327,8 +327,8 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from .loading import is_available_locally
-    from .registry import REGISTRY
+    from .core.loading import is_available_locally
+    from .core.registry import REGISTRY
 
     rows = [{"id": s.id, "repo": s.repo, "here": is_available_locally(s, settings), "vram": s.vram_note}
             for s in REGISTRY.values()]
@@ -341,8 +341,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _download(args: argparse.Namespace, settings: Settings) -> int:
-    from .loading import locate_weights
-    from .registry import resolve_model
+    from .core.loading import locate_weights
+    from .core.registry import resolve_model
 
     spec = resolve_model(args.model)
     folder = locate_weights(spec, settings, allow_download=True)

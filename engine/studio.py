@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .errors import EngineError, GenerationCancelled, StorageError
-from .export import export_clip
-from .generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
-from .requests import GenerationRequest
-from .settings import Settings
+from .core.errors import EngineError, GenerationCancelled, StorageError
+from .core.export import export_clip
+from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
+from .core.requests import GenerationRequest
+from .core.settings import Settings
 from .storage.db import open_database
 from .storage.history import GenerationRecord, HistoryService, MediaFiles
 

@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from engine.settings import Settings  # noqa: E402
+from engine.core.settings import Settings  # noqa: E402
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def preview_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The preview model, written once per test session through the real builder."""
-    from engine.preview import ensure_preview_model
+    from engine.core.preview import ensure_preview_model
 
     return ensure_preview_model(tmp_path_factory.mktemp("models"))
 

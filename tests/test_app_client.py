@@ -25,8 +25,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
 from app.ui import StudioApp, build_app  # noqa: E402
-from engine.requests import GenerationRequest  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.core.requests import GenerationRequest  # noqa: E402
+from engine.core.settings import Settings  # noqa: E402
 from engine.storage.history import INTERRUPTED_REASON  # noqa: E402
 from engine.studio import Studio  # noqa: E402
 
@@ -272,7 +272,7 @@ def test_launch_options_flags_win_over_environment() -> None:
 
 def test_building_the_studio_does_not_load_torch(tmp_path: Path) -> None:
     """Models load lazily: the page is served before torch, diffusers or transformers are imported."""
-    code = ("import sys; from pathlib import Path; from engine.settings import Settings; "
+    code = ("import sys; from pathlib import Path; from engine.core.settings import Settings; "
             "from app.services.context import StudioServices; from app.ui import build_app; "
             f"s = Settings(data_dir=Path({str(tmp_path / 'data')!r}), default_model='preview'); "
             "services = StudioServices.create(s); build_app(services); services.close(); "

@@ -12,10 +12,10 @@ import pytest
 
 from app import adapters
 from app.services.jobs import GPU_LOCK, JobRunner, gpu_function, on_zero_gpu
-from engine.errors import GenerationCancelled, InvalidRequest
-from engine.pks import load_taxonomy
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.errors import GenerationCancelled, InvalidRequest
+from engine.core.pks import load_taxonomy
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 from engine.studio import Studio
 
 
@@ -106,7 +106,7 @@ def test_background_thread_runs_orphaned_jobs_one_at_a_time(studio: Studio) -> N
 
 def test_offline_submit_of_a_model_without_weights_is_refused_before_a_row(studio_settings: Settings,
                                                                            tmp_path: Path) -> None:
-    from engine.errors import ModelUnavailable
+    from engine.core.errors import ModelUnavailable
 
     studio = Studio(replace(studio_settings, hf_cache_dir=tmp_path / "empty-hf-cache"))
     try:
@@ -146,8 +146,8 @@ def test_form_values_round_trip_and_messages_name_the_form_field() -> None:
 
 
 def test_preset_fills_the_form_and_edits_mark_it_modified(tmp_path: Path) -> None:
-    from engine.presets import builtin_presets_dir
-    from engine.presets import PresetLibrary
+    from engine.core.presets import builtin_presets_dir
+    from engine.core.presets import PresetLibrary
 
     tax = load_taxonomy()
     preset = PresetLibrary(builtin_presets_dir(), tmp_path, tax).get("combat-sakuga-dash")

@@ -21,7 +21,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
-from engine.requests import AdapterRef  # noqa: E402
+from engine.core.requests import AdapterRef  # noqa: E402
 
 from test_app_client import launch, make_settings, small_form, value  # noqa: E402  (tests/ is on sys.path)
 
@@ -191,8 +191,8 @@ def _tiny_hydralora(folder: Path) -> Path:
     """A random HydraLoRA for the preview model, saved as the trainer saves adapters."""
     import torch
 
-    from engine.adapters import HydraSpec, base_info_for, inject_hydralora, save_adapter
-    from engine.preview import build_preview_pipeline
+    from engine.core.adapters import HydraSpec, base_info_for, inject_hydralora, save_adapter
+    from engine.core.preview import build_preview_pipeline
 
     transformer = build_preview_pipeline().transformer
     injection = inject_hydralora(transformer, HydraSpec(rank=4, alpha=4, num_heads=4))
@@ -239,8 +239,8 @@ def test_catalog_finds_adapters_folder_training_runs_and_runs_in_the_history(set
     import shutil
 
     from app.services.context import AdapterCatalog
-    from engine.registry import REGISTRY
-    from engine.requests import GenerationRequest
+    from engine.core.registry import REGISTRY
+    from engine.core.requests import GenerationRequest
     from engine.studio import Studio
 
     hydra = _tiny_hydralora(tmp_path / "hydra")
@@ -278,8 +278,8 @@ def test_catalog_finds_adapters_folder_training_runs_and_runs_in_the_history(set
 
 def test_a_preset_for_a_real_model_fits_itself_to_the_preview_model(settings: Settings) -> None:
     """Combat Sakuga Dash asks for 49 frames; the preview model takes at most 33."""
-    from engine.pks import load_taxonomy
-    from engine.presets import PresetLibrary, builtin_presets_dir
+    from engine.core.pks import load_taxonomy
+    from engine.core.presets import PresetLibrary, builtin_presets_dir
 
     from app import adapters
 

@@ -22,7 +22,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from app import adapters  # noqa: E402
 from app.services.context import StudioServices, find_tag_encoders, tag_encoders_for  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.core.settings import Settings  # noqa: E402
 
 from test_app_client import launch, make_settings, small_form, value  # noqa: E402  (tests/ is on sys.path)
 
@@ -31,9 +31,9 @@ def save_preview_encoders(root: Path) -> tuple[Path, Path]:
     """A fresh (identity) and a randomised encoder sized for the preview transformer, under `root`."""
     import torch
 
-    from engine.pks import load_taxonomy
-    from engine.preview import build_preview_pipeline
-    from engine.tag_encoder import TagEncoder, save_tag_encoder
+    from engine.core.pks import load_taxonomy
+    from engine.core.preview import build_preview_pipeline
+    from engine.core.tag_encoder import TagEncoder, save_tag_encoder
 
     transformer = build_preview_pipeline().transformer
     fresh = TagEncoder.for_transformer(transformer, load_taxonomy())
@@ -133,7 +133,7 @@ def test_discovery_in_training_runs_and_by_family(settings: Settings, tmp_path: 
 
 
 def test_form_round_trip_keeps_the_tag_encoder_values() -> None:
-    from engine.pks import load_taxonomy
+    from engine.core.pks import load_taxonomy
 
     tax = load_taxonomy()
     form = small_form(tag_encoder="/x/enc", tag_guidance=4.5, tags_in_prompt=False)

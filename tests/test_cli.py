@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.export import probe_video, read_embedded_settings, read_frames
-from engine.settings import Settings
+from engine.core.export import probe_video, read_embedded_settings, read_frames
+from engine.core.settings import Settings
 
 GEN = ["generate", "--model", "preview", "--narrative", "a girl runs across a rooftop at dusk",
        "--tag", "style.school=cel_90s", "--tag", "camera.movement=pan", "--seed", "7", "--frames", "9",

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from engine.conditioning import (
+from engine.core.conditioning import (
     TagChannelError,
     TagEncoder,
     TagEncoderMismatch,
@@ -27,8 +27,8 @@ from engine.conditioning import (
     tag_dropout,
     tags_for_call,
 )
-from engine.errors import EngineError, InvalidRequest
-from engine.pks import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy, parse_taxonomy
+from engine.core.errors import EngineError, InvalidRequest
+from engine.core.pks import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy, parse_taxonomy
 
 STYLE_A = {"style.school": "cel_90s", "camera.movement": "whip_pan", "vfx.effects": ["speed_lines", "impact_flash"]}
 STYLE_B = {**STYLE_A, "style.school": "ink_wash"}  # only the Style value differs
@@ -48,7 +48,7 @@ def tax() -> Taxonomy:
 
 
 def tiny_wan(seed: int = 2, patch: tuple[int, int, int] = (1, 2, 2), head_dim: int = 12) -> torch.nn.Module:
-    """The preview model's transformer architecture (engine/preview.py), frozen."""
+    """The preview model's transformer architecture (engine/core/preview.py), frozen."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
@@ -147,7 +147,7 @@ def test_tag_dropout_is_per_field_deterministic_and_configurable(tax: Taxonomy) 
 
 # ------------------------------------------------------------------------- identity at init
 def test_identity_at_init_wan_preview(tax: Taxonomy) -> None:
-    from engine.preview import build_preview_pipeline
+    from engine.core.preview import build_preview_pipeline
 
     transformer = build_preview_pipeline().transformer.eval()
     inputs = wan_inputs()
@@ -278,7 +278,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tax: Taxonomy) -> None:
 
 
 def test_folded_output_projection_matches_the_module_path() -> None:
-    from engine.conditioning import _fold_out
+    from engine.core.conditioning import _fold_out
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(12, 7)
@@ -354,7 +354,7 @@ def test_save_load_round_trip(tax: Taxonomy, tmp_path: Path) -> None:
 
 
 def test_refused_loads_say_why(tax: Taxonomy, tmp_path: Path) -> None:
-    from engine.registry import HUNYUAN, WAN
+    from engine.core.registry import HUNYUAN, WAN
 
     encoder = TagEncoder(tax, text_dim=8, temb_dim=8, num_sites=2, num_heads=2, family=WAN, hidden_dim=8)
     folder = save_tag_encoder(encoder, tmp_path / "enc")
@@ -481,7 +481,7 @@ def test_text_guidance_scale_is_read_like_the_pipeline_reads_it() -> None:
 
 
 def test_generate_with_tags_on_the_preview_pipeline(tax: Taxonomy) -> None:
-    from engine.preview import build_preview_pipeline
+    from engine.core.preview import build_preview_pipeline
 
     pipe = build_preview_pipeline()
     encoder = randomize(TagEncoder.for_transformer(pipe.transformer, tax, hidden_dim=16))

@@ -18,7 +18,7 @@ import pytest
 from engine.curation import CurationConfig, run_curation
 from engine.curation.caption import Captioner, CaptionResult
 from engine.curation.manifest import read_manifest
-from engine.export import probe_video
+from engine.core.export import probe_video
 
 W, H, FPS = 96, 64, 24
 DIAG = math.hypot(W, H)

@@ -15,8 +15,8 @@ from engine.curation.config import ClipConfig, MotionConfig
 from engine.curation.holds import classify_timing
 from engine.curation.selection import Borders, decide, detect_borders
 from engine.curation.shots import split_shot
-from engine.errors import InvalidRequest, ModelUnavailable
-from engine.pks import load_taxonomy
+from engine.core.errors import InvalidRequest, ModelUnavailable
+from engine.core.pks import load_taxonomy
 
 FIELDS = tuple(f for f in load_taxonomy().field_ids if f != "style.timing")
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from engine.errors import InvalidRequest
-from engine.pks import load_taxonomy
+from engine.core.errors import InvalidRequest
+from engine.core.pks import load_taxonomy
 from engine.reward.synthetic import write_rating_set
-from engine.settings import Settings
+from engine.core.settings import Settings
 from engine.training.config import DPOConfig, parse_config
 from engine.training.dpo import DPOTrainer, flow_dpo_loss, read_preference_pairs
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from engine import __version__
-from engine import export
-from engine.errors import EngineError, InvalidRequest, StorageError
-from engine.export import (
+from engine.core import export
+from engine.core.errors import EngineError, InvalidRequest, StorageError
+from engine.core.export import (
     ExportedClip,
     VideoInfo,
     export_clip,
@@ -24,7 +24,7 @@ from engine.export import (
     write_mp4,
     write_poster,
 )
-from engine.requests import GenerationRequest
+from engine.core.requests import GenerationRequest
 
 F, H, W, FPS, SQ = 9, 64, 64, 8, 16
 

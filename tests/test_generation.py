@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import GenerationCancelled, InvalidRequest, ModelUnavailable
-from engine.generation import CancelToken, Engine, Progress
-from engine.preview import ensure_preview_model
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.errors import GenerationCancelled, InvalidRequest, ModelUnavailable
+from engine.core.generation import CancelToken, Engine, Progress
+from engine.core.preview import ensure_preview_model
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 
 TAGS = {"style.school": "cel_90s", "camera.movement": "pan"}
 
@@ -107,8 +107,8 @@ def test_free_memory_unloads(studio_settings: Settings) -> None:
 def test_adapter_in_a_request_changes_frames_and_comes_off_after(studio_settings: Settings, tmp_path: Path) -> None:
     import torch
 
-    from engine.adapters import HydraSpec, base_info_for, inject_hydralora, save_adapter
-    from engine.preview import build_preview_pipeline
+    from engine.core.adapters import HydraSpec, base_info_for, inject_hydralora, save_adapter
+    from engine.core.preview import build_preview_pipeline
 
     transformer = build_preview_pipeline().transformer
     injection = inject_hydralora(transformer, HydraSpec(rank=4, alpha=4, num_heads=4))
@@ -129,10 +129,10 @@ def test_adapter_in_a_request_changes_frames_and_comes_off_after(studio_settings
 def test_tag_encoder_is_identity_when_fresh_and_steers_when_trained(studio_settings: Settings, tmp_path: Path) -> None:
     import torch
 
-    from engine.pks import load_taxonomy
-    from engine.preview import build_preview_pipeline
+    from engine.core.pks import load_taxonomy
+    from engine.core.preview import build_preview_pipeline
     from engine.studio import Studio
-    from engine.tag_encoder import TagEncoder, save_tag_encoder
+    from engine.core.tag_encoder import TagEncoder, save_tag_encoder
 
     transformer = build_preview_pipeline().transformer
     fresh = TagEncoder.for_transformer(transformer, load_taxonomy())

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from engine.adapters import (
+from engine.core.adapters import (
     HYDRA_MERGE_REFUSAL, HydraLoRA, HydraLoRALinear, HydraSpec, apply_adapters, base_info_for, check_adapters,
     find_targets, hydralora_parameter_count, inject_hydralora, inspect_adapter, save_adapter,
 )
-from engine.errors import InvalidRequest
-from engine.requests import AdapterRef
+from engine.core.errors import InvalidRequest
+from engine.core.requests import AdapterRef
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,7 +27,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def pipe():
-    from engine.preview import build_preview_pipeline
+    from engine.core.preview import build_preview_pipeline
 
     p = build_preview_pipeline()
     p.set_progress_bar_config(disable=True)

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from engine.errors import InvalidRequest, NotFound
-from engine.pks import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy, parse_taxonomy
+from engine.core.errors import InvalidRequest, NotFound
+from engine.core.pks import DEFAULT_TAXONOMY_PATH, Taxonomy, load_taxonomy, parse_taxonomy
 
 REQUIRED_FIELDS = {
     "style.school", "style.line_work", "style.palette", "style.lighting", "style.background", "style.era",
@@ -368,6 +368,6 @@ def test_describe_tags(tax: Taxonomy) -> None:
 
 
 def test_engine_pks_modules_do_not_import_gradio() -> None:
-    root = Path(__file__).resolve().parents[1] / "engine"
+    root = Path(__file__).resolve().parents[1] / "engine" / "core"
     for name in ("pks.py", "presets.py"):
         assert "gradio" not in (root / name).read_text(encoding="utf-8")

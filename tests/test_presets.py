@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.errors import InvalidRequest, NotFound
-from engine.pks import load_taxonomy
-from engine.presets import (
+from engine.core.errors import InvalidRequest, NotFound
+from engine.core.pks import load_taxonomy
+from engine.core.presets import (
     BUILTIN_PRESETS_DIR,
     MAX_PRESET_BYTES,
     Preset,
@@ -19,8 +19,8 @@ from engine.presets import (
     check_name,
     slugify,
 )
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 
 BUILTIN_FILES = sorted(BUILTIN_PRESETS_DIR.glob("*.yaml"))
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

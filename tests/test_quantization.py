@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import UnsupportedCombination
-from engine.generation import Engine
-from engine.memory import check_combination, choose_offload, lower_profile
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.errors import UnsupportedCombination
+from engine.core.generation import Engine
+from engine.core.memory import check_combination, choose_offload, lower_profile
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 
 
 def _req(quantization: str) -> GenerationRequest:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EngineError, InvalidRequest
+from engine.core.errors import EngineError, InvalidRequest
 from engine.rating.cli import ADMIN_ENV, PASSWORD_ENV, add_parser, run
 from engine.rating.types import PermissionDenied
-from engine.settings import Settings
+from engine.core.settings import Settings
 from test_rating_support import ADMIN, PASSWORD, Studio, full_form
 
 pytest_plugins = ("test_rating_support",)  # the studio fixtures, built once per session

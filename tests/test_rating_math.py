@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from engine.errors import InvalidRequest
-from engine.export import VideoInfo
+from engine.core.errors import InvalidRequest
+from engine.core.export import VideoInfo
 from engine.rating import accounts
 from engine.rating.leaderboard import bradley_terry, build_leaderboard
 from engine.rating.playback import plan_playback, source_frame

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from engine.errors import InvalidRequest
-from engine.export import probe_video, read_embedded_settings
+from engine.core.errors import InvalidRequest
+from engine.core.export import probe_video, read_embedded_settings
 from engine.rating.service import RatingService
 from engine.rating.types import DIMENSIONS, DeformationMark, JudgementForm, PermissionDenied, ServedPair, Vote
 from engine.storage.history import HistoryService

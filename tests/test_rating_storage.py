@@ -12,10 +12,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from engine.export import write_mp4
+from engine.core.export import write_mp4
 from engine.rating.service import RatingService
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 from engine.storage.db import Database, alembic_config, current_revision, head_revision, open_database
 from engine.storage.history import HistoryService, MediaFiles
 from engine.storage.models import Base

@@ -1,6 +1,6 @@
 """Shared set-up of the rating tests (no tests here): a studio with real clips, pairs and raters.
 
-Tiny clips are written with numpy + `engine.export.write_mp4` and recorded through the real
+Tiny clips are written with numpy + `engine.core.export.write_mp4` and recorded through the real
 `HistoryService`; the pairs are built by the real service (which re-encodes the playback
 files). That costs a few seconds, so it is done once per session into a template folder and
 each test gets its own copy of it (database file and media folder together).
@@ -16,11 +16,11 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from engine.export import write_mp4
+from engine.core.export import write_mp4
 from engine.rating.service import RatingService
 from engine.rating.types import DIMENSIONS, JudgementForm, PairBuildReport, RatingConfig, Vote
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 from engine.storage.db import Database, open_database
 from engine.storage.history import HistoryService, MediaFiles
 from engine.storage.repository import Rater

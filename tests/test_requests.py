@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import InvalidRequest
-from engine.registry import REGISTRY, resolve_model
-from engine.requests import GenerationRequest
+from engine.core.errors import InvalidRequest
+from engine.core.registry import REGISTRY, resolve_model
+from engine.core.requests import GenerationRequest
 
 
 def _err(**kw: object) -> InvalidRequest:
@@ -88,7 +88,7 @@ def test_unknown_model_lists_known_ids(tmp_path: object) -> None:
 def test_engine_errors_survive_a_process_pool_round_trip() -> None:
     import pickle
 
-    from engine.errors import ModelUnavailable
+    from engine.core.errors import ModelUnavailable
 
     err = pickle.loads(pickle.dumps(InvalidRequest("num_frames", "must be 4k+1")))
     assert type(err) is InvalidRequest and err.field == "num_frames" and str(err) == "num_frames: must be 4k+1"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import InvalidRequest, ModelUnavailable
+from engine.core.errors import InvalidRequest, ModelUnavailable
 from engine.reward.config import BackboneSpec, RewardConfig, RewardTrainConfig
 from engine.reward.data import (ClipRef, RewardData, SegmentMark, prompt_group, segment_labels, split_by_prompt)
 from engine.reward.evaluate import predict

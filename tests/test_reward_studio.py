@@ -8,10 +8,10 @@ import random
 import pytest
 import torch
 
-from engine.errors import GenerationCancelled, InvalidRequest, NotFound
-from engine.generation import CancelToken
+from engine.core.errors import GenerationCancelled, InvalidRequest, NotFound
+from engine.core.generation import CancelToken
 from engine.rating.scheduling import choose_next
-from engine.requests import GenerationRequest
+from engine.core.requests import GenerationRequest
 from engine.reward.best_of_n import best_of_n
 from engine.reward.config import RewardConfig
 from engine.reward.history import HistoryScorer

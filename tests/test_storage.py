@@ -20,9 +20,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from engine.errors import GenerationCancelled, InvalidRequest, NotFound, StorageError
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.errors import GenerationCancelled, InvalidRequest, NotFound, StorageError
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 from engine.storage.db import Database, alembic_config, current_revision, head_revision, open_database
 from engine.storage.history import TEMP_DIR_NAME, HistoryService, MediaFiles, slugify
 from engine.storage.models import Base

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_the_engine_pulls_in_neither_gradio_nor_torch() -> None:
-    code = ("import sys, engine, engine.cli, engine.pks, engine.presets, engine.requests, engine.studio; "
+    code = ("import sys, engine, engine.cli, engine.core.pks, engine.core.presets, engine.core.requests, engine.studio; "
             "print('gradio' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

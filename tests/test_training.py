@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from engine.errors import InvalidRequest
-from engine.settings import Settings
+from engine.core.errors import InvalidRequest
+from engine.core.settings import Settings
 from engine.training.config import load_config, parse_config
 from engine.training.synthetic import write_synthetic_dataset
 
@@ -105,7 +105,7 @@ def test_dataset_reads_jsonl_parquet_and_caption_folders(ws, tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from engine.pks import load_taxonomy
+    from engine.core.pks import load_taxonomy
     from engine.training.dataset import frame_indices, make_buckets, nearest_bucket, read_clips
 
     tax = load_taxonomy()
@@ -142,7 +142,7 @@ def test_dataset_reads_jsonl_parquet_and_caption_folders(ws, tmp_path) -> None:
 
 
 def test_curriculum_sampler_draws_from_each_stage_subset(ws) -> None:
-    from engine.pks import load_taxonomy
+    from engine.core.pks import load_taxonomy
     from engine.training.curriculum import Curriculum, CurriculumSampler, stage_members
     from engine.training.dataset import plan_clips, read_clips
 
@@ -216,8 +216,8 @@ def test_training_lowers_the_loss(overfit_runs, kind) -> None:
 def test_trained_adapter_changes_the_studio_pipeline(ws, overfit_runs) -> None:
     from diffusers import DiffusionPipeline, WanTransformer3DModel
 
-    from engine.adapters import apply_adapters
-    from engine.requests import AdapterRef
+    from engine.core.adapters import apply_adapters
+    from engine.core.requests import AdapterRef
 
     pipe = DiffusionPipeline.from_pretrained(ws.preview)
     pipe.set_progress_bar_config(disable=True)

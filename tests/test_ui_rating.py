@@ -1,7 +1,7 @@
 """The Rate tab: sign-in, keyboard-only rating, locked players, reveal, admin panel and refusals.
 
 A temp studio gets four tiny clips of one prompt (same narrative, tags and seed, different
-models: a ball crossing the frame, so frames differ) written with `engine.export.write_mp4` and
+models: a ball crossing the frame, so frames differ) written with `engine.core.export.write_mp4` and
 recorded through the real `HistoryService`; the real `RatingService` makes an admin and two
 raters and builds the pairs. The browser is Debian's Chromium driven by Playwright (skipped
 where it is missing); the pure helpers of `app.services.rating_view` are tested without it.
@@ -23,11 +23,11 @@ from app.services.context import StudioServices
 from app.services.rating_view import (Telemetry, TelemetryLedger, form_from_values, mark_from_inputs, mark_label,
                                       marks_from_form, rating_message, revealed_generations, vote_values)
 from app.ui import StudioApp
-from engine.errors import InvalidRequest
-from engine.export import write_mp4
+from engine.core.errors import InvalidRequest
+from engine.core.export import write_mp4
 from engine.rating.types import DIMENSIONS, PermissionDenied
-from engine.requests import GenerationRequest
-from engine.settings import Settings
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
 from engine.storage.history import MediaFiles
 
 from test_app_client import launch  # noqa: E402  (tests/ is on sys.path)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from engine.pks import Taxonomy, load_taxonomy
-from engine.presets import PresetLibrary, builtin_presets_dir
-from engine.registry import REGISTRY, ModelSpec, resolve_model
-from engine.settings import Settings
+from engine.core.pks import Taxonomy, load_taxonomy
+from engine.core.presets import PresetLibrary, builtin_presets_dir
+from engine.core.registry import REGISTRY, ModelSpec, resolve_model
+from engine.core.settings import Settings
 from engine.studio import Studio
 
 from .jobs import JobRunner, on_zero_gpu
@@ -95,7 +95,7 @@ class StudioServices:
         return services
 
     def refresh_availability(self) -> dict[str, bool]:
-        from engine.loading import is_available_locally
+        from engine.core.loading import is_available_locally
 
         self.availability = {mid: is_available_locally(spec, self.settings) for mid, spec in REGISTRY.items()}
         return self.availability
@@ -133,8 +133,8 @@ class StudioServices:
         The last one loaded stays in memory until its files change. Call it under the GPU lock:
         loading puts weights on the GPU. InvalidRequest when `name` is not a listed checkpoint.
         """
-        from engine.errors import InvalidRequest
-        from engine.memory import resolve_device
+        from engine.core.errors import InvalidRequest
+        from engine.core.memory import resolve_device
         from engine.reward.model import RewardModel
 
         entry = next((e for e in self.reward_models() if e.name == name), None)
@@ -233,7 +233,7 @@ def find_reward_models(root: Path) -> tuple[RewardEntry, ...]:
 
 
 # -- adapters on this machine -------------------------------------------------------------------------
-ADAPTER_CONFIG = "animatrix_adapter.json"  # engine.adapters.io.CONFIG_NAME, named here to avoid importing torch
+ADAPTER_CONFIG = "animatrix_adapter.json"  # engine.core.adapters.io.CONFIG_NAME, named here to avoid importing torch
 KIND_LABELS = {"hydralora": "HydraLoRA", "lora": "LoRA"}
 _STEP_RE = re.compile(r"^step-0*(\d+)$")
 _SKIP_DIRS = frozenset({"cache", "samples", "latents", "text", "tag_encoder", "__pycache__"})
@@ -372,7 +372,7 @@ class AdapterCatalog:
 
     def inspect(self, path: str | Path) -> AdapterEntry:
         """The entry for any adapter path (listed or typed); InvalidRequest when it is not one."""
-        from engine.adapters import inspect_adapter  # torch: imported only when there is something to read
+        from engine.core.adapters import inspect_adapter  # torch: imported only when there is something to read
 
         p = Path(path).expanduser()
         key = os.path.realpath(p)
@@ -394,7 +394,7 @@ class AdapterCatalog:
 
     def scan(self) -> tuple[AdapterEntry, ...]:
         """Every readable adapter found; unreadable candidates are logged and kept in `problems`."""
-        from engine.errors import EngineError
+        from engine.core.errors import EngineError
 
         candidates = self.candidates()
         if not candidates:
@@ -414,7 +414,7 @@ class AdapterCatalog:
 
     def for_model(self, model: str) -> tuple[AdapterEntry, ...]:
         """The adapters that fit `model`: the ones trained on it first, then by name."""
-        from engine.errors import InvalidRequest
+        from engine.core.errors import InvalidRequest
 
         try:
             spec = resolve_model(model)
@@ -425,14 +425,14 @@ class AdapterCatalog:
 
 
 # -- tag encoders on this machine (dual-channel conditioning) ----------------------------------------
-TAG_ENCODER_CONFIG = "tag_encoder.json"  # engine.tag_encoder.CONFIG_NAME, named here to avoid importing torch
-TAG_ENCODER_WEIGHTS = "tag_encoder.safetensors"  # engine.tag_encoder.WEIGHTS_NAME
-PREVIEW_TEXT_DIM = 32  # engine.preview.TEXT_DIM: an encoder of this text width was built for the preview model
+TAG_ENCODER_CONFIG = "tag_encoder.json"  # engine.core.tag_encoder.CONFIG_NAME, named here to avoid importing torch
+TAG_ENCODER_WEIGHTS = "tag_encoder.safetensors"  # engine.core.tag_encoder.WEIGHTS_NAME
+PREVIEW_TEXT_DIM = 32  # engine.core.preview.TEXT_DIM: an encoder of this text width was built for the preview model
 FAMILY_LABELS = {"wan": "Wan", "hunyuanvideo": "HunyuanVideo"}
 
 
 def tag_encoder_family(spec: ModelSpec) -> str:
-    """'wan' or 'hunyuanvideo' for a model (as engine.tag_encoder.family_name says, without torch)."""
+    """'wan' or 'hunyuanvideo' for a model (as engine.core.tag_encoder.family_name says, without torch)."""
     key = f"{spec.family.pipeline_class} {spec.family.name}".lower()
     return "hunyuanvideo" if "hunyuan" in key else "wan" if "wan" in key else key
 
@@ -545,7 +545,7 @@ def find_tag_encoders(settings: Settings, history: "HistoryService | None" = Non
 def tag_encoders_for(settings: Settings, model: str,
                      history: "HistoryService | None" = None) -> tuple[TagEncoderEntry, ...]:
     """The saved tag encoders that fit `model` (none for a model the registry cannot resolve)."""
-    from engine.errors import InvalidRequest
+    from engine.core.errors import InvalidRequest
 
     try:
         spec = resolve_model(model)

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from engine.errors import EngineError, GenerationCancelled, InvalidRequest, ModelUnavailable
-from engine.generation import CancelToken, ProgressCallback
-from engine.requests import GenerationRequest
+from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest, ModelUnavailable
+from engine.core.generation import CancelToken, ProgressCallback
+from engine.core.requests import GenerationRequest
 from engine.storage.history import GenerationRecord, HistoryService
 from engine.studio import Studio
 
@@ -107,8 +107,8 @@ class JobRunner:
 
     def _check_weights(self, request: GenerationRequest) -> None:
         """Offline, a model without weights cannot run: say so now rather than fail later."""
-        from engine.loading import download_hint, is_available_locally
-        from engine.registry import resolve_model
+        from engine.core.loading import download_hint, is_available_locally
+        from engine.core.registry import resolve_model
 
         spec = resolve_model(request.model)
         if self.studio.settings.offline and not is_available_locally(spec, self.studio.settings):

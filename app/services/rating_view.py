@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
-from engine.errors import EngineError, InvalidRequest, NotFound
+from engine.core.errors import EngineError, InvalidRequest, NotFound
 from engine.rating.types import (CHOICES, DEFORMATION_INTENTS, DEFORMATION_KINDS, DIMENSIONS, DeformationMark,
                                  JudgementForm, JudgementView, PermissionDenied, Progress, ServedPair, Vote)
 
 from ..formatting import model_label
 
 if TYPE_CHECKING:
-    from engine.pks import Taxonomy
+    from engine.core.pks import Taxonomy
     from engine.rating.rubric import Rubric
     from engine.rating.service import RatingService
     from engine.storage.history import GenerationRecord

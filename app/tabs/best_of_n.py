@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import gradio as gr
 
-from engine.errors import EngineError, GenerationCancelled, InvalidRequest, ModelUnavailable
-from engine.generation import CancelToken
-from engine.requests import GenerationRequest
+from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest, ModelUnavailable
+from engine.core.generation import CancelToken
+from engine.core.requests import GenerationRequest
 
 from ..adapters import ui_message
 from ..formatting import (best_of_n_caption, best_of_n_details, best_of_n_dimensions, best_of_n_headers,
@@ -178,8 +178,8 @@ def check_reward(services: StudioServices, name: Any) -> RewardEntry:
 
 def check_weights(services: StudioServices, request: GenerationRequest) -> None:
     """Offline, a model without weights cannot run: refuse now, before any row is written."""
-    from engine.loading import download_hint, is_available_locally
-    from engine.registry import resolve_model
+    from engine.core.loading import download_hint, is_available_locally
+    from engine.core.registry import resolve_model
 
     spec = resolve_model(request.model)
     if services.settings.offline and not is_available_locally(spec, services.settings):

@@ -21,11 +21,11 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from engine.errors import EngineError, GenerationCancelled, InvalidRequest
-from engine.generation import Progress
-from engine.pks import TagField
-from engine.registry import ModelSpec
-from engine.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef, GenerationRequest
+from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest
+from engine.core.generation import Progress
+from engine.core.pks import TagField
+from engine.core.registry import ModelSpec
+from engine.core.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef, GenerationRequest
 
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import gradio as gr
 from PIL import Image, ImageDraw
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.storage.history import GenerationRecord, HistoryPage
 from engine.storage.models import STATUSES
 

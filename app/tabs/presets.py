@@ -16,8 +16,8 @@ from typing import Any
 
 import gradio as gr
 
-from engine.errors import EngineError, InvalidRequest
-from engine.presets import Preset, slugify
+from engine.core.errors import EngineError, InvalidRequest
+from engine.core.presets import Preset, slugify
 
 from ..adapters import ui_message
 from ..formatting import PRESET_HEADERS, preset_cell, preset_details, preset_rows, preset_summary

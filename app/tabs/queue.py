@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 
 from ..adapters import parse_id, ui_message
 from ..formatting import QUEUE_HEADERS, queue_summary, queue_table

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.errors import EngineError, InvalidRequest
+from engine.core.errors import EngineError, InvalidRequest
 from engine.rating.types import DIMENSIONS, PermissionDenied, ServedPair
 
 from ..adapters import parse_id

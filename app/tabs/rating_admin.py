@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from engine.errors import EngineError
+from engine.core.errors import EngineError
 from engine.rating.exports import SUFFIXES
 from engine.rating.leaderboard import Leaderboard
 from engine.rating.stats import QualityReport

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelUnavailable
+from ..core.errors import ModelUnavailable
 from .config import AestheticConfig
 
 LAION_HEAD_FILE = "sac+logos+ava1-l14-linearMSE.pth"

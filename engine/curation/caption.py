@@ -22,8 +22,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import InvalidRequest
-from ..pks import Taxonomy
+from ..core.errors import InvalidRequest
+from ..core.pks import Taxonomy
 
 MEASURED_FIELDS = ("style.timing",)
 _NARRATIVE_KEYS = ("narrative", "caption", "description")

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import InvalidRequest
-from ..settings import Settings
+from ..core.errors import InvalidRequest
+from ..core.settings import Settings
 from .config import AESTHETIC_SCORERS, CAPTIONERS, CUT_MODES, STAGES, CurationConfig, apply_overrides
 
 
@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, settings: Settings) -> CurationConfig:
-    from ..pks import load_yaml_text
+    from ..core.pks import load_yaml_text
 
     data: dict[str, Any] = {}
     if args.config is not None:

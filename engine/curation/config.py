@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".ts", ".mts",
                                      ".flv", ".wmv", ".mpg", ".mpeg", ".gif")
@@ -241,7 +241,7 @@ class CurationConfig:
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> CurationConfig:
     """Read a YAML config; `overrides` (dotted keys such as ``clips.max_s``) win over the file."""
-    from ..pks import load_yaml_text
+    from ..core.pks import load_yaml_text
 
     path = Path(path).expanduser()
     if not path.is_file():

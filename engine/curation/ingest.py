@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 
 _HASH_SPAN = 1 << 20
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InvalidRequest, StorageError
+from ..core.errors import InvalidRequest, StorageError
 from .shots import ClipPlan
 
 
@@ -96,7 +96,7 @@ def cut_clip(source_path: str, plan: ClipPlan, out_path: Path, *, crf: int, allo
     planned frames (B-frame reordering at the end cut, odd timestamps) the clip is re-encoded
     instead, so every clip on disk holds exactly the frames its manifest row says.
     """
-    from ..export import probe_video
+    from ..core.export import probe_video
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".part.mp4", dir=out_path.parent)

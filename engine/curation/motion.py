@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import InvalidRequest, ModelUnavailable
+from ..core.errors import InvalidRequest, ModelUnavailable
 from .config import MotionConfig
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # two grey uint8 frames -> [H, W, 2] float32

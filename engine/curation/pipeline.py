@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import EngineError, InvalidRequest
-from ..settings import Settings
+from ..core.errors import EngineError, InvalidRequest
+from ..core.settings import Settings
 from . import manifest as mf
 from .aesthetic import AestheticScorer, make_scorer, sample_indices
 from .caption import Captioner, TaxonomyCaptioner
@@ -152,7 +152,7 @@ class Curator:
     # ---------------------------------------------------------------------------- plumbing
     @property
     def taxonomy(self) -> Any:
-        from ..pks import load_taxonomy
+        from ..core.pks import load_taxonomy
 
         return load_taxonomy(self.config.taxonomy)
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import StorageError
+from ..core.errors import StorageError
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: int | None = None) -> None:

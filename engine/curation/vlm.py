@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelUnavailable
+from ..core.errors import ModelUnavailable
 
 FRAME_MAX_SIDE = 448  # ~ 16x16 patches of 28 px per frame: 8 frames fit a 7B model's context easily
 

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from ..storage.repository.rating import PasswordHash
 
 __all__ = ["KDF_NAME", "MIN_PASSWORD_CHARS", "check_name", "check_password", "hash_password", "verify_password",

@@ -21,8 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest
-from ..settings import Settings
+from ..core.errors import InvalidRequest
+from ..core.settings import Settings
 
 __all__ = ["ADMIN_ENV", "PASSWORD_ENV", "add_parser", "run"]
 

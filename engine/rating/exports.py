@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest, StorageError
+from ..core.errors import InvalidRequest, StorageError
 from ..storage.repository.history import GenerationRecord
 from ..storage.repository.rating import LabelRecord, VoteRecord
 from .playback import source_frame

@@ -58,7 +58,7 @@ def group_key_function(name: str) -> Callable[[GenerationRecord], str]:
 
     table = {"model": model, "checkpoint": checkpoint, "adapters": adapters, "variant": variant}
     if name not in table:
-        from ..errors import InvalidRequest
+        from ..core.errors import InvalidRequest
 
         raise InvalidRequest("group_key", f"'{name}' is not one of {', '.join(table)}")
     return table[name]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidRequest
-from ..export import VideoInfo, read_frames, write_mp4
+from ..core.errors import InvalidRequest
+from ..core.export import VideoInfo, read_frames, write_mp4
 
 __all__ = ["PlaybackSpec", "plan_playback", "render_playback", "source_frame"]
 

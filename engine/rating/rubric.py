@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .types import DEFORMATION_KINDS, DIMENSIONS
 
 __all__ = ["RUBRIC_PATH", "Rubric", "RubricSection", "load_rubric", "parse_rubric"]

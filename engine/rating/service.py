@@ -25,8 +25,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError, InvalidRequest, NotFound, StorageError
-from ..export import VideoInfo, probe_video
+from ..core.errors import EngineError, InvalidRequest, NotFound, StorageError
+from ..core.export import VideoInfo, probe_video
 from ..storage.db import Database
 from ..storage.repository.history import GenerationRecord
 from ..storage.repository.rating import (AssignmentRecord, ComparisonRecord, GoldRecord, LabelInput, PasswordHash,

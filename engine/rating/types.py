@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import EngineError, InvalidRequest
+from ..core.errors import EngineError, InvalidRequest
 from ..storage.models import DEFORMATION_INTENTS, DEFORMATION_KINDS, RATER_ROLES, RATING_DIMENSIONS
 
 __all__ = [

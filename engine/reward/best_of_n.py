@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..errors import GenerationCancelled, InvalidRequest
-from ..requests import MAX_SEED, GenerationRequest
+from ..core.errors import GenerationCancelled, InvalidRequest
+from ..core.requests import MAX_SEED, GenerationRequest
 from .history import HistoryScorer
 from .model import RewardModel
 from .types import BestOfNProgress, ScoredClip
 
 if TYPE_CHECKING:
-    from ..generation import CancelToken
+    from ..core.generation import CancelToken
     from ..studio import Studio
 
 __all__ = ["MAX_CANDIDATES", "best_of_n", "candidate_seeds"]

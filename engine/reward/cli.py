@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import InvalidRequest
-from ..settings import Settings
+from ..core.errors import InvalidRequest
+from ..core.settings import Settings
 
 __all__ = ["DEFAULT_BACKBONE", "add_parser", "main", "run"]
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 # -------------------------------------------------------------------------------------- helpers
 def _device(settings: Settings) -> str:
-    from ..memory import resolve_device
+    from ..core.memory import resolve_device
 
     return resolve_device(settings.device)
 

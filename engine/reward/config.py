@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from ..storage.models import RATING_DIMENSIONS
 
 __all__ = ["BackboneSpec", "RewardConfig", "RewardTrainConfig", "DEFORMATION_CLASSES", "TIE_MODELS",

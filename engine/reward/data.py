@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .config import DIMENSIONS
 from .losses import A_WINS, B_WINS, TIE
 

@@ -82,8 +82,8 @@ FramesOf = Callable[[ClipRef], tuple[np.ndarray, float | None]]
 
 def read_clip_frames(clip: ClipRef) -> tuple[np.ndarray, float | None]:
     """Decode a clip's video: uint8 frames and the file's frame rate."""
-    from ..errors import InvalidRequest
-    from ..export import probe_video, read_frames
+    from ..core.errors import InvalidRequest
+    from ..core.export import probe_video, read_frames
 
     path = Path(clip.video)
     if not clip.video or not path.is_file():
@@ -97,7 +97,7 @@ def extract_features(model: RewardModel, data: RewardData, *, known: FeatureSet 
     """Decode every clip of `data` and run the frozen backbone; unreadable clips are skipped.
 
     `frames_of` replaces decoding the video file (synthetic clips held in memory, tests)."""
-    from ..errors import InvalidRequest
+    from ..core.errors import InvalidRequest
 
     out = known or FeatureSet()
     load = frames_of or read_clip_frames

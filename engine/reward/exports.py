@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest, StorageError
+from ..core.errors import InvalidRequest, StorageError
 
 __all__ = ["export_scores", "score_rows"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from ..errors import InvalidRequest, NotFound
+from ..core.errors import InvalidRequest, NotFound
 from ..storage.db import Database
 from ..storage.repository.history import GenerationRecord
 from ..storage.repository.rating import RatingRepository

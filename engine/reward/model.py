@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvalidRequest, ModelUnavailable
+from ..core.errors import InvalidRequest, ModelUnavailable
 from .config import CLIP_MEAN, CLIP_STD, DEFORMATION_CLASSES, BackboneSpec, RewardConfig
 from .losses import outcome_log_probs, raw_to_tie_param, tie_param_to_raw
 from .types import RewardScore, SegmentScore
@@ -414,7 +414,7 @@ class RewardModel(nn.Module):
 
     def score_video(self, path: Path | str, prompt: str = "", tags: Mapping[str, Sequence[str]] | None = None
                     ) -> RewardScore:
-        from ..export import probe_video, read_frames
+        from ..core.export import probe_video, read_frames
 
         return self.score_frames(read_frames(Path(path)), probe_video(Path(path)).fps, prompt, tags)
 

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .types import RewardScore
 
 __all__ = ["pair_uncertainty", "rank_pairs_by_uncertainty", "uncertainty_priority"]

@@ -148,7 +148,7 @@ def make_rating_set(prompts: int = 24, variants: int = 4, *, size: int = 32, fra
 def write_rating_set(folder: Path | str, synthetic: SyntheticSet | None = None, **kwargs: object) -> dict[str, Path]:
     """Write the clips (mp4) and `pairs.jsonl` (pickapic layout), `deformations.jsonl` and
     `scores.jsonl` into `folder`; returns the three file paths by name."""
-    from ..export import write_mp4
+    from ..core.export import write_mp4
 
     s = synthetic or make_rating_set(**kwargs)  # type: ignore[arg-type]
     folder = Path(folder)

@@ -67,7 +67,7 @@ def train_reward_model(
     frames_of: FramesOf | None = None,
 ) -> TrainOutcome:
     """Train on the training prompts of `data`, evaluate on the held-out ones, optionally save."""
-    from ..errors import InvalidRequest
+    from ..core.errors import InvalidRequest
 
     config = config or (model.config if model is not None else RewardConfig())
     train = train or RewardTrainConfig()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from ..generation import Progress
+    from ..core.generation import Progress
     from ..storage.repository.history import GenerationRecord
 
 __all__ = ["BestOfNProgress", "RewardScore", "ScoredClip", "SegmentScore"]

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EngineError, GenerationCancelled, InvalidRequest, NotFound, StorageError
-from ..requests import GenerationRequest
+from ..core.errors import EngineError, GenerationCancelled, InvalidRequest, NotFound, StorageError
+from ..core.requests import GenerationRequest
 from .db import Database
 from .repository import GenerationRecord, HistoryPage, HistoryRepository
 

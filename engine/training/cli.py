@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..settings import Settings
+from ..core.settings import Settings
 
 
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     config = load_config(args.config)
     if args.max_steps is not None:
         if args.max_steps < 1:
-            from ..errors import InvalidRequest
+            from ..core.errors import InvalidRequest
 
             raise InvalidRequest("--max-steps", f"must be at least 1, got {args.max_steps}")
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=args.max_steps))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Union
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 
 TagRule = Mapping[str, tuple[str, ...]]
 
@@ -315,7 +315,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _check_run(cfg: RunConfig) -> RunConfig:
     """Checks that involve several fields or the model family; fills the model-dependent defaults."""
-    from ..registry import resolve_model
+    from ..core.registry import resolve_model
 
     spec = resolve_model(cfg.model)
     fam = spec.family
@@ -406,14 +406,14 @@ def parse_config(data: Any, base_dir: Path | None = None) -> RunConfig:
 
 
 def _is_registry_id(model: str) -> bool:
-    from ..registry import REGISTRY
+    from ..core.registry import REGISTRY
 
     return model in REGISTRY
 
 
 def load_config(path: Path | str) -> RunConfig:
     """Read a YAML config file (strict: duplicate keys refused) and check it."""
-    from ..pks import load_yaml_text
+    from ..core.pks import load_yaml_text
 
     path = Path(path).expanduser()
     if not path.is_file():

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .config import StageConfig
 from .dataset import Clip, Planned
 

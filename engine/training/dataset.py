@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .config import DataConfig
 
 
@@ -229,7 +229,7 @@ def frame_indices(available: int, src_fps: float | None, want: int, target_fps: 
 def plan_clips(clips: Sequence[Clip], cfg: DataConfig, frame_stride: int, side_multiple: int, max_side: int,
                report: DatasetReport) -> list[Planned]:
     """Give every clip its bucket and frames; clips that cannot be used are skipped and counted."""
-    from ..export import probe_video
+    from ..core.export import probe_video
 
     buckets = tuple(tuple(b) for b in cfg.buckets) or make_buckets(cfg.base_size, side_multiple, max_side)
     min_frames = cfg.min_frames if cfg.min_frames is not None else cfg.num_frames
@@ -260,7 +260,7 @@ def load_video_tensor(planned: Planned) -> Any:
     import torch
     import torch.nn.functional as F
 
-    from ..export import read_frames
+    from ..core.export import read_frames
 
     frames = read_frames(planned.clip.path)
     idx = [min(i, len(frames) - 1) for i in planned.frames]  # a probe can overcount by a frame

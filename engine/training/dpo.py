@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .config import DPOConfig, StageConfig
 from .curriculum import Curriculum
 from .dataset import Clip, DatasetReport, Planned, plan_clips, training_prompt
@@ -149,7 +149,7 @@ class DPOTrainer(Trainer):
     dpo_log: list[dict[str, float]]
 
     def _prepare_data(self, pipe: Any) -> list[Planned]:
-        from ..pks import load_taxonomy
+        from ..core.pks import load_taxonomy
 
         cfg = self.config
         assert cfg.dpo is not None
@@ -197,8 +197,8 @@ class DPOTrainer(Trainer):
         assert cfg.dpo is not None
         self.reference = None
         if cfg.dpo.reference == "initial" and cfg.adapter.init_from:
-            from ..adapters import inject_hydralora, inspect_adapter
-            from ..adapters.io import load_tensors
+            from ..core.adapters import inject_hydralora, inspect_adapter
+            from ..core.adapters.io import load_tensors
 
             self.reference = inject_hydralora(self.pipe.transformer, self.injection.spec)
             self.reference.load_state_dict(load_tensors(inspect_adapter(cfg.adapter.init_from).weights))
@@ -226,7 +226,7 @@ class DPOTrainer(Trainer):
                 for k, v in self.ops.collate_text(texts + texts, cfg.data.max_text_tokens).items()}
         tags = None
         if self.tag_encoder is not None:
-            from ..conditioning import encode_tags
+            from ..core.conditioning import encode_tags
 
             tags = encode_tags(self.taxonomy, [dict(self.clip_planned[i].clip.tags) for i in wins + wins])
         t = (sigmas * 1000.0).repeat(2).to(acc.device)

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidRequest, UnsupportedCombination
-from ..settings import Settings
+from ..core.errors import InvalidRequest, UnsupportedCombination
+from ..core.settings import Settings
 from .caching import CacheKeys, FeatureCache, build_cache
 from .config import RunConfig
 from .curriculum import Curriculum, CurriculumSampler, default_stages, stage_members
@@ -116,7 +116,7 @@ class Trainer:
         from accelerate.state import AcceleratorState
         from accelerate.utils import DistributedDataParallelKwargs
 
-        from ..memory import resolve_device
+        from ..core.memory import resolve_device
 
         # A second run in the same process (tests, notebooks) may use other settings.
         AcceleratorState._reset_state(reset_partial_state=False)
@@ -144,8 +144,8 @@ class Trainer:
     def _load_pipeline(self) -> Any:
         from diffusers import DiffusionPipeline
 
-        from ..loading import locate_weights, quiet_libraries
-        from ..registry import resolve_model
+        from ..core.loading import locate_weights, quiet_libraries
+        from ..core.registry import resolve_model
 
         quiet_libraries()
         spec = resolve_model(self.config.model)
@@ -159,7 +159,7 @@ class Trainer:
         return pipe
 
     def _prepare_data(self, pipe: Any) -> list[Planned]:
-        from ..pks import load_taxonomy
+        from ..core.pks import load_taxonomy
 
         cfg = self.config
         self.taxonomy = load_taxonomy()
@@ -243,7 +243,7 @@ class Trainer:
         acc.wait_for_everyone()
 
     def _build_model(self, pipe: Any) -> None:
-        from ..adapters import HydraSpec, base_info_for, inject_hydralora, inspect_adapter
+        from ..core.adapters import HydraSpec, base_info_for, inject_hydralora, inspect_adapter
 
         cfg = self.config
         a = cfg.adapter
@@ -258,7 +258,7 @@ class Trainer:
             files = inspect_adapter(a.init_from)
             if files.kind != "hydralora" or files.config is None:
                 raise InvalidRequest("adapter.init_from", "must be a HydraLoRA adapter saved by the studio")
-            from ..adapters.io import load_tensors
+            from ..core.adapters.io import load_tensors
 
             try:
                 self.injection.load_state_dict(load_tensors(files.weights))
@@ -268,7 +268,7 @@ class Trainer:
         self.tag_encoder = None
         self.channel = None
         if cfg.tag_encoder.enabled:
-            from ..conditioning import TagEncoder, attach_tag_encoder, load_tag_encoder
+            from ..core.conditioning import TagEncoder, attach_tag_encoder, load_tag_encoder
 
             te = cfg.tag_encoder
             if te.init_from:
@@ -436,7 +436,7 @@ class Trainer:
             x_t, target = noisy_latents(x0, noise, sigmas)
             tags = None
             if self.tag_encoder is not None:
-                from ..conditioning import encode_tags, tag_dropout
+                from ..core.conditioning import encode_tags, tag_dropout
 
                 te = cfg.tag_encoder
                 tags = tag_dropout(encode_tags(self.taxonomy, [dict(self.planned[i].clip.tags) for i in mine]),
@@ -533,8 +533,8 @@ class Trainer:
         return final
 
     def _write_adapter(self, folder: Path, step: int) -> None:
-        from ..adapters import save_adapter
-        from ..conditioning import save_tag_encoder
+        from ..core.adapters import save_adapter
+        from ..core.conditioning import save_tag_encoder
 
         cfg = self.config
         extra = {"step": step, "run": str(self.out), "trained_with": "engine.training"}
@@ -556,7 +556,7 @@ class Trainer:
         return self.out / "adapter"
 
     def _load_checkpoint(self, path: Path) -> int:
-        from ..adapters.io import load_tensors
+        from ..core.adapters.io import load_tensors
 
         acc = self.acc
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)

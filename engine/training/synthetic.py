@@ -60,7 +60,7 @@ def write_synthetic_dataset(folder: Path | str, *, clips: int = 8, size: tuple[i
     With `captions_txt`, a same-name ``.txt`` caption is written beside each clip too (the
     folder layout the dataset also reads).
     """
-    from ..export import write_mp4
+    from ..core.export import write_mp4
 
     folder = Path(folder)
     (folder / "clips").mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..requests import AdapterRef, GenerationRequest
+from ..core.requests import AdapterRef, GenerationRequest
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -59,7 +59,7 @@ class Validator:
         return width, height, frames, fps
 
     def run(self, step: int, checkpoint: Path) -> tuple[list[Path], list[int]]:
-        from ..export import export_clip
+        from ..core.export import export_clip
         from ..storage.history import MediaFiles, slugify
 
         t = self.t
@@ -88,7 +88,7 @@ class Validator:
                                                          cfg.data.max_text_tokens))
                 with torch.no_grad(), t.acc.autocast():
                     if t.channel is not None and prompt.tags:
-                        from ..conditioning import generate_with_tags
+                        from ..core.conditioning import generate_with_tags
 
                         out = generate_with_tags(pipe, t.channel, dict(prompt.tags), v.tag_guidance, **call)
                     else:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ...errors import StorageError
+from ...core.errors import StorageError
 from ..db import Database, describe_db_error
 
 

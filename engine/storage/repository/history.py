@@ -21,8 +21,8 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ... import __version__
-from ...errors import InvalidRequest, NotFound
-from ...requests import GenerationRequest
+from ...core.errors import InvalidRequest, NotFound
+from ...core.requests import GenerationRequest
 from .base import Repository
 from ..models import STATUSES, Comparison, Generation, utc_now
 

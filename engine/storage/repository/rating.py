@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ...errors import InvalidRequest, NotFound
+from ...core.errors import InvalidRequest, NotFound
 from .base import Repository
 from ..models import (Assignment, ClipScore, Comparison, DeformationLabel, Generation, GoldAnswer, Judgement,
                       PlaybackClip, RaterAccount, utc_now)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from ...errors import InvalidRequest, NotFound
+from ...core.errors import InvalidRequest, NotFound
 from .base import Repository
 from ..models import Generation, RewardScoreRow, utc_now
 

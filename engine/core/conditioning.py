@@ -1,7 +1,7 @@
 """Dual-channel conditioning: PKS tags injected into a diffusers video transformer.
 
 Narrative text goes through the base model's frozen text encoder into cross-attention, as
-without tags. PKS tags go through the trainable `TagEncoder` (engine/tag_encoder.py) and reach
+without tags. PKS tags go through the trainable `TagEncoder` (engine/core/tag_encoder.py) and reach
 the transformer twice, through forward hooks on diffusers' own module boundaries (no model code
 is copied or replaced):
 
@@ -139,7 +139,7 @@ def _module(root: nn.Module, path: str) -> nn.Module:
             raise TagChannelError(
                 f"cannot attach the tag encoder: {type(root).__name__} has no module '{missing}'{needed}. The tag "
                 f"channel hooks the module layout of diffusers 0.42 (installed: diffusers {_diffusers_version()}); "
-                f"a diffusers update may have moved it -- pin diffusers or update engine/conditioning.py")
+                f"a diffusers update may have moved it -- pin diffusers or update engine/core/conditioning.py")
     return found
 
 

@@ -38,7 +38,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:

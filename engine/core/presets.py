@@ -38,7 +38,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+BUILTIN_PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 PRESET_SCHEMA_VERSION = 1
 SETTING_KEYS: tuple[str, ...] = ("model", "width", "height", "num_frames", "fps", "steps", "guidance", "seed")
 FILE_KEYS: tuple[str, ...] = ("schema_version", "name", "description", "tags", "narrative", "negative_prompt", "settings")

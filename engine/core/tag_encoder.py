@@ -1,7 +1,7 @@
 """The trainable PKS tag encoder of dual-channel conditioning, its inputs and its checkpoints.
 
 How the base model is wired to it (hooks, identity at init, tag guidance) is in
-`engine/conditioning.py`, which also re-exports everything public here.
+`engine/core/conditioning.py`, which also re-exports everything public here.
 
 Inputs (`encode_tags`)
     A batch of tag dicts (``{field id: value id(s)}``, validated against the taxonomy) becomes a

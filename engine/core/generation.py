@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .errors import GenerationCancelled, OutOfMemory
 from .loading import LoadedModel, ModelManager, locate_weights, weights_size
 from .memory import check_combination, lower_profile, plan_memory, resolve_device

@@ -41,7 +41,7 @@ import yaml
 from .errors import InvalidRequest, NotFound
 from .requests import normalize_tags
 
-DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parents[1] / "assets" / "pks_taxonomy.yaml"
+DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parents[2] / "assets" / "pks_taxonomy.yaml"
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 MAX_TAXONOMY_BYTES = 2 * 1024 * 1024  # a taxonomy is text for dropdowns; anything bigger is a mistake
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from .errors import InvalidRequest
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
