@@ -10,7 +10,11 @@ import pytest
 
 from engine.curation import CurationConfig, load_config
 from engine.curation.caption import TaxonomyCaptioner, extract_json, validate_caption
-from engine.curation.cli import main as curate_main
+from engine.cli import main_for
+
+
+def curate_main(argv: list[str]) -> int:
+    return main_for("curate", argv)
 from engine.curation.config import ClipConfig, MotionConfig
 from engine.curation.holds import classify_timing
 from engine.curation.selection import Borders, decide, detect_borders

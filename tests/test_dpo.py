@@ -121,7 +121,10 @@ def test_dpo_starts_at_log2_and_grows_the_margin_with_a_frozen_base(ws) -> None:
 
 
 def test_engine_train_runs_a_dpo_stage_from_a_saved_adapter(ws, capsys) -> None:
-    from engine.training.cli import main
+    from engine.cli import main_for
+
+    def main(argv: list[str]) -> int:
+        return main_for("train", argv)
 
     start = ws.root / "run" / "adapter"  # written by the previous test
     raw = _raw(ws, "run2", adapter={"init_from": str(start)}, dpo={"reference": "initial", "beta": 1000.0},

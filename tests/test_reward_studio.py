@@ -158,7 +158,10 @@ def test_leaderboard_puts_reward_beside_animators(studio: Studio, reward_model) 
     assert len(real.stored()) == len(set(studio.clips.values()))
     assert all(r.clips > 0 for r in board.dimension("artistic_motion").rows)
     # The absolute scores as a training file (first servings, no gold pairs), through the CLI.
-    from engine.reward.cli import main
+    from engine.cli import main_for
+
+    def main(argv: list[str]) -> int:
+        return main_for("reward", argv)
     from engine.reward.data import read_scores
 
     out = studio.settings.data_dir / "scores.jsonl"

@@ -1,5 +1,6 @@
+"""`python -m engine.curation ARGS`: the same as `python -m engine curate ARGS` (one parser, one error handling)."""
 import sys
 
-from .cli import main
+from engine.cli import main_for
 
-sys.exit(main())
+sys.exit(main_for("curate"))

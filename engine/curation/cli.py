@@ -99,10 +99,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"ran {', '.join(args.stage)}; state in {result.output_dir / 'state'}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m engine.curation ARGS`: the same as `python -m engine curate ARGS`."""
-    from ..cli import main_for
-
-    return main_for("curate", argv)

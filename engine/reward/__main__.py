@@ -1,6 +1,6 @@
-"""`python -m engine.reward ...` (the same commands as `python -m engine reward ...`)."""
+"""`python -m engine.reward ARGS`: the same as `python -m engine reward ARGS` (one parser, one error handling)."""
 import sys
 
-from .cli import main
+from engine.cli import main_for
 
-sys.exit(main())
+sys.exit(main_for("reward"))

@@ -296,11 +296,3 @@ def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
         for r in d.rows:
             print(f"    {r.group:<32} human {f(r.human_score)}  reward {f(r.reward_mean)}  ({r.clips} clips)")
     return 0
-
-
-# ------------------------------------------------------------------------------ stand-alone entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m engine.reward ARGS`: the same as `python -m engine reward ARGS`."""
-    from ..cli import main_for
-
-    return main_for("reward", argv)

@@ -68,10 +68,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if result.samples:
                 print(f"validation samples: {len(result.samples)} (in {config.output_path / 'samples'})")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m engine.training ARGS`: the same as `python -m engine train ARGS`."""
-    from ..cli import main_for
-
-    return main_for("train", argv)
