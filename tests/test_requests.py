@@ -44,7 +44,7 @@ def test_tags_must_be_field_to_value_ids() -> None:
 def test_wan_frame_rule_is_explained_not_rounded() -> None:
     spec = REGISTRY["preview"]
     with pytest.raises(InvalidRequest) as info:
-        GenerationRequest("x", model="preview", num_frames=10).resolved(spec, seed=1)
+        spec.resolve(GenerationRequest("x", model="preview", num_frames=10), seed=1)
     assert info.value.field == "num_frames"
     assert "4k+1" in str(info.value) and "try 9 or 13" in str(info.value)
 
@@ -52,17 +52,17 @@ def test_wan_frame_rule_is_explained_not_rounded() -> None:
 def test_wan_side_rule_and_model_limits() -> None:
     spec = REGISTRY["wan2.1-t2v-1.3b"]
     with pytest.raises(InvalidRequest, match="multiples of 16"):
-        GenerationRequest("x", width=840).resolved(spec, seed=1)
+        spec.resolve(GenerationRequest("x", width=840), seed=1)
     with pytest.raises(InvalidRequest, match="at most 129 frames"):
-        GenerationRequest("x", num_frames=401).resolved(spec, seed=1)
+        spec.resolve(GenerationRequest("x", num_frames=401), seed=1)
     five_b = REGISTRY["wan2.2-ti2v-5b"]
     with pytest.raises(InvalidRequest, match="multiples of 32"):
-        GenerationRequest("x", width=848, model=five_b.id).resolved(five_b, seed=1)
+        five_b.resolve(GenerationRequest("x", width=848, model=five_b.id), seed=1)
 
 
 def test_resolved_fills_model_defaults_and_seed() -> None:
     spec = REGISTRY["wan2.1-t2v-1.3b"]
-    req = GenerationRequest("x").resolved(spec, seed=42)
+    req = spec.resolve(GenerationRequest("x"), seed=42)
     assert (req.width, req.height, req.num_frames, req.fps, req.steps) == (832, 480, 81, 16, 50)
     assert req.seed == 42 and req.is_resolved
 

@@ -1,89 +1,9 @@
 """Dual-channel conditioning: PKS tags injected into a diffusers video transformer.
 
-Narrative text goes through the base model's frozen text encoder into cross-attention, as
-without tags. PKS tags go through the trainable `TagEncoder` (engine/core/tag_encoder.py) and reach
-the transformer twice, through forward hooks on diffusers' own module boundaries (no model code
-is copied or replaced):
-
-Path 2 -- AdaLN modulation (global enforcement)
-    The encoder's pooled vector is added to the timestep embedding *before* the projection that
-    makes every block's shift/scale/gate: Wan -- a forward hook on
-    ``condition_embedder.time_embedder`` (its output is ``temb``; ``time_proj(silu(temb))`` then
-    feeds every block's ``scale_shift_table`` and ``temb`` the output head's); HunyuanVideo -- a
-    forward hook on ``time_text_embed`` (its output ``temb`` drives every block's
-    AdaLayerNormZero and ``norm_out``). So a directive reaches every layer, whatever the text says.
-
-Path 1 -- cross-attention (fine-grained control)
-    The encoder's per-field tokens (text-encoder width) enter the base model's own text input
-    projection (Wan: ``condition_embedder.text_embedder``; HunyuanVideo: ``context_embedder.proj_in``)
-    and are appended to the context every block attends to, as a separate *tag segment*:
-
-        attn_out' = attn_out + W_o · concat_h( tanh(g_{l,h}) · softmax(q_h K_h^T / sqrt(d)) V_h )
-
-    ``q`` is the block's own (normalised) query, captured by a hook on the attention's ``norm_q``
-    (not recomputed); ``K, V`` are the tag tokens through that attention's own key/value
-    projections and key norm (Wan ``attn2.to_k/to_v/norm_k``; Hunyuan dual-stream
-    ``add_k_proj/add_v_proj/norm_added_k``, single-stream ``to_k/to_v/norm_k``); ``W_o`` is the
-    output projection without its bias (Hunyuan's single-stream blocks have none: the term is
-    added per head before the block's ``proj_out``); ``g`` is `TagEncoder.gates`, one per site and
-    head. Only video tokens query the tags; queries carry no RoPE (Wan's cross-attention has none).
-
-How tag tokens stay distinct from padding
-    They are never mixed into the text sequence. The text segment -- Wan's zero-padded 512 tokens
-    with no mask, Hunyuan's ``encoder_attention_mask`` -- is attended exactly as the base model
-    does, and the tag segment has its own softmax, so padding can never take a tag's place or
-    vice versa: the segment boundary *is* the mask. (Appending tags to ``encoder_hidden_states``
-    and extending ``encoder_attention_mask`` would, in HunyuanVideo, feed them through the token
-    refiner's self-attention and masked mean pool -- changing the text tokens and the refiner's
-    temb -- and into a mask the model builds from a *count* of valid tokens; and no joint-softmax
-    design is both exactly identity at init and trainable: a key bias that makes the tags'
-    weight exactly 0 also makes its gradient exactly 0.)
-
-Identity at init (exact, not approximate)
-    ``pool_out`` and ``gates`` start at zero. Path 2 then adds +0.0 to temb; path 1 adds
-    ``P @ (0 · U) = 0`` to the attention output. Adding IEEE zeros leaves every value unchanged,
-    so a wrapped model returns bit-identical outputs until trained. The gate, not the token
-    projection, is zero: its gradient is ``<tag attention, dL/d out>`` (non-zero), so training
-    starts at once, and the tokens learn as soon as the gates move (no double-zero saddle).
-
-Tag guidance (at inference, `tags_for_call` / `generate_with_tags`)
-    Three branches: uncond = negative prompt + tags unset, text = prompt + tags unset,
-    full = prompt + tags:
-
-        v = v_uncond + g_text · (v_text − v_uncond) + g_tag · (v_full − v_text)
-
-    The pipeline's own CFG computes ``v_uncond + g_text (v_cond − v_uncond)``; the channel sees
-    which call is which through the pipeline's ``transformer.cache_context("cond"/"uncond")``,
-    gives the uncond call unset tags, and answers the cond call with
-    ``v_cond = v_text + (g_tag / g_text)(v_full − v_text)``, running text and full as one batch
-    of twice the size. With ``tag_guidance_scale=None`` g_tag = g_text: no third branch, plain
-    CFG over text and tags together (``v_uncond + g (v_full − v_uncond)``). Without pipeline CFG
-    (g_text = 1) the formula is ``v_text + g_tag (v_full − v_text)``. Training should use
-    `tag_dropout` (with a ``drop_all_rate``) so the unset branch is learned.
-
-Cost per denoising step
-    Without autograd the encoder runs once per branch while tags and its weights stay. Inside
-    `tags_for_call` (one pipeline call, base weights fixed) each attention's tag K and W_o-folded
-    V are also computed at the first step and reused; a step then adds per attention
-    ``N·F·D`` (scores) + ``N·H·F·D`` (folded output) multiply-adds for N video tokens, F fields,
-    H heads, width D -- about 0.7% of the FLOPs of a Wan2.1-1.3B forward at 480x832x5 frames
-    (benchmarks/bench_conditioning.py). Bare `set_tags` (training) recomputes everything.
-
-Usage::
-
-    encoder = TagEncoder.for_transformer(pipe.transformer, load_taxonomy())
-    channel = attach_tag_encoder(pipe.transformer, encoder)
-    out = generate_with_tags(pipe, channel, {"style.school": "cel_90s"}, tag_guidance_scale=3.0,
-                             prompt="...", num_inference_steps=30)
-    channel.detach()
-
-Two-expert models (Wan2.2 A14B, ``animegen-t2v``): attach an encoder to ``pipe.transformer`` and
-one to ``pipe.transformer_2`` and pass both channels; each gets its stage's CFG scale.
-
-Training: ``channel.set_tags(tag_dropout(encode_tags(tax, batch), 0.1, gen, drop_all_rate=0.1))``
-then call the transformer as usual; gradients reach the encoder (base frozen by the caller).
-The encoder is not a submodule of the transformer: move it to the device yourself; its outputs
-are moved and cast to wherever the hooks use them.
+Tags reach the transformer through forward hooks on diffusers' own modules: added to the timestep
+embedding that drives every block's AdaLN modulation, and as a separate tag segment in every
+cross-attention. Exactly the base model at init; tag guidance at inference. Where each family takes
+the hooks lives in engine/core/families/; the design, formulas and costs are in docs/conditioning.md.
 """
 from __future__ import annotations
 
@@ -95,7 +15,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from .errors import EngineError, InvalidRequest
+from .errors import InvalidRequest
+from .families import ModelFamily, TagChannelError, TagSites, family_named, family_of, module_at
 from .tag_encoder import (  # noqa: F401 - re-exported: the public API of dual-channel conditioning
     FAMILIES,
     TagEncoder,
@@ -114,152 +35,26 @@ TagsArg = TagIndices | Sequence[Mapping[str, Any] | None] | Mapping[str, Any]
 _MARK = "_animatrix_tag_channel"
 
 
-class TagChannelError(EngineError):
-    """The transformer lacks a module the tag channel hooks into, or does not fit the encoder."""
-
-
-def _diffusers_version() -> str:
+def _adapter_for(transformer: nn.Module, family: str | None = None) -> TagSites:
+    """The tag sites of `transformer`'s family; refused when an encoder of another family asks for it."""
     try:
-        import diffusers
-
-        return diffusers.__version__
-    except ImportError:  # pragma: no cover - diffusers is a hard dependency
-        return "not installed"
-
-
-def _module(root: nn.Module, path: str) -> nn.Module:
-    """`root.<path>`, or a TagChannelError naming the first missing part and the diffusers version."""
-    found: Any = root
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        found = found._modules.get(part) if isinstance(found, nn.Module) else None
-        if not isinstance(found, nn.Module):
-            missing = ".".join(parts[: i + 1])
-            needed = f" (needed: '{path}')" if missing != path else ""
-            raise TagChannelError(
-                f"cannot attach the tag encoder: {type(root).__name__} has no module '{missing}'{needed}. The tag "
-                f"channel hooks the module layout of diffusers 0.42 (installed: diffusers {_diffusers_version()}); "
-                f"a diffusers update may have moved it -- pin diffusers or update engine/core/conditioning.py")
-    return found
-
-
-# --------------------------------------------------------------------------- family adapters
-@dataclass
-class _Site:
-    """One attention whose output receives the tag segment's contribution."""
-
-    path: str
-    attn: nn.Module
-    query_module: nn.Module  # its output is the query the base uses (captured, never recomputed)
-    keys: Callable[[torch.Tensor], torch.Tensor]  # context (B, F, W) -> (B, F, H, d), normalised
-    values: Callable[[torch.Tensor], torch.Tensor]  # context -> (B, F, H, d)
-    out_linear: nn.Module | None  # W_o, or None where heads go on unprojected (pre_only)
-    heads: int
-
-
-def _head_norm(norm: nn.Module | None, heads: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Apply a norm per head (Hunyuan's rms_norm over head_dim)."""
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        x = x.unflatten(-1, (heads, -1))
-        return norm(x) if norm is not None else x
-    return apply
-
-
-def _split(fn: Callable[[torch.Tensor], torch.Tensor], heads: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: fn(x).unflatten(-1, (heads, -1))
-
-
-class _WanAdapter:
-    family = "wan"
-    temb_path = "condition_embedder.time_embedder"
-    context_path = "condition_embedder"
-
-    @staticmethod
-    def dims(t: nn.Module) -> dict[str, int]:
-        proj = _module(t, "condition_embedder.text_embedder.linear_1")
-        blocks = _module(t, "blocks")
-        attn = _module(t, "blocks.0.attn2")
-        return {"text_dim": proj.in_features, "temb_dim": _module(t, "condition_embedder.time_proj").in_features,
-                "num_sites": len(blocks), "num_heads": attn.heads}
-
-    @staticmethod
-    def project_context(t: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-        return t.condition_embedder.text_embedder(tokens)
-
-    @staticmethod
-    def sites(t: nn.Module) -> list[_Site]:
-        out = []
-        for i in range(len(_module(t, "blocks"))):
-            path = f"blocks.{i}.attn2"
-            a = _module(t, path)
-            for sub in ("to_q", "to_k", "to_v", "norm_q", "norm_k", "to_out.0"):
-                _module(t, f"{path}.{sub}")
-            out.append(_Site(path, a, a.norm_q, _flat_norm_keys(a), _split(a.to_v, a.heads), a.to_out[0], a.heads))
-        return out
-
-
-def _flat_norm_keys(a: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: a.norm_k(a.to_k(x)).unflatten(-1, (a.heads, -1))
-
-
-class _HunyuanAdapter:
-    family = "hunyuanvideo"
-    temb_path = "time_text_embed"
-    context_path = "context_embedder"
-
-    @staticmethod
-    def dims(t: nn.Module) -> dict[str, int]:
-        proj = _module(t, "context_embedder.proj_in")
-        emb = _module(t, "time_text_embed.timestep_embedder.linear_2")
-        sites = len(_module(t, "transformer_blocks")) + len(_module(t, "single_transformer_blocks"))
-        return {"text_dim": proj.in_features, "temb_dim": emb.out_features, "num_sites": sites,
-                "num_heads": _module(t, "transformer_blocks.0.attn").heads}
-
-    @staticmethod
-    def project_context(t: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-        return t.context_embedder.proj_in(tokens)
-
-    @staticmethod
-    def sites(t: nn.Module) -> list[_Site]:
-        out = []
-        for i in range(len(_module(t, "transformer_blocks"))):
-            path = f"transformer_blocks.{i}.attn"
-            a = _module(t, path)
-            for sub in ("to_q", "add_k_proj", "add_v_proj", "to_out.0"):
-                _module(t, f"{path}.{sub}")
-            keys = (lambda a: lambda x: _head_norm(a.norm_added_k, a.heads)(a.add_k_proj(x)))(a)
-            out.append(_Site(path, a, a.norm_q if a.norm_q is not None else a.to_q, keys,
-                             _split(a.add_v_proj, a.heads), a.to_out[0], a.heads))
-        for i in range(len(_module(t, "single_transformer_blocks"))):
-            path = f"single_transformer_blocks.{i}.attn"
-            a = _module(t, path)
-            for sub in ("to_q", "to_k", "to_v"):
-                _module(t, f"{path}.{sub}")
-            keys = (lambda a: lambda x: _head_norm(a.norm_k, a.heads)(a.to_k(x)))(a)
-            out.append(_Site(path, a, a.norm_q if a.norm_q is not None else a.to_q, keys,
-                             _split(a.to_v, a.heads), None, a.heads))
-        return out
-
-
-_ADAPTERS = {"wan": _WanAdapter, "hunyuanvideo": _HunyuanAdapter}
-
-
-def _adapter_for(transformer: nn.Module, family: str | None = None) -> type:
+        detected: ModelFamily | None = family_of(transformer)
+    except InvalidRequest:
+        detected = None
     cls_name = type(transformer).__name__
-    detected = "hunyuanvideo" if "Hunyuan" in cls_name else "wan" if "Wan" in cls_name else None
-    if family is not None and detected is not None and detected != family:
+    if family is not None and detected is not None and detected.key != family:
         raise TagChannelError(f"a tag encoder for the {family!r} family cannot drive a {cls_name}")
-    family = family or detected
-    if family is None:
+    chosen = detected or (family_named(family) if family is not None else None)
+    if chosen is None:
         raise TagChannelError(f"{cls_name} is not a supported transformer (supported: WanTransformer3DModel, "
                               "HunyuanVideoTransformer3DModel)")
-    return _ADAPTERS[family]
+    return chosen.tag_sites
 
 
 def transformer_dims(transformer: nn.Module) -> tuple[str, dict[str, int]]:
     """(family, dims) a TagEncoder needs to drive `transformer`."""
-    adapter = _adapter_for(transformer)
-    return adapter.family, adapter.dims(transformer)
+    family = family_of(transformer)
+    return family.key, family.tag_sites.dims(transformer)
 
 
 # ------------------------------------------------------------------------------------ channel
@@ -300,8 +95,8 @@ class TagChannel:
         if wrong:
             shown = ", ".join(f"{k} {a} (model: {b})" for k, (a, b) in wrong.items())
             raise TagChannelError(f"this tag encoder was built for another {encoder.family} model size: {shown}")
-        temb_module = _module(transformer, self.adapter.temb_path)
-        context_module = _module(transformer, self.adapter.context_path)
+        temb_module = module_at(transformer, self.adapter.temb_path)
+        context_module = module_at(transformer, self.adapter.context_path)
         self.sites = self.adapter.sites(transformer)
         if getattr(transformer, _MARK, None) is not None:
             raise TagChannelError("this transformer already has a tag channel; detach it first")

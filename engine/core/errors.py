@@ -5,6 +5,8 @@ CLI can print one line and exit 2 and the UI can show it as a toast.
 """
 from __future__ import annotations
 
+import reprlib
+
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -60,3 +62,21 @@ class NotFound(EngineError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "not found"
+
+
+SHOWN_VALUE_CHARS = 60  # how much of a user's value an error message quotes
+
+
+def shown(value: object, limit: int = SHOWN_VALUE_CHARS) -> str:
+    """A short repr of a user-supplied value for error messages: at most `limit` characters.
+
+    Built with bounded `reprlib` so a huge or deeply nested value is never rendered in full
+    (a YAML alias bomb's repr alone runs to tens of millions of characters)."""
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring = r.maxother = r.maxlong = max(limit, 8)
+    try:
+        text = r.repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."

@@ -143,7 +143,7 @@ class Engine:
             # Small next to the model: loading it is the surest check of taxonomy and family.
             load_tag_encoder(request.tag_encoder, taxonomy, spec)
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
-        resolved = replace(request, tags=tags).resolved(spec, seed)
+        resolved = spec.resolve(replace(request, tags=tags), seed)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})
         return PreparedRequest(resolved, spec, prompt, taxonomy.version, device)
 
@@ -200,7 +200,7 @@ class Engine:
         )
         t_encode = time.perf_counter()
         report(Progress("encoding", 0, steps, t_encode - started, None))
-        if type(pipe).__name__ == "WanPipeline":
+        if prepared.spec.family.encodes_prompt_up_front:
             # Encoding once up front gives an honest encode time and the same embeddings diffusers would make.
             with torch.no_grad():
                 pos, neg = pipe.encode_prompt(

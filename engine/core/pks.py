@@ -36,10 +36,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
-import yaml
-
-from .errors import InvalidRequest, NotFound
+from .errors import InvalidRequest, NotFound, shown
 from .requests import normalize_tags
+from .yamlsafe import load_yaml_text
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parents[2] / "assets" / "pks_taxonomy.yaml"
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
@@ -50,6 +49,8 @@ _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _SHOWN_CHOICES = 8  # how many valid ids an error message lists before "..."
 
 TagsInput = Mapping[str, str | Sequence[str]]  # field id -> value id or value ids
+__all__ = ["Axis", "Contradiction", "DEFAULT_TAXONOMY_PATH", "TagField", "TagValueDef", "Taxonomy", "TagsInput",
+           "load_taxonomy", "load_yaml_text", "parse_taxonomy"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class TagField:
         for v in self.values:
             if v.id == value_id:
                 return v
-        raise NotFound(f"no value '{value_id}' in field {self.id}")
+        raise NotFound(f"no value {shown(value_id)} in field {self.id}")
 
     def choices(self) -> list[tuple[str, str]]:
         """``(label, value id)`` pairs in file order, the shape Gradio dropdowns take."""
@@ -305,43 +306,12 @@ def _unknown(kind: str, given: str, valid: Sequence[str], where: str = "",
     guesses += [v for v in valid if v.endswith("." + key) and v not in guesses]
     guesses += [v for v in difflib.get_close_matches(key, valid, n=3, cutoff=0.6) if v not in guesses]
     hint = f"; did you mean: {', '.join(guesses[:3])}?" if guesses else ""
-    shown = ", ".join(valid[:_SHOWN_CHOICES]) + (", ..." if len(valid) > _SHOWN_CHOICES else "")
+    listed = ", ".join(valid[:_SHOWN_CHOICES]) + (", ..." if len(valid) > _SHOWN_CHOICES else "")
     place = f" for {where}" if where else ""
-    return f"unknown {kind} '{given}'{place}{hint} (valid: {shown})"
+    return f"unknown {kind} {shown(given)}{place}{hint} (valid: {listed})"
 
 
 # ------------------------------------------------------------------------------- loading
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (plain YAML keeps the last one silently)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, (str, int, float, bool, type(None))):
-            continue  # unhashable or odd keys: construct_mapping below reports them
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml_text(text: str, what: str, field_name: str) -> Any:
-    """Parse YAML safely and strictly; syntax errors become InvalidRequest(field_name) with a line."""
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise InvalidRequest(field_name, f"{what} is not valid YAML{where}: {problem}") from None
-
-
 def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
     """Load and validate a taxonomy file (default: the repository's); each path is read once."""
     resolved = DEFAULT_TAXONOMY_PATH if path is None else Path(path).expanduser().resolve()
@@ -369,10 +339,10 @@ def parse_taxonomy(data: Any) -> Taxonomy:
     schema = top["schema_version"]
     if isinstance(schema, bool) or schema not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
-        raise InvalidRequest(f"{root}.schema_version", f"unsupported schema version {schema!r}; this engine reads {supported}")
+        raise InvalidRequest(f"{root}.schema_version", f"unsupported schema version {shown(schema)}; this engine reads {supported}")
     version = top["taxonomy_version"]
     if not isinstance(version, str) or not _VERSION_RE.match(version):
-        raise InvalidRequest(f"{root}.taxonomy_version", f"must be a quoted version like \"1.0.0\", got {version!r}")
+        raise InvalidRequest(f"{root}.taxonomy_version", f"must be a quoted version like \"1.0.0\", got {shown(version)}")
 
     axes = _list(top["axes"], f"{root}.axes")
     parsed_axes: list[Axis] = []
@@ -412,14 +382,14 @@ def _parse_field(raw: Any, loc: str, axis_id: str) -> TagField:
     f = _keys(raw, loc, required=("id", "label", "select", "description", "values"))
     field_id = f["id"]
     if not isinstance(field_id, str) or "." not in field_id:
-        raise InvalidRequest(f"{loc}.id", f"field ids are '<axis>.<name>' (e.g. '{axis_id}.something'), got {field_id!r}")
+        raise InvalidRequest(f"{loc}.id", f"field ids are '<axis>.<name>' (e.g. '{axis_id}.something'), got {shown(field_id)}")
     prefix, _, name = field_id.partition(".")
     if prefix != axis_id:
-        raise InvalidRequest(f"{loc}.id", f"field '{field_id}' must start with its axis id '{axis_id}.'")
+        raise InvalidRequest(f"{loc}.id", f"field {shown(field_id)} must start with its axis id '{axis_id}.'")
     _ident(name, f"{loc}.id")
     select = f["select"]
     if select not in ("single", "multi"):
-        raise InvalidRequest(f"{loc}.select", f"must be 'single' or 'multi', got {select!r}")
+        raise InvalidRequest(f"{loc}.select", f"must be 'single' or 'multi', got {shown(select)}")
     values: list[TagValueDef] = []
     seen: set[str] = set()
     for k, raw_value in enumerate(_list(f["values"], f"{loc}.values")):
@@ -431,7 +401,7 @@ def _parse_field(raw: Any, loc: str, axis_id: str) -> TagField:
         seen.add(value_id)
         exclusive = v.get("exclusive", False)
         if not isinstance(exclusive, bool):
-            raise InvalidRequest(f"{vloc}.exclusive", f"must be true or false, got {exclusive!r}")
+            raise InvalidRequest(f"{vloc}.exclusive", f"must be true or false, got {shown(exclusive)}")
         if exclusive and select != "multi":
             raise InvalidRequest(f"{vloc}.exclusive", f"only multi-select fields have exclusive values; {field_id} is single")
         values.append(TagValueDef(value_id, _text(v["label"], f"{vloc}.label"),
@@ -464,7 +434,7 @@ def _parse_contradictions(raw: Any, loc: str, by_id: Mapping[str, TagField]) -> 
 
 def _tag_ref(raw: Any, loc: str, by_id: Mapping[str, TagField]) -> tuple[str, str]:
     if not isinstance(raw, str) or raw.count("=") != 1:
-        raise InvalidRequest(loc, f"must be 'field=value' (e.g. 'camera.movement=static'), got {raw!r}")
+        raise InvalidRequest(loc, f"must be 'field=value' (e.g. 'camera.movement=static'), got {shown(raw)}")
     field_id, value_id = (part.strip() for part in raw.split("="))
     if field_id not in by_id:
         raise InvalidRequest(loc, _unknown("field", field_id, tuple(by_id), ""))
@@ -480,7 +450,7 @@ def _keys(obj: Any, loc: str, required: Sequence[str], optional: Sequence[str] =
     for key in obj:
         if key not in required and key not in optional:
             allowed = ", ".join([*required, *optional])
-            raise InvalidRequest(f"{loc}.{key}", f"unknown key '{key}'; allowed keys: {allowed}")
+            raise InvalidRequest(f"{loc}.{str(key)[:60]}", f"unknown key {shown(key)}; allowed keys: {allowed}")
     for key in required:
         if key not in obj:
             raise InvalidRequest(f"{loc}.{key}", "is missing")
@@ -500,7 +470,7 @@ def _list(obj: Any, loc: str, allow_empty: bool = False) -> list[Any]:
 def _text(obj: Any, loc: str) -> str:
     # YAML 1.1 turns bare yes/no/on/off into booleans, hence the explicit type check.
     if not isinstance(obj, str) or not obj.strip():
-        raise InvalidRequest(loc, f"must be non-empty text, got {obj!r}")
+        raise InvalidRequest(loc, f"must be non-empty text, got {shown(obj)}")
     if "\n" in obj.strip():
         raise InvalidRequest(loc, "must be a single line")
     return obj.strip()
@@ -508,5 +478,5 @@ def _text(obj: Any, loc: str) -> str:
 
 def _ident(obj: Any, loc: str) -> str:
     if not isinstance(obj, str) or not _ID_RE.match(obj):
-        raise InvalidRequest(loc, f"ids are snake_case (a-z, 0-9, _; starting with a letter), got {obj!r}")
+        raise InvalidRequest(loc, f"ids are snake_case (a-z, 0-9, _; starting with a letter), got {shown(obj)}")
     return obj

@@ -31,10 +31,11 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import InvalidRequest, NotFound
-from .pks import Taxonomy, load_taxonomy, load_yaml_text
+from .errors import InvalidRequest, NotFound, shown
+from .pks import Taxonomy, load_taxonomy
 from .requests import MAX_NARRATIVE_CHARS, GenerationRequest, normalize_tags
 from .settings import Settings
+from .yamlsafe import load_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ MAX_DESCRIPTION_CHARS = 1000
 MAX_PRESET_BYTES = 256 * 1024
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SUFFIX = ".yaml"
+_MAX_REASON_CHARS = 500
 
 
 def builtin_presets_dir() -> Path:
@@ -64,7 +66,7 @@ def check_name(name: Any) -> str:
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise InvalidRequest("name", "must not contain control characters (NUL, newline, tab...)")
     if "/" in name or "\\" in name or ".." in name:
-        raise InvalidRequest("name", f"must not contain '/', '\\' or '..' (it is a title, not a path): {name!r}")
+        raise InvalidRequest("name", f"must not contain '/', '\\' or '..' (it is a title, not a path): {shown(name)}")
     return name
 
 
@@ -80,7 +82,7 @@ def slugify(name: str) -> str:
 
 def check_slug(slug: Any) -> str:
     if not isinstance(slug, str) or not _SLUG_RE.match(slug) or len(slug) > 2 * MAX_NAME_CHARS:
-        raise InvalidRequest("slug", f"preset ids are lowercase letters, digits and dashes, got {slug!r}")
+        raise InvalidRequest("slug", f"preset ids are lowercase letters, digits and dashes, got {shown(slug)}")
     return slug
 
 
@@ -101,12 +103,12 @@ def _check_settings(raw: Any) -> Mapping[str, Any]:
         raise InvalidRequest("settings", f"must map setting names to values, got {type(raw).__name__}")
     for key in raw:
         if key not in SETTING_KEYS:
-            raise InvalidRequest(f"settings.{key}", f"is not a preset setting; allowed: {', '.join(SETTING_KEYS)}")
+            raise InvalidRequest(f"settings.{str(key)[:60]}", f"is not a preset setting; allowed: {', '.join(SETTING_KEYS)}")
     given = {k: raw[k] for k in SETTING_KEYS if raw.get(k) is not None}
     try:  # the request's own checks are the single source of truth for ranges and types
         checked = GenerationRequest(narrative="preset settings check", **given)
     except InvalidRequest as exc:
-        raise InvalidRequest(f"settings.{exc.field}", exc.reason) from None
+        raise InvalidRequest(f"settings.{exc.field}", exc.reason[:_MAX_REASON_CHARS]) from None
     return MappingProxyType({k: getattr(checked, k) for k in given})
 
 
@@ -137,7 +139,7 @@ class Preset:
         object.__setattr__(self, "tags", normalize_tags(self.tags))
         object.__setattr__(self, "settings", _check_settings(self.settings))
         if not isinstance(self.builtin, bool):
-            raise InvalidRequest("builtin", f"must be true or false, got {self.builtin!r}")
+            raise InvalidRequest("builtin", f"must be true or false, got {shown(self.builtin)}")
 
     @classmethod
     def create(cls, name: str, *, description: str = "", tags: Mapping[str, Any] | None = None,
@@ -175,13 +177,13 @@ class Preset:
             raise InvalidRequest("preset", f"must be a mapping with keys {', '.join(FILE_KEYS)}, got {type(data).__name__}")
         for key in data:
             if key not in FILE_KEYS:
-                raise InvalidRequest(str(key), f"unknown key '{key}' in a preset; allowed keys: {', '.join(FILE_KEYS)}")
+                raise InvalidRequest(str(key)[:60], f"unknown key {shown(key)} in a preset; allowed keys: {', '.join(FILE_KEYS)}")
         for key in ("schema_version", "name"):
             if key not in data:
                 raise InvalidRequest(key, "is missing")
         version = data["schema_version"]
         if isinstance(version, bool) or version != PRESET_SCHEMA_VERSION:
-            raise InvalidRequest("schema_version", f"unsupported preset schema version {version!r}; this engine reads {PRESET_SCHEMA_VERSION}")
+            raise InvalidRequest("schema_version", f"unsupported preset schema version {shown(version)}; this engine reads {PRESET_SCHEMA_VERSION}")
         tags = data.get("tags")
         if tags is not None and not isinstance(tags, Mapping):
             raise InvalidRequest("tags", f"must map field ids to value ids, got {type(tags).__name__}")
@@ -241,7 +243,8 @@ class PresetLibrary:
             preset = Preset.from_dict(load_yaml_text(text, "the file", "preset"), slug=slug, builtin=builtin)
             return replace(preset, tags=self.taxonomy.validate_tags(preset.tags))
         except InvalidRequest as exc:
-            raise InvalidRequest(exc.field, f"{exc.reason} (in {path.name})") from None
+            # Capped: a message quoting a value from the file must not grow with the file.
+            raise InvalidRequest(exc.field, f"{exc.reason[:_MAX_REASON_CHARS]} (in {path.name})") from None
 
     def _builtin_map(self) -> dict[str, Preset]:
         if self._builtins is None:  # shipped with the code: read once, a bad one is a bug
@@ -335,7 +338,7 @@ class PresetLibrary:
             return self.get(slug)
         close = difflib.get_close_matches(slug or ref.lower(), [p.slug for p in presets], n=3, cutoff=0.5)
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        raise NotFound(f"no preset '{ref}'{hint}")
+        raise NotFound(f"no preset {shown(ref)}{hint}")
 
     def exists(self, slug: str) -> bool:
         return slug in self._builtin_map() or self._user_path(slug).is_file()

@@ -1,14 +1,12 @@
-"""The models the studio knows: hub repo, family, defaults and the family's shape rules."""
+"""The models the studio knows: hub repo, family (engine/core/families), defaults and limits."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from .requests import GenerationRequest
+from .families import HUNYUAN, WAN, WAN22_5B, WAN22_A14B, ModelFamily, family_of
+from .requests import GenerationRequest
 
 PREVIEW_ID = "preview"
 
@@ -24,48 +22,11 @@ class Defaults:
 
 
 @dataclass(frozen=True)
-class FamilyRules:
-    """Shape rules that come from the VAE's compression and the transformer's patch size."""
-
-    name: str
-    pipeline_class: str
-    frame_stride: int  # frames must be stride*k + 1 (temporal VAE compression)
-    side_multiple: int  # width/height must be multiples of this (spatial compression x patch)
-
-    def check(self, req: "GenerationRequest", max_frames: int, max_side: int) -> None:
-        assert req.num_frames is not None and req.width is not None and req.height is not None
-        if (req.num_frames - 1) % self.frame_stride:
-            lower = (req.num_frames - 1) // self.frame_stride * self.frame_stride + 1
-            raise InvalidRequest(
-                "num_frames",
-                f"{self.name} models need {self.frame_stride}k+1 frames (its VAE packs {self.frame_stride} frames "
-                f"into one latent after the first); {req.num_frames} is not, try {lower} or {lower + self.frame_stride}",
-            )
-        if req.num_frames > max_frames:
-            raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {req.num_frames}")
-        for name in ("width", "height"):
-            value = getattr(req, name)
-            if value % self.side_multiple:
-                raise InvalidRequest(
-                    name,
-                    f"{self.name} models need sides that are multiples of {self.side_multiple} pixels; "
-                    f"{value} is not, try {value // self.side_multiple * self.side_multiple or self.side_multiple}",
-                )
-            if value > max_side:
-                raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
-
-
-WAN = FamilyRules("Wan", "WanPipeline", frame_stride=4, side_multiple=16)
-WAN22_5B = FamilyRules("Wan2.2-5B", "WanPipeline", frame_stride=4, side_multiple=32)
-HUNYUAN = FamilyRules("HunyuanVideo", "HunyuanVideoPipeline", frame_stride=4, side_multiple=16)
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     id: str
     label: str
     repo: str
-    family: FamilyRules
+    family: ModelFamily
     defaults: Defaults
     max_frames: int
     max_side: int
@@ -74,8 +35,27 @@ class ModelSpec:
     local_path: Path | None = None  # set for a folder given instead of a registry id
     is_preview: bool = False
 
-    def check(self, req: "GenerationRequest") -> None:
-        self.family.check(req, self.max_frames, self.max_side)
+    def check(self, req: GenerationRequest) -> None:
+        """The family's shape rules and this model's limits, on a request with every size set."""
+        if req.num_frames is None or req.width is None or req.height is None:
+            raise InvalidRequest("request", "frames, width and height must be set before the model's rules apply")
+        self.family.check_shape(req.num_frames, req.width, req.height, self.max_frames, self.max_side)
+
+    def resolve(self, req: GenerationRequest, seed: int) -> GenerationRequest:
+        """Fill every unset setting from this model's defaults (and the given seed), then check it."""
+        d = self.defaults
+        filled = replace(
+            req,
+            seed=req.seed if req.seed is not None else seed,
+            width=req.width or d.width,
+            height=req.height or d.height,
+            num_frames=req.num_frames or d.num_frames,
+            fps=req.fps or d.fps,
+            steps=req.steps or d.steps,
+            guidance=req.guidance if req.guidance is not None else d.guidance,
+        )
+        self.check(filled)
+        return filled
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -97,7 +77,7 @@ REGISTRY: dict[str, ModelSpec] = {
             vram_note="720p on a 24 GB card with model offload",
         ),
         ModelSpec(
-            "animegen-t2v", "AnimeGen T2V (Wan2.2 A14B anime)", "aidealab/AnimeGen-T2V", WAN,
+            "animegen-t2v", "AnimeGen T2V (Wan2.2 A14B anime)", "aidealab/AnimeGen-T2V", WAN22_A14B,
             Defaults(832, 480, 81, 16, 40, 4.0), max_frames=129, max_side=1280, flow_shift=3.0,
             vram_note="two 14B experts: int8/fp8 weights and group offload on 24 GB",
         ),
@@ -133,9 +113,11 @@ def resolve_model(model: str) -> ModelSpec:
             cls_name = json.loads(index.read_text()).get("_class_name", "")
         except (OSError, ValueError):
             cls_name = ""
-        family = HUNYUAN if "Hunyuan" in cls_name else WAN
-        if family.pipeline_class != cls_name and cls_name != "WanPipeline":
-            raise InvalidRequest("model", f"folder {path} holds a {cls_name or 'unknown'} pipeline; supported: WanPipeline, HunyuanVideoPipeline")
+        try:
+            family = family_of(cls_name)
+        except InvalidRequest:
+            raise InvalidRequest("model", f"folder {path} holds a {cls_name or 'unknown'} pipeline; supported: "
+                                          f"{WAN.pipeline_class}, {HUNYUAN.pipeline_class}") from None
         base = REGISTRY["hunyuanvideo" if family is HUNYUAN else "wan2.1-t2v-1.3b"]
         return ModelSpec(
             str(path), f"Local folder {path.name}", str(path), family, base.defaults, base.max_frames,

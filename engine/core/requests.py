@@ -1,20 +1,17 @@
 """What a creator asks for: the typed generation request and its checks.
 
 A request is frozen and checked when it is built (types and ranges that hold for every model);
-`check_for_model` adds the chosen model family's real constraints. Nothing is rounded or
+`ModelSpec.resolve` (engine/core/registry.py) adds the chosen model's defaults and its family's real constraints. Nothing is rounded or
 corrected silently: a value the model cannot take is refused with the rule that applies.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from .registry import ModelSpec
 
 QUANTIZATION_MODES: tuple[str, ...] = (
     "none", "torchao-int8", "torchao-fp8", "quanto-int8", "quanto-int4", "quanto-fp8", "fp8-layerwise",
@@ -149,22 +146,6 @@ class GenerationRequest:
     @property
     def is_resolved(self) -> bool:
         return None not in (self.seed, self.width, self.height, self.num_frames, self.fps, self.steps, self.guidance)
-
-    def resolved(self, spec: "ModelSpec", seed: int) -> "GenerationRequest":
-        """Fill every unset setting from the model's defaults (and the given seed), then check it."""
-        d = spec.defaults
-        filled = replace(
-            self,
-            seed=self.seed if self.seed is not None else seed,
-            width=self.width or d.width,
-            height=self.height or d.height,
-            num_frames=self.num_frames or d.num_frames,
-            fps=self.fps or d.fps,
-            steps=self.steps or d.steps,
-            guidance=self.guidance if self.guidance is not None else d.guidance,
-        )
-        spec.check(filled)
-        return filled
 
     # Serialisation: the JSON embedded in every mp4 and stored with every history row.
     def to_dict(self) -> dict[str, Any]:

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvalidRequest, NotFound
+from .families import family_of
 from .pks import Taxonomy
 
 FAMILIES: tuple[str, ...] = ("wan", "hunyuanvideo")
@@ -68,17 +69,13 @@ class TagEncoderMismatch(InvalidRequest):
 
 
 def family_name(family: Any) -> str:
-    """'wan' or 'hunyuanvideo' from a name, a registry FamilyRules/ModelSpec or a pipeline class name."""
+    """'wan' or 'hunyuanvideo' from a family key or name, a ModelFamily, a ModelSpec or a diffusers class name."""
     family = getattr(family, "family", family)  # a ModelSpec
-    if isinstance(family, str):
-        key = family.lower()
-    else:
-        key = f"{getattr(family, 'pipeline_class', '')} {getattr(family, 'name', '')}".lower()
-    if "hunyuan" in key:
-        return "hunyuanvideo"
-    if "wan" in key:
-        return "wan"
-    raise InvalidRequest("family", f"no tag encoder support for {family!r}; supported families: {', '.join(FAMILIES)}")
+    try:
+        return family_of(family.lower() if isinstance(family, str) and family.lower() in FAMILIES else family).key
+    except InvalidRequest:
+        raise InvalidRequest("family", f"no tag encoder support for {family!r}; supported families: "
+                                       f"{', '.join(FAMILIES)}") from None
 
 
 def _schema(taxonomy: Taxonomy) -> list[dict[str, Any]]:
@@ -241,10 +238,8 @@ class TagEncoder(nn.Module):
     @classmethod
     def for_transformer(cls, transformer: nn.Module, taxonomy: Taxonomy, *, hidden_dim: int = 256) -> "TagEncoder":
         """An encoder whose dims fit `transformer` (a diffusers Wan or HunyuanVideo transformer)."""
-        from .conditioning import transformer_dims  # conditioning imports this module at load time
-
-        family, dims = transformer_dims(transformer)
-        return cls(taxonomy, family=family, hidden_dim=hidden_dim, **dims)
+        family = family_of(transformer)
+        return cls(taxonomy, family=family.key, hidden_dim=hidden_dim, **family.tag_sites.dims(transformer))
 
     @property
     def text_dim(self) -> int:

@@ -150,6 +150,11 @@ class HunyuanOps(FamilyOps):
         return out
 
 
+_OPS: dict[str, type[FamilyOps]] = {"wan": WanOps, "hunyuanvideo": HunyuanOps}  # keyed by ModelFamily.key
+
+
 def ops_for(pipe_or_transformer: Any) -> FamilyOps:
-    name = type(getattr(pipe_or_transformer, "transformer", pipe_or_transformer)).__name__
-    return HunyuanOps() if "Hunyuan" in name else WanOps()
+    """The training glue of the model's family (engine/core/families tells the families apart)."""
+    from ..core.families import family_of
+
+    return _OPS[family_of(pipe_or_transformer).key]()

@@ -13,9 +13,10 @@ from __future__ import annotations
 from .apply import (
     HYDRA_MERGE_REFUSAL, AdapterHandle, adapter_kind, apply_adapters, can_merge, check_adapters, check_base,
 )
+from ..families import HUNYUAN_TARGETS, WAN_TARGETS
 from .hydralora import HydraLoRA, HydraLoRALinear, hydralora_parameter_count
 from .inject import (
-    HUNYUAN_TARGETS, WAN_TARGETS, HydraInjection, HydraSpec, default_targets, find_targets, fingerprint,
+    HydraInjection, HydraSpec, default_targets, find_targets, fingerprint,
     inject_hydralora, layer_shapes,
 )
 from .io import AdapterConfig, AdapterFiles, BaseInfo, inspect_adapter, lora_state_dict_diffusers, save_adapter
@@ -33,6 +34,8 @@ def base_info_for(transformer: object, injection: HydraInjection, model_id: str)
     """The `BaseInfo` to save with an adapter trained on `transformer` (registry family of `model_id`)."""
     from .apply import _family_of
 
-    family = _family_of(model_id) or ("HunyuanVideo" if "Hunyuan" in type(transformer).__name__ else "Wan")
+    from ..families import family_of
+
+    family = _family_of(model_id) or family_of(transformer).name
     return BaseInfo(model_id, family, type(transformer).__name__,
                     {k: (v[0], v[1]) for k, v in injection.shapes.items()})

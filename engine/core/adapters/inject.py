@@ -25,28 +25,16 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..families import family_of
 from .hydralora import HydraLoRA
 
-# PTTA puts the adapters in the DiT blocks' linear layers: attention q/k/v/out and the FFN.
-WAN_TARGETS: tuple[str, ...] = (
-    "blocks.*.attn1.to_[qkv]", "blocks.*.attn1.to_out.0",
-    "blocks.*.attn2.to_[qkv]", "blocks.*.attn2.to_out.0",
-    "blocks.*.ffn.net.0.proj", "blocks.*.ffn.net.2",
-)
-HUNYUAN_TARGETS: tuple[str, ...] = (
-    "transformer_blocks.*.attn.to_[qkv]", "transformer_blocks.*.attn.to_out.0",
-    "transformer_blocks.*.attn.add_[qkv]_proj", "transformer_blocks.*.attn.to_add_out",
-    "transformer_blocks.*.ff.net.0.proj", "transformer_blocks.*.ff.net.2",
-    "transformer_blocks.*.ff_context.net.0.proj", "transformer_blocks.*.ff_context.net.2",
-    "single_transformer_blocks.*.attn.to_[qkv]", "single_transformer_blocks.*.proj_mlp",
-    "single_transformer_blocks.*.proj_out",
-)
+
 _CHILD_PREFIX = "animatrix_hydra_"
 
 
 def default_targets(transformer: nn.Module) -> tuple[str, ...]:
-    """The DiT-block linear layers of the transformer's family (Wan unless it is HunyuanVideo)."""
-    return HUNYUAN_TARGETS if "Hunyuan" in type(transformer).__name__ else WAN_TARGETS
+    """The DiT-block linear layers of the transformer's family."""
+    return family_of(transformer).adapter_targets
 
 
 def _base_linear(module: nn.Module) -> nn.Linear | None:

@@ -1,0 +1,120 @@
+"""What a model family is: the facts every part of the studio needs about Wan or HunyuanVideo.
+
+One `ModelFamily` per family (see `wan.py`, `hunyuan.py`) holds its shape rules (VAE compression,
+patch size), the diffusers classes, the linear layers adapters go into, how prompts are encoded,
+and where the PKS tag channel hooks in (`TagSites`). Importing this package needs no torch: the
+tag-site code imports it lazily, so the registry and the CLI stay light.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import EngineError, InvalidRequest
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class TagChannelError(EngineError):
+    """The transformer lacks a module the tag channel hooks into, or does not fit the encoder."""
+
+
+@dataclass
+class Site:
+    """One attention whose output receives the tag segment's contribution."""
+
+    path: str
+    attn: "nn.Module"
+    query_module: "nn.Module"  # its output is the query the base uses (captured, never recomputed)
+    keys: Callable[["torch.Tensor"], "torch.Tensor"]  # context (B, F, W) -> (B, F, H, d), normalised
+    values: Callable[["torch.Tensor"], "torch.Tensor"]  # context -> (B, F, H, d)
+    out_linear: "nn.Module | None"  # W_o, or None where heads go on unprojected (pre_only)
+    heads: int
+
+
+class TagSites:
+    """Where one family's transformer takes the tag channel (docs/conditioning.md explains the paths)."""
+
+    temb_path: str = ""  # module whose output is the timestep embedding feeding every AdaLN
+    context_path: str = ""  # module whose forward sees the text tokens (the tag segment is projected there)
+
+    def dims(self, transformer: "nn.Module") -> dict[str, int]:
+        raise NotImplementedError
+
+    def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
+        raise NotImplementedError
+
+    def sites(self, transformer: "nn.Module") -> list[Site]:
+        raise NotImplementedError
+
+
+def _diffusers_version() -> str:
+    try:
+        import diffusers
+
+        return str(diffusers.__version__)
+    except ImportError:  # pragma: no cover - diffusers is a hard dependency
+        return "not installed"
+
+
+def module_at(root: "nn.Module", path: str) -> Any:
+    """`root.<path>`, or a TagChannelError naming the first missing part and the diffusers version."""
+    from torch import nn
+
+    found: Any = root
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        found = found._modules.get(part) if isinstance(found, nn.Module) else None
+        if not isinstance(found, nn.Module):
+            missing = ".".join(parts[: i + 1])
+            needed = f" (needed: '{path}')" if missing != path else ""
+            raise TagChannelError(
+                f"cannot attach the tag encoder: {type(root).__name__} has no module '{missing}'{needed}. The tag "
+                f"channel hooks the module layout of diffusers 0.42 (installed: diffusers {_diffusers_version()}); "
+                f"a diffusers update may have moved it -- pin diffusers or update engine/core/families/")
+    return found
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One model family. `key` is what files store (tag encoders, adapters); `name` is what people read."""
+
+    key: str
+    name: str
+    pipeline_class: str
+    transformer_class: str
+    frame_stride: int  # frames must be stride*k + 1 (temporal VAE compression)
+    side_multiple: int  # width/height must be multiples of this (spatial compression x patch)
+    adapter_targets: tuple[str, ...]  # fnmatch globs of the DiT linear layers LoRA / HydraLoRA go into
+    encodes_prompt_up_front: bool  # the pipeline takes prompt_embeds (Wan) or needs the prompt text
+    tag_sites: TagSites
+    has_second_expert: bool = False  # Wan2.2 A14B: transformer_2 takes the low-noise steps
+
+    def check_shape(self, num_frames: int, width: int, height: int, max_frames: int, max_side: int) -> None:
+        """The family's shape rules, refused with the rule and the nearest values that work."""
+        if (num_frames - 1) % self.frame_stride:
+            lower = (num_frames - 1) // self.frame_stride * self.frame_stride + 1
+            raise InvalidRequest(
+                "num_frames",
+                f"{self.name} models need {self.frame_stride}k+1 frames (its VAE packs {self.frame_stride} frames "
+                f"into one latent after the first); {num_frames} is not, try {lower} or {lower + self.frame_stride}",
+            )
+        if num_frames > max_frames:
+            raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {num_frames}")
+        for name, value in (("width", width), ("height", height)):
+            if value % self.side_multiple:
+                raise InvalidRequest(
+                    name,
+                    f"{self.name} models need sides that are multiples of {self.side_multiple} pixels; "
+                    f"{value} is not, try {value // self.side_multiple * self.side_multiple or self.side_multiple}",
+                )
+            if value > max_side:
+                raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
+
+    def variant(self, **changes: Any) -> "ModelFamily":
+        """The same family with other shape rules (e.g. Wan2.2-5B's 32-pixel sides)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)

@@ -1,0 +1,65 @@
+"""Wan 2.1 / 2.2 (and the built-in preview): UMT5 text, a 4x temporal / 8x spatial VAE, 2x2 patches."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from .base import ModelFamily, Site, TagSites, module_at
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def split_heads(fn: Callable[["torch.Tensor"], "torch.Tensor"], heads: int) -> Callable[["torch.Tensor"], "torch.Tensor"]:
+    return lambda x: fn(x).unflatten(-1, (heads, -1))
+
+
+def _flat_norm_keys(a: "nn.Module") -> Callable[["torch.Tensor"], "torch.Tensor"]:
+    return lambda x: a.norm_k(a.to_k(x)).unflatten(-1, (a.heads, -1))
+
+
+class WanTagSites(TagSites):
+    """temb: ``condition_embedder.time_embedder``; tags through ``text_embedder``; every ``attn2``."""
+
+    temb_path = "condition_embedder.time_embedder"
+    context_path = "condition_embedder"
+
+    def dims(self, transformer: "nn.Module") -> dict[str, int]:
+        proj = module_at(transformer, "condition_embedder.text_embedder.linear_1")
+        blocks = module_at(transformer, "blocks")
+        attn = module_at(transformer, "blocks.0.attn2")
+        return {"text_dim": proj.in_features,
+                "temb_dim": module_at(transformer, "condition_embedder.time_proj").in_features,
+                "num_sites": len(blocks), "num_heads": attn.heads}
+
+    def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
+        return transformer.condition_embedder.text_embedder(tokens)  # type: ignore[no-any-return]
+
+    def sites(self, transformer: "nn.Module") -> list[Site]:
+        out = []
+        for i in range(len(module_at(transformer, "blocks"))):
+            path = f"blocks.{i}.attn2"
+            a = module_at(transformer, path)
+            for sub in ("to_q", "to_k", "to_v", "norm_q", "norm_k", "to_out.0"):
+                module_at(transformer, f"{path}.{sub}")
+            out.append(Site(path, a, a.norm_q, _flat_norm_keys(a), split_heads(a.to_v, a.heads), a.to_out[0],
+                            a.heads))
+        return out
+
+
+# PTTA puts the adapters in the DiT blocks' linear layers: attention q/k/v/out and the FFN.
+WAN_TARGETS: tuple[str, ...] = (
+    "blocks.*.attn1.to_[qkv]", "blocks.*.attn1.to_out.0",
+    "blocks.*.attn2.to_[qkv]", "blocks.*.attn2.to_out.0",
+    "blocks.*.ffn.net.0.proj", "blocks.*.ffn.net.2",
+)
+
+WAN = ModelFamily(
+    key="wan", name="Wan", pipeline_class="WanPipeline", transformer_class="WanTransformer3DModel",
+    frame_stride=4, side_multiple=16, adapter_targets=WAN_TARGETS, encodes_prompt_up_front=True,
+    tag_sites=WanTagSites(),
+)
+# Wan2.2 TI2V 5B: a 16x spatial VAE, so sides go in steps of 32.
+WAN22_5B = WAN.variant(name="Wan2.2-5B", side_multiple=32)
+# Wan2.2 A14B (AnimeGen): a high-noise expert and a low-noise one (`transformer_2`), both adapted.
+WAN22_A14B = WAN.variant(has_second_expert=True)
