@@ -13,8 +13,8 @@ Nothing is corrected silently: a value the engine refuses comes back as `Invalid
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType, SimpleNamespace
-from typing import Any, Mapping, Sequence, cast
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 from engine.core.errors import InvalidRequest
 from engine.core.pks import TagField, Taxonomy
@@ -195,31 +195,20 @@ def form_to_values(form: FormValues, taxonomy: Taxonomy) -> list[Any]:
 
 # -- FormValues <-> GenerationRequest -------------------------------------------------------------
 def check_model_limits(form: FormValues) -> None:
-    """The chosen model's frame and size rules, checked first so a value past them is refused
-    with that model's limit (e.g. "at most 33 frames"), not only the limit common to all models."""
+    """The chosen model's frame and size rules for a preset's settings (the engine's own check)."""
     spec = model_spec(form.model)
     if spec is None:
         return
     d = spec.defaults
-    shape = {"num_frames": form.num_frames or d.num_frames, "width": form.width or d.width,
-             "height": form.height or d.height}
-    for name, value in shape.items():
+    frames, width, height = form.num_frames or d.num_frames, form.width or d.width, form.height or d.height
+    for name, value in (("num_frames", frames), ("width", width), ("height", height)):
         if value < 1:
             raise InvalidRequest(name, f"must be at least 1, got {value}")
-    # Limits before the 4k+1 rule: "try 9997" is no help when the model stops at 33 frames.
-    frames = shape["num_frames"]
-    if frames > spec.max_frames:
-        raise InvalidRequest("num_frames", f"this model takes at most {spec.max_frames} frames, got {frames}")
-    for name in ("width", "height"):
-        if shape[name] > spec.max_side:
-            raise InvalidRequest(name, f"this model takes at most {spec.max_side} pixels per side, got {shape[name]}")
-    # The family rules only read these three fields; the engine runs the same check again later.
-    spec.check(cast(GenerationRequest, SimpleNamespace(**shape)))
+    spec.family.check_shape(frames, width, height, spec.max_frames, spec.max_side)
 
 
 def request_from_form(form: FormValues) -> GenerationRequest:
-    """The request the form describes; the model's rules and the request's own checks apply."""
-    check_model_limits(form)
+    """The request the form describes (its own type checks apply); the engine checks it against the model."""
     if form.vae_tiling not in VAE_TILING_CHOICES:
         raise InvalidRequest("vae_tiling", f"must be one of {', '.join(VAE_TILING_CHOICES)}, got {form.vae_tiling!r}")
     if not form.random_seed and form.seed is None:

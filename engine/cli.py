@@ -244,6 +244,7 @@ class _ProgressLine:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from .runner import JobRunner
     from .studio import Studio
 
     _check_out_path(args.out)
@@ -252,7 +253,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         request = _request_from_args(args, settings, studio)
         extra = tuple(fmt for fmt, on in (("webp", args.webp), ("gif", args.gif)) if on)
-        record = studio.generate(request, progress=line, source="cli", extra_formats=extra)
+        record = JobRunner(studio).generate(request, progress=line, source="cli", extra_formats=extra)
     finally:
         line.close()
         studio.close()

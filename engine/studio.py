@@ -1,11 +1,14 @@
 """The studio service: generation, export and history kept together.
 
-Both front ends use it: the CLI calls `generate`, the UI's queue calls `submit` then `run_job`.
-A request is fully checked before a row is written, so a refused request leaves no trace; once a
-job exists, it always ends as done (with its files), failed (with the error) or cancelled.
+The job runner (engine/runner.py) calls `submit` then `run_job`. A request is checked once, by
+`Engine.prepare`, before a row is written, so a refused request leaves no trace; the prepared
+request is kept with the job and run as is. Only a job queued by an earlier process (after a
+restart) is prepared again, once, since its files may have changed meanwhile. Once a job exists,
+it always ends as done (with its files), failed (with the error) or cancelled.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -25,22 +28,35 @@ class Studio:
         self.engine = engine or Engine(settings)
         self.db = open_database(settings.database)
         self.history = HistoryService(self.db, settings.media_dir)
+        self._queued: dict[int, PreparedRequest] = {}  # jobs this process queued, as prepared
+        self._queued_lock = threading.Lock()
 
     def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
         """Check the request and queue it; returns the job id. Refused requests write nothing."""
         prepared = self.engine.prepare(request)
-        return self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,
-                                    checkpoint=checkpoint_label(prepared.request))
+        job_id = self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,
+                                      checkpoint=checkpoint_label(prepared.request))
+        with self._queued_lock:
+            self._queued[job_id] = prepared
+        return job_id
+
+    def queued(self, job_id: int) -> PreparedRequest | None:
+        """The prepared request of a job this process queued and has not run yet."""
+        with self._queued_lock:
+            return self._queued.get(job_id)
 
     def run_job(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                 extra_formats: Sequence[str] = ()) -> GenerationRecord:
         """Run a queued job to its end state; re-raises the error after recording it."""
-        record = self.history.get(job_id)
-        try:
-            prepared = self.engine.prepare(record.request)
-        except EngineError as exc:
-            self.history.fail(job_id, str(exc))
-            raise
+        with self._queued_lock:
+            prepared = self._queued.pop(job_id, None)
+        if prepared is None:  # queued by an earlier process: check it again, once
+            record = self.history.get(job_id)
+            try:
+                prepared = self.engine.prepare(record.request)
+            except EngineError as exc:
+                self.history.fail(job_id, str(exc))
+                raise
         self.history.start(job_id)
         try:
             result = self.engine.generate(prepared, progress=progress, cancel=cancel)
@@ -51,12 +67,6 @@ class Studio:
             self.history.fail(job_id, _describe(exc))
             raise
         return self._save(job_id, result, extra_formats)
-
-    def generate(self, request: GenerationRequest, *, progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None, source: str = "cli",
-                 extra_formats: Sequence[str] = ()) -> GenerationRecord:
-        job_id = self.submit(request, source=source)
-        return self.run_job(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats)
 
     def _save(self, job_id: int, result: GenerationResult, extra_formats: Sequence[str]) -> GenerationRecord:
         settings = result.embedded_settings()

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 import pytest
 
 from app import adapters
+from engine.core.registry import REGISTRY
 from app.services.jobs import GPU_LOCK, JobRunner, gpu_function, on_zero_gpu
 from engine.core.errors import GenerationCancelled, InvalidRequest
 from engine.core.pks import load_taxonomy
@@ -138,8 +139,9 @@ def test_form_values_round_trip_and_messages_name_the_form_field() -> None:
     assert adapters.form_from_request(request) == back
     assert adapters.request_from_form(adapters.FormValues(model="preview", narrative="n", random_seed=False,
                                                           seed=-1)).seed is None  # -1 means random
-    with pytest.raises(InvalidRequest) as caught:
-        adapters.request_from_form(adapters.FormValues(model="preview", narrative="n", num_frames=12))
+    twelve = adapters.request_from_form(adapters.FormValues(model="preview", narrative="n", num_frames=12))
+    with pytest.raises(InvalidRequest) as caught:  # the model's rules are the engine's check, shown by the UI
+        REGISTRY["preview"].resolve(twelve, seed=1)
     assert adapters.ui_message(caught.value, tax).startswith("Frames: Wan models need 4k+1 frames")
     assert adapters.field_label("tags.camera.movement", tax) == "Camera · Movement"
     assert adapters.parse_id("#12") == 12 and adapters.parse_id(7) == 7 and adapters.parse_id("x") is None

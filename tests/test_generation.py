@@ -131,6 +131,7 @@ def test_tag_encoder_is_identity_when_fresh_and_steers_when_trained(studio_setti
 
     from engine.core.pks import load_taxonomy
     from engine.core.preview import build_preview_pipeline
+    from engine.runner import JobRunner
     from engine.studio import Studio
     from engine.core.tag_encoder import TagEncoder, save_tag_encoder
 
@@ -157,6 +158,6 @@ def test_tag_encoder_is_identity_when_fresh_and_steers_when_trained(studio_setti
     assert info.value.field == "tag_guidance"
 
     studio = Studio(studio_settings, engine)
-    record = studio.generate(_req(tag_encoder=str(tmp_path / "trained")))
+    record = JobRunner(studio).generate(_req(tag_encoder=str(tmp_path / "trained")))
     assert record.checkpoint == f"tag_encoder:{tmp_path / 'trained'}"
     studio.close()

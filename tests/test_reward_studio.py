@@ -13,6 +13,7 @@ from engine.core.generation import CancelToken
 from engine.rating.scheduling import choose_next
 from engine.core.requests import GenerationRequest
 from engine.reward.best_of_n import best_of_n
+from engine.runner import JobRunner
 from engine.reward.config import RewardConfig
 from engine.reward.history import HistoryScorer
 from engine.reward.leaderboard import reward_leaderboard
@@ -48,11 +49,12 @@ def _score(values: dict[str, float], reward: float = 0.0) -> RewardScore:
 # ------------------------------------------------------------------------------------ best of N
 def test_best_of_n_ranks_and_records_every_candidate(studio_settings, reward_model) -> None:
     studio = EngineStudio(studio_settings)
+    runner = JobRunner(studio)
     try:
         request = GenerationRequest(narrative="a fox leaps over a fence", model="preview", width=32, height=32,
                                     num_frames=5, fps=8, steps=2, seed=11, tags={"camera.movement": "pan"})
         events = []
-        ranked = best_of_n(studio, request, 3, reward_model, progress=events.append)
+        ranked = best_of_n(runner, request, 3, reward_model, progress=events.append)
         assert [c.rank for c in ranked] == [1, 2, 3] and sorted(c.seed for c in ranked) == [11, 12, 13]
         rewards = [c.score.reward for c in ranked]
         assert rewards == sorted(rewards, reverse=True)
@@ -71,12 +73,12 @@ def test_best_of_n_ranks_and_records_every_candidate(studio_settings, reward_mod
         assert ranked[0].history_id not in RewardRepository(studio.db).for_model(reward_model.key)
         # Refusals before anything is generated; a cancel keeps finished candidates.
         with pytest.raises(InvalidRequest, match="n:"):
-            best_of_n(studio, request, 0, reward_model)
+            best_of_n(runner, request, 0, reward_model)
         before = studio.history.list(limit=100).total
         token = CancelToken()
         token.cancel()
         with pytest.raises(GenerationCancelled, match="cancelled at candidate 1"):
-            best_of_n(studio, request, 2, reward_model, cancel=token)
+            best_of_n(runner, request, 2, reward_model, cancel=token)
         assert studio.history.list(limit=100).total == before
     finally:
         studio.close()

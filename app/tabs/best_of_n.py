@@ -1,9 +1,9 @@
 """Best of N, in the Create tab: N candidates of the form's request, ranked by a reward model.
 
-The box sits under Generate. Its button checks the form exactly like Generate (same adapter
-functions, same toasts naming the field, nothing written on a refusal), then runs the engine's
-`best_of_n` under the process-wide GPU lock that the JobRunner uses, so it never overlaps a
-queued job, a background job or "Free memory". Every candidate goes through the studio like any
+The box sits under Generate. Its button reads the form exactly like Generate, then runs the
+engine's `best_of_n` through the studio's one job runner: the N candidates are queued (each
+checked once by the engine; a refusal is a toast naming the field and writes nothing) and run
+one by one under the runner's GPU lock, so they never overlap another job or "Free memory". Every candidate goes through the studio like any
 generation and is kept in the History with its stored reward scores; the box shows them ranked
 (gallery and table: rank, seed, combined reward, one score per production dimension, P(failure)
 and a "possible collapse" note) and the best one plays in the Create tab's player.
@@ -12,9 +12,9 @@ Reward models are the folders in ``<models>/reward`` (`RewardModel.save` writes 
 there the box says how to train one and stays disabled.
 
 Cancel: the Create tab's Cancel button calls `cancel_run`, which sets this browser session's
-token; the candidate being generated stops at its next step (recorded cancelled) and the ones
-finished before stay in the History. The token also watches the running candidate's row, so the
-queue panel's "Remove" (or a cancel written by another process) stops it the same way. On
+token; the candidate being generated stops at its next step (recorded cancelled), the queued ones
+are removed and the ones finished before stay in the History. Each candidate's job token also
+watches its row, so the queue panel's "Remove" (or a cancel written by another process) stops it. On
 ZeroGPU the GPU part runs in another process, so its arguments and results are plain data, and
 there only that row watch (the queue's "Remove") reaches a running Best of N.
 """
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import gradio as gr
 
-from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest, ModelUnavailable
+from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest
 from engine.core.generation import CancelToken
 from engine.core.requests import GenerationRequest
 
@@ -38,12 +38,11 @@ from ..formatting import (best_of_n_caption, best_of_n_details, best_of_n_dimens
                           best_of_n_rows, best_of_n_status, candidate_status, is_preview, reward_found_note,
                           reward_missing_note, settings_markdown)
 from ..services.context import RewardEntry, StudioServices
-from ..services.jobs import GPU_LOCK, estimate_seconds, gpu_function
+from ..services.jobs import estimate_seconds, gpu_function
 from . import queue as queue_panel
 
 if TYPE_CHECKING:
     from engine.reward.types import BestOfNProgress, ScoredClip
-    from engine.storage.history import HistoryService
 
     from .create import CreateTab
 
@@ -76,51 +75,26 @@ class BestOfNPanel:
 
 
 # -- cancelling -----------------------------------------------------------------------------------
-class RunToken(CancelToken):
-    """A session's Best-of-N token; it also stops when the running candidate's row is cancelled."""
-
-    def __init__(self, history: "HistoryService", poll_s: float = 1.0) -> None:
-        super().__init__()
-        self._history = history
-        self._poll_s = poll_s
-        self._checked = time.monotonic()
-        self.job_id: int | None = None  # the candidate being generated (found from its progress)
-
-    @property
-    def cancelled(self) -> bool:
-        if super().cancelled:
-            return True
-        now = time.monotonic()
-        if self.job_id is not None and now - self._checked >= self._poll_s:
-            self._checked = now
-            try:
-                if self._history.get(self.job_id).status == "cancelled":
-                    self.cancel()
-            except EngineError:
-                pass  # an unreadable row is no reason to stop
-        return super().cancelled
-
-
 class RunRegistry:
     """The token of each browser session's Best-of-N run, so that session's Cancel can reach it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tokens: dict[str, RunToken] = {}
+        self._tokens: dict[str, CancelToken] = {}
 
-    def start(self, session: str, token: RunToken) -> None:
+    def start(self, session: str, token: CancelToken) -> None:
         with self._lock:
             if session in self._tokens:
                 raise gr.Error("A Best of N of yours is already running; wait for it or press Cancel.",
                                title="Best of N")
             self._tokens[session] = token
 
-    def finish(self, session: str, token: RunToken) -> None:
+    def finish(self, session: str, token: CancelToken) -> None:
         with self._lock:
             if self._tokens.get(session) is token:
                 del self._tokens[session]
 
-    def get(self, session: str) -> RunToken | None:
+    def get(self, session: str) -> CancelToken | None:
         with self._lock:
             return self._tokens.get(session)
 
@@ -176,28 +150,6 @@ def check_reward(services: StudioServices, name: Any) -> RewardEntry:
     return entry
 
 
-def check_weights(services: StudioServices, request: GenerationRequest) -> None:
-    """Offline, a model without weights cannot run: refuse now, before any row is written."""
-    from engine.core.loading import download_hint, is_available_locally
-    from engine.core.registry import resolve_model
-
-    spec = resolve_model(request.model)
-    if services.settings.offline and not is_available_locally(spec, services.settings):
-        raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "
-                                                   f"{download_hint(spec)}")
-
-
-def _acquire_gpu(token: CancelToken, on_wait: Callable[[], None]) -> bool:
-    """Take the GPU lock (the JobRunner's); False when cancelled while waiting for it."""
-    if GPU_LOCK.acquire(blocking=False):
-        return True
-    on_wait()
-    while not GPU_LOCK.acquire(timeout=0.5):
-        if token.cancelled:
-            return False
-    return True
-
-
 # -- build ------------------------------------------------------------------------------------------
 def build(services: StudioServices) -> BestOfNPanel:
     """The Best of N box; its picker is filled from disk here and again on every page load."""
@@ -245,16 +197,9 @@ def wire(panel: BestOfNPanel, tab: "CreateTab", services: StudioServices,
     def listing() -> list[Any]:
         return reward_listing(services)
 
-    def report_to(progress: gr.Progress, token: RunToken, n: int) -> Callable[["BestOfNProgress"], None]:
-        watched = [0]  # the candidate whose row the token watches
-
+    def report_to(progress: gr.Progress, n: int) -> Callable[["BestOfNProgress"], None]:
         def report(p: "BestOfNProgress") -> None:
             inner = p.inner
-            if p.stage == "generating" and p.candidate != watched[0]:
-                # The GPU lock is ours, so the one running best-of-N row is this candidate's.
-                running = history.list(status="running", source=SOURCE, limit=1).items
-                if running:
-                    token.job_id, watched[0] = running[0].id, p.candidate
             done = p.candidate - 1
             if p.stage == "generating" and inner is not None and inner.stage == "denoising" and inner.total:
                 done += 0.9 * inner.step / inner.total  # the last tenth: decoding, saving, scoring
@@ -268,11 +213,8 @@ def wire(panel: BestOfNPanel, tab: "CreateTab", services: StudioServices,
         from engine.reward.best_of_n import best_of_n  # torch: imported by the first run, not by the page
 
         request = GenerationRequest.from_json(request_json)
-        token = RUNS.get(key) or RunToken(history)  # another process (ZeroGPU): its own token, watching rows
-        if not _acquire_gpu(token, lambda: progress(None, desc=f"Best of {n}: waiting for the GPU…")):
-            gr.Info("Best of N cancelled.")
-            return cancelled_outputs("Best of N cancelled while it waited for the GPU; nothing was generated",
-                                     request.model)
+        # Another process (ZeroGPU) has its own token; each candidate's job token still watches its row.
+        token = RUNS.get(key) or CancelToken()
         started = time.perf_counter()
         try:
             progress(0.0, desc=f"Best of {n}: loading the reward model…")
@@ -281,14 +223,13 @@ def wire(panel: BestOfNPanel, tab: "CreateTab", services: StudioServices,
             except (EngineError, OSError, RuntimeError) as exc:
                 reason = exc.reason if isinstance(exc, InvalidRequest) else str(exc)
                 raise gr.Error(f"Reward model: {reason}", title="Best of N") from None
-            ranked = best_of_n(studio, request, n, model, progress=report_to(progress, token, n), cancel=token)
+            # The job runner queues the N candidates (each checked once) and runs them under its GPU lock.
+            ranked = best_of_n(services.runner, request, n, model, progress=report_to(progress, n), cancel=token)
         except GenerationCancelled as exc:
             gr.Info("Best of N cancelled.")
             return cancelled_outputs(str(exc), request.model)
         except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Best of N failed") from None
-        finally:
-            GPU_LOCK.release()
+            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
         return ranked_outputs(ranked, time.perf_counter() - started)
 
     def duration(request_json: str, n: int, *_: Any, **__: Any) -> int:
@@ -303,13 +244,8 @@ def wire(panel: BestOfNPanel, tab: "CreateTab", services: StudioServices,
         n_raw, reward_name, *values = args
         n = check_count(n_raw)
         entry = check_reward(services, reward_name)
-        request = validate(values)
-        try:
-            studio.prepare(request)  # the engine's own limits (frames, sides), as Generate's submit checks
-            check_weights(services, request)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
-        token = RunToken(history)
+        request = validate(values)  # types only: the engine checks the rest when the candidates are queued
+        token = CancelToken()
         key = getattr(session, "session_hash", None) or f"anonymous-{id(token)}"
         RUNS.start(key, token)
         try:

@@ -455,21 +455,12 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         return fill_values(services, adapters.with_model_defaults(form, form.model))
 
     def validated(values: Sequence[Any]) -> GenerationRequest:
-        """The form as a request, checked (Generate and Best of N): bad input -> a toast naming the field."""
-        form = read(values)
+        """The form as a request (Generate and Best of N): a value of the wrong type -> a toast naming the
+        field. Everything else is checked once, by the engine, when the job is submitted."""
         try:
-            request = adapters.request_from_form(form)
-            for ref in request.adapters:  # the base check, before a model is loaded for nothing
-                why = adapter_misfit(services, ref, request.model)
-                if why is not None:
-                    raise InvalidRequest("adapters.path", why)
-            if request.tag_encoder:  # family and size from its config; the engine checks the taxonomy
-                why = tag_encoder_misfit(services, request.tag_encoder, request.model)
-                if why is not None:
-                    raise InvalidRequest("tag_encoder", why)
+            return adapters.request_from_form(read(values))
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
-        return request
 
     def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
         request = validated(values)
@@ -477,7 +468,8 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             job_id = runner.submit(request)
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
-        seed = history.get(job_id).seed
+        prepared = runner.prepared(job_id)
+        seed = prepared.request.seed if prepared is not None else history.get(job_id).seed
         position = history.queue_positions().get(job_id)
         where = f"position {position} in the queue" if position else "starting"
         return job_id, [*(session_jobs or []), job_id], seed, f"Job #{job_id} queued ({where}, seed {seed})."

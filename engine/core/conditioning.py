@@ -17,6 +17,7 @@ from torch import nn
 
 from .errors import InvalidRequest
 from .families import ModelFamily, TagChannelError, TagSites, family_named, family_of, module_at
+from .families.base import diffusers_version
 from .tag_encoder import (  # noqa: F401 - re-exported: the public API of dual-channel conditioning
     FAMILIES,
     TagEncoder,
@@ -301,7 +302,7 @@ def _track_branch(channel: TagChannel, guidance: _Guidance) -> Iterator[None]:
     original = getattr(t, "cache_context", None)
     if original is None:
         raise TagChannelError(f"{type(t).__name__} has no cache_context(); tag guidance needs the pipeline to "
-                              f"name its cond/uncond calls (diffusers {_diffusers_version()})")
+                              f"name its cond/uncond calls (diffusers {diffusers_version()})")
     had_own = "cache_context" in t.__dict__
 
     @contextmanager

@@ -18,8 +18,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import __version__
-from .errors import GenerationCancelled, OutOfMemory
-from .loading import LoadedModel, ModelManager, locate_weights, weights_size
+from .errors import GenerationCancelled, ModelUnavailable, OutOfMemory
+from .loading import (LoadedModel, ModelManager, download_hint, is_available_locally, locate_weights,
+                      transformer_config, weights_size)
 from .memory import check_combination, lower_profile, plan_memory, resolve_device
 from .registry import ModelSpec, resolve_model
 from .requests import GenerationRequest, MAX_SEED
@@ -133,15 +134,19 @@ class Engine:
         tags = taxonomy.validate_tags(request.tags)
         device = resolve_device(self.settings.device)
         check_combination(request.quantization, request.offload, device)
+        if self.settings.offline and not is_available_locally(spec, self.settings):
+            # Offline, a model without weights cannot run: say so now rather than after queueing.
+            raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "
+                                                       f"{download_hint(spec)}")
         if request.adapters:
             from .adapters import check_adapters
 
-            check_adapters(request.adapters)  # missing or mislabelled files refused before queueing
+            check_adapters(request.adapters, spec)  # missing, mislabelled or misfit files refused before queueing
         if request.tag_encoder is not None:
-            from .tag_encoder import load_tag_encoder
+            from .tag_encoder import check_tag_encoder
 
-            # Small next to the model: loading it is the surest check of taxonomy and family.
-            load_tag_encoder(request.tag_encoder, taxonomy, spec)
+            # Its config only, against the model's config.json where the weights are here: weights load once, later.
+            check_tag_encoder(request.tag_encoder, taxonomy, spec, transformer_config(spec, self.settings))
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = spec.resolve(replace(request, tags=tags), seed)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})

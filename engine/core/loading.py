@@ -80,6 +80,27 @@ def weights_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt"))
 
 
+def transformer_config(spec: ModelSpec, settings: Settings) -> dict[str, Any] | None:
+    """The model's transformer/config.json when its files are on this machine (None otherwise)."""
+    import json
+
+    if spec.is_preview:
+        folder: Path | None = settings.models_dir / "preview"  # not built here: prepare must stay fast
+    else:
+        try:
+            folder = locate_weights(spec, settings, allow_download=False)
+        except ModelUnavailable:
+            folder = None
+    path = folder / "transformer" / "config.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def is_available_locally(spec: ModelSpec, settings: Settings) -> bool:
     try:
         locate_weights(spec, settings, allow_download=False) if not spec.is_preview else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .errors import InvalidRequest
 from .families import HUNYUAN, WAN, WAN22_5B, WAN22_A14B, ModelFamily, family_of
-from .requests import GenerationRequest
+from .requests import MODEL_LIMITS, GenerationRequest
 
 PREVIEW_ID = "preview"
 
@@ -94,6 +94,9 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     )
 }
+
+
+MODEL_LIMITS.update({spec.id: (spec.max_frames, spec.max_side) for spec in REGISTRY.values()})
 
 
 def model_ids() -> tuple[str, ...]:

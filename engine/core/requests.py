@@ -22,11 +22,18 @@ MAX_NARRATIVE_CHARS = 4000
 MAX_SEED = 2**32 - 1
 
 TagValue = tuple[str, ...]
+# (max frames, max side) of each registry model, filled in by engine/core/registry.py: a value past the
+# chosen model's limit is refused with that limit, not only with the range common to every model.
+MODEL_LIMITS: dict[str, tuple[int, int]] = {}
 
 
 def _one_of(field_name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise InvalidRequest(field_name, f"'{value}' is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int_in(field_name: str, value: Any, low: int, high: int, unit: str = "") -> None:
@@ -112,11 +119,17 @@ class GenerationRequest:
         object.__setattr__(self, "tags", normalize_tags(self.tags))
         if self.seed is not None:
             _int_in("seed", self.seed, 0, MAX_SEED)
-        for name in ("width", "height"):
-            if getattr(self, name) is not None:
-                _int_in(name, getattr(self, name), 16, 4096, " pixels")
+        max_frames, max_side = MODEL_LIMITS.get(self.model, (1024, 4096))
+        if _is_int(self.num_frames) and self.num_frames > max_frames:
+            raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {self.num_frames}")
         if self.num_frames is not None:
             _int_in("num_frames", self.num_frames, 1, 1024)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if _is_int(value) and value > max_side:
+                raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
+            if value is not None:
+                _int_in(name, value, 16, 4096, " pixels")
         if self.fps is not None:
             _int_in("fps", self.fps, 1, 60, " frames per second")
         if self.steps is not None:

@@ -341,6 +341,36 @@ def _check_taxonomy(saved: list[dict[str, Any]], saved_version: str, taxonomy: T
         raise TagEncoderMismatch(f"value(s) removed or renamed: {shown} ({where}); only added values can be loaded")
 
 
+def check_tag_encoder(folder: Path | str, taxonomy: Taxonomy, family: Any,
+                      transformer_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Refuse an encoder that cannot drive the model, from its config alone (no weights read).
+
+    Checks the family, the taxonomy and, given the model's transformer config.json, the layer sizes.
+    Returns the encoder's config.
+    """
+    folder = Path(folder).expanduser()
+    try:
+        config = _read_config(folder)
+    except NotFound as exc:
+        raise TagEncoderMismatch(str(exc)) from None
+    want = family_name(family)
+    if config.get("family") != want:
+        raise TagEncoderMismatch(f"this tag encoder was trained for the {config.get('family')!r} family; "
+                                 f"the model is {want!r}")
+    _check_taxonomy(config["fields"], str(config.get("taxonomy_version")), taxonomy)
+    if transformer_config is not None:
+        try:
+            model_dims = family_of(want).tag_sites.dims_from_config(dict(transformer_config))
+        except (KeyError, TypeError, ValueError):
+            model_dims = None  # an unusual config: the channel checks the sizes when it attaches
+        saved = config.get("dims") if isinstance(config.get("dims"), dict) else {}
+        wrong = {k: (saved.get(k), v) for k, v in (model_dims or {}).items() if saved.get(k) != v}
+        if wrong:
+            shown = ", ".join(f"{k} {a} (model: {b})" for k, (a, b) in wrong.items())
+            raise TagEncoderMismatch(f"this tag encoder was built for another {want} model size: {shown}")
+    return config
+
+
 def load_tag_encoder(folder: Path | str, taxonomy: Taxonomy, family: Any) -> TagEncoder:
     """Load a saved encoder for `taxonomy` and base `family` (rules in the module docstring)."""
     from safetensors.torch import load_file

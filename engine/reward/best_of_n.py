@@ -1,15 +1,17 @@
 """Best-of-N: generate N candidates of one request (different seeds), rank them by reward.
 
-Every candidate goes through the studio like any generation (queued, run, saved with its files
-in the history), then it is scored and its score stored, so all N stay findable in the history
+Every candidate goes through the job runner like any generation: all N are queued first (each
+request checked once; a refused request queues nothing), then each runs under the GPU lock, is
+saved with its files in the history, scored and its score stored, so all N stay findable in the history
 with their scores whatever the user keeps. The list that comes back is best first, with the
 per-dimension scores and the failure warnings of each candidate.
 
 Seeds: the request's seed (or a random one) and the next N − 1 integers, so a run can be
 reproduced from its first seed.
 
-Cancelling stops the candidate being generated (recorded as cancelled, like any job) and raises
-`GenerationCancelled`; candidates finished before that stay in the history with their scores.
+Cancelling stops the candidate being generated (recorded as cancelled, like any job), deletes the
+ones still queued and raises `GenerationCancelled`; candidates finished before that stay in the
+history with their scores.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from .types import BestOfNProgress, ScoredClip
 
 if TYPE_CHECKING:
     from ..core.generation import CancelToken
-    from ..studio import Studio
+    from ..runner import JobRunner
 
 __all__ = ["MAX_CANDIDATES", "best_of_n", "candidate_seeds"]
 
@@ -40,7 +42,7 @@ def candidate_seeds(seed: int | None, n: int) -> list[int]:
     return [(start + i) % (MAX_SEED + 1) for i in range(n)]
 
 
-def best_of_n(studio: "Studio", request: GenerationRequest, n: int, reward_model: RewardModel,
+def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_model: RewardModel,
               progress: BestOfNCallback | None = None, cancel: "CancelToken | None" = None, *,
               source: str = "best_of_n") -> list[ScoredClip]:
     """Generate `n` candidates of `request`, score and store them, return them best first."""
@@ -48,19 +50,31 @@ def best_of_n(studio: "Studio", request: GenerationRequest, n: int, reward_model
         raise InvalidRequest("n", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {n!r}")
     if not isinstance(request, GenerationRequest):
         raise InvalidRequest("request", f"must be a GenerationRequest, got {type(request).__name__}")
-    studio.prepare(request)  # refuse a bad request before anything is queued or generated
+    if cancel is not None and cancel.cancelled:  # before anything is queued
+        raise GenerationCancelled(_cancel_message(1, n, []))
+    studio = runner.studio
     report = progress or (lambda _p: None)
     scorer = HistoryScorer(studio.db, studio.settings.media_dir, reward_model)
+    jobs: list[tuple[int, int]] = []  # (job id, seed)
+    try:
+        for seed in candidate_seeds(request.seed, n):
+            jobs.append((runner.submit(replace(request, seed=seed), source=source), seed))
+    except BaseException:
+        _remove_queued(runner, [job for job, _ in jobs])  # all or nothing: no stray candidates
+        raise
     done: list[ScoredClip] = []
-    for i, seed in enumerate(candidate_seeds(request.seed, n), start=1):
-        if cancel is not None and cancel.cancelled:
-            raise GenerationCancelled(_cancel_message(i, n, done))
-        candidate = replace(request, seed=seed)
+    for i, (job_id, seed) in enumerate(jobs, start=1):
         try:
-            record = studio.generate(candidate, source=source, cancel=cancel,
-                                     progress=lambda p, i=i: report(BestOfNProgress(i, n, "generating", p)))
+            if cancel is not None and cancel.cancelled:
+                raise GenerationCancelled("cancelled")
+            record = runner.run_queued(job_id, cancel=cancel,
+                                       progress=lambda p, i=i: report(BestOfNProgress(i, n, "generating", p)))
         except GenerationCancelled:
+            _remove_queued(runner, [job for job, _ in jobs[i - 1:]])
             raise GenerationCancelled(_cancel_message(i, n, done)) from None
+        except BaseException:
+            _remove_queued(runner, [job for job, _ in jobs[i:]])
+            raise
         report(BestOfNProgress(i, n, "scoring"))
         score = scorer.score_record(record)
         video = studio.history.video_path(record)
@@ -68,6 +82,14 @@ def best_of_n(studio: "Studio", request: GenerationRequest, n: int, reward_model
         done.append(ScoredClip(0, record, video, score, seed))
     ranked = sorted(done, key=lambda c: (-c.score.reward, c.seed))
     return [replace(c, rank=r) for r, c in enumerate(ranked, start=1)]
+
+
+def _remove_queued(runner: "JobRunner", job_ids: list[int]) -> None:
+    """Candidates that never started leave no trace (like a run that never reached them)."""
+    for job_id in job_ids:
+        if runner.history.get(job_id).status == "queued":
+            runner.cancel(job_id)  # first out of the queue, so no worker can start it meanwhile
+            runner.history.delete(job_id)
 
 
 def _cancel_message(i: int, n: int, done: list[ScoredClip]) -> str:

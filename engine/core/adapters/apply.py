@@ -17,12 +17,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import InvalidRequest
 from ..requests import AdapterRef
 from .inject import HydraInjection, inject_hydralora, shape_mismatch
 from .io import AdapterConfig, AdapterFiles, inspect_adapter, load_hydralora_weights
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
+    from .io import BaseInfo
 
 _log = logging.getLogger(__name__)
 _names = itertools.count(1)
@@ -94,17 +98,39 @@ def _precheck_community_lora(files: AdapterFiles, transformer: Any, where: str) 
         raise InvalidRequest("adapters.path", f"{where} does not fit this model: {why}")
 
 
-def check_adapters(adapters: Sequence[AdapterRef]) -> tuple[str, ...]:
-    """Without a pipeline: every adapter path exists and is what its `kind` says; returns the kinds.
+def check_adapters(adapters: Sequence[AdapterRef], spec: "ModelSpec | None" = None) -> tuple[str, ...]:
+    """Without a pipeline: every adapter path exists, is what its `kind` says and, when it records its
+    base, was trained on `spec`'s family and model size; returns the kinds.
 
-    For refusing a request before it is queued; the base-model check needs the loaded model and
+    For refusing a request before it is queued; the layer-shape check needs the loaded model and
     happens in `apply_adapters`.
     """
     kinds = []
     for ref in adapters:
         ref = ref if isinstance(ref, AdapterRef) else AdapterRef(**ref)
-        kinds.append(inspect_adapter(ref.path, ref.kind).kind)
+        files = inspect_adapter(ref.path, ref.kind)
+        kinds.append(files.kind)
+        if spec is not None:
+            why = base_misfit(files.config.base if files.config is not None else None, spec)
+            if why is not None:
+                raise InvalidRequest("adapters.path", f"{Path(ref.path).name} does not fit {spec.id}: {why}")
     return tuple(kinds)
+
+
+def base_misfit(base: "BaseInfo | None", spec: "ModelSpec") -> str | None:
+    """Why an adapter trained on `base` cannot go on `spec` (None: it can, as far as its files tell).
+
+    The family must match; the preview model's layers are tiny, so its adapters fit only it and no
+    real checkpoint's adapter fits it. A LoRA made elsewhere records no base: its layer shapes are
+    checked when it loads.
+    """
+    if base is None or not base.family:
+        return "made for real checkpoints, not the preview model" if spec.is_preview else None
+    if base.family != spec.family.name:
+        return f"it was trained on a {base.family} model ('{base.model_id}'); {spec.id} is {spec.family.name}"
+    if (base.model_id == "preview") != spec.is_preview:
+        return f"it was trained on '{base.model_id}', whose layers are another size than {spec.id}'s"
+    return None
 
 
 def _signature(path: Path) -> tuple[int, int]:

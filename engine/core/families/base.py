@@ -43,6 +43,10 @@ class TagSites:
     def dims(self, transformer: "nn.Module") -> dict[str, int]:
         raise NotImplementedError
 
+    def dims_from_config(self, config: dict[str, Any]) -> dict[str, int]:
+        """The same dims from the transformer's config.json (no weights loaded)."""
+        raise NotImplementedError
+
     def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
         raise NotImplementedError
 
@@ -50,7 +54,7 @@ class TagSites:
         raise NotImplementedError
 
 
-def _diffusers_version() -> str:
+def diffusers_version() -> str:
     try:
         import diffusers
 
@@ -72,7 +76,7 @@ def module_at(root: "nn.Module", path: str) -> Any:
             needed = f" (needed: '{path}')" if missing != path else ""
             raise TagChannelError(
                 f"cannot attach the tag encoder: {type(root).__name__} has no module '{missing}'{needed}. The tag "
-                f"channel hooks the module layout of diffusers 0.42 (installed: diffusers {_diffusers_version()}); "
+                f"channel hooks the module layout of diffusers 0.42 (installed: diffusers {diffusers_version()}); "
                 f"a diffusers update may have moved it -- pin diffusers or update engine/core/families/")
     return found
 
@@ -94,6 +98,12 @@ class ModelFamily:
 
     def check_shape(self, num_frames: int, width: int, height: int, max_frames: int, max_side: int) -> None:
         """The family's shape rules, refused with the rule and the nearest values that work."""
+        # Limits before the stride rule: "try 9997" is no help when the model stops at 33 frames.
+        if num_frames > max_frames:
+            raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {num_frames}")
+        for name, value in (("width", width), ("height", height)):
+            if value > max_side:
+                raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
         if (num_frames - 1) % self.frame_stride:
             lower = (num_frames - 1) // self.frame_stride * self.frame_stride + 1
             raise InvalidRequest(
@@ -101,8 +111,6 @@ class ModelFamily:
                 f"{self.name} models need {self.frame_stride}k+1 frames (its VAE packs {self.frame_stride} frames "
                 f"into one latent after the first); {num_frames} is not, try {lower} or {lower + self.frame_stride}",
             )
-        if num_frames > max_frames:
-            raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {num_frames}")
         for name, value in (("width", width), ("height", height)):
             if value % self.side_multiple:
                 raise InvalidRequest(
@@ -110,8 +118,6 @@ class ModelFamily:
                     f"{self.name} models need sides that are multiples of {self.side_multiple} pixels; "
                     f"{value} is not, try {value // self.side_multiple * self.side_multiple or self.side_multiple}",
                 )
-            if value > max_side:
-                raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
 
     def variant(self, **changes: Any) -> "ModelFamily":
         """The same family with other shape rules (e.g. Wan2.2-5B's 32-pixel sides)."""

@@ -1,7 +1,7 @@
 """HunyuanVideo: Llama + CLIP text, dual- and single-stream blocks, distilled guidance."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .base import ModelFamily, Site, TagSites, module_at
 from .wan import split_heads
@@ -35,6 +35,11 @@ class HunyuanTagSites(TagSites):
         sites = len(module_at(transformer, "transformer_blocks")) + len(module_at(transformer, "single_transformer_blocks"))
         return {"text_dim": proj.in_features, "temb_dim": emb.out_features, "num_sites": sites,
                 "num_heads": module_at(transformer, "transformer_blocks.0.attn").heads}
+
+    def dims_from_config(self, config: dict[str, Any]) -> dict[str, int]:
+        heads = int(config["num_attention_heads"])
+        return {"text_dim": int(config["text_embed_dim"]), "temb_dim": heads * int(config["attention_head_dim"]),
+                "num_sites": int(config["num_layers"]) + int(config["num_single_layers"]), "num_heads": heads}
 
     def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
         return transformer.context_embedder.proj_in(tokens)  # type: ignore[no-any-return]

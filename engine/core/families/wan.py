@@ -1,7 +1,7 @@
 """Wan 2.1 / 2.2 (and the built-in preview): UMT5 text, a 4x temporal / 8x spatial VAE, 2x2 patches."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .base import ModelFamily, Site, TagSites, module_at
 
@@ -31,6 +31,11 @@ class WanTagSites(TagSites):
         return {"text_dim": proj.in_features,
                 "temb_dim": module_at(transformer, "condition_embedder.time_proj").in_features,
                 "num_sites": len(blocks), "num_heads": attn.heads}
+
+    def dims_from_config(self, config: dict[str, Any]) -> dict[str, int]:
+        heads = int(config["num_attention_heads"])
+        return {"text_dim": int(config["text_dim"]), "temb_dim": heads * int(config["attention_head_dim"]),
+                "num_sites": int(config["num_layers"]), "num_heads": heads}
 
     def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
         return transformer.condition_embedder.text_embedder(tokens)  # type: ignore[no-any-return]

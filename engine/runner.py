@@ -1,0 +1,292 @@
+"""The one job runner: every generation of this process runs under `GPU_LOCK`, one at a time.
+
+Jobs live in the history database (status `queued` -> `running` -> done/failed/cancelled), so
+the queue survives restarts. Every kind of GPU work goes through here:
+
+* the UI: Generate submits a row (fast, checked once by the engine) and a chained Gradio event
+  calls `JobRunner.run(job_id)`, streaming progress to that browser;
+* synchronous callers (the CLI, Best of N, evaluation runs) call `generate`: queue and run now;
+* the background thread started by `start`: at start-up it resumes the jobs a previous run left
+  queued, and later it picks up *orphans* -- queued jobs whose browser went away before their
+  event ran (a job still queued after `orphan_grace_s` of idle GPU has nobody waiting for it).
+
+Cancel sets the running job's token; the token also polls the row (a cancel recorded by another
+process stops the job too) and the caller's own token. A queued job is removed by marking it
+cancelled; its event then finds it ended and returns without running.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .core.errors import EngineError, GenerationCancelled, InvalidRequest
+from .core.generation import CancelToken, PreparedRequest, ProgressCallback
+from .core.requests import GenerationRequest
+from .storage.history import GenerationRecord, HistoryService
+from .studio import Studio
+
+log = logging.getLogger(__name__)
+
+# Process-wide on purpose: tests and embedders may build several runners, one GPU still fits one job.
+GPU_LOCK = threading.Lock()
+REMOVED_REASON = "removed from the queue by the user"
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One line of the visible queue; `position` is None for the job that is running."""
+
+    job_id: int
+    position: int | None
+    status: str
+    model: str
+    narrative: str
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How `run` ended: `ran` is False when the job had already ended (removed, run elsewhere)."""
+
+    record: GenerationRecord
+    ran: bool
+
+
+class JobCancelToken(CancelToken):
+    """A job's cancel token: set directly, by a cancel written to the job's row (any process), or by
+    the caller's own token (`outer`: a Best of N run, a browser session, an eval run)."""
+
+    def __init__(self, history: HistoryService, job_id: int, poll_s: float = 1.0,
+                 outer: CancelToken | None = None) -> None:
+        super().__init__()
+        self._history = history
+        self._job_id = job_id
+        self._poll_s = poll_s
+        self._outer = outer
+        self._checked = time.monotonic()
+
+    @property
+    def cancelled(self) -> bool:
+        if super().cancelled:
+            return True
+        if self._outer is not None and self._outer.cancelled:
+            self.cancel()
+            return True
+        now = time.monotonic()
+        if now - self._checked >= self._poll_s:
+            self._checked = now
+            try:
+                if self._history.get(self._job_id).status == "cancelled":
+                    self.cancel()
+            except EngineError:
+                pass  # an unreadable row is no reason to stop a generation
+        return super().cancelled
+
+
+class JobRunner:
+    def __init__(self, studio: Studio, *, orphan_grace_s: float = 20.0, poll_s: float = 2.0) -> None:
+        self.studio = studio
+        self.history = studio.history
+        self.orphan_grace_s = orphan_grace_s
+        self.poll_s = poll_s
+        self._state = threading.Lock()  # guards the fields below (not the GPU)
+        self._running: tuple[int, JobCancelToken, int] | None = None  # job id, token, thread id
+        self._waiting = 0
+        self._last_activity = time.monotonic()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._resume: list[int] = []
+
+    # -- submitting -------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
+        """Check the request (once, by the engine) and queue it; refused requests write nothing."""
+        job_id = self.studio.submit(request, source=source)
+        self._touch()
+        return job_id
+
+    def prepared(self, job_id: int) -> PreparedRequest | None:
+        """The checked request of a job queued by this process (None once it ran, or from elsewhere)."""
+        return self.studio.queued(job_id)
+
+    def generate(self, request: GenerationRequest, *, source: str = "cli", progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None, extra_formats: Sequence[str] = ()) -> GenerationRecord:
+        """Queue one clip and run it now, under the GPU lock: the synchronous path (CLI, Best of N, eval).
+
+        Raises the engine's error after recording it; GenerationCancelled when cancelled.
+        """
+        job_id = self.submit(request, source=source)
+        return self.run_queued(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats)
+
+    def run_queued(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                   extra_formats: Sequence[str] = ()) -> GenerationRecord:
+        """`run` for a caller that owns the job: a job that ended elsewhere (removed) counts as cancelled."""
+        outcome = self.run(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats)
+        if not outcome.ran and outcome.record.status != "done":
+            raise GenerationCancelled(outcome.record.error or f"job #{job_id} was {outcome.record.status}")
+        return outcome.record
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self, job_id: int, *, progress: ProgressCallback | None = None,
+            on_wait: Callable[[], None] | None = None, cancel: CancelToken | None = None,
+            extra_formats: Sequence[str] = ()) -> JobOutcome:
+        """Run a queued job under the GPU lock and return its final record.
+
+        Raises the engine's error after recording it (GenerationCancelled when cancelled).
+        A job that is no longer queued is not run: its current record comes back (`ran=False`).
+        """
+        record = self.history.get(job_id)
+        if record.status not in ("queued", "running"):
+            return JobOutcome(record, False)
+        if not self._acquire(job_id, on_wait, cancel):
+            return JobOutcome(self.history.get(job_id), False)
+        try:
+            record = self.history.get(job_id)
+            if record.status != "queued":  # removed while waiting, or run by the background thread
+                return JobOutcome(record, False)
+            token = JobCancelToken(self.history, job_id, outer=cancel)
+            with self._state:
+                self._running = (job_id, token, threading.get_ident())
+            try:
+                record = self.studio.run_job(job_id, progress=progress, cancel=token, extra_formats=extra_formats)
+                return JobOutcome(record, True)
+            except InvalidRequest as exc:
+                # Removed, or started by another studio on the same database, between the check
+                # above and the start: not a failure of this job.
+                current = self.history.get(job_id)
+                if exc.field == "status" and current.status != "queued":
+                    return JobOutcome(current, False)
+                raise
+            finally:
+                with self._state:
+                    self._running = None
+        finally:
+            self._touch()
+            GPU_LOCK.release()
+            self._wake.set()
+
+    def _acquire(self, job_id: int, on_wait: Callable[[], None] | None, cancel: CancelToken | None = None) -> bool:
+        """Wait for the GPU; gives up (False) once the job is removed (or its caller cancels) while it waits."""
+        with self._state:
+            self._waiting += 1
+        try:
+            if GPU_LOCK.acquire(blocking=False):
+                return True
+            if on_wait is not None:
+                on_wait()
+            while not GPU_LOCK.acquire(timeout=0.5):
+                if cancel is not None and cancel.cancelled:
+                    if self.history.get(job_id).status == "queued":
+                        self.history.cancel(job_id, REMOVED_REASON)
+                    return False
+                if self.history.get(job_id).status not in ("queued", "running"):
+                    return False
+            return True
+        finally:
+            with self._state:
+                self._waiting -= 1
+                self._last_activity = time.monotonic()
+
+    def running_job(self) -> int | None:
+        with self._state:
+            return self._running[0] if self._running else None
+
+    @property
+    def busy(self) -> bool:
+        return GPU_LOCK.locked()
+
+    # -- cancelling -------------------------------------------------------------------------------
+    def cancel(self, job_id: int) -> str:
+        """Stop a running job at its next step, or take a queued one out of the queue."""
+        with self._state:
+            running = self._running
+        if running is not None and running[0] == job_id:
+            running[1].cancel()
+            return f"Cancelling job #{job_id}: it stops after the current step."
+        record = self.history.get(job_id)
+        if record.status == "queued":
+            self.history.cancel(job_id, REMOVED_REASON)
+            return f"Removed job #{job_id} from the queue."
+        if record.status == "running":  # run by another process: its token polls the row
+            self.history.cancel(job_id, "cancelled by the user")
+            return f"Cancelling job #{job_id}."
+        return f"Job #{job_id} has already ended ({record.status})."
+
+    # -- the visible queue ------------------------------------------------------------------------
+    def queue(self, limit: int = 100) -> list[QueueRow]:
+        """Running jobs first, then queued ones in the order they will run."""
+        positions = self.history.queue_positions()
+        page = self.history.list(status=("queued", "running"), limit=min(max(limit, 1), 500))
+        rows = [QueueRow(r.id, positions.get(r.id), r.status, r.model, r.narrative) for r in page.items]
+        return sorted(rows, key=lambda r: (r.position is not None, r.position or 0, r.job_id))
+
+    # -- memory -----------------------------------------------------------------------------------
+    def free_memory(self) -> int | None:
+        """Unload the cached pipeline; None (nothing done) while a job holds the GPU."""
+        if not GPU_LOCK.acquire(blocking=False):
+            return None
+        try:
+            return self.studio.free_memory()
+        finally:
+            GPU_LOCK.release()
+
+    # -- the background thread --------------------------------------------------------------------
+    def start(self, *, resume: bool = True) -> None:
+        """Start the thread that resumes jobs left queued by a previous run, then runs orphans."""
+        if self._thread is not None:
+            return
+        self._resume = list(self.history.queue_positions()) if resume else []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="animatrix-gpu-resume", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread (a job it is running is cancelled at its next step)."""
+        self._stop.set()
+        self._wake.set()
+        with self._state:
+            running = self._running
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            if running is not None and running[2] == thread.ident:
+                running[1].cancel()  # only the thread's own job; a browser's job finishes
+            thread.join(timeout)
+
+    def _touch(self) -> None:
+        with self._state:
+            self._last_activity = time.monotonic()
+
+    def _next_background_job(self) -> int | None:
+        while self._resume:
+            job_id = self._resume.pop(0)
+            if self.history.get(job_id).status == "queued":
+                return job_id
+        with self._state:
+            idle_for = time.monotonic() - self._last_activity
+            busy = self._waiting > 0 or self._running is not None
+        if busy or GPU_LOCK.locked() or idle_for < self.orphan_grace_s:
+            return None
+        return next(iter(self.history.queue_positions()), None)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job_id = self._next_background_job()
+            except EngineError as exc:
+                log.warning("could not read the job queue: %s", exc)
+                job_id = None
+            if job_id is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            log.info("running queued job #%s in the background", job_id)
+            try:
+                self.run(job_id)
+            except GenerationCancelled:
+                pass
+            except EngineError as exc:
+                log.warning("queued job #%s failed: %s", job_id, exc)
+            except Exception:  # noqa: BLE001 - the worker must outlive one bad job (it is recorded failed)
+                log.exception("queued job #%s failed", job_id)
