@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offload", choices=OFFLOAD_MODES)
     g.add_argument("--vae-tiling", dest="vae_tiling", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--adapter", action="append", type=_adapter, default=[], metavar="PATH[:STRENGTH]")
+    g.add_argument("--transformer", dest="transformer_file", metavar="FILE",
+                   help="the transformer from one file: a community GGUF (Q8_0 … Q4_K) or a single .safetensors; "
+                        "a path, or a file name in <data dir>/models/gguf/ (the rest comes from --model)")
     g.add_argument("--tag-encoder", dest="tag_encoder", metavar="FOLDER",
                    help="a trained PKS tag encoder: tags also go through cross-attention and AdaLN")
     g.add_argument("--tag-guidance", dest="tag_guidance", type=float, metavar="SCALE",
@@ -191,7 +194,7 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
     overrides = {k: getattr(args, k) for k in ("model", "narrative", "negative_prompt", "seed", "width", "height",
                                                  "num_frames", "fps", "steps", "guidance", "quantization",
                                                  "offload", "vae_tiling", "tag_encoder", "tag_guidance",
-                                                 "tags_in_prompt")}
+                                                 "tags_in_prompt", "transformer_file")}
     base.update({k: v for k, v in overrides.items() if v is not None})
     if args.tag:
         tags: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v]

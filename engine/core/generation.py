@@ -82,6 +82,7 @@ class PreparedRequest:
     compiled_prompt: str
     taxonomy_version: str
     device: str
+    transformer_file: str | None = None  # the request's transformer file, found and checked
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,25 @@ class Engine:
 
             # Its config only, against the model's config.json where the weights are here: weights load once, later.
             check_tag_encoder(request.tag_encoder, taxonomy, spec, transformer_config(spec, self.settings))
+        transformer_file = self._check_transformer_file(request, spec)
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = spec.resolve(replace(request, tags=tags), seed)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})
-        return PreparedRequest(resolved, spec, prompt, taxonomy.version, device)
+        return PreparedRequest(resolved, spec, prompt, taxonomy.version, device, transformer_file)
+
+    def _check_transformer_file(self, request: GenerationRequest, spec: ModelSpec) -> str | None:
+        """A GGUF / .safetensors transformer: found, readable, and shaped like the model's (no weights read)."""
+        if request.transformer_file is None:
+            return None
+        from .errors import InvalidRequest
+        from .single_file import check_transformer_file, find_transformer_file
+
+        if request.quantization != "none":
+            raise InvalidRequest("quantization", "a transformer file brings its own weights (a GGUF is already "
+                                                 "quantized); use quantization none with it")
+        path = find_transformer_file(request.transformer_file, self.settings.models_dir / "gguf")
+        check_transformer_file(path, spec.family, transformer_config(spec, self.settings))
+        return str(path.resolve())
 
     def free_memory(self) -> int:
         self._adapters = None
@@ -181,7 +197,7 @@ class Engine:
         req = prepared.request
         folder = locate_weights(prepared.spec, self.settings)
         plan = plan_memory(req.quantization, req.offload, req.vae_tiling, prepared.device,
-                           weights_size(folder), (req.width or 0) * (req.height or 0))
+                           weights_size(folder), (req.width or 0) * (req.height or 0), prepared.transformer_file)
         return self.models.load(prepared.spec, plan)
 
     def _run(self, prepared: PreparedRequest, loaded: LoadedModel, report: ProgressCallback,

@@ -145,13 +145,28 @@ class ModelManager:
         quant = load_time_quantization(plan)
         if quant is not None:
             kwargs["quantization_config"] = quant
+        single = None
+        if plan.transformer_file is not None:
+            from .single_file import load_transformer_file
+
+            single = load_transformer_file(Path(plan.transformer_file), spec.family, folder, plan.dtype_name)
+            # The folder's transformer is never read. Registered after loading: a component passed to
+            # from_pretrained would be cast to `dtype`, which dequantizes GGUF weights.
+            kwargs["transformer"] = None
         try:
-            return DiffusionPipeline.from_pretrained(folder, **kwargs)
+            pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
+            if single is not None:
+                pipe.register_modules(transformer=single)
+            return pipe
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(
                 spec.id, spec.repo, f"the files in {folder} could not be loaded ({type(exc).__name__}: {exc}). "
                 f"{download_hint(spec)}"
             ) from None
+
+    def current(self) -> LoadedModel | None:
+        """The pipeline loaded now, if any."""
+        return self._current
 
     def loaded(self) -> tuple[str, ...]:
         cur = self._current

@@ -32,6 +32,7 @@ class MemoryPlan:
     quantization: str
     offload: str
     vae_tiling: bool
+    transformer_file: str | None = None  # a GGUF / single .safetensors transformer instead of the folder's
 
     @property
     def cache_key(self) -> tuple[str, str, str, str]:
@@ -98,14 +99,14 @@ def choose_offload(weights_bytes: int, free_bytes: int) -> str:
 
 
 def plan_memory(quantization: str, offload: str, vae_tiling: bool | None, device: str,
-                weights_bytes: int, pixels_per_frame: int) -> MemoryPlan:
+                weights_bytes: int, pixels_per_frame: int, transformer_file: str | None = None) -> MemoryPlan:
     check_combination(quantization, offload, device)
     if offload == "auto":
         offload = choose_offload(weights_bytes, free_vram_bytes()) if device == "cuda" else "none"
     if vae_tiling is None:  # decoding 720p and above is where the VAE's activations dominate
         vae_tiling = device == "cuda" and (offload != "none" or pixels_per_frame >= 1280 * 720)
     dtype_name = "bfloat16" if device == "cuda" else "float32"
-    return MemoryPlan(device, dtype_name, quantization, offload, vae_tiling)
+    return MemoryPlan(device, dtype_name, quantization, offload, vae_tiling, transformer_file)
 
 
 def load_time_quantization(plan: MemoryPlan) -> Any | None:

@@ -106,6 +106,7 @@ class GenerationRequest:
     tag_encoder: str | None = None  # folder of a trained PKS tag encoder (dual-channel conditioning)
     tag_guidance: float | None = None  # separate guidance scale on the tags; None: plain CFG over both
     tags_in_prompt: bool = True  # also write the tags into the text prompt
+    transformer_file: str | None = None  # a GGUF or single .safetensors transformer (path or name in models/gguf)
 
     def __post_init__(self) -> None:
         if not isinstance(self.narrative, str) or not self.narrative.strip():
@@ -150,6 +151,9 @@ class GenerationRequest:
             if self.tag_encoder is None:
                 raise InvalidRequest("tag_guidance", "needs a tag encoder (tag_encoder); without one tags only "
                                                      "reach the model through the text prompt")
+        if self.transformer_file is not None and (not isinstance(self.transformer_file, str)
+                                                  or not self.transformer_file.strip()):
+            raise InvalidRequest("transformer_file", "must name a .gguf or .safetensors file, or be unset")
         if not isinstance(self.tags_in_prompt, bool):
             raise InvalidRequest("tags_in_prompt", f"must be true or false, got {self.tags_in_prompt!r}")
         if not self.tags_in_prompt and self.tag_encoder is None:

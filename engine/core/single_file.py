@@ -1,0 +1,142 @@
+"""A transformer from one file: a community GGUF (Q8_0 … Q4_K) or a single `.safetensors`.
+
+Creators download Wan transformers as single files (the GGUF quantizations published for ComfyUI).
+The rest of the pipeline (VAE, text encoder, scheduler, tokenizer) still comes from the model's
+folder or hub repo. GGUF weights stay quantized in memory: diffusers' own GGUF support
+(`from_single_file` with `GGUFQuantizationConfig`) dequantizes each layer on the fly.
+
+Before anything loads, the file's tensor names and shapes are read (memory-mapped, no weights)
+and compared with the model's architecture from its config.json, so a file of another model or
+size is refused naming the first tensor that does not fit and both shapes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidRequest
+from .families import ModelFamily
+
+SUFFIXES = (".gguf", ".safetensors")
+FIELD = "transformer_file"
+
+
+def find_transformer_file(name: str, gguf_dir: Path) -> Path:
+    """A path given by the user, or a file name under `<data dir>/models/gguf/`."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = gguf_dir / name
+    if path.suffix.lower() not in SUFFIXES:
+        raise InvalidRequest(FIELD, f"{path.name} is neither a .gguf nor a .safetensors file")
+    if not path.is_file():
+        raise InvalidRequest(FIELD, f"{name} does not exist (give a path, or a file name in {gguf_dir})")
+    return path
+
+
+def listed_files(gguf_dir: Path) -> list[Path]:
+    """The transformer files a creator put under `<data dir>/models/gguf/`, by name."""
+    if not gguf_dir.is_dir():
+        return []
+    return sorted(p for p in gguf_dir.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's name and logical shape (torch order), read without loading weights."""
+    try:
+        if path.suffix.lower() == ".gguf":
+            from gguf import GGUFReader
+
+            reader = GGUFReader(str(path), "r")
+            # GGUF lists dimensions innermost first; torch lists them outermost first.
+            return {t.name: tuple(int(d) for d in reversed(list(t.shape))) for t in reader.tensors}
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (OSError, ValueError, KeyError, IndexError, RuntimeError) as exc:
+        kind = "GGUF" if path.suffix.lower() == ".gguf" else "safetensors"
+        raise InvalidRequest(FIELD, f"{path.name} is not a readable {kind} file "
+                                    f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a truncated header
+        raise InvalidRequest(FIELD, f"{path.name} is not a readable file ({type(exc).__name__}: "
+                                    f"{str(exc)[:120]})") from None
+
+
+def _model_shapes(family: ModelFamily, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The architecture's parameter shapes, built on the meta device (no memory for weights)."""
+    import diffusers
+    import torch
+
+    cls = getattr(diffusers, family.transformer_class)
+    clean = {k: v for k, v in config.items() if not k.startswith("_")}
+    with torch.device("meta"):
+        model = cls.from_config(clean)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _to_diffusers_names(family: ModelFamily, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Files in the original (non-diffusers) layout, renamed as diffusers' own converter does."""
+    import torch
+    from diffusers.loaders import single_file_utils as sfu
+
+    convert = {"wan": getattr(sfu, "convert_wan_transformer_to_diffusers", None),
+               "hunyuanvideo": getattr(sfu, "convert_hunyuan_video_transformer_to_diffusers", None)}.get(family.key)
+    if convert is None:
+        return shapes
+    meta = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
+    try:
+        converted = convert(meta)
+    except Exception:  # noqa: BLE001 - a layout the converter does not know: compared as it is
+        return shapes
+    return {k: tuple(v.shape) for k, v in converted.items()}
+
+
+def check_transformer_file(path: Path, family: ModelFamily, config: dict[str, Any] | None) -> None:
+    """Refuse a file whose tensors do not fit the model's transformer, naming the first that does not."""
+    shapes = tensor_shapes(path)
+    if not shapes:
+        raise InvalidRequest(FIELD, f"{path.name} holds no tensors")
+    if config is None:
+        return  # the model's files are not here yet: diffusers checks when it loads
+    want = _model_shapes(family, config)
+    if not set(shapes) & set(want):
+        shapes = _to_diffusers_names(family, shapes)
+    common = [k for k in want if k in shapes]
+    if not common:
+        raise InvalidRequest(FIELD, f"{path.name} does not hold a {family.name} transformer: none of its "
+                                    f"{len(shapes)} tensors has a name the model uses (e.g. '{next(iter(want))}')")
+    for name in want:
+        if name in shapes and shapes[name] != want[name]:
+            raise InvalidRequest(FIELD, f"{path.name} does not fit this model: tensor '{name}' has shape "
+                                        f"{list(shapes[name])}, the model's is {list(want[name])}")
+    missing = [k for k in want if k not in shapes]
+    if missing:
+        raise InvalidRequest(FIELD, f"{path.name} lacks {len(missing)} of the model's tensors, first "
+                                    f"'{missing[0]}' (shape {list(want[missing[0]])})")
+
+
+def load_transformer_file(path: Path, family: ModelFamily, folder: Path, dtype_name: str) -> Any:
+    """The transformer from `path`, its config from the model's folder; GGUF weights stay quantized."""
+    import diffusers
+    import torch
+
+    cls = getattr(diffusers, family.transformer_class)
+    dtype = getattr(torch, dtype_name)
+    kwargs: dict[str, Any] = {"config": str(folder / "transformer"), "torch_dtype": dtype}
+    if path.suffix.lower() == ".gguf":
+        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    try:
+        return cls.from_single_file(str(path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InvalidRequest(FIELD, f"{path.name} could not be loaded ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})") from None
+
+
+def transformer_config_of(folder: Path) -> dict[str, Any] | None:
+    path = folder / "transformer" / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,114 @@
+"""A transformer from one GGUF / .safetensors file, loaded as quantized, checked before anything loads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.cli import main
+from engine.core.errors import InvalidRequest
+from engine.core.generation import Engine
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
+
+gguf = pytest.importorskip("gguf", reason="the gguf package is missing (pip install gguf)")
+
+
+def write_gguf(state: dict, path: Path, quantized: bool = True) -> Path:
+    """A GGUF file as community tools write them: 2-D weights in Q8_0 where rows allow, the rest F32."""
+    from gguf import GGMLQuantizationType, GGUFWriter
+    from gguf.quants import quantize
+
+    writer = GGUFWriter(str(path), arch="wan")
+    for name, tensor in state.items():
+        array = tensor.float().numpy()
+        if quantized and array.ndim == 2 and array.shape[1] % 32 == 0:
+            q = quantize(array, GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, array.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _req(**kw: object) -> GenerationRequest:
+    base: dict[str, object] = dict(narrative="a fox runs", model="preview", width=32, height=32, num_frames=5,
+                                   fps=8, steps=2, seed=5)
+    base.update(kw)
+    return GenerationRequest(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def preview_state():
+    from engine.core.preview import build_preview_pipeline
+
+    return build_preview_pipeline().transformer.state_dict()
+
+
+def test_a_gguf_transformer_generates_the_same_frames_within_quantization_tolerance(
+        studio_settings: Settings, preview_state, tmp_path: Path) -> None:
+    engine = Engine(studio_settings)
+    plain = engine.generate(_req())
+    exact = write_gguf(preview_state, tmp_path / "preview-f32.gguf", quantized=False)
+    same = engine.generate(_req(transformer_file=str(exact))).frames  # F32 in GGUF: the same weights
+    assert np.abs(same.astype(int) - plain.frames.astype(int)).max() <= 1
+    q8 = write_gguf(preview_state, tmp_path / "preview-q8.gguf")
+    frames = engine.generate(_req(transformer_file=str(q8))).frames
+    assert frames.shape == plain.frames.shape
+    diff = np.abs(frames.astype(int) - plain.frames.astype(int))
+    assert diff.mean() < 2.0  # within Q8_0's tolerance
+    loaded = engine.models.current()
+    assert loaded is not None
+    weight = loaded.pipe.transformer.blocks[0].ffn.net[2].weight
+    assert type(weight).__name__ == "GGUFParameter" and weight.dtype == torch.uint8  # kept quantized in memory
+    assert weight.numel() < 24 * 32 * 4 / 3  # Q8_0: 34 bytes per 32 weights
+
+
+def test_a_file_in_the_gguf_folder_is_found_by_name_and_recorded(studio_settings: Settings, preview_state) -> None:
+    folder = studio_settings.models_dir / "gguf"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_gguf(preview_state, folder / "preview-q8.gguf")
+    prepared = Engine(studio_settings).prepare(_req(transformer_file="preview-q8.gguf"))
+    assert prepared.transformer_file == str((folder / "preview-q8.gguf").resolve())
+    assert prepared.request.to_dict()["transformer_file"] == "preview-q8.gguf"  # what history and the mp4 keep
+
+
+def test_files_that_do_not_fit_are_refused_naming_the_file(studio_settings: Settings, preview_state,
+                                                          tmp_path: Path) -> None:
+    engine = Engine(studio_settings)
+    wrong = dict(preview_state)
+    wrong["blocks.0.attn1.to_q.weight"] = wrong["blocks.0.attn1.to_q.weight"][:, :12]
+    cases = {
+        "does not fit this model: tensor 'blocks.0.attn1.to_q.weight' has shape [24, 12], the model's is [24, 24]":
+            write_gguf(wrong, tmp_path / "wrong.gguf", quantized=False),
+        "not a readable GGUF file": tmp_path / "junk.gguf",
+        "does not exist": tmp_path / "missing.gguf",
+        "neither a .gguf nor a .safetensors": tmp_path / "model.bin",
+    }
+    (tmp_path / "junk.gguf").write_bytes(b"not a gguf at all" * 10)
+    (tmp_path / "model.bin").write_bytes(b"x")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(write_gguf(preview_state, tmp_path / "whole.gguf").read_bytes()[:4000])
+    cases["not a readable GGUF file"] = truncated
+    for message, path in cases.items():
+        with pytest.raises(InvalidRequest) as info:
+            engine.prepare(_req(transformer_file=str(path)))
+        assert info.value.field == "transformer_file" and message in str(info.value), str(info.value)
+    with pytest.raises(InvalidRequest, match="quantization none"):
+        engine.prepare(_req(transformer_file=str(tmp_path / "whole.gguf"), quantization="quanto-int8"))
+
+
+def test_cli_generate_with_a_transformer_file(studio_settings: Settings, preview_state, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_gguf(preview_state, tmp_path / "p.gguf")
+    base = ["--data-dir", str(studio_settings.data_dir), "generate", "--model", "preview", "--narrative", "x",
+            "--width", "32", "--height", "32", "--frames", "5", "--steps", "2"]
+    assert main([*base, "--transformer", str(path)]) == 0
+    assert main([*base, "--transformer", str(tmp_path / "nope.gguf")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "transformer_file" in err[0] and "nope.gguf does not exist" in err[0]
