@@ -44,7 +44,7 @@ class LaunchOptions:
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing its usage block, so main() prints one line."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
 
 

@@ -2,18 +2,35 @@
 
 Bad flags exit 2 with one line before anything heavy loads; a studio that cannot open its data
 folder or port exits 1 with one line. See `app.config` for the flags.
+
+Logins (`--auth U:P` or `--auth raters`) go through `build_auth`: one async callable, so the
+scrypt check runs off the event loop, behind `engine.rating.accounts.LOGIN_THROTTLE` (back-off
+per account name, and per client address, which `ClientAddressMiddleware` hands over because
+Gradio only passes the auth callable a name and a password).
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 from .config import PROG, ConfigError, LaunchOptions, parse_options
 
 if TYPE_CHECKING:
     from engine.core.settings import Settings
+    from engine.rating.accounts import LoginThrottle
+
+    from .services.context import StudioServices
+
+log = logging.getLogger(__name__)
+_CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("animatrix_client_address", default=None)
+AuthCallable = Callable[[str, str], Awaitable[bool]]
 
 EXIT_BAD_INPUT = 2
 
@@ -61,9 +78,15 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     except EngineError as exc:
         return _error(str(exc), 1)
     app = build_app(services)
+    auth = build_auth(options, services)
+    extra: dict[str, Any] = {}
+    if auth is not None:
+        from starlette.middleware import Middleware
+
+        extra["app_kwargs"] = {"middleware": [Middleware(ClientAddressMiddleware)]}
     try:
         app.launch(server_name=options.host, server_port=options.port, share=options.share,
-                   auth=options.gradio_auth, auth_message="AniMatrix Studio: please log in.")
+                   auth=auth, auth_message="AniMatrix Studio: please log in.", **extra)
     except OSError as exc:  # e.g. the port is taken
         return _error(str(exc), 1)
     except KeyboardInterrupt:
@@ -71,6 +94,71 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     finally:
         services.close()
     return 0
+
+
+class ClientAddressMiddleware:
+    """ASGI middleware that records the client's address for the auth callable of this request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        client = scope.get("client") if scope.get("type") == "http" else None
+        token = _CLIENT_ADDRESS.set(str(client[0]) if client else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CLIENT_ADDRESS.reset(token)
+
+
+def password_table_check(pairs: Sequence[tuple[str, str]]) -> Callable[[str, str], bool]:
+    """`--auth U:P,...` as a check: digests compared in constant time, unknown names included."""
+    table = {user: hashlib.sha256(password.encode("utf-8")).digest() for user, password in pairs}
+    missing = hashlib.sha256(os.urandom(32)).digest()
+
+    def check(name: str, password: str) -> bool:
+        given = hashlib.sha256(str(password).encode("utf-8", "surrogatepass")).digest()
+        return hmac.compare_digest(given, table.get(name, missing)) and name in table
+
+    return check
+
+
+def throttled_auth(check: Callable[[str, str], bool], *, throttle: LoginThrottle | None = None,
+                   per_address: bool = True) -> AuthCallable:
+    """Gradio's `auth=` callable: `check` behind the login throttle, run in a worker thread."""
+    from engine.rating.accounts import LoginThrottled, guarded_login
+
+    async def auth(username: str, password: str) -> bool:
+        address = _CLIENT_ADDRESS.get() if per_address else None
+        try:
+            return await asyncio.to_thread(guarded_login, check, username, password, address=address,
+                                           throttle=throttle)
+        except LoginThrottled as exc:  # Gradio can only say "Incorrect credentials"; the log says why
+            log.warning("login refused from %s: %s", address or "an unknown address", exc)
+            return False
+
+    return auth
+
+
+def build_auth(options: LaunchOptions, services: StudioServices) -> AuthCallable | None:
+    """The throttled login for `--auth raters` (the accounts table) or `--auth U:P`; None without --auth."""
+    check: Callable[[str, str], bool]
+    if options.auth_raters:
+        rating = services.rating
+        if not rating.repository.list_raters():
+            log.warning("--auth raters, but there are no rater accounts yet: create the first admin with "
+                        "`python -m engine rating rater add NAME --role admin`")
+
+        def check_rater(name: str, password: str) -> bool:
+            return rating.authenticate(name, password) is not None
+
+        check = check_rater
+    elif options.auth:
+        check = password_table_check(options.auth)
+    else:
+        return None
+    # Through a --share tunnel every visitor arrives from the local tunnel client: no useful address.
+    return throttled_auth(check, per_address=not options.share)
 
 
 if __name__ == "__main__":

@@ -279,9 +279,9 @@ def test_file_without_settings_gives_clear_error(tmp_path: Path) -> None:
     assert isinstance(err.value, EngineError)
 
 
-def test_foreign_comment_is_not_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_mp4(make_frames(), FPS, tmp_path / "a.mp4", {"a": 1})
-    monkeypatch.setattr(export, "_read_container_tag", lambda p: '{"made_by": "someone else"}')
+def test_foreign_comment_is_not_settings(tmp_path: Path) -> None:
+    path = tmp_path / "a.mp4"  # a real mp4 whose comment is some other tool's JSON
+    export._encode_mp4(make_frames(), FPS, path, '{"made_by": "someone else"}', export.DEFAULT_CRF)
     with pytest.raises(InvalidRequest, match="no AniMatrix settings"):
         read_embedded_settings(path)
 

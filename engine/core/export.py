@@ -23,51 +23,53 @@ the resolved request; `request_from_file` rebuilds it), ``compiled_prompt``, ``m
 - **GIF**: the comment extension (UTF-8 JSON).
 - **JPEG poster**: nothing (it is a thumbnail; the mp4 beside it holds the settings).
 
-`read_embedded_settings` reads the envelope back from any of mp4/WebP/GIF.
+`read_embedded_settings` reads the envelope back from any of mp4/WebP/GIF; the readers live in
+`engine.core.clip_reading` and are re-exported here, so ``from engine.core.export import ...``
+keeps working for both halves.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 
 from .. import __version__
+from .clip_reading import (
+    ENVELOPE_KEY,
+    FORMAT_VERSION,
+    MAX_EMBEDDED_DEPTH,
+    MAX_READ_EMBEDDED_BYTES,
+    MP4_METADATA_TAG,
+    XMP_NAMESPACE,
+    EmbeddedSettings,
+    VideoInfo,
+    _read_container_tag,
+    json_depth_exceeds,
+    probe_video,
+    read_embedded,
+    read_embedded_settings,
+    read_frames,
+    request_from_file,
+)
 from .errors import InvalidRequest, StorageError
 
-if TYPE_CHECKING:
-    from .requests import GenerationRequest
+__all__ = ["ANIMATED_FORMATS", "DEFAULT_CRF", "ENVELOPE_KEY", "FORMAT_VERSION", "MAX_EMBEDDED_BYTES",
+           "MAX_EMBEDDED_DEPTH", "MAX_FPS", "MAX_READ_EMBEDDED_BYTES", "MP4_METADATA_TAG", "XMP_NAMESPACE",
+           "EmbeddedSettings", "ExportedClip", "VideoInfo", "export_clip", "probe_video", "read_embedded",
+           "read_embedded_settings", "read_frames", "request_from_file", "write_animated", "write_mp4", "write_poster"]
 
-ENVELOPE_KEY = "animatrix"
-FORMAT_VERSION = 1
-MP4_METADATA_TAG = "comment"
-XMP_NAMESPACE = "urn:animatrix:xmp:1"
 ANIMATED_FORMATS: tuple[str, ...] = ("webp", "gif")
 MAX_FPS = 120
 DEFAULT_CRF = 18
 # One argv entry is capped at 128 KiB on Linux; the whole command line at 32 K chars on Windows.
 MAX_EMBEDDED_BYTES = 24_000 if os.name == "nt" else 100_000
-
-_NO_SETTINGS = "holds no AniMatrix settings (was it made by another tool?)"
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video file holds, as its container and first video stream report it."""
-
-    num_frames: int
-    width: int
-    height: int
-    fps: float
-    duration_s: float
-    codec: str
-    pix_fmt: str
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,6 @@ class ExportedClip:
     video: Path
     poster: Path | None
     extras: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True)
-class EmbeddedSettings:
-    """The envelope read back from a file: its format version, the writer's version, the settings."""
-
-    format: int
-    engine_version: str
-    settings: dict[str, Any]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -154,30 +147,16 @@ def _envelope_json(settings: Mapping[str, Any] | None, *, ascii_only: bool = Fal
         text = dump(ascii_only)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest("settings", f"must hold only JSON values (text, numbers, lists, objects): {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("settings", f"are nested too deeply (at most {MAX_EMBEDDED_DEPTH} levels)") from None
+    if json_depth_exceeds(text):  # never write a file the reader would refuse
+        raise InvalidRequest("settings", f"are nested deeper than {MAX_EMBEDDED_DEPTH} levels (envelope included)")
     if not ascii_only:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: only the \u-escaped form is valid UTF-8
             text = dump(True)
     return text
-
-
-def _parse_envelope(text: str | bytes | None, path: Path) -> EmbeddedSettings:
-    if text is None:
-        raise InvalidRequest("file", f"{path} {_NO_SETTINGS}")
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise InvalidRequest("file", f"{path} {_NO_SETTINGS}") from None
-    block = data.get(ENVELOPE_KEY) if isinstance(data, dict) else None
-    if not isinstance(block, dict) or not isinstance(block.get("settings"), dict):
-        raise InvalidRequest("file", f"{path} {_NO_SETTINGS}")
-    version = block.get("format")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise InvalidRequest("file", f"{path} holds AniMatrix settings in format {version!r}; this engine reads up to format {FORMAT_VERSION} (update AniMatrix)")
-    return EmbeddedSettings(format=version, engine_version=str(block.get("engine_version", "")), settings=block["settings"])
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -301,18 +280,7 @@ def _xmp_packet(envelope_ascii: str) -> bytes:
         f"<animatrix:settings>{xml_escape(envelope_ascii)}</animatrix:settings>"
         "</rdf:Description></rdf:RDF></x:xmpmeta>"
         '<?xpacket end="w"?>'
-    ).encode("utf-8")
-
-
-def _settings_from_xmp(xmp: bytes | str | None) -> str | None:
-    if not xmp:
-        return None
-    try:
-        root = ET.fromstring(xmp.encode("utf-8") if isinstance(xmp, str) else xmp)
-    except ET.ParseError:
-        return None
-    node = root.find(f".//{{{XMP_NAMESPACE}}}settings")
-    return node.text if node is not None else None
+    ).encode()
 
 
 def _encode_animated(frames: np.ndarray, fps: int, path: Path, fmt: str, settings: Mapping[str, Any] | None) -> None:
@@ -449,105 +417,3 @@ def export_clip(
         jobs.append((extra_path, job))
     _write_all(jobs)
     return ExportedClip(video=video, poster=poster_path, extras=tuple(extras))
-
-
-# --------------------------------------------------------------------------- readers
-
-
-def _require_file(path: Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidRequest("file", f"{path} does not exist or is not a file")
-    return path
-
-
-def _open_av(path: Path) -> Any:
-    import av
-
-    try:
-        return av.open(str(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("file", f"{path} could not be read as a video ({exc})") from None
-
-
-def _read_container_tag(path: Path) -> str | None:
-    with _open_av(path) as container:
-        return container.metadata.get(MP4_METADATA_TAG)
-
-
-def read_embedded(path: Path) -> EmbeddedSettings:
-    """The whole envelope (format, writer's engine version, settings) from an mp4, WebP or GIF."""
-    path = _require_file(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-    except OSError as exc:
-        raise InvalidRequest("file", f"{path} could not be read ({exc.strerror or exc})") from None
-    if (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[:4] == b"GIF8":
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                raw = _settings_from_xmp(im.info.get("xmp")) if head[:4] == b"RIFF" else im.info.get("comment")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InvalidRequest("file", f"{path} could not be read as an image ({exc})") from None
-        return _parse_envelope(raw, path)
-    return _parse_envelope(_read_container_tag(path), path)
-
-
-def read_embedded_settings(path: Path) -> dict[str, Any]:
-    """The settings dict embedded by the writers, equal to what was passed (JSON round trip)."""
-    return read_embedded(path).settings
-
-
-def request_from_file(path: Path) -> "GenerationRequest":
-    """Rebuild the generation request stored under ``settings["request"]``."""
-    from .requests import GenerationRequest
-
-    settings = read_embedded_settings(path)
-    if "request" not in settings:
-        raise InvalidRequest("file", f"{path} holds AniMatrix settings but no 'request' to rebuild the clip from")
-    return GenerationRequest.from_dict(settings["request"])
-
-
-def probe_video(path: Path) -> VideoInfo:
-    """Frame count, size, rate, duration, codec and pixel format of the first video stream."""
-    path = _require_file(path)
-    with _open_av(path) as container:
-        if not container.streams.video:
-            raise InvalidRequest("file", f"{path} holds no video stream")
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        count = int(stream.frames or 0)
-        if count <= 0:  # containers without a frame index: count packets instead
-            count = sum(1 for packet in container.demux(stream) if packet.size)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
-        else:
-            duration = count / fps if fps else 0.0
-        pix_fmt = ctx.format.name if ctx.format is not None else ""
-        return VideoInfo(count, int(ctx.width), int(ctx.height), fps, duration, str(ctx.name), pix_fmt)
-
-
-def read_frames(path: Path) -> np.ndarray:
-    """Decode every frame of the first video stream to uint8 RGB [F, H, W, 3].
-
-    Colour conversion follows the stream's tagged matrix (BT.709 for files written here).
-    """
-    import av
-
-    path = _require_file(path)
-    with _open_av(path) as container:
-        if not container.streams.video:
-            raise InvalidRequest("file", f"{path} holds no video stream")
-        try:
-            decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-        except av.FFmpegError as exc:
-            raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
-    if not decoded:
-        raise InvalidRequest("file", f"{path} holds no decodable frames")
-    return np.stack(decoded)

@@ -34,7 +34,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import InvalidRequest, NotFound, shown
 from .requests import normalize_tags
@@ -300,7 +301,7 @@ def _unknown(kind: str, given: str, valid: Sequence[str], where: str = "",
     key = re.sub(r"[\s\-]+", "_", given.strip().lower())
     by_label = {v.label.lower(): v.id for v in values}
     for exact in (key, by_label.get(given.strip().lower())):
-        if exact in valid and exact not in guesses:
+        if exact is not None and exact in valid and exact not in guesses:
             guesses.append(exact)
     # A field given without its axis ("movement") matches on the suffix.
     guesses += [v for v in valid if v.endswith("." + key) and v not in guesses]

@@ -27,7 +27,8 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import yaml
 
@@ -187,8 +188,9 @@ class Preset:
         tags = data.get("tags")
         if tags is not None and not isinstance(tags, Mapping):
             raise InvalidRequest("tags", f"must map field ids to value ids, got {type(tags).__name__}")
-        return cls(slug, data["name"], data.get("description"), tags or {}, data.get("narrative"),
-                   data.get("negative_prompt"), data.get("settings"), builtin)
+        raw: dict[str, Any] = {key: data.get(key) for key in FILE_KEYS}  # None stands for "not given"
+        return cls(slug, raw["name"], raw["description"], tags or {}, raw["narrative"],
+                   raw["negative_prompt"], raw["settings"], builtin)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -85,5 +85,7 @@ def load_yaml_text(text: str, what: str, field_name: str) -> Any:
         if isinstance(exc, _Refused):
             raise InvalidRequest(field_name, f"{what}{where}: {problem}") from None
         raise InvalidRequest(field_name, f"{what} is not valid YAML{where}: {problem}") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer with more than 4300 digits
+        raise InvalidRequest(field_name, f"{what} holds a value that cannot be read: {str(exc)[:120]}") from None
     except RecursionError:  # belt and braces: the depth guard above should come first
         raise InvalidRequest(field_name, f"{what} is nested too deeply") from None

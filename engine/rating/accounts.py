@@ -1,25 +1,37 @@
-"""Rater accounts: names, password rules and the password hash (scrypt from hashlib).
+"""Rater accounts: names, password rules, the password hash (scrypt from hashlib) and login throttling.
 
 Each password gets its own random 16-byte salt; the cost parameters (n, r, p) are stored with
-the hash, so raising them later only affects new hashes and old ones still verify (and are
-re-hashed at the next successful login). Comparison is constant-time (`hmac.compare_digest`),
-and an unknown name costs the same scrypt run as a wrong password, so timing does not tell
-which names exist.
+the hash, so raising them later only affects new hashes and old ones still verify (`needs_rehash`
+tells the caller to re-hash at the next successful login). New hashes use N=2**17, r=8, p=1
+(128 MiB, about half a second). Comparison is constant-time (`hmac.compare_digest`), and an
+unknown name costs the same scrypt run as a wrong password, so timing does not tell which names
+exist.
+
+`LoginThrottle` slows password guessing: after a few failures per account name, and more per
+client address, each further try must wait twice as long as the last (up to 15 minutes). It
+keys on the name typed, whether or not such an account exists, and its message is the same for
+both, so a lockout does not reveal which names are real.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
+import threading
+import time
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
-from ..core.errors import InvalidRequest
+from ..core.errors import EngineError, InvalidRequest, shown
 from ..storage.repository.rating import PasswordHash
 
-__all__ = ["KDF_NAME", "MIN_PASSWORD_CHARS", "check_name", "check_password", "hash_password", "verify_password",
-           "verify_nothing"]
+__all__ = ["DEFAULT_N", "DEFAULT_P", "DEFAULT_R", "KDF_NAME", "LOGIN_THROTTLE", "MIN_PASSWORD_CHARS",
+           "LoginThrottle", "LoginThrottled", "check_name", "check_password", "guarded_login", "hash_password",
+           "needs_rehash", "verify_nothing", "verify_password"]
 
 KDF_NAME = "scrypt"
 SALT_BYTES = 16
@@ -27,13 +39,15 @@ DIGEST_BYTES = 32
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 MAX_EXPERIENCE_CHARS = 2000
+DEFAULT_N, DEFAULT_R, DEFAULT_P = 2**17, 8, 1
+_MAX_MAXMEM = 2**31 - 2  # hashlib refuses maxmem >= INT_MAX
 _NAME_RE = re.compile(r"[^\W][\w.@+-]{0,63}")  # a letter/digit first; no spaces or punctuation runs
 
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name.strip()):
         raise InvalidRequest("name", "must be 1-64 letters, digits or . _ @ + - (no spaces), starting with a "
-                                     f"letter or digit; got {name!r}")
+                                     f"letter or digit; got {shown(name)}")
     return name.strip()
 
 
@@ -55,12 +69,22 @@ def check_password(password: object) -> str:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    # maxmem above the 128*n*r*p bytes scrypt needs, so large n is not refused by OpenSSL's default.
-    return hashlib.scrypt(_normalise(password), salt=salt, n=n, r=r, p=p, dklen=DIGEST_BYTES,
-                          maxmem=128 * n * r * (p + 1) + (1 << 20))
+    # OpenSSL needs 128*r*(n + 2 + p) bytes and refuses anything over 32 MiB unless told; N=2**17
+    # needs 128 MiB. hashlib caps maxmem below 2 GiB, so costs beyond that are refused here.
+    need = 128 * r * (n + 2 + p) + (1 << 20)
+    if need > _MAX_MAXMEM:
+        raise InvalidRequest("kdf_n", f"scrypt n={n}, r={r}, p={p} needs {need >> 20} MiB; at most "
+                                      f"{_MAX_MAXMEM >> 20} MiB is allowed (lower kdf_n or kdf_r)")
+    return hashlib.scrypt(_normalise(password), salt=salt, n=n, r=r, p=p, dklen=DIGEST_BYTES, maxmem=need)
 
 
-def hash_password(password: str, *, n: int = 2**14, r: int = 8, p: int = 1) -> PasswordHash:
+def needs_rehash(stored: PasswordHash, *, n: int = DEFAULT_N, r: int = DEFAULT_R, p: int = DEFAULT_P) -> bool:
+    """Whether a hash that just verified was made with other costs than (n, r, p) and should be
+    replaced by a fresh `hash_password` while the plain password is at hand."""
+    return stored.kdf != KDF_NAME or (stored.n, stored.r, stored.p) != (n, r, p)
+
+
+def hash_password(password: str, *, n: int = DEFAULT_N, r: int = DEFAULT_R, p: int = DEFAULT_P) -> PasswordHash:
     """A new salted hash of a password that passed `check_password`."""
     salt = os.urandom(SALT_BYTES)
     return PasswordHash(KDF_NAME, n, r, p, salt, _scrypt(password, salt, n, r, p))
@@ -82,3 +106,116 @@ def verify_nothing(password: str, *, n: int, r: int, p: int) -> bool:
     """Spend the time a real check would take (for unknown names); always False."""
     verify_password(password if isinstance(password, str) else "", _dummy(n, r, p))
     return False
+
+
+# -- login throttling -----------------------------------------------------------------------------
+class LoginThrottled(EngineError):
+    """A sign-in refused without checking the password, because of recent failures."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        # The same words for every name: a lockout must not tell whether the account exists.
+        super().__init__(f"too many failed sign-ins; try again in {math.ceil(retry_after_s)} s")
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    blocked_until: float = 0.0
+    last_failure: float = 0.0
+
+
+class LoginThrottle:
+    """Exponential back-off per account name and per client address.
+
+    The first `free_failures` failures of a name (`address_free_failures` of an address, which
+    may be shared by a whole office or proxy) cost nothing; each one after that blocks the key
+    for `base_delay_s`, then twice that, and so on up to `max_delay_s`. A success clears the
+    name's record only, so an attacker's own account cannot wash an address clean. Records are
+    forgotten `forget_after_s` after their last failure, and at most `max_tracked` are kept
+    (oldest dropped first), so random names cannot fill the memory. `clock` is injectable so
+    tests need not sleep. Thread-safe.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, free_failures: int = 3,
+                 address_free_failures: int = 20, base_delay_s: float = 1.0, max_delay_s: float = 900.0,
+                 forget_after_s: float = 3600.0, max_tracked: int = 10_000) -> None:
+        self._clock = clock
+        self._free = {"account": free_failures, "address": address_free_failures}
+        self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
+        self.forget_after_s, self.max_tracked = forget_after_s, max_tracked
+        self._records: dict[tuple[str, str], _Record] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(account: str, address: str | None) -> list[tuple[str, str]]:
+        name = account.strip().casefold()[:128] if isinstance(account, str) else ""
+        keys = [("account", name)]
+        if address:
+            keys.append(("address", str(address)[:64]))
+        return keys
+
+    def _live(self, key: tuple[str, str], now: float) -> _Record | None:
+        record = self._records.get(key)
+        if record is not None and now - record.last_failure > self.forget_after_s and now >= record.blocked_until:
+            del self._records[key]
+            return None
+        return record
+
+    def retry_after(self, account: str, address: str | None = None) -> float:
+        """Seconds until this name (from this address) may try again; 0.0 when it may now."""
+        with self._lock:
+            now = self._clock()
+            waits = [r.blocked_until - now for k in self._keys(account, address) if (r := self._live(k, now))]
+            return max([0.0, *waits])
+
+    def failed(self, account: str, address: str | None = None) -> float:
+        """Record a failed sign-in; returns the back-off it starts (0.0 while failures are free)."""
+        with self._lock:
+            now = self._clock()
+            longest = 0.0
+            for key in self._keys(account, address):
+                record = self._live(key, now) or self._records.setdefault(key, _Record())
+                record.failures += 1
+                record.last_failure = now
+                over = record.failures - self._free[key[0]]
+                if over > 0:
+                    delay = min(self.base_delay_s * 2.0 ** min(over - 1, 60), self.max_delay_s)
+                    record.blocked_until = max(record.blocked_until, now + delay)
+                    longest = max(longest, delay)
+            if len(self._records) > self.max_tracked:
+                self._prune(now)
+            return longest
+
+    def succeeded(self, account: str, address: str | None = None) -> None:
+        """A correct password: the name starts afresh (the address keeps its count)."""
+        with self._lock:
+            self._records.pop(self._keys(account, None)[0], None)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k in self._records if self._live(k, now) is None]:
+            self._records.pop(key, None)
+        excess = len(self._records) - int(self.max_tracked * 0.9)
+        if excess > 0:
+            oldest = sorted(self._records, key=lambda k: self._records[k].last_failure)[:excess]
+            for key in oldest:
+                del self._records[key]
+
+
+LOGIN_THROTTLE = LoginThrottle()  # one per process, shared by every sign-in form so they cannot be alternated
+
+
+def guarded_login(check: Callable[[str, str], bool], name: str, password: str, *, address: str | None = None,
+                  throttle: LoginThrottle | None = None) -> bool:
+    """Run `check(name, password)` behind the throttle: raises LoginThrottled (without calling
+    `check`, so no scrypt is spent) while the name or the address must wait; records the result."""
+    throttle = LOGIN_THROTTLE if throttle is None else throttle
+    wait = throttle.retry_after(name, address)
+    if wait > 0:
+        raise LoginThrottled(wait)
+    ok = bool(check(name, password))
+    if ok:
+        throttle.succeeded(name, address)
+    else:
+        throttle.failed(name, address)
+    return ok
