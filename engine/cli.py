@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the models and whether their weights are here")
     m.add_argument("--json", action="store_true")
+    qz = sub.add_parser("quantize", help="write a model's quantized cache once (later loads skip full precision)")
+    qz.add_argument("model")
+    qz.add_argument("--quantization", required=True, choices=("quanto-int8", "quanto-int4", "quanto-fp8"))
     d = sub.add_parser("download", help="download a model's weights into the hub cache")
     d.add_argument("model")
 
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
         handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
-                   "download": _download, "curate": _curate, "rating": _rating,
+                   "download": _download, "quantize": _quantize, "curate": _curate, "rating": _rating,
                    "train": _train, "reward": _reward}[args.command]
         return handler(args, settings)
     except GenerationCancelled as exc:
@@ -351,6 +354,26 @@ def _download(args: argparse.Namespace, settings: Settings) -> int:
     spec = resolve_model(args.model)
     folder = locate_weights(spec, settings, allow_download=True)
     print(f"{spec.id} is in {folder}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace, settings: Settings) -> int:
+    from .core import quantized_cache as qc
+    from .core.loading import ModelManager, locate_weights
+    from .core.memory import check_combination, plan_memory, resolve_device
+    from .core.registry import resolve_model
+
+    spec = resolve_model(args.model)
+    device = resolve_device(settings.device)
+    check_combination(args.quantization, "none", device)
+    folder = locate_weights(spec, settings)
+    # Offload "model" keeps everything off the GPU until used: the cache is written from the CPU copy.
+    plan = plan_memory(args.quantization, "model" if device == "cuda" else "none", None, device, 0, 0)
+    loaded = ModelManager(settings).load(spec, plan)
+    root = qc.cache_root(settings.models_dir, spec.id, args.quantization)
+    sizes = {p.parent.name: p.stat().st_size for p in root.glob("*/weights.safetensors")}
+    shown = ", ".join(f"{name} {size / 2**30:.2f} GiB" for name, size in sorted(sizes.items()))
+    print(f"{spec.id} {args.quantization}: {shown or 'nothing to cache'} in {root} ({loaded.load_seconds:.1f} s)")
     return 0
 
 

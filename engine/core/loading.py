@@ -8,19 +8,21 @@ kept at a time: a consumer GPU rarely holds two video models.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelUnavailable
-from .memory import MemoryPlan, apply_after_load, load_time_quantization
+from .errors import EngineError, ModelUnavailable
+from .memory import MemoryPlan, load_time_quantization, place, quantize_components
 from .preview import ensure_preview_model
 from .registry import ModelSpec
 from .settings import Settings
 
 
+log = logging.getLogger(__name__)
 _QUIET_LOGGERS = ("torch.utils._pytree", "torchao", "torchao.kernel.intmm", "diffusers", "transformers")
 
 
@@ -131,20 +133,69 @@ class ModelManager:
                 self._quieted = True
             folder = locate_weights(spec, self._settings)
             started = time.perf_counter()
-            pipe = self._from_pretrained(spec, folder, plan)
-            apply_after_load(pipe, plan)
+            cached = self._from_cache(spec, folder, plan)
+            pipe = self._from_pretrained(spec, folder, plan, cached)
+            fresh = quantize_components(pipe, plan, tuple(cached))
+            self._write_cache(spec, folder, plan, pipe, fresh)
+            place(pipe, plan)
             pipe.set_progress_bar_config(disable=True)
             self._current = LoadedModel(spec, plan, pipe, time.perf_counter() - started)
             return self._current
 
-    def _from_pretrained(self, spec: ModelSpec, folder: Path, plan: MemoryPlan) -> Any:
+    def _from_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan) -> dict[str, Any]:
+        """Components the quantized cache holds for this model and mode (engine/core/quantized_cache.py)."""
+        from . import quantized_cache as qc
+
+        if plan.quantization not in qc.CACHEABLE_MODES or plan.transformer_file is not None:
+            return {}
         import torch
+
+        out: dict[str, Any] = {}
+        root = qc.cache_root(self._settings.models_dir, spec.id, plan.quantization)
+        for name in qc.COMPONENTS:
+            if not (folder / name).is_dir():
+                continue
+            entry = root / name
+            if not entry.exists():
+                continue
+            if not qc.is_valid(entry, qc.source_key(folder, name, plan.quantization, plan.dtype_name)):
+                log.warning("the quantized cache %s is stale or damaged; it will be rebuilt", entry)
+                continue
+            try:
+                out[name] = qc.load(entry, folder, name, spec.family.transformer_class,
+                                    getattr(torch, plan.dtype_name))
+            except (EngineError, OSError, RuntimeError, ValueError, KeyError) as exc:
+                log.warning("the quantized cache %s could not be used (%s); it will be rebuilt", entry, exc)
+        return out
+
+    def _write_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan, pipe: Any,
+                     components: tuple[str, ...]) -> None:
+        """After a first load in a quanto mode: keep the quantized components for the next loads."""
+        from . import quantized_cache as qc
+
+        if plan.quantization not in qc.CACHEABLE_MODES or plan.transformer_file is not None:
+            return
+        root = qc.cache_root(self._settings.models_dir, spec.id, plan.quantization)
+        for name in components:
+            if (folder / name).is_dir():
+                try:
+                    qc.write(root / name, getattr(pipe, name),
+                             qc.source_key(folder, name, plan.quantization, plan.dtype_name))
+                except OSError as exc:  # a full or read-only disk costs the next load time, not this one
+                    log.warning("could not write the quantized cache %s: %s", root / name, exc)
+
+    def _from_pretrained(self, spec: ModelSpec, folder: Path, plan: MemoryPlan,
+                         cached: dict[str, Any] | None = None) -> Any:
+        import torch
+        import diffusers
         from diffusers import DiffusionPipeline
 
         kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.dtype_name)}
         quant = load_time_quantization(plan)
         if quant is not None:
             kwargs["quantization_config"] = quant
+        for name in cached or {}:
+            kwargs[name] = None  # loaded from the quantized cache: the folder's weights are never read
         single = None
         if plan.transformer_file is not None:
             from .single_file import load_transformer_file
@@ -154,9 +205,14 @@ class ModelManager:
             # from_pretrained would be cast to `dtype`, which dequantizes GGUF weights.
             kwargs["transformer"] = None
         try:
-            pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
+            # The family's own pipeline class: DiffusionPipeline.from_pretrained reads the optional-component
+            # list of the base class, so a `transformer=None` given to it would still load the folder's one.
+            pipeline_class = getattr(diffusers, spec.family.pipeline_class, DiffusionPipeline)
+            pipe = pipeline_class.from_pretrained(folder, **kwargs)
             if single is not None:
                 pipe.register_modules(transformer=single)
+            if cached:
+                pipe.register_modules(**cached)
             return pipe
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(

@@ -124,19 +124,32 @@ def load_time_quantization(plan: MemoryPlan) -> Any | None:
     )
 
 
-def apply_after_load(pipe: Any, plan: MemoryPlan) -> None:
-    """Quantize (quanto, layerwise fp8), then place the pipeline according to the offload mode."""
+def apply_after_load(pipe: Any, plan: MemoryPlan, already_quantized: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Quantize (quanto, layerwise fp8), then place the pipeline according to the offload mode.
+
+    Components in `already_quantized` (loaded from the quantized cache) are left as they are;
+    returns the components quantized here with quanto (what the cache may store).
+    """
+    quantized = quantize_components(pipe, plan, already_quantized)
+    place(pipe, plan)
+    return quantized
+
+
+def quantize_components(pipe: Any, plan: MemoryPlan, already_quantized: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The quantization that happens after loading; returns the components quanto quantized."""
     import torch
 
+    done: list[str] = []
     if plan.quantization.startswith("quanto"):
         from optimum.quanto import freeze, qfloat8, qint4, qint8, quantize
 
         weights = {"quanto-int8": qint8, "quanto-int4": qint4, "quanto-fp8": qfloat8}[plan.quantization]
         for name in QUANTIZED_COMPONENTS:
             module = getattr(pipe, name, None)
-            if module is not None:
+            if module is not None and name not in already_quantized:
                 quantize(module, weights=weights)
                 freeze(module)
+                done.append(name)
     elif plan.quantization == "fp8-layerwise":
         from diffusers.hooks import apply_layerwise_casting
 
@@ -148,6 +161,12 @@ def apply_after_load(pipe: Any, plan: MemoryPlan) -> None:
                 pipe.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute,
                 skip_modules_pattern=("shared", "norm", "relative_attention_bias", "wo"),
             )
+    return tuple(done)
+
+
+def place(pipe: Any, plan: MemoryPlan) -> None:
+    """Put the pipeline where the offload mode says: on the device, or streamed to it."""
+    import torch
 
     if plan.offload == "model":
         pipe.enable_model_cpu_offload()

@@ -106,6 +106,12 @@ def test_files_that_do_not_fit_are_refused_naming_the_file(studio_settings: Sett
 def test_cli_generate_with_a_transformer_file(studio_settings: Settings, preview_state, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     path = write_gguf(preview_state, tmp_path / "p.gguf")
+    # The folder's own transformer weights are never read when a file replaces them: garbage there is fine.
+    import os
+
+    for weights in (studio_settings.models_dir / "preview" / "transformer").glob("*.safetensors"):
+        st = weights.stat()
+        weights.write_bytes(os.urandom(st.st_size))
     base = ["--data-dir", str(studio_settings.data_dir), "generate", "--model", "preview", "--narrative", "x",
             "--width", "32", "--height", "32", "--frames", "5", "--steps", "2"]
     assert main([*base, "--transformer", str(path)]) == 0

@@ -1,0 +1,179 @@
+"""The quantized cache: quantized weights written once, loaded back without the full-precision model.
+
+The first load in a quanto mode quantizes as before (full-precision weights, then optimum-quanto) and
+writes each quantized component (transformer, text encoder) under
+``<data dir>/models/quantized/<model>/<mode>/<component>/``: a safetensors file of the packed weights
+and scales, quanto's quantization map, and a key. Later loads build the component with empty
+(meta-device) weights, quantize that empty model (only module types change), then stream the tensors
+from disk into place one block at a time, so the full-precision model is never built.
+
+The key names what the cache was made from: the source files (name, size, mtime), the dtype, and
+the torch / diffusers / transformers / quanto versions. A stale key, a missing or truncated file, a
+checksum that differs or a tensor that does not fit is detected and the cache rebuilt, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CACHEABLE_MODES = ("quanto-int8", "quanto-int4", "quanto-fp8")
+COMPONENTS = ("transformer", "text_encoder")
+_WEIGHTS, _QMAP, _KEY = "weights.safetensors", "quantization_map.json", "cache.json"
+
+
+def cache_root(models_dir: Path, model_id: str, mode: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model_id)
+    return models_dir / "quantized" / safe / mode
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "diffusers", "transformers", "optimum-quanto"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def source_key(folder: Path, component: str, mode: str, dtype_name: str) -> str:
+    """What a cache entry is made from; any change (new weights, another library version) changes it."""
+    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in (folder / component).rglob("*") if p.is_file())
+    data = {"format": FORMAT_VERSION, "component": component, "mode": mode, "dtype": dtype_name,
+            "files": files, "versions": _versions()}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _checksum(path: Path) -> str:
+    import xxhash  # a fast non-cryptographic hash: the cache guards against damage, not attacks
+
+    h = xxhash.xxh3_64()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_valid(entry: Path, key: str) -> bool:
+    """The entry exists, was made from these sources, and its weights file is whole."""
+    try:
+        meta = json.loads((entry / _KEY).read_text(encoding="utf-8"))
+        weights = entry / _WEIGHTS
+        return (meta.get("key") == key and weights.stat().st_size == meta.get("size")
+                and _checksum(weights) == meta.get("checksum") and (entry / _QMAP).is_file())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write(entry: Path, module: Any, key: str) -> None:
+    """Write a quantized (frozen) module's weights, map and key; atomically, so a crash leaves no entry."""
+    from optimum.quanto import quantization_map
+    from safetensors.torch import save_file
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+    try:
+        state: dict[str, Any] = {}
+        aliases: dict[str, str] = {}  # tied weights (a text encoder's shared embedding) are stored once
+        owner: dict[tuple[int, tuple[int, ...]], str] = {}
+        for k, v in module.state_dict().items():
+            ident = (v.data_ptr(), tuple(v.shape))
+            if ident in owner and v.numel():
+                aliases[k] = owner[ident]
+                continue
+            owner[ident] = k
+            state[k] = v.contiguous()
+        save_file(state, str(staging / _WEIGHTS))
+        (staging / _QMAP).write_text(json.dumps(quantization_map(module)), encoding="utf-8")
+        meta = {"key": key, "size": (staging / _WEIGHTS).stat().st_size, "checksum": _checksum(staging / _WEIGHTS),
+                "class": type(module).__name__, "aliases": aliases}
+        (staging / _KEY).write_text(json.dumps(meta), encoding="utf-8")
+        if entry.exists():
+            shutil.rmtree(entry)
+        staging.rename(entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _empty_component(folder: Path, component: str, family_class: str, dtype: Any) -> Any:
+    """The component with its weights on the meta device (buffers real): no memory for weights."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        if component == "transformer":
+            import diffusers
+
+            cls = getattr(diffusers, family_class)
+            config = cls.load_config(str(folder / component))
+            module = cls.from_config(config)
+        else:
+            import transformers
+
+            config = transformers.AutoConfig.from_pretrained(str(folder / component))
+            cls = getattr(transformers, (config.architectures or ["UMT5EncoderModel"])[0])
+            module = cls._from_config(config)  # as from_pretrained builds it (attention implementation)
+    return module.to(dtype=dtype) if dtype is not None else module
+
+
+def load(entry: Path, folder: Path, component: str, family_class: str, dtype: Any) -> Any:
+    """Build the component empty, quantize it empty, stream the cached tensors in; raises on a misfit."""
+    import torch
+    from optimum.quanto import QModuleMixin, QTensor, qfloat8, qint4, qint8, quantize
+    from safetensors import safe_open
+
+    qmap = json.loads((entry / _QMAP).read_text(encoding="utf-8"))
+    aliases = json.loads((entry / _KEY).read_text(encoding="utf-8")).get("aliases", {})
+    weights_of = {"qint8": qint8, "qint4": qint4, "qfloat8": qfloat8, "qfloat8_e4m3fn": qfloat8}
+    kinds = {v.get("weights") for v in qmap.values()}
+    if len(kinds) != 1 or next(iter(kinds)) not in weights_of:
+        raise InvalidRequest("quantization", f"{entry} holds an unknown quantization map ({sorted(map(str, kinds))})")
+    module = _empty_component(folder, component, family_class, dtype)
+    quantize(module, weights=weights_of[next(iter(kinds))])  # module types only; the cache brings the values
+    for sub in module.modules():  # real, uninitialised storage (pages untouched until the tensors land)
+        for name, tensor in list(sub.named_parameters(recurse=False)):
+            if tensor.device.type == "meta":
+                setattr(sub, name, torch.nn.Parameter(torch.empty_like(tensor, device="cpu"), requires_grad=False))
+        for name, tensor in list(sub.named_buffers(recurse=False)):
+            if tensor.device.type == "meta":
+                sub.register_buffer(name, torch.empty_like(tensor, device="cpu"))
+    quantized = {name: sub for name, sub in module.named_modules() if isinstance(sub, QModuleMixin)}
+    expected = set(module.state_dict()) - {f"{name}.weight" for name in quantized}
+    seen: set[str] = set()
+    with safe_open(str(entry / _WEIGHTS), framework="pt") as f:
+        keys = list(f.keys())
+        groups: dict[str, list[str]] = {}
+        for k in keys:  # one top-level block at a time: the extra memory is one block's tensors
+            parts = k.split(".")
+            groups.setdefault(".".join(parts[:2]) if parts[0] in ("blocks", "block", "encoder") else parts[0],
+                              []).append(k)
+        for names in groups.values():
+            chunk = {k: f.get_tensor(k) for k in names}
+            result = module.load_state_dict(chunk, strict=False)
+            if result.unexpected_keys:
+                raise InvalidRequest("quantization", f"{entry} does not fit this model: unexpected tensor "
+                                                     f"'{result.unexpected_keys[0]}'")
+            seen.update(chunk)
+    for alias, target in aliases.items():  # tied weights: the same parameter again, as when saved
+        if target in seen:
+            owner_path, _, name = target.rpartition(".")
+            alias_path, _, alias_name = alias.rpartition(".")
+            setattr(module.get_submodule(alias_path), alias_name, getattr(module.get_submodule(owner_path), name))
+            seen.add(alias)
+    missing = sorted(expected - seen) + sorted(f"{n}.weight" for n, sub in quantized.items()
+                                               if not isinstance(sub.weight, QTensor))
+    if missing:
+        raise InvalidRequest("quantization", f"{entry} lacks the model's tensor '{missing[0]}'")
+    return module.eval()

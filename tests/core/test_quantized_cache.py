@@ -1,0 +1,91 @@
+"""The quantized cache: written by the first quanto load, loaded back without reading the full weights."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.core import quantized_cache as qc
+from engine.core.generation import Engine
+from engine.core.requests import GenerationRequest
+from engine.core.settings import Settings
+
+pytest.importorskip("optimum.quanto", reason="optimum-quanto is missing")
+
+
+def _req(**kw: object) -> GenerationRequest:
+    base: dict[str, object] = dict(narrative="a fox runs", model="preview", width=32, height=32, num_frames=5,
+                                   fps=8, steps=2, seed=5, quantization="quanto-int8")
+    base.update(kw)
+    return GenerationRequest(**base)  # type: ignore[arg-type]
+
+
+def _scramble_keeping_identity(path: Path) -> None:
+    """Same size and mtime (what the cache key sees), garbage inside: reading it would fail loudly."""
+    st = path.stat()
+    path.write_bytes(os.urandom(st.st_size))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_first_load_writes_the_cache_and_later_loads_never_read_the_full_weights(studio_settings: Settings) -> None:
+    first = Engine(studio_settings).generate(_req())
+    root = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int8")
+    assert sorted(p.name for p in root.iterdir()) == ["text_encoder", "transformer"]
+    folder = studio_settings.models_dir / "preview"
+    for component in ("transformer", "text_encoder"):
+        for weights in (folder / component).glob("*.safetensors"):
+            _scramble_keeping_identity(weights)
+    for component in ("transformer", "text_encoder"):
+        key = qc.source_key(folder, component, "quanto-int8", "float32")
+        assert qc.is_valid(root / component, key), component
+    engine = Engine(studio_settings)
+    again = engine.generate(_req())
+    assert np.array_equal(again.frames, first.frames)
+    from optimum.quanto import QTensor
+
+    loaded = engine.models.current()
+    assert loaded is not None
+    assert isinstance(loaded.pipe.transformer.blocks[0].attn1.to_q.weight, QTensor)
+
+
+def test_a_damaged_or_stale_cache_is_rebuilt_not_used(studio_settings: Settings) -> None:
+    first = Engine(studio_settings).generate(_req(quantization="quanto-int4"))
+    entry = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int4") / "transformer"
+    weights = entry / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(64)  # damage tensor bytes, keep the size
+    weights.write_bytes(bytes(data))
+    assert not json.loads((entry / "cache.json").read_text())["checksum"] == qc._checksum(weights)
+    again = Engine(studio_settings).generate(_req(quantization="quanto-int4"))
+    assert np.array_equal(again.frames, first.frames)  # rebuilt from the model, not read from the damage
+    key = qc.source_key(studio_settings.models_dir / "preview", "transformer", "quanto-int4", "float32")
+    assert qc.is_valid(entry, key)
+    # Another library version (or new source files) is another key: the entry no longer counts.
+    assert not qc.is_valid(entry, key[::-1])
+
+
+def test_a_cache_from_another_model_is_refused(studio_settings: Settings, tmp_path: Path) -> None:
+    Engine(studio_settings).generate(_req())
+    entry = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int8") / "text_encoder"
+    with pytest.raises(Exception, match="does not fit this model|lacks the model's tensor"):
+        qc.load(entry, studio_settings.models_dir / "preview", "transformer", "WanTransformer3DModel", None)
+
+
+def test_the_quantize_command_writes_the_cache_once(studio_settings: Settings,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    data = ["--data-dir", str(studio_settings.data_dir), "--device", "cpu"]
+    assert main([*data, "quantize", "preview", "--quantization", "quanto-int8"]) == 0
+    out = capsys.readouterr().out
+    assert "preview quanto-int8: text_encoder" in out and "transformer" in out
+    root = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int8")
+    stamp = (root / "transformer" / "cache.json").stat().st_mtime_ns
+    assert main([*data, "quantize", "preview", "--quantization", "quanto-int8"]) == 0  # a hit: not rewritten
+    assert (root / "transformer" / "cache.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit) as exited:
+        main([*data, "quantize", "preview", "--quantization", "int3"])
+    assert exited.value.code == 2 and "invalid choice" in capsys.readouterr().err
