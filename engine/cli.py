@@ -366,7 +366,7 @@ def _quantize(args: argparse.Namespace, settings: Settings) -> int:
     spec = resolve_model(args.model)
     device = resolve_device(settings.device)
     check_combination(args.quantization, "none", device)
-    folder = locate_weights(spec, settings)
+    locate_weights(spec, settings)  # offline and missing: one clear line before anything loads
     # Offload "model" keeps everything off the GPU until used: the cache is written from the CPU copy.
     plan = plan_memory(args.quantization, "model" if device == "cuda" else "none", None, device, 0, 0)
     loaded = ModelManager(settings).load(spec, plan)

@@ -11,16 +11,17 @@ import pytest
 from engine.curation import CurationConfig, load_config
 from engine.curation.caption import TaxonomyCaptioner, extract_json, validate_caption
 from engine.cli import main_for
-
-
-def curate_main(argv: list[str]) -> int:
-    return main_for("curate", argv)
+from engine.core.errors import InvalidRequest, ModelUnavailable
+from engine.core.pks import load_taxonomy
 from engine.curation.config import ClipConfig, MotionConfig
 from engine.curation.holds import classify_timing
 from engine.curation.selection import Borders, decide, detect_borders
 from engine.curation.shots import split_shot
-from engine.core.errors import InvalidRequest, ModelUnavailable
-from engine.core.pks import load_taxonomy
+
+
+def curate_main(argv: list[str]) -> int:
+    return main_for("curate", argv)
+
 
 FIELDS = tuple(f for f in load_taxonomy().field_ids if f != "style.timing")
 
@@ -257,3 +258,58 @@ def test_cli_runs_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     out, err = capsys.readouterr()
     assert "0 clips" in out and "unreadable: broken.mp4" in err
     assert (tmp_path / "o" / "manifest.parquet").is_file() and (tmp_path / "o" / "report.md").is_file()
+
+
+# ------------------------------------------------------------------ toolkit (curation's files and config)
+def test_atomic_writes_leave_the_old_file_on_failure_and_no_temp_files(tmp_path: Path) -> None:
+    from engine.toolkit.files import atomic_path, staged_folder, swap_folder, write_json, write_text
+
+    target = tmp_path / "sub" / "a.json"
+    write_json(target, {"b": 1, "a": "é"})
+    assert target.read_text(encoding="utf-8") == '{"a": "é", "b": 1}'
+    with pytest.raises(ValueError):
+        write_json(target, {"x": float("nan")})  # refused before anything is written
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer died")
+    assert target.read_text(encoding="utf-8") == '{"a": "é", "b": 1}'
+    write_text(target, "new", mode=0o644)
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]
+
+    folder = tmp_path / "adapter"
+    with staged_folder(folder) as staged:
+        (staged / "one").write_text("1")
+    with pytest.raises(RuntimeError), staged_folder(folder) as staged:
+        (staged / "two").write_text("2")
+        raise RuntimeError("export failed")
+    assert [p.name for p in folder.iterdir()] == ["one"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "three").write_text("3")
+    swap_folder(other, folder)
+    assert [p.name for p in folder.iterdir()] == ["three"] and not other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "sub"]
+
+
+def test_the_three_configs_accept_and_refuse_alike() -> None:
+    from engine.reward.config import RewardTrainConfig
+    from engine.training.config import TrainConfig
+    from engine.toolkit.config import build
+
+    # the same whole-number rules, the same unknown-key message, the same dotted field names
+    for make, section, key in ((lambda d: CurationConfig.from_dict({"clips": d}), "clips", "crf"),
+                               (lambda d: RewardTrainConfig.from_dict(d), "train", "steps"),
+                               (lambda d: build(TrainConfig, d, "train"), "train", "batch_size")):
+        for bad in (True, 1.5, "3"):
+            with pytest.raises(InvalidRequest, match="whole number") as e:
+                make({key: bad})
+            assert e.value.field == f"{section}.{key}"
+        with pytest.raises(InvalidRequest, match=f"unknown setting 'nope'; allowed: .*{key}") as e:
+            make({"nope": 1})
+        assert e.value.field == f"{section}.nope"
+    assert CurationConfig.from_dict({"selection": {"alpha": "5e-1"}}).selection.alpha == 0.5  # YAML 1.1 text
+    assert RewardTrainConfig.from_dict({"lr": "2e-5"}).lr == 2e-5
+    with pytest.raises(InvalidRequest) as e:
+        ClipConfig(crf=99)  # built in code: checked too
+    assert e.value.field == "crf"

@@ -97,18 +97,25 @@ def test_config_errors_name_the_field(ws) -> None:
     assert parse_config({k: v for k, v in _raw(ws, "x").items() if k != "dpo"}).dpo is None
 
 
-def test_dpo_starts_at_log2_and_grows_the_margin_with_a_frozen_base(ws) -> None:
+@pytest.fixture(scope="module")
+def dpo_run(ws) -> types.SimpleNamespace:
+    """One 16-step DPO run on the rating set, shared by the tests that read its results."""
     losses: list[float] = []
     trainer = DPOTrainer(parse_config(_raw(ws, "run")), ws.settings, show_progress=False,
                          on_step_end=lambda step, loss: losses.append(loss))
     trainer.prepare()
+    base = {k: v.clone() for k, v in trainer.pipe.transformer.state_dict().items() if "animatrix_hydra" not in k}
+    before = trainer.implicit_margins()
+    result = trainer.fit()
+    return types.SimpleNamespace(trainer=trainer, losses=losses, base=base, before=before, result=result)
+
+
+def test_dpo_starts_at_log2_and_grows_the_margin_with_a_frozen_base(ws, dpo_run) -> None:
+    trainer, losses, base, result = dpo_run.trainer, dpo_run.losses, dpo_run.base, dpo_run.result
     assert len(trainer.pairs) == 3
     for w, lo in trainer.pairs:  # the preferred clip of each pair is the clean one
         assert trainer.clip_planned[w].clip.path.stem < trainer.clip_planned[lo].clip.path.stem
-    base = {k: v.clone() for k, v in trainer.pipe.transformer.state_dict().items() if "animatrix_hydra" not in k}
-    before = trainer.implicit_margins()
-    assert torch.equal(before, torch.zeros(3))
-    result = trainer.fit()
+    assert torch.equal(dpo_run.before, torch.zeros(3))
     assert losses[0] == pytest.approx(math.log(2.0), abs=1e-6)  # policy = reference at step 0
     after = trainer.implicit_margins()
     print(f"implicit reward margin per pair: {after.tolist()}; losses {losses[0]:.4f} -> {losses[-1]:.4f}")
@@ -120,13 +127,13 @@ def test_dpo_starts_at_log2_and_grows_the_margin_with_a_frozen_base(ws) -> None:
     assert (ws.root / "run" / "dpo_metrics.csv").read_text().startswith("step,loss,margin,accuracy")
 
 
-def test_engine_train_runs_a_dpo_stage_from_a_saved_adapter(ws, capsys) -> None:
+def test_engine_train_runs_a_dpo_stage_from_a_saved_adapter(ws, dpo_run, capsys) -> None:
     from engine.cli import main_for
 
     def main(argv: list[str]) -> int:
         return main_for("train", argv)
 
-    start = ws.root / "run" / "adapter"  # written by the previous test
+    start = dpo_run.result.adapter_dir  # the shared run's final adapter
     raw = _raw(ws, "run2", adapter={"init_from": str(start)}, dpo={"reference": "initial", "beta": 1000.0},
                train={"max_steps": 3})
     config = ws.root / "dpo.yaml"

@@ -9,7 +9,8 @@ import types
 import pytest
 import torch
 
-from engine.reward.cli import add_parser, main
+from engine.cli import main_for
+from engine.reward.cli import add_parser
 from engine.reward.config import DIMENSIONS
 from engine.reward.data import load_rating_data, read_pairs
 from engine.reward.synthetic import write_rating_set
@@ -36,7 +37,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> types.SimpleNamespace:
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:
-        rc = main(["--device", "cpu", *argv])
+        rc = main_for("reward", ["--device", "cpu", *argv])
     except SystemExit as exc:  # argparse refusals
         rc = int(exc.code or 0)
     out = capsys.readouterr()

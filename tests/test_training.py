@@ -252,7 +252,7 @@ def test_killed_run_resumes_to_exactly_the_same_weights(ws) -> None:
     from safetensors.torch import load_file
 
     from engine.storage.db import open_database
-    from engine.storage.history import HistoryService
+    from engine.storage.clips import HistoryService
 
     def raw(name: str) -> dict[str, Any]:
         return _raw(ws, name, data={"caption_dropout": 0.3}, adapter={"dropout": 0.1},
@@ -280,7 +280,7 @@ def test_killed_run_resumes_to_exactly_the_same_weights(ws) -> None:
     resumed = _run(ws, raw("crashed"))
     assert resumed.resumed_from == out / "checkpoints" / "step-000004"
     assert [s for s, _ in resumed.losses] == [5, 6, 7, 8]
-    assert [l for s, l in whole.losses if s > 4] == [l for _, l in resumed.losses]
+    assert [loss for s, loss in whole.losses if s > 4] == [loss for _, loss in resumed.losses]
 
     a = load_file(str(whole.output_dir / "checkpoints" / "step-000008" / "trainable.safetensors"))
     b = load_file(str(out / "checkpoints" / "step-000008" / "trainable.safetensors"))
@@ -307,8 +307,8 @@ def test_killed_run_resumes_to_exactly_the_same_weights(ws) -> None:
 
 
 def test_cache_resumes_and_cli_reports_config_errors(ws, tmp_path, capsys) -> None:
-    from engine.cli import _Parser
-    from engine.training.cli import add_parser, main, run
+    from engine.cli import _Parser, main_for
+    from engine.training.cli import add_parser, run
 
     raw = _raw(ws, "cache-run", cache={"dir": str(tmp_path / "cache")})
     _run(ws, raw, cache_only=True)
@@ -335,6 +335,6 @@ def test_cache_resumes_and_cli_reports_config_errors(ws, tmp_path, capsys) -> No
     bad.write_text(f"model: preview\noutput_dir: {tmp_path / 'o'}\ndata: {{manifest: {ws.manifest}, num_frames: 6}}\n"
                    "train: {max_steps: 2}\n")
     capsys.readouterr()
-    assert main([str(bad), "--data-dir", str(ws.settings.data_dir), "--device", "cpu"]) == 2
+    assert main_for("train", [str(bad), "--data-dir", str(ws.settings.data_dir), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: data.num_frames:")

@@ -37,6 +37,7 @@ class AestheticScorer(abc.ABC):
 
     def check(self) -> None:
         """Raise ModelUnavailable now if the scorer cannot work on this machine."""
+        return None  # most need nothing; the ones with weights override it
 
     @abc.abstractmethod
     def score_images(self, images: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ class Captioner(abc.ABC):
 
     def check(self) -> None:
         """Raise ModelUnavailable now if the captioner cannot work on this machine."""
+        return None  # most need nothing; the ones with weights override it
 
     @abc.abstractmethod
     def caption(self, frames: np.ndarray, *, fps: float) -> CaptionResult:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..toolkit.files import atomic_path, write_text
 from .state import write_json_atomic
 
 MANIFEST_VERSION = 1
@@ -23,21 +22,10 @@ ROW_FIELDS = ("clip", "clip_id", "source", "start_s", "end_s", "fps", "num_frame
               "scores", "selected", "reason", "tags", "caption", "stats")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     text = "".join(json.dumps({k: row[k] for k in ROW_FIELDS}, ensure_ascii=False, allow_nan=False) + "\n"
                    for row in rows)
-    _write_text_atomic(path, text)
+    write_text(path, text)
     return path
 
 
@@ -74,14 +62,8 @@ def write_parquet(rows: Sequence[dict[str, Any]], path: Path) -> Path:
                 value = {k: value.get(k) for k in schema.field("stats").type.names}
             cols[name].append(value)
     table = pa.table(cols, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
     return path
 
 
@@ -168,7 +150,7 @@ def write_report(out_dir: Path, report: dict[str, Any], rows: Sequence[dict[str,
     }
     report["histograms"] = sorted(hists)
     write_json_atomic(out_dir / "report.json", report, indent=2)
-    _write_text_atomic(out_dir / "report.md", _markdown(report))
+    write_text(out_dir / "report.md", _markdown(report))
     return report
 
 

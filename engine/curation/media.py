@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import InvalidRequest, StorageError
+from ..toolkit.files import atomic_path
 from .shots import ClipPlan
 
 
@@ -98,11 +98,7 @@ def cut_clip(source_path: str, plan: ClipPlan, out_path: Path, *, crf: int, allo
     """
     from ..core.export import probe_video
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".part.mp4", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out_path, suffix=".part.mp4") as tmp:  # ffmpeg picks the container from the suffix
         copied = plan.copy
         _run_ffmpeg(_cut_args(source_path, plan, tmp, crf=crf, copy=copied))
         info = probe_video(tmp)
@@ -113,10 +109,7 @@ def cut_clip(source_path: str, plan: ClipPlan, out_path: Path, *, crf: int, allo
         if info.num_frames != plan.num_frames and not copied:
             raise StorageError(f"cutting frames {plan.start}-{plan.end} gave {info.num_frames} frames, "
                                f"expected {plan.num_frames}")
-        os.replace(tmp, out_path)
-        return CutResult(str(out_path), info.num_frames, info.width, info.height, copied)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return CutResult(str(out_path), info.num_frames, info.width, info.height, copied)
 
 
 def _cut_args(src: str, plan: ClipPlan, out: Path, *, crf: int, copy: bool) -> list[str]:

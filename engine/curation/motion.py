@@ -50,7 +50,7 @@ class DISFlow:
 
         code = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                 "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[preset]
-        self._dis = cv2.DISOpticalFlow_create(code)
+        self._dis = cv2.DISOpticalFlow_create(code)  # type: ignore[attr-defined]  # missing from the stubs
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self._dis.calc(a, b, None)

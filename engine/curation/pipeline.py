@@ -10,6 +10,7 @@ sorted by source name and start time, so serial and parallel runs give the same 
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections import Counter
@@ -179,7 +180,7 @@ class Curator:
             if workers <= 1:
                 _WORKER.update({"scorer": self.scorer})
                 for key, args in jobs:
-                    self._finish(stage, key, lambda: fn(*args), done)
+                    self._finish(stage, key, functools.partial(fn, *args), done)
                     bar.update()
                 return
             pool = self._executor()

@@ -4,34 +4,23 @@
 result counts as done only when its fingerprint (the hash of the settings the stage depends
 on, `CurationConfig.stage_fingerprint`) matches the current run; a changed setting redoes the
 stage's work, an unchanged one is skipped. Files appear complete or not at all (temp file +
-`os.replace`), so a crash or a kill loses at most the items in flight.
+`os.replace`, through `engine.toolkit.files`), so a crash or a kill loses at most the items in flight.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import StorageError
+from ..toolkit.files import write_json
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, sort_keys=True, indent=indent, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json(path, data, indent=indent, sync=True)  # state outlives the process: survive power cuts too
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise StorageError(f"could not write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StateStore:

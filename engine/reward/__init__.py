@@ -45,7 +45,12 @@ _EXPORTS = {
     **{n: "types" for n in ("BestOfNProgress", "RewardScore", "ScoredClip", "SegmentScore")},
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["BackboneSpec", "BestOfNProgress", "EvalReport", "HistoryScorer", "RewardConfig", "RewardData",
+           "RewardLeaderboard", "RewardModel", "RewardScore", "RewardTrainConfig", "ScoredClip",
+           "SegmentScore", "TrainOutcome", "best_of_n", "build_reward_leaderboard", "evaluate",
+           "export_scores", "extract_features", "load_rating_data", "make_rating_set", "outcome_log_probs",
+           "pair_uncertainty", "pairwise_tie_loss", "rank_pairs_by_uncertainty", "reward_leaderboard",
+           "split_by_prompt", "train_reward_model", "uncertainty_priority", "write_rating_set"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import GenerationCancelled, InvalidRequest
 from ..core.requests import MAX_SEED, GenerationRequest
@@ -67,8 +67,10 @@ def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_mo
         try:
             if cancel is not None and cancel.cancelled:
                 raise GenerationCancelled("cancelled")
-            record = runner.run_queued(job_id, cancel=cancel,
-                                       progress=lambda p, i=i: report(BestOfNProgress(i, n, "generating", p)))
+            def generating(p: Any, i: int = i) -> None:
+                report(BestOfNProgress(i, n, "generating", p))
+
+            record = runner.run_queued(job_id, cancel=cancel, progress=generating)
         except GenerationCancelled:
             _remove_queued(runner, [job for job, _ in jobs[i - 1:]])
             raise GenerationCancelled(_cancel_message(i, n, done)) from None

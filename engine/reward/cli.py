@@ -18,12 +18,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..core.errors import InvalidRequest
 from ..core.settings import Settings
 
-__all__ = ["DEFAULT_BACKBONE", "add_parser", "main", "run"]
+__all__ = ["DEFAULT_BACKBONE", "add_parser", "run"]
 
 DEFAULT_BACKBONE = "openai/clip-vit-base-patch32"
 ADMIN_ENV = "ANIMATRIX_RATING_ADMIN"

@@ -1,16 +1,16 @@
 """Reward-model settings: the model's shape (saved with every checkpoint) and how it is trained.
 
-Both are frozen dataclasses checked when built; a bad value raises `InvalidRequest` naming the
-field, so the CLI prints one line and exits 2. `from_dict` refuses unknown keys the same way.
+Both are frozen `engine.toolkit.config` sections, checked when built; a bad value raises
+`InvalidRequest` naming the field, so the CLI prints one line and exits 2. `from_dict` refuses
+unknown keys the same way.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest
+from ..toolkit.config import Section, build, limits, plain
 from ..storage.models import RATING_DIMENSIONS
 
 __all__ = ["BackboneSpec", "RewardConfig", "RewardTrainConfig", "DEFORMATION_CLASSES", "TIE_MODELS",
@@ -24,41 +24,8 @@ CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _int(where: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidRequest(where, f"must be a whole number from {low} to {high}, got {value!r}")
-    return value
-
-
-def _num(where: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or not (low < value if open_low else low <= value) or value > high:
-        bound = f"above {low}" if open_low else f"from {low}"
-        raise InvalidRequest(where, f"must be a number {bound} up to {high}, got {value!r}")
-    return float(value)
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, Mapping):
-        raise InvalidRequest(where, f"must be a mapping of settings, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise InvalidRequest(f"{where}.{key}", f"unknown setting; known: {', '.join(sorted(known))}")
-    values = dict(data)
-    for f in fields(cls):
-        if f.name in values and isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])
-    try:
-        return cls(**values)
-    except InvalidRequest as exc:
-        raise InvalidRequest(f"{where}.{exc.field}", exc.reason) from None
-
-
 @dataclass(frozen=True)
-class BackboneSpec:
+class BackboneSpec(Section):
     """The frozen image encoder that turns every sampled frame into one feature vector.
 
     - ``pretrained``: a CLIP or SigLIP checkpoint (hub repo id or local folder) loaded through
@@ -68,30 +35,22 @@ class BackboneSpec:
       checkpoint, so a saved model never depends on how the RNG behaves on another machine.
     """
 
-    kind: str = "tiny"
+    kind: str = field(default="tiny", metadata=limits(choices=BACKBONE_KINDS))
     name_or_path: str | None = None
-    image_size: int = 32
-    patch_size: int = 8
-    hidden_size: int = 32
-    layers: int = 2
-    heads: int = 2
-    seed: int = 0
+    image_size: int = field(default=32, metadata=limits(min=8, max=1024))
+    patch_size: int = field(default=8, metadata=limits(min=1))
+    hidden_size: int = field(default=32, metadata=limits(min=4, max=4096))
+    layers: int = field(default=2, metadata=limits(min=1, max=48))
+    heads: int = field(default=2, metadata=limits(min=1, max=64))
+    seed: int = field(default=0, metadata=limits(min=0, max=2**32 - 1))
 
-    def __post_init__(self) -> None:
-        if self.kind not in BACKBONE_KINDS:
-            raise InvalidRequest("kind", f"'{self.kind}' is not one of {', '.join(BACKBONE_KINDS)}")
-        if self.kind == "pretrained" and (not isinstance(self.name_or_path, str) or not self.name_or_path.strip()):
+    def check(self) -> None:
+        if self.kind == "pretrained" and self.name_or_path is None:
             raise InvalidRequest("name_or_path", "a pretrained backbone needs a hub repo id or a local folder")
-        _int("image_size", self.image_size, 8, 1024)
-        _int("patch_size", self.patch_size, 1, self.image_size)
-        if self.image_size % self.patch_size:
+        if self.patch_size > self.image_size or self.image_size % self.patch_size:
             raise InvalidRequest("patch_size", f"must divide image_size ({self.image_size}), got {self.patch_size}")
-        _int("hidden_size", self.hidden_size, 4, 4096)
-        _int("layers", self.layers, 1, 48)
-        _int("heads", self.heads, 1, 64)
         if self.hidden_size % self.heads:
             raise InvalidRequest("heads", f"must divide hidden_size ({self.hidden_size}), got {self.heads}")
-        _int("seed", self.seed, 0, 2**32 - 1)
 
     @classmethod
     def pretrained(cls, name_or_path: str) -> "BackboneSpec":
@@ -99,7 +58,7 @@ class BackboneSpec:
 
 
 @dataclass(frozen=True)
-class RewardConfig:
+class RewardConfig(Section):
     """The reward model's shape; stored as JSON beside its weights.
 
     Frames: `num_frames` frames sampled at `fps` (centred in the clip; shorter clips are padded
@@ -112,71 +71,50 @@ class RewardConfig:
 
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     dimensions: tuple[str, ...] = DIMENSIONS
-    num_frames: int = 40
-    fps: float = 8.0
-    segments: int = 5
-    motion_size: int = 32
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 1
-    dropout: float = 0.1
-    text_buckets: int = 2048
-    tie_model: str = "rao_kupper"
-    tie_init: float = 2.0
+    num_frames: int = field(default=40, metadata=limits(min=2, max=512))
+    fps: float = field(default=8.0, metadata=limits(above=0.0, max=120.0))
+    segments: int = field(default=5, metadata=limits(min=1))
+    motion_size: int = field(default=32, metadata=limits(min=8, max=256))
+    d_model: int = field(default=64, metadata=limits(min=8, max=4096))
+    n_heads: int = field(default=4, metadata=limits(min=1, max=64))
+    n_layers: int = field(default=1, metadata=limits(min=1, max=12))
+    dropout: float = field(default=0.1, metadata=limits(min=0.0, max=0.9))
+    text_buckets: int = field(default=2048, metadata=limits(min=2, max=1 << 20))
+    tie_model: str = field(default="rao_kupper", metadata=limits(choices=TIE_MODELS))
+    tie_init: float = field(default=2.0, metadata=limits(above=0.0, max=1e4))
     learn_tie: bool = True
-    weights: tuple[float, ...] = ()  # one per dimension; empty: all 1
-    failure_penalty: float = 2.0
-    warn_failure: float = 0.5  # segments with p(failure) at least this get a warning
+    weights: tuple[float, ...] = field(default=(), metadata=limits(min=0.0, max=1e3))  # one per dimension; empty: all 1
+    failure_penalty: float = field(default=2.0, metadata=limits(min=0.0, max=1e3))
+    # segments with p(failure) at least this get a warning
+    warn_failure: float = field(default=0.5, metadata=limits(min=0.0, max=1.0))
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "backbone", _build(BackboneSpec, self.backbone, "backbone"))
-        dims = tuple(self.dimensions)
-        if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, str) and d for d in dims):
+    def check(self) -> None:
+        dims = self.dimensions
+        if not dims or len(set(dims)) != len(dims):
             raise InvalidRequest("dimensions", f"must be distinct names, got {list(dims)!r}")
-        object.__setattr__(self, "dimensions", dims)
-        _int("num_frames", self.num_frames, 2, 512)
-        object.__setattr__(self, "fps", _num("fps", self.fps, 0.0, 120.0, open_low=True))
-        _int("segments", self.segments, 1, self.num_frames)
-        _int("motion_size", self.motion_size, 8, 256)
-        _int("d_model", self.d_model, 8, 4096)
-        _int("n_heads", self.n_heads, 1, 64)
+        if self.segments > self.num_frames:
+            raise InvalidRequest("segments", f"must be at most num_frames ({self.num_frames}), got {self.segments}")
         if self.d_model % self.n_heads:
             raise InvalidRequest("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")
-        _int("n_layers", self.n_layers, 1, 12)
-        object.__setattr__(self, "dropout", _num("dropout", self.dropout, 0.0, 0.9))
-        _int("text_buckets", self.text_buckets, 2, 1 << 20)
-        if self.tie_model not in TIE_MODELS:
-            raise InvalidRequest("tie_model", f"'{self.tie_model}' is not one of {', '.join(TIE_MODELS)}")
-        if self.tie_model == "rao_kupper":
-            object.__setattr__(self, "tie_init", _num("tie_init", self.tie_init, 1.0, 1e4, open_low=True))
-        else:
-            object.__setattr__(self, "tie_init", _num("tie_init", self.tie_init, 0.0, 1e4, open_low=True))
-        if not isinstance(self.learn_tie, bool):
-            raise InvalidRequest("learn_tie", f"must be true or false, got {self.learn_tie!r}")
-        weights = tuple(self.weights)
-        if weights:
-            if len(weights) != len(dims):
-                raise InvalidRequest("weights", f"needs one weight per dimension ({len(dims)}), got {len(weights)}")
-            weights = tuple(_num("weights", w, 0.0, 1e3) for w in weights)
-            if not sum(weights) > 0:
+        if self.tie_model == "rao_kupper" and not self.tie_init > 1.0:  # theta = 1 means no ties at all
+            raise InvalidRequest("tie_init", f"must be above 1.0 for rao_kupper, got {self.tie_init}")
+        if self.weights:
+            if len(self.weights) != len(dims):
+                raise InvalidRequest("weights", f"needs one weight per dimension ({len(dims)}), got {len(self.weights)}")
+            if not sum(self.weights) > 0:
                 raise InvalidRequest("weights", "at least one weight must be above 0")
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "failure_penalty", _num("failure_penalty", self.failure_penalty, 0.0, 1e3))
-        object.__setattr__(self, "warn_failure", _num("warn_failure", self.warn_failure, 0.0, 1.0))
 
     @property
     def dimension_weights(self) -> tuple[float, ...]:
         return self.weights or (1.0,) * len(self.dimensions)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["dimensions"] = list(self.dimensions)
-        data["weights"] = list(self.weights)
+        data: dict[str, Any] = plain(self)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RewardConfig":
-        return _build(cls, data, "reward")
+        return build(cls, data, "reward")
 
     def with_changes(self, **changes: Any) -> "RewardConfig":
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -188,7 +126,7 @@ class RewardConfig:
 
 
 @dataclass(frozen=True)
-class RewardTrainConfig:
+class RewardTrainConfig(Section):
     """How a reward model is trained (AdamW on the head; the backbone stays frozen).
 
     Every step takes `batch_pairs` pairwise verdicts and `batch_clips` clips with absolute
@@ -197,33 +135,22 @@ class RewardTrainConfig:
     `holdout` of the prompts (never a prompt in both) is kept for evaluation.
     """
 
-    steps: int = 400
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_pairs: int = 64
-    batch_clips: int = 32
-    pair_weight: float = 1.0
-    score_weight: float = 0.5
-    deformation_weight: float = 1.0
-    holdout: float = 0.2
-    seed: int = 0
-    max_grad_norm: float = 1.0
-
-    def __post_init__(self) -> None:
-        _int("steps", self.steps, 1, 10_000_000)
-        object.__setattr__(self, "lr", _num("lr", self.lr, 0.0, 1.0, open_low=True))
-        object.__setattr__(self, "weight_decay", _num("weight_decay", self.weight_decay, 0.0, 1.0))
-        _int("batch_pairs", self.batch_pairs, 1, 1 << 20)
-        _int("batch_clips", self.batch_clips, 1, 1 << 20)
-        for name in ("pair_weight", "score_weight", "deformation_weight"):
-            object.__setattr__(self, name, _num(name, getattr(self, name), 0.0, 1e3))
-        object.__setattr__(self, "holdout", _num("holdout", self.holdout, 0.0, 0.9))
-        _int("seed", self.seed, 0, 2**32 - 1)
-        object.__setattr__(self, "max_grad_norm", _num("max_grad_norm", self.max_grad_norm, 0.0, 1e6))
+    steps: int = field(default=400, metadata=limits(min=1, max=10_000_000))
+    lr: float = field(default=1e-3, metadata=limits(above=0.0, max=1.0))
+    weight_decay: float = field(default=0.01, metadata=limits(min=0.0, max=1.0))
+    batch_pairs: int = field(default=64, metadata=limits(min=1, max=1 << 20))
+    batch_clips: int = field(default=32, metadata=limits(min=1, max=1 << 20))
+    pair_weight: float = field(default=1.0, metadata=limits(min=0.0, max=1e3))
+    score_weight: float = field(default=0.5, metadata=limits(min=0.0, max=1e3))
+    deformation_weight: float = field(default=1.0, metadata=limits(min=0.0, max=1e3))
+    holdout: float = field(default=0.2, metadata=limits(min=0.0, max=0.9))
+    seed: int = field(default=0, metadata=limits(min=0, max=2**32 - 1))
+    max_grad_norm: float = field(default=1.0, metadata=limits(min=0.0, max=1e6))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data: dict[str, Any] = plain(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RewardTrainConfig":
-        return _build(cls, data, "train")
+        return build(cls, data, "train")

@@ -103,8 +103,8 @@ class RewardData:
         self.pairs += other.pairs
         for k, v in other.scores.items():
             self.scores.setdefault(k, []).extend(v)
-        for k, v in other.marks.items():
-            self.marks.setdefault(k, []).extend(v)
+        for clip_key, marks in other.marks.items():
+            self.marks.setdefault(clip_key, []).extend(marks)
         self.labelled |= other.labelled
         return self
 

@@ -233,7 +233,10 @@ def evaluate(model: RewardModel, data: RewardData, features: FeatureSet, keys: S
         rec = per_dim[d]
         reports.append(DimensionReport(d, len(rec["acc3"]), int(sum(rec["ties"])), _share(rec["acc"]),
                                        _share(rec["acc3"]), rho, len(scored)))
-    art, fail, seg_art, seg_fail = [], [], [], []
+    art: list[float] = []
+    fail: list[float] = []
+    seg_art: list[float] = []
+    seg_fail: list[float] = []
     for k in pred.keys:
         marks = data.marks.get(k)
         if not marks:

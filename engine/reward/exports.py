@@ -8,12 +8,11 @@ Written atomically; admins only (the acting account is checked against the datab
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest, StorageError
+from ..toolkit.files import write_text
 
 __all__ = ["export_scores", "score_rows"]
 
@@ -48,19 +47,9 @@ def export_scores(service: Any, actor: Any, out: Path | str) -> int:
     gens = service.repository.generations({gid for v in votes for gid in v.scores})
     media = Path(service.media_dir)
     rows = score_rows(votes, gens, lambda g: str(media / g.video_path) if g.video_path else "")
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        write_text(out, text, mode=0o644)  # readable by whoever reads the export, like a plain file
     except OSError as exc:
-        raise StorageError(f"cannot write into {out.parent}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.chmod(name, 0o644)
-        os.replace(name, out)
-    except BaseException as exc:
-        Path(name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise StorageError(f"could not write {out}: {exc.strerror or exc}") from exc
-        raise
+        raise StorageError(f"could not write {out}: {exc.strerror or exc}") from exc
     return len(rows)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..core.errors import InvalidRequest, NotFound
 from ..storage.db import Database
-from ..storage.repository.history import GenerationRecord
+from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import RatingRepository
 from ..storage.repository.reward import RewardRepository, RewardScoreInput, RewardScoreRecord
 from .model import RewardModel

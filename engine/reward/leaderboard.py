@@ -17,6 +17,8 @@ the dimensions.
 """
 from __future__ import annotations
 
+import functools
+
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -97,6 +99,10 @@ def _table(dimension: str, human: Mapping[str, tuple[float | None, float | None]
                               sum(hits) / len(hits) if hits else None, len(hits))
 
 
+def _dimension_score(dimension: str, score: RewardScore) -> float:
+    return float(score.dimensions.get(dimension, 0.0))
+
+
 def build_reward_leaderboard(board: Any, votes: Sequence[Any], generations: Mapping[int, Any],
                              scores: Mapping[int, RewardScore], group_of: Callable[[Any], str], model_key: str
                              ) -> RewardLeaderboard:
@@ -117,7 +123,7 @@ def build_reward_leaderboard(board: Any, votes: Sequence[Any], generations: Mapp
                      else v.generation_a_id) for v in first if v.dimension == dim and v.outcome == "winner"]
         rated = {gid: clip_groups[gid] for v in first if v.dimension == dim
                  for gid in (v.generation_a_id, v.generation_b_id) if gid in clip_groups}
-        tables.append(_table(dim, human, rated, lambda s, d=dim: s.dimensions.get(d, 0.0), scores, verdicts))
+        tables.append(_table(dim, human, rated, functools.partial(_dimension_score, dim), scores, verdicts))
     mean_human = {g: (sum(v) / len(v), None) for g, v in overall_human.items() if v}
     rated_all = {gid: clip_groups[gid] for v in first for gid in (v.generation_a_id, v.generation_b_id)
                  if gid in clip_groups}

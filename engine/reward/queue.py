@@ -53,6 +53,10 @@ def pair_uncertainty(a: RewardScore | None, b: RewardScore | None, dimension: st
     return sum(abs(_sigmoid(a.dimensions[d] - b.dimensions[d]) - 0.5) for d in dims) / len(dims)
 
 
+def _pair_ids(pair: Any) -> tuple[int, int]:
+    return pair.generation_a_id, pair.generation_b_id
+
+
 def rank_pairs_by_uncertainty(pairs: Sequence[T], scores: Mapping[int, RewardScore], *,
                               dimension: str | None = None,
                               ids: Callable[[T], tuple[int, int]] | None = None) -> list[T]:
@@ -61,7 +65,7 @@ def rank_pairs_by_uncertainty(pairs: Sequence[T], scores: Mapping[int, RewardSco
     `pairs` are anything with ``generation_a_id`` / ``generation_b_id`` (a `CandidatePair`,
     a `ComparisonRecord`...) or give `ids` to read the two history ids of a pair.
     """
-    read = ids or (lambda p: (getattr(p, "generation_a_id"), getattr(p, "generation_b_id")))
+    read: Callable[[Any], tuple[int, int]] = ids or _pair_ids
 
     def key(pair: T) -> float:
         a, b = read(pair)

@@ -72,7 +72,7 @@ def _render(kind: str, rng: np.random.Generator, size: int, frames: int, colour:
         if kind == "intentional" and inside:  # squash and stretch along the motion, smooth in time
             k = 1.0 + 1.2 * phase
             sx, sy = (sx * k, sy / k) if horizontal else (sx / k, sy * k)
-        paint = colour
+        paint: np.ndarray | None = colour
         if kind == "flicker" and inside and (f - lo) % 2 == 0:
             paint = None if rng.random() < 0.5 else rng.integers(0, 256, 3).astype(np.float64)
         if paint is None:
@@ -138,8 +138,8 @@ def make_rating_set(prompts: int = 24, variants: int = 4, *, size: int = 32, fra
             utils.append(u)
         for i in range(len(keys)):
             for j in range(i + 1, len(keys)):
-                for d, dim in enumerate(DIMENSIONS):
-                    diff = utils[i][d] - utils[j][d]
+                for n, dim in enumerate(DIMENSIONS):
+                    diff = utils[i][n] - utils[j][n]
                     outcome = TIE if abs(diff) < tie_margin else (A_WINS if diff > 0 else B_WINS)
                     data.pairs.append(PairLabel(keys[i], keys[j], dim, outcome))
     return out

@@ -129,10 +129,10 @@ def train_reward_model(
             if len(batch_pairs) and train.pair_weight > 0:
                 a = torch.tensor([where[x] for x in batch_pairs[:, 0]], device=out.scores.device)
                 b = torch.tensor([where[x] for x in batch_pairs[:, 1]], device=out.scores.device)
-                d = torch.from_numpy(batch_pairs[:, 2]).to(out.scores.device)
+                dim = torch.from_numpy(batch_pairs[:, 2]).to(out.scores.device)
                 o = torch.from_numpy(batch_pairs[:, 3]).to(out.scores.device)
-                r_a, r_b = out.scores[a, d], out.scores[b, d]
-                loss = loss + train.pair_weight * pairwise_tie_loss(r_a, r_b, o, model.head.tie_raw[d], c.tie_model)
+                r_a, r_b = out.scores[a, dim], out.scores[b, dim]
+                loss = loss + train.pair_weight * pairwise_tie_loss(r_a, r_b, o, model.head.tie_raw[dim], c.tie_model)
             if len(batch_clips):
                 rows = torch.tensor([where[x] for x in batch_clips], device=out.scores.device)
                 picked = torch.from_numpy(batch_clips)

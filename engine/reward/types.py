@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from ..core.generation import Progress
-    from ..storage.repository.history import GenerationRecord
+    from ..storage.repository.generations import GenerationRecord
 
 __all__ = ["BestOfNProgress", "RewardScore", "ScoredClip", "SegmentScore"]
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from ..toolkit.files import atomic_path
 from .dataset import Planned
 
 CACHE_VERSION = 1
@@ -110,14 +109,8 @@ class FeatureCache:
 
         data = {k: v.detach().to("cpu", self.dtype if v.is_floating_point() else v.dtype).contiguous()
                 for k, v in tensors.items()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(data, tmp, metadata={"meta": json.dumps(dict(meta or {}), default=str)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path, suffix=".tmp") as tmp:  # a killed run never leaves half a cache file
+            save_file(data, str(tmp), metadata={"meta": json.dumps(dict(meta or {}), default=str)})
 
     def read(self, path: Path, keep: bool = False) -> dict[str, torch.Tensor]:
         """Tensors of a cache file; `keep` holds them in memory (only for the few read every step)."""

@@ -8,88 +8,82 @@ AdamW lr 2e-5, betas (0.9, 0.99), weight decay 0.01. The full reference is docs/
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Mapping
 
 from ..core.errors import InvalidRequest
+from ..toolkit.config import Section, build, limits, plain
 
 TagRule = Mapping[str, tuple[str, ...]]
 
 
-def _meta(**kw: Any) -> dict[str, Any]:
-    return {"metadata": kw}
-
-
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     manifest: str  # a manifest (.jsonl / .parquet) or a folder of videos with same-name .txt captions
-    num_frames: int = field(default=33, **_meta(min=1, max=1024))  # frames per sample (family rule: 4k+1)
-    min_frames: int | None = field(default=None, **_meta(min=1))  # shorter clips: fewer frames, down to this
-    fps: float | None = field(default=16.0, **_meta(min=0.1, max=240))  # resample to this rate; None: every frame
+    num_frames: int = field(default=33, metadata=limits(min=1, max=1024))  # frames per sample (family rule: 4k+1)
+    min_frames: int | None = field(default=None, metadata=limits(min=1))  # shorter clips: fewer frames, down to this
+    fps: float | None = field(default=16.0, metadata=limits(min=0.1, max=240))  # resample to this rate; None: every frame
     base_size: tuple[int, int] | None = None  # width, height of the base bucket (default: the model's size)
     buckets: tuple[tuple[int, int], ...] = ()  # explicit (width, height) buckets; empty: automatic
     only_selected: bool = True  # skip manifest rows with selected: false
-    caption_dropout: float = field(default=0.0, **_meta(min=0.0, max=1.0))  # empty caption (for CFG)
+    caption_dropout: float = field(default=0.0, metadata=limits(min=0.0, max=1.0))  # empty caption (for CFG)
     compile_tags: bool = True  # prefix captions with the PKS tag phrases, like the studio's prompts
-    max_text_tokens: int = field(default=512, **_meta(min=1, max=4096))
+    max_text_tokens: int = field(default=512, metadata=limits(min=1, max=4096))
 
 
 @dataclass(frozen=True)
-class CacheConfig:
+class CacheConfig(Section):
     dir: str | None = None  # default: <output_dir>/cache
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
 
 
 @dataclass(frozen=True)
-class AdapterTrainConfig:
+class AdapterTrainConfig(Section):
     kind: Literal["hydralora", "lora"] = "hydralora"
-    rank: int = field(default=32, **_meta(min=1, max=1024))
-    alpha: float = field(default=32.0, **_meta(min=1e-6))
-    heads: int = field(default=4, **_meta(min=1, max=64))  # N specialist B heads (HydraLoRA)
+    rank: int = field(default=32, metadata=limits(min=1, max=1024))
+    alpha: float = field(default=32.0, metadata=limits(min=1e-6))
+    heads: int = field(default=4, metadata=limits(min=1, max=64))  # N specialist B heads (HydraLoRA)
     router: Literal["learned", "fixed"] = "learned"
     fixed_weights: tuple[float, ...] | None = None  # with router: fixed, one weight per head
-    dropout: float = field(default=0.0, **_meta(min=0.0, max=0.9))
+    dropout: float = field(default=0.0, metadata=limits(min=0.0, max=0.9))
     targets: tuple[str, ...] = ()  # module-name globs; empty: the family's DiT-block linear layers
     exclude: tuple[str, ...] = ()
     init_from: str | None = None  # continue from a saved adapter (same shape)
 
 
 @dataclass(frozen=True)
-class OptimizerConfig:
-    lr: float = field(default=2e-5, **_meta(min=0.0, max=1.0))
+class OptimizerConfig(Section):
+    lr: float = field(default=2e-5, metadata=limits(min=0.0, max=1.0))
     betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = field(default=0.01, **_meta(min=0.0, max=1.0))
-    eps: float = field(default=1e-8, **_meta(min=0.0, max=1.0))
-    max_grad_norm: float | None = field(default=1.0, **_meta(min=0.0))
-    warmup_steps: int = field(default=0, **_meta(min=0))
+    weight_decay: float = field(default=0.01, metadata=limits(min=0.0, max=1.0))
+    eps: float = field(default=1e-8, metadata=limits(min=0.0, max=1.0))
+    max_grad_norm: float | None = field(default=1.0, metadata=limits(min=0.0))
+    warmup_steps: int = field(default=0, metadata=limits(min=0))
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    batch_size: int = field(default=1, **_meta(min=1, max=4096))  # per process
-    grad_accum: int = field(default=1, **_meta(min=1, max=4096))
-    max_steps: int | None = field(default=None, **_meta(min=1))  # default: the curriculum's total
+class TrainConfig(Section):
+    batch_size: int = field(default=1, metadata=limits(min=1, max=4096))  # per process
+    grad_accum: int = field(default=1, metadata=limits(min=1, max=4096))
+    max_steps: int | None = field(default=None, metadata=limits(min=1))  # default: the curriculum's total
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
-    checkpoint_every: int = field(default=250, **_meta(min=1))
-    keep_checkpoints: int = field(default=3, **_meta(min=1))
-    log_every: int = field(default=1, **_meta(min=1))
+    checkpoint_every: int = field(default=250, metadata=limits(min=1))
+    keep_checkpoints: int = field(default=3, metadata=limits(min=1))
+    log_every: int = field(default=1, metadata=limits(min=1))
     timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"
     logit_mean: float = 0.0
-    logit_std: float = field(default=1.0, **_meta(min=1e-6))
+    logit_std: float = field(default=1.0, metadata=limits(min=1e-6))
     overfit_batch: bool = False  # sanity check: the same batch, noise and timesteps every step
     tensorboard: bool = False  # also log to TensorBoard when it is installed
-    hunyuan_guidance: float = field(default=1.0, **_meta(min=0.0, max=30.0))  # HunyuanVideo's distilled guidance input
+    hunyuan_guidance: float = field(default=1.0, metadata=limits(min=0.0, max=30.0))  # HunyuanVideo's distilled guidance input
 
 
 @dataclass(frozen=True)
-class StageConfig:
+class StageConfig(Section):
     name: str
-    steps: int = field(**_meta(min=1))
+    steps: int = field(metadata=limits(min=1))
     deformation: Literal["any", "absent", "present"] = "any"  # motion.deformation tags besides "none"
     motion: tuple[float | None, float | None] | None = None  # raw scores.motion range
     motion_quantile: tuple[float, float] | None = None  # range of the dataset's motion-score quantiles
@@ -97,40 +91,46 @@ class StageConfig:
     require_tags: TagRule = field(default_factory=dict)  # field: values (one must be present; "*": any)
     exclude_tags: TagRule = field(default_factory=dict)  # field: values (none may be present; "*": any)
 
+    def check(self) -> None:
+        for name in ("require_tags", "exclude_tags"):
+            for key, values in getattr(self, name).items():
+                if not values:  # a rule naming no value would silently match nothing
+                    raise InvalidRequest(f"{name}.{key}", "must be a value id or a list of value ids, got []")
+
 
 @dataclass(frozen=True)
-class CurriculumConfig:
+class CurriculumConfig(Section):
     enabled: bool = True
     stages: tuple[StageConfig, ...] = ()  # empty: style -> motion -> deformation over train.max_steps
-    blend_steps: int = field(default=0, **_meta(min=0))  # linear mixing window around each boundary
+    blend_steps: int = field(default=0, metadata=limits(min=0))  # linear mixing window around each boundary
 
 
 @dataclass(frozen=True)
-class TagEncoderTrainConfig:
+class TagEncoderTrainConfig(Section):
     enabled: bool = False
-    lr: float = field(default=1e-4, **_meta(min=0.0, max=1.0))
-    weight_decay: float = field(default=0.0, **_meta(min=0.0, max=1.0))
-    hidden_dim: int = field(default=256, **_meta(min=1, max=65536))
-    tag_dropout: float = field(default=0.1, **_meta(min=0.0, max=1.0))
-    drop_all_rate: float = field(default=0.1, **_meta(min=0.0, max=1.0))
+    lr: float = field(default=1e-4, metadata=limits(min=0.0, max=1.0))
+    weight_decay: float = field(default=0.0, metadata=limits(min=0.0, max=1.0))
+    hidden_dim: int = field(default=256, metadata=limits(min=1, max=65536))
+    tag_dropout: float = field(default=0.1, metadata=limits(min=0.0, max=1.0))
+    drop_all_rate: float = field(default=0.1, metadata=limits(min=0.0, max=1.0))
     init_from: str | None = None
 
 
 @dataclass(frozen=True)
-class PromptConfig:
+class PromptConfig(Section):
     narrative: str
     tags: TagRule = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ValidationConfig:
-    every: int | None = field(default=None, **_meta(min=0))  # default: train.checkpoint_every; 0: off
+class ValidationConfig(Section):
+    every: int | None = field(default=None, metadata=limits(min=0))  # default: train.checkpoint_every; 0: off
     prompts: tuple[PromptConfig, ...] = ()
-    negative_prompt: str = ""
-    seed: int = field(default=0, **_meta(min=0))
-    steps: int = field(default=30, **_meta(min=1, max=200))
-    guidance: float = field(default=5.0, **_meta(min=0.0, max=30.0))
-    tag_guidance: float | None = field(default=None, **_meta(min=0.0, max=30.0))
+    negative_prompt: str = field(default="", metadata=limits(empty=True))
+    seed: int = field(default=0, metadata=limits(min=0))
+    steps: int = field(default=30, metadata=limits(min=1, max=200))
+    guidance: float = field(default=5.0, metadata=limits(min=0.0, max=30.0))
+    tag_guidance: float | None = field(default=None, metadata=limits(min=0.0, max=30.0))
     width: int | None = None  # default: data.base_size
     height: int | None = None
     num_frames: int | None = None  # default: data.num_frames
@@ -139,23 +139,23 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
-class DPOConfig:
+class DPOConfig(Section):
     """Flow-DPO on preference pairs (engine/training/dpo.py). With this section the run is a DPO
     run and ``data.manifest`` names a trl or pickapic rating export instead of a clip manifest."""
 
-    beta: float = field(default=500.0, **_meta(min=1e-9))
+    beta: float = field(default=500.0, metadata=limits(min=1e-9))
     reference: Literal["base", "initial"] = "base"  # adapter disabled, or a frozen copy of adapter.init_from
     dimensions: tuple[str, ...] = ()  # rating dimensions whose verdicts count; empty: all
-    min_strength: int = field(default=1, **_meta(min=1, max=3))  # trl rows: weakest preference kept
-    sft_weight: float = field(default=0.0, **_meta(min=0.0))  # + weight x flow-matching loss on the winners
+    min_strength: int = field(default=1, metadata=limits(min=1, max=3))  # trl rows: weakest preference kept
+    sft_weight: float = field(default=0.0, metadata=limits(min=0.0))  # + weight x flow-matching loss on the winners
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Section):
     model: str  # registry id or a local diffusers folder
     output_dir: str
     data: DataConfig
-    seed: int = field(default=0, **_meta(min=0, max=2**32 - 1))
+    seed: int = field(default=0, metadata=limits(min=0, max=2**32 - 1))
     cache: CacheConfig = field(default_factory=CacheConfig)
     adapter: AdapterTrainConfig = field(default_factory=AdapterTrainConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -180,137 +180,7 @@ class RunConfig:
         return self.train.checkpoint_every if v is None else v
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
-
-def _plain(obj: Any) -> Any:
-    """Dataclasses, mappings (also read-only ones) and tuples as JSON-ready dicts and lists."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-# ----------------------------------------------------------------------------- parsing
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(hint))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    if hint is type(None):
-        return "null"
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"a list of {len(args)} values"
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1 and dataclasses.is_dataclass(options[0]):  # an optional section: name the inner field
-            return _coerce(options[0], value, where)
-        errors = []
-        for option in args:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(option, value, where)
-            except InvalidRequest as exc:
-                errors.append(exc.reason)
-        raise InvalidRequest(where, f"must be {_type_name(hint)}, got {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise InvalidRequest(where, f"'{value}' is not allowed; choose one of: {', '.join(map(str, args))}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise InvalidRequest(where, f"must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequest(where, f"must be a whole number, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as text
-            try:
-                value = float(value)
-            except ValueError:
-                raise InvalidRequest(where, f"must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidRequest(where, f"must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidRequest(where, f"must be non-empty text, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise InvalidRequest(where, f"must be {_type_name(hint)}, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise InvalidRequest(where, f"must be a list of {len(args)} values, got {len(value)}")
-        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin in (Mapping, dict, typing.Mapping) or hint is TagRule:
-        if not isinstance(value, Mapping):
-            raise InvalidRequest(where, f"must map a tag field to a value or a list of values, got {value!r}")
-        out: dict[str, tuple[str, ...]] = {}
-        for k, v in value.items():
-            values = (v,) if isinstance(v, str) else tuple(v) if isinstance(v, (list, tuple)) else None
-            if not isinstance(k, str) or values is None or not values or not all(isinstance(x, str) and x for x in values):
-                raise InvalidRequest(f"{where}.{k}", f"must be a value id or a list of value ids, got {v!r}")
-            out[k] = values
-        return types.MappingProxyType(out)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    raise TypeError(f"config type {hint!r} is not supported")  # a programming error, not a user one
-
-
-def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
-    lo, hi = f.metadata.get("min"), f.metadata.get("max")
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if lo is not None and value < lo:
-        raise InvalidRequest(where, f"must be at least {lo}, got {value}")
-    if hi is not None and value > hi:
-        raise InvalidRequest(where, f"must be at most {hi}, got {value}")
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise InvalidRequest(where or "config", f"must be a mapping of settings, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            path = f"{where}.{key}" if where else str(key)
-            raise InvalidRequest(path, f"unknown setting; known: {', '.join(known)}")
-    kwargs: dict[str, Any] = {}
-    for name, f in known.items():
-        path = f"{where}.{name}" if where else name
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
-                raise InvalidRequest(path, "is required")
-            continue
-        value = _coerce(hints[name], data[name], path)
-        _check_range(f, value, path)
-        kwargs[name] = value
-    return cls(**kwargs)
+        return plain(self)
 
 
 def _check_run(cfg: RunConfig) -> RunConfig:
@@ -323,6 +193,7 @@ def _check_run(cfg: RunConfig) -> RunConfig:
         size = (spec.defaults.width, spec.defaults.height)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, base_size=size))
     d = cfg.data
+    assert d.base_size is not None  # filled just above
     if (d.num_frames - 1) % fam.frame_stride:
         lower = (d.num_frames - 1) // fam.frame_stride * fam.frame_stride + 1
         raise InvalidRequest("data.num_frames", f"{fam.name} models need {fam.frame_stride}k+1 frames; "
@@ -377,24 +248,23 @@ def _check_run(cfg: RunConfig) -> RunConfig:
 
 def parse_config(data: Any, base_dir: Path | None = None) -> RunConfig:
     """Build and check a RunConfig from plain data (e.g. parsed YAML)."""
-    cfg = _build(RunConfig, data, "")
+    cfg = build(RunConfig, data)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
 
-    def resolve(p: str | None) -> str | None:
-        if p is None:
-            return None
+    def resolve(p: str) -> str:
         path = Path(p).expanduser()
         return str(path if path.is_absolute() else (base / path).resolve())
 
-    model = cfg.model
-    if not _is_registry_id(model):
-        model = resolve(model) or model
+    def maybe(p: str | None) -> str | None:
+        return None if p is None else resolve(p)
+
+    model = cfg.model if _is_registry_id(cfg.model) else resolve(cfg.model)
     cfg = dataclasses.replace(
         cfg, model=model, output_dir=resolve(cfg.output_dir),
         data=dataclasses.replace(cfg.data, manifest=resolve(cfg.data.manifest)),
-        cache=dataclasses.replace(cfg.cache, dir=resolve(cfg.cache.dir)),
-        adapter=dataclasses.replace(cfg.adapter, init_from=resolve(cfg.adapter.init_from)),
-        tag_encoder=dataclasses.replace(cfg.tag_encoder, init_from=resolve(cfg.tag_encoder.init_from)),
+        cache=dataclasses.replace(cfg.cache, dir=maybe(cfg.cache.dir)),
+        adapter=dataclasses.replace(cfg.adapter, init_from=maybe(cfg.adapter.init_from)),
+        tag_encoder=dataclasses.replace(cfg.tag_encoder, init_from=maybe(cfg.tag_encoder.init_from)),
     )
     if cfg.adapter.kind == "lora":
         raw = data.get("adapter") if isinstance(data, Mapping) else None

@@ -176,8 +176,9 @@ def read_clips(cfg: DataConfig, taxonomy: Any) -> tuple[list[Clip], DatasetRepor
             if not path.is_file():
                 report.skipped["missing clip file"] += 1
                 continue
-            scores = row.get("scores") if isinstance(row.get("scores"), Mapping) else {}
-            caption = row.get("caption") if isinstance(row.get("caption"), str) else ""
+            raw_scores, raw_caption = row.get("scores"), row.get("caption")
+            scores: Mapping[str, Any] = raw_scores if isinstance(raw_scores, Mapping) else {}
+            caption = raw_caption if isinstance(raw_caption, str) else ""
             clips.append(Clip(
                 len(clips), path, caption.strip(), str(row.get("clip_id") or rel),
                 tags=_clean_tags(row.get("tags"), taxonomy, report),
@@ -231,7 +232,12 @@ def plan_clips(clips: Sequence[Clip], cfg: DataConfig, frame_stride: int, side_m
     """Give every clip its bucket and frames; clips that cannot be used are skipped and counted."""
     from ..core.export import probe_video
 
-    buckets = tuple(tuple(b) for b in cfg.buckets) or make_buckets(cfg.base_size, side_multiple, max_side)
+    if cfg.buckets:
+        buckets = tuple(tuple(b) for b in cfg.buckets)
+    elif cfg.base_size is None:
+        raise InvalidRequest("data.base_size", "is required when data.buckets is empty")
+    else:
+        buckets = make_buckets(cfg.base_size, side_multiple, max_side)
     min_frames = cfg.min_frames if cfg.min_frames is not None else cfg.num_frames
     planned: list[Planned] = []
     for clip in clips:

@@ -42,7 +42,8 @@ from ..core.errors import InvalidRequest
 from .config import DPOConfig, StageConfig
 from .curriculum import Curriculum
 from .dataset import Clip, DatasetReport, Planned, plan_clips, training_prompt
-from .loop import Trainer, _seed_for, _weight_dtype
+from .loop import Trainer
+from .runtime import seed_for, weight_dtype
 from .objective import noisy_latents, sample_sigmas
 
 __all__ = ["DPOTrainer", "PreferencePairs", "flow_dpo_loss", "read_preference_pairs"]
@@ -175,7 +176,7 @@ class DPOTrainer(Trainer):
                     used[c] = len(self.clip_planned)
                     self.clip_planned.append(by_clip[c])
             self.pairs.append((used[w], used[lo]))
-        self._log(f"dpo data: {found.describe()}; clips: {report.describe()}")
+        self.log(f"dpo data: {found.describe()}; clips: {report.describe()}")
         if not self.pairs:
             raise InvalidRequest("data.manifest", f"no usable preference pair in {cfg.data.manifest} "
                                                   f"({found.describe()})")
@@ -212,7 +213,7 @@ class DPOTrainer(Trainer):
 
     def _pair_inputs(self, pair_ids: Sequence[int], gen: torch.Generator) -> dict[str, Any]:
         cfg, acc = self.config, self.acc
-        wdtype = _weight_dtype(cfg.train.mixed_precision)
+        wdtype = weight_dtype(cfg.train.mixed_precision)
         wins = [self.pairs[i][0] for i in pair_ids]
         loses = [self.pairs[i][1] for i in pair_ids]
         x_w, x_l = self._latents(wins), self._latents(loses)
@@ -258,7 +259,7 @@ class DPOTrainer(Trainer):
             draw = 0 if cfg.train.overfit_batch else step * accum + micro
             _, indices = self.sampler.draw(draw, step)
             mine = self.sampler.rank_slice(indices, acc.process_index)
-            seed = _seed_for(cfg.seed, draw, acc.process_index)
+            seed = seed_for(cfg.seed, draw, acc.process_index)
             torch.manual_seed(seed)
             inputs = self._pair_inputs(mine, torch.Generator(device="cpu").manual_seed(seed))
             ref = self._reference_pred(inputs)
@@ -314,7 +315,7 @@ class DPOTrainer(Trainer):
         try:
             for start in range(0, len(self.pairs), batch_size):
                 ids = list(range(start, min(len(self.pairs), start + batch_size)))
-                inputs = self._pair_inputs(ids, torch.Generator(device="cpu").manual_seed(_seed_for(seed, start)))
+                inputs = self._pair_inputs(ids, torch.Generator(device="cpu").manual_seed(seed_for(seed, start)))
                 ref = self._reference_pred(inputs)
                 pred = model(inputs["x_t"], inputs["t"], inputs["text"], inputs["tags"]).float()
                 if self.channel is not None:

@@ -20,82 +20,31 @@ temporary folder and renamed into place (the rename is the commit)::
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ContextManager
 
-import numpy as np
 import torch
-from torch import nn
 
 from ..core.errors import InvalidRequest, UnsupportedCombination
 from ..core.settings import Settings
+from ..toolkit.files import staged_folder, swap_folder
 from .caching import CacheKeys, FeatureCache, build_cache
-from .config import RunConfig
+from .checkpoints import (CHECKPOINTS, TRAINABLE, capture_rng, find_resume, first_difference, list_checkpoints,
+                          load_trainable, restore_rng, resume_fingerprint, save_trainable)
+from .config import RunConfig, StageConfig
 from .curriculum import Curriculum, CurriculumSampler, default_stages, stage_members
 from .dataset import Planned, plan_clips, read_clips, training_prompt
 from .metrics import Metrics
 from .objective import flow_matching_loss, noisy_latents, ops_for, sample_sigmas
+from .runtime import StepHook, TrainModule, TrainResult, peak_memory, seed_for, weight_dtype
+from .validation import Validator, validation_texts
 
-CHECKPOINTS = "checkpoints"
-TRAINABLE = "trainable.safetensors"  # raw float32 adapter (+ tag encoder) tensors of a checkpoint
-StepHook = Callable[[int, float], None]
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    adapter_dir: Path | None
-    steps: int
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    checkpoints: list[Path] = field(default_factory=list)
-    samples: list[Path] = field(default_factory=list)
-    history_ids: list[int] = field(default_factory=list)
-    resumed_from: Path | None = None
-    seconds: float = 0.0
-    peak_memory_bytes: int = 0
-
-
-class _TrainModule(nn.Module):
-    """The transformer (with adapters as children) and the tag encoder, as one module for DDP."""
-
-    def __init__(self, transformer: nn.Module, ops: Any, tag_encoder: nn.Module | None, channel: Any,
-                 guidance: float) -> None:
-        super().__init__()
-        self.transformer = transformer
-        self.tag_encoder = tag_encoder
-        self._ops, self._channel, self._guidance = ops, channel, guidance
-
-    def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, text: dict[str, torch.Tensor],
-                tags: Any = None) -> torch.Tensor:
-        if self._channel is not None:
-            # Not cleared here: with gradient checkpointing the blocks run again during backward
-            # and the channel's hooks must see the same tags then. The trainer clears after backward.
-            self._channel.set_tags(tags)
-        return self._ops.call(self.transformer, x_t, timesteps, text, self._guidance)
-
-
-def _seed_for(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
-
-
-def _weight_dtype(mixed: str) -> torch.dtype:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed, torch.float32)
-
-
-def _peak_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+__all__ = ["CHECKPOINTS", "TRAINABLE", "StepHook", "TrainResult", "Trainer"]
 
 
 class Trainer:
@@ -109,6 +58,32 @@ class Trainer:
         self.show_progress = show_progress
         self.out = config.output_path
         self.ckpt_root = self.out / CHECKPOINTS
+        # Filled by prepare(); typed here because the validator reads them (ValidationHost).
+        self.acc: Any = None
+        self.pipe: Any = None
+        self.ops: Any = None
+        self.channel: Any = None
+        self.cache: FeatureCache
+        self.keys: CacheKeys
+        self.val_texts: list[str] = []
+
+    # ------------------------------------------------------------ public, for the validator
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self.acc.device
+        return device
+
+    def autocast(self) -> ContextManager[Any]:
+        """The mixed-precision context the model is trained under (for sampling with it)."""
+        ctx: ContextManager[Any] = self.acc.autocast()
+        return ctx
+
+    def log(self, message: str) -> None:
+        """One line on stderr, from the main process only (keeps progress bars intact)."""
+        if self.acc.is_main_process:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
 
     # ------------------------------------------------------------------------- set-up
     def _accelerator(self) -> Any:
@@ -135,12 +110,6 @@ class Trainer:
                       "`accelerate launch --multi_gpu --num_processes N ...`", file=sys.stderr)
         return acc
 
-    def _log(self, message: str) -> None:
-        if self.acc.is_main_process:
-            from tqdm import tqdm
-
-            tqdm.write(message, file=sys.stderr)
-
     def _load_pipeline(self) -> Any:
         from diffusers import DiffusionPipeline
 
@@ -152,7 +121,7 @@ class Trainer:
         with self.acc.main_process_first():  # the preview model is written on first use
             folder = locate_weights(spec, self.settings)
         self.weights_folder = Path(folder)
-        dtype = _weight_dtype(self.config.train.mixed_precision)
+        dtype = weight_dtype(self.config.train.mixed_precision)
         pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         self.spec = spec
@@ -166,7 +135,7 @@ class Trainer:
         clips, report = read_clips(cfg.data, self.taxonomy)
         fam = self.spec.family
         planned = plan_clips(clips, cfg.data, fam.frame_stride, fam.side_multiple, self.spec.max_side, report)
-        self._log(f"data: {report.describe()}")
+        self.log(f"data: {report.describe()}")
         if not planned:
             raise InvalidRequest("data.manifest", f"no usable clip in {cfg.data.manifest} ({report.describe()})")
         self.prompts = [training_prompt(p.clip, self.taxonomy, cfg.data.compile_tags) for p in planned]
@@ -175,36 +144,18 @@ class Trainer:
     def _curriculum(self, planned: list[Planned]) -> tuple[Curriculum, list[list[int]]]:
         cur = self.config.curriculum
         total = self.config.train.max_steps
+        stages: tuple[StageConfig, ...]
         if not cur.enabled:
-            from .config import StageConfig
-
-            stages: tuple = (StageConfig(name="all", steps=total or 1),)
+            stages = (StageConfig(name="all", steps=total or 1),)
         elif cur.stages:
             stages = cur.stages
         elif any(p.clip.motion is not None for p in planned):
             stages = default_stages(total or 1)
         else:
-            self._log("curriculum: the data has no motion scores, so one stage over every clip is used")
-            from .config import StageConfig
-
+            self.log("curriculum: the data has no motion scores, so one stage over every clip is used")
             stages = (StageConfig(name="all", steps=total or 1),)
         curriculum = Curriculum(tuple(stages), cur.blend_steps)
         return curriculum, stage_members(planned, curriculum.stages)
-
-    def _validation_texts(self) -> list[str]:
-        v = self.config.validation
-        texts = []
-        if self.validation_on:
-            for i, prompt in enumerate(v.prompts):
-                try:
-                    tags = self.taxonomy.validate_tags(prompt.tags)
-                except InvalidRequest as exc:
-                    raise InvalidRequest(f"validation.prompts[{i}].{exc.field}", exc.reason) from None
-                text = (self.taxonomy.compile_prompt(prompt.narrative, tags) if self.config.data.compile_tags
-                        else prompt.narrative)
-                texts.append(text)
-            texts.append(v.negative_prompt)
-        return texts
 
     def _build_cache(self, pipe: Any, planned: list[Planned]) -> None:
         from tqdm import tqdm
@@ -217,7 +168,7 @@ class Trainer:
         self.latent_files = [self.cache.latent_path(self.keys.latent_key(p)) for p in planned]
         self.text_files = [self.cache.text_path(self.keys.text_key(t)) for t in self.prompts]
         self.empty_text_file = self.cache.text_path(self.keys.text_key(""))
-        self.val_texts = self._validation_texts()
+        self.val_texts = validation_texts(cfg, self.taxonomy) if self.validation_on else []
         wanted = list(dict.fromkeys([*self.prompts, "", *self.val_texts]))
         wanted_files = [*self.latent_files, *(self.cache.text_path(self.keys.text_key(t)) for t in wanted)]
         if not all(f.is_file() for f in wanted_files):
@@ -239,7 +190,7 @@ class Trainer:
                                     world_size=acc.num_processes, progress=progress)
             finally:
                 bar.close()
-            self._log(f"cache ({cfg.cache_path}): {stats.describe()}")
+            self.log(f"cache ({cfg.cache_path}): {stats.describe()}")
         acc.wait_for_everyone()
 
     def _build_model(self, pipe: Any) -> None:
@@ -252,7 +203,7 @@ class Trainer:
         transformer.to(self.acc.device)
         spec = HydraSpec(rank=a.rank, alpha=a.alpha, num_heads=a.heads, router=a.router if a.heads > 1 else "fixed",
                          fixed_weights=a.fixed_weights, dropout=a.dropout, targets=a.targets, exclude=a.exclude)
-        torch.manual_seed(_seed_for(cfg.seed, 1))  # same initial A and router on every process and every run
+        torch.manual_seed(seed_for(cfg.seed, 1))  # same initial A and router on every process and every run
         self.injection = inject_hydralora(transformer, spec)
         if a.init_from:
             files = inspect_adapter(a.init_from)
@@ -274,7 +225,7 @@ class Trainer:
             if te.init_from:
                 encoder = load_tag_encoder(te.init_from, self.taxonomy, self.ops.name)
             else:
-                torch.manual_seed(_seed_for(cfg.seed, 3))
+                torch.manual_seed(seed_for(cfg.seed, 3))
                 encoder = TagEncoder.for_transformer(transformer, self.taxonomy, hidden_dim=te.hidden_dim)
             encoder.to(self.acc.device)
             self.tag_encoder = encoder
@@ -282,7 +233,7 @@ class Trainer:
         if cfg.train.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         transformer.train()
-        groups = [{"params": list(self.injection.parameters()), "lr": cfg.optimizer.lr,
+        groups: list[dict[str, Any]] = [{"params": list(self.injection.parameters()), "lr": cfg.optimizer.lr,
                    "weight_decay": cfg.optimizer.weight_decay}]
         if self.tag_encoder is not None:
             groups.append({"params": list(self.tag_encoder.parameters()), "lr": cfg.tag_encoder.lr,
@@ -292,7 +243,7 @@ class Trainer:
         warm = o.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
-        module = _TrainModule(transformer, self.ops, self.tag_encoder, self.channel, cfg.train.hunyuan_guidance)
+        module = TrainModule(transformer, self.ops, self.tag_encoder, self.channel, cfg.train.hunyuan_guidance)
         self.model, self.optimizer = self.acc.prepare(module, optimizer)
         self.trainable = [p for g in groups for p in g["params"]]
 
@@ -309,7 +260,7 @@ class Trainer:
         cfg = self.config
         ckpt = self._find_resume(resume)  # refuse early, before minutes of loading
         self.validation_on = cfg.validation_every > 0 and bool(cfg.validation.prompts)
-        self._log(f"accelerate: {self.acc.num_processes} process(es), {self.acc.distributed_type}, "
+        self.log(f"accelerate: {self.acc.num_processes} process(es), {self.acc.distributed_type}, "
                   f"device {self.acc.device}, mixed precision {cfg.train.mixed_precision}")
         pipe = self._load_pipeline()
         self.pipe = pipe
@@ -335,7 +286,7 @@ class Trainer:
         if ckpt is not None:
             self._start = self._load_checkpoint(ckpt)
             result.resumed_from = ckpt
-            self._log(f"resumed from {ckpt} at step {self._start}")
+            self.log(f"resumed from {ckpt} at step {self._start}")
         return result
 
     def fit(self) -> TrainResult:
@@ -347,14 +298,12 @@ class Trainer:
             if self.channel is not None:
                 self.channel.detach()
         result.seconds = time.perf_counter() - self._started
-        result.peak_memory_bytes = _peak_memory(self.acc.device)
+        result.peak_memory_bytes = peak_memory(self.acc.device)
         self.acc.wait_for_everyone()
         return result
 
     def _train(self, start_step: int, total: int, result: TrainResult) -> None:
         from tqdm import tqdm
-
-        from .validation import Validator
 
         cfg, acc = self.config, self.acc
         metrics = Metrics(self.out / "metrics.csv", start_step, acc.is_main_process, cfg.train.tensorboard)
@@ -371,14 +320,14 @@ class Trainer:
                 ema = loss if ema is None else 0.9 * ema + 0.1 * loss
                 name = self.curriculum.stages[self.curriculum.stage_at(step)].name
                 if name != shown_stage:
-                    self._log(f"step {done}: curriculum stage '{name}'")
+                    self.log(f"step {done}: curriculum stage '{name}'")
                     shown_stage = name
                 result.losses.append((done, loss))
                 bar.set_postfix(loss=f"{ema:.4f}", stage=name, refresh=False)
                 bar.update(1)
                 if done % cfg.train.log_every == 0 or done == total:
                     mix = self.curriculum.weights(step)
-                    metrics.write(done, loss, self.scheduler.get_last_lr()[0], name, self.curriculum.stages[stage].name,
+                    metrics.write(done, loss, float(self.scheduler.get_last_lr()[0]), name, self.curriculum.stages[stage].name,
                                   mix, self._last_grad_norm, time.perf_counter() - t0)
                 validate = self.validation_on and (done % cfg.validation_every == 0 or done == total)
                 if done % cfg.train.checkpoint_every == 0 or done == total or validate:
@@ -409,7 +358,7 @@ class Trainer:
         accum = cfg.train.grad_accum
         total_loss = 0.0
         stage = 0
-        wdtype = _weight_dtype(cfg.train.mixed_precision)
+        wdtype = weight_dtype(cfg.train.mixed_precision)
         for micro in range(accum):
             draw = 0 if cfg.train.overfit_batch else step * accum + micro
             if cfg.train.overfit_batch:
@@ -419,7 +368,7 @@ class Trainer:
             else:
                 stage, indices = self.sampler.draw(draw, step)
             mine = self.sampler.rank_slice(indices, acc.process_index)
-            seed = _seed_for(cfg.seed, draw, acc.process_index)
+            seed = seed_for(cfg.seed, draw, acc.process_index)
             torch.manual_seed(seed)  # adapter dropout and anything else drawing from the global RNG
             gen = torch.Generator(device="cpu").manual_seed(seed)
             x0 = torch.stack([self.cache.read(self.latent_files[i])["latents"].float() for i in mine])
@@ -442,7 +391,7 @@ class Trainer:
                 tags = tag_dropout(encode_tags(self.taxonomy, [dict(self.planned[i].clip.tags) for i in mine]),
                                    te.tag_dropout, gen, drop_all_rate=te.drop_all_rate)
             sync = micro == accum - 1
-            ctx = acc.no_sync(self.model) if not sync and acc.num_processes > 1 else _null()
+            ctx = acc.no_sync(self.model) if not sync and acc.num_processes > 1 else contextlib.nullcontext()
             with ctx:
                 pred = self.model(x_t.to(acc.device, wdtype), (sigmas * 1000.0).to(acc.device), text, tags)
                 loss = flow_matching_loss(pred, target.to(acc.device))
@@ -469,35 +418,13 @@ class Trainer:
 
     # -------------------------------------------------------------------- checkpoints
     def _resume_fingerprint(self) -> dict[str, Any]:
-        d = self.config.to_dict()
-        d.pop("validation", None)
-        d["cache"].pop("dir", None)
-        for k in ("checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "max_steps"):
-            d["train"].pop(k, None)
-        from .config import _plain
-
-        d["curriculum"]["stages"] = _plain(list(self.curriculum.stages))
-        return json.loads(json.dumps(d))
+        return resume_fingerprint(self.config, self.curriculum.stages)
 
     def checkpoints(self) -> list[Path]:
-        if not self.ckpt_root.is_dir():
-            return []
-        return sorted(p for p in self.ckpt_root.iterdir() if p.is_dir() and p.name.startswith("step-")
-                      and (p / "state.pt").is_file())
+        return list_checkpoints(self.ckpt_root)
 
     def _find_resume(self, resume: str) -> Path | None:
-        if resume == "never":
-            if self.checkpoints():
-                raise InvalidRequest("--resume", f"{self.ckpt_root} already holds checkpoints; resume them "
-                                                 "(the default) or choose another output_dir")
-            return None
-        if resume == "auto":
-            found = self.checkpoints()
-            return found[-1] if found else None
-        path = Path(resume).expanduser()
-        if not (path / "state.pt").is_file():
-            raise InvalidRequest("--resume", f"{path} is not a training checkpoint (no state.pt)")
-        return path
+        return find_resume(self.ckpt_root, resume)
 
     def _save_checkpoint(self, step: int) -> Path:
         acc = self.acc
@@ -507,26 +434,16 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-        torch.save(rng, tmp / f"rng-rank{acc.process_index}.pt")
+        torch.save(capture_rng(), tmp / f"rng-rank{acc.process_index}.pt")
         acc.wait_for_everyone()
         if acc.is_main_process:
             self._write_adapter(tmp / "adapter", step)
-            from safetensors.torch import save_file
-
-            tensors = {f"adapter.{k}": v for k, v in self.injection.state_dict().items()}
-            if self.tag_encoder is not None:
-                tensors.update({f"tag_encoder.{k}": v.detach().cpu().contiguous()
-                                for k, v in self.tag_encoder.state_dict().items()})
-            save_file(tensors, str(tmp / TRAINABLE))
+            save_trainable(tmp / TRAINABLE, self.injection, self.tag_encoder)
             state = {"step": step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "sampler": self.sampler.state_dict(), "config": self._resume_fingerprint(),
                      "world_size": acc.num_processes, "version": 1}
             torch.save(state, tmp / "state.pt")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            swap_folder(tmp, final)  # the rename is the commit
             for old in self.checkpoints()[:-self.config.train.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
@@ -543,63 +460,30 @@ class Trainer:
             save_tag_encoder(self.tag_encoder, folder.parent / "tag_encoder")
 
     def _export_final(self, step: int) -> Path:
-        tmp = self.out / ".adapter.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self._write_adapter(tmp / "adapter", step)
-        for name in ("adapter", "tag_encoder"):
-            src, dst = tmp / name, self.out / name
-            if src.exists():
-                if dst.exists():
-                    shutil.rmtree(dst)
-                os.replace(src, dst)
-        shutil.rmtree(tmp, ignore_errors=True)
+        with staged_folder(self.out / ".adapter") as tmp:  # nothing half-written if the export fails
+            self._write_adapter(tmp / "adapter", step)
+            for name in ("adapter", "tag_encoder"):
+                if (tmp / name).exists():
+                    swap_folder(tmp / name, self.out / name)
         return self.out / "adapter"
 
     def _load_checkpoint(self, path: Path) -> int:
-        from ..core.adapters.io import load_tensors
-
         acc = self.acc
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
         saved, now = state.get("config"), self._resume_fingerprint()
         if saved != now:
-            diff = _first_difference(saved, now)
+            diff = first_difference(saved, now)
             raise InvalidRequest("config", f"differs from the run in {path} ({diff}); resume needs the same "
                                            "data, model and training settings, or use another output_dir")
         if state.get("world_size") != acc.num_processes:
-            self._log(f"warning: {path} was written by {state.get('world_size')} processes, this run has "
+            self.log(f"warning: {path} was written by {state.get('world_size')} processes, this run has "
                       f"{acc.num_processes}: the data order will differ from an uninterrupted run")
-        # The raw trainable tensors (not the exported adapter, whose LoRA B has alpha/r folded in):
-        # float32 as trained, so the resumed run continues from exactly the same numbers.
-        tensors = load_tensors(path / TRAINABLE)
-        self.injection.load_state_dict({k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")})
-        if self.tag_encoder is not None:
-            own = {k[len("tag_encoder."):]: v for k, v in tensors.items() if k.startswith("tag_encoder.")}
-            self.tag_encoder.load_state_dict(own, strict=True)
+        load_trainable(path / TRAINABLE, self.injection, self.tag_encoder)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         rng_file = path / f"rng-rank{acc.process_index}.pt"
         if rng_file.is_file():
-            rng = torch.load(rng_file, map_location="cpu", weights_only=False)
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+            restore_rng(torch.load(rng_file, map_location="cpu", weights_only=False))
         return int(state["step"])
 
-
-def _first_difference(a: Any, b: Any, where: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-    return f"{where or 'config'}: was {a!r}, now {b!r}"
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

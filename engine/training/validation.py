@@ -13,29 +13,73 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ContextManager, Protocol
 
 import numpy as np
 import torch
 
+from ..core.errors import InvalidRequest
 from ..core.requests import AdapterRef, GenerationRequest
+from ..core.settings import Settings
+from .caching import CacheKeys, FeatureCache
+from .config import RunConfig
 
-if TYPE_CHECKING:
-    from .loop import Trainer
+__all__ = ["ValidationHost", "Validator", "validation_texts"]
 
 _log = logging.getLogger(__name__)
 
 
+class ValidationHost(Protocol):
+    """What the validator needs of a prepared run (`Trainer` is one): read-only, all public."""
+
+    @property
+    def config(self) -> RunConfig: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def out(self) -> Path: ...
+    @property
+    def pipe(self) -> Any: ...  # the diffusers pipeline whose transformer is being trained
+    @property
+    def ops(self) -> Any: ...  # the family's FamilyOps
+    @property
+    def channel(self) -> Any: ...  # the tag channel, or None
+    @property
+    def cache(self) -> FeatureCache: ...
+    @property
+    def keys(self) -> CacheKeys: ...
+    @property
+    def val_texts(self) -> list[str]: ...  # validation_texts() of the run: prompts, then the negative
+    @property
+    def device(self) -> torch.device: ...
+    def autocast(self) -> ContextManager[Any]: ...
+    def log(self, message: str) -> None: ...
+
+
+def validation_texts(config: RunConfig, taxonomy: Any) -> list[str]:
+    """The compiled text of every validation prompt, then the negative prompt (all cached up front)."""
+    v = config.validation
+    texts = []
+    for i, prompt in enumerate(v.prompts):
+        try:
+            tags = taxonomy.validate_tags(prompt.tags)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"validation.prompts[{i}].{exc.field}", exc.reason) from None
+        texts.append(taxonomy.compile_prompt(prompt.narrative, tags) if config.data.compile_tags else prompt.narrative)
+    texts.append(v.negative_prompt)
+    return texts
+
+
 class Validator:
-    def __init__(self, trainer: "Trainer") -> None:
-        self.t = trainer
+    def __init__(self, host: ValidationHost) -> None:
+        self.t = host
         self._history: Any = None
         self._db: Any = None
 
     def _history_service(self) -> Any:
         if self._history is None:
             from ..storage.db import open_database
-            from ..storage.history import HistoryService
+            from ..storage.clips import HistoryService
 
             settings = self.t.settings
             settings.ensure_dirs()
@@ -52,41 +96,44 @@ class Validator:
     def _settings(self) -> tuple[int, int, int, int]:
         cfg = self.t.config
         v = cfg.validation
-        width = v.width or cfg.data.base_size[0]
-        height = v.height or cfg.data.base_size[1]
+        base = cfg.data.base_size
+        assert base is not None  # parse_config fills it from the model
+        width = v.width or base[0]
+        height = v.height or base[1]
         frames = v.num_frames or cfg.data.num_frames
         fps = v.fps or int(round(cfg.data.fps or 16))
         return width, height, frames, fps
 
     def run(self, step: int, checkpoint: Path) -> tuple[list[Path], list[int]]:
         from ..core.export import export_clip
-        from ..storage.history import MediaFiles, slugify
+        from ..storage.clips import MediaFiles, slugify
 
         t = self.t
         cfg = t.config
         v = cfg.validation
         pipe = t.pipe
         width, height, frames, fps = self._settings()
+        cache, keys = t.cache, t.keys
         adapter_dir = checkpoint / "adapter"
         out_dir = t.out / "samples" / f"step-{step:06d}"
         out_dir.mkdir(parents=True, exist_ok=True)
-        neg = t.cache.read(t.cache.text_path(t.keys.text_key(v.negative_prompt))) if v.guidance > 1.0 else None
+        neg = cache.read(cache.text_path(keys.text_key(v.negative_prompt))) if v.guidance > 1.0 else None
         written: list[Path] = []
         ids: list[int] = []
         transformer = pipe.transformer
-        pipe.vae.to(t.acc.device)
+        pipe.vae.to(t.device)
         was_training = transformer.training
         transformer.eval()
         try:
             for i, prompt in enumerate(v.prompts):
                 compiled = t.val_texts[i]
-                pos = t.cache.read(t.cache.text_path(t.keys.text_key(compiled)))
+                pos = cache.read(cache.text_path(keys.text_key(compiled)))
                 generator = torch.Generator(device="cpu").manual_seed(v.seed + i)
                 call = dict(height=height, width=width, num_frames=frames, num_inference_steps=v.steps,
                             guidance_scale=v.guidance, generator=generator, output_type="np",
                             **t.ops.pipeline_text_kwargs(_to(pos, t), _to(neg, t) if neg is not None else None,
                                                          cfg.data.max_text_tokens))
-                with torch.no_grad(), t.acc.autocast():
+                with torch.no_grad(), t.autocast():
                     if t.channel is not None and prompt.tags:
                         from ..core.conditioning import generate_with_tags
 
@@ -117,13 +164,13 @@ class Validator:
                         ids.append(record.id)
                     except Exception as exc:  # noqa: BLE001 - a history problem must not end a long run
                         _log.error("validation sample %s was not added to the studio history: %s", path, exc)
-                        t._log(f"warning: validation sample not added to the history ({exc})")
+                        t.log(f"warning: validation sample not added to the history ({exc})")
         finally:
             transformer.train(was_training)
-        t._log(f"step {step}: {len(written)} validation sample(s) in {out_dir}")
+        t.log(f"step {step}: {len(written)} validation sample(s) in {out_dir}")
         return written, ids
 
 
-def _to(text: Any, t: Any) -> dict[str, torch.Tensor]:
+def _to(text: Any, t: ValidationHost) -> dict[str, torch.Tensor]:
     dtype = next(t.pipe.transformer.parameters()).dtype
-    return {k: v.to(t.acc.device, dtype if v.is_floating_point() else v.dtype) for k, v in text.items()}
+    return {k: v.to(t.device, dtype if v.is_floating_point() else v.dtype) for k, v in text.items()}
