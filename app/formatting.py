@@ -7,9 +7,9 @@ from engine.core.errors import EngineError
 from engine.core.pks import Taxonomy
 from engine.core.presets import Preset
 from engine.core.registry import PREVIEW_ID, REGISTRY
-from engine.storage.history import GenerationRecord
-
-from .services.jobs import QueueRow
+# QueueRow from the engine, not app.services.jobs: services use these texts, so formatting stays below them.
+from engine.runner import QueueRow
+from engine.storage.repository.generations import GenerationRecord
 
 NOISE_NOTE = ("⚠ **Preview model:** its weights are random, so the clip is noise. It shows the studio works; "
               "download a real model for real animation.")

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.generation import CancelToken, PreparedRequest, ProgressCallback
 from .core.requests import GenerationRequest
-from .storage.history import GenerationRecord, HistoryService
+from .storage.clips import GenerationRecord, HistoryService
 from .studio import Studio
 
 log = logging.getLogger(__name__)

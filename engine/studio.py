@@ -18,7 +18,7 @@ from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequ
 from .core.requests import GenerationRequest
 from .core.settings import Settings
 from .storage.db import open_database
-from .storage.history import GenerationRecord, HistoryService, MediaFiles
+from .storage.clips import GenerationRecord, HistoryService, MediaFiles
 
 
 class Studio:

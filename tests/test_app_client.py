@@ -27,7 +27,7 @@ from app.services.context import StudioServices  # noqa: E402
 from app.ui import StudioApp, build_app  # noqa: E402
 from engine.core.requests import GenerationRequest  # noqa: E402
 from engine.core.settings import Settings  # noqa: E402
-from engine.storage.history import INTERRUPTED_REASON  # noqa: E402
+from engine.storage.clips import INTERRUPTED_REASON  # noqa: E402
 from engine.studio import Studio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -164,7 +164,7 @@ def test_bad_import_is_refused_and_export_round_trips(served: tuple[StudioServic
     for file_name, text in bad.items():
         path = tmp_path / file_name
         path.write_text(text, encoding="utf-8")
-        message = error_of(lambda: client.predict(handle_file(str(path)), "", api_name="/import_preset"))
+        message = error_of(lambda path=path: client.predict(handle_file(str(path)), "", api_name="/import_preset"))
         assert message.startswith("Import refused"), message
     assert "moonwalk" in error_of(lambda: client.predict(handle_file(str(tmp_path / "unknown-tag.yaml")), "",
                                                          api_name="/import_preset"))
@@ -276,7 +276,7 @@ def test_catalog_finds_adapters_folder_training_runs_and_runs_in_the_history(set
     assert "HunyuanVideo" in (entry.misfit(REGISTRY["hunyuanvideo"]) or "")
 
 
-def test_a_preset_for_a_real_model_fits_itself_to_the_preview_model(settings: Settings) -> None:
+def test_a_preset_for_a_real_model_fits_itself_to_the_preview_model(settings: Any) -> None:
     """Combat Sakuga Dash asks for 49 frames; the preview model takes at most 33."""
     from engine.core.pks import load_taxonomy
     from engine.core.presets import PresetLibrary, builtin_presets_dir
@@ -292,3 +292,16 @@ def test_a_preset_for_a_real_model_fits_itself_to_the_preview_model(settings: Se
     on_wan, kept_wan = adapters.fit_preset_to_model(
         adapters.apply_preset(adapters.FormValues(model="wan2.1-t2v-1.3b"), preset), preset)
     assert kept_wan == [] and on_wan.num_frames == preset.settings["num_frames"]
+
+
+def test_catalog_file_names_are_the_engines() -> None:
+    """The catalogs spell the config names out so listing needs no torch; they must not drift."""
+    from engine.core import adapters, catalog, preview, tag_encoder
+
+    assert catalog.ADAPTER_CONFIG == adapters.io.CONFIG_NAME
+    assert (catalog.TAG_ENCODER_CONFIG, catalog.TAG_ENCODER_WEIGHTS) == (tag_encoder.CONFIG_NAME, tag_encoder.WEIGHTS_NAME)
+    assert catalog.PREVIEW_TEXT_DIM == preview.TEXT_DIM
+    from engine.core.registry import REGISTRY
+
+    assert all(catalog.tag_encoder_family(spec) == tag_encoder.family_name(spec) for spec in REGISTRY.values())
+

@@ -262,7 +262,7 @@ def test_cli_runs_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 # ------------------------------------------------------------------ toolkit (curation's files and config)
 def test_atomic_writes_leave_the_old_file_on_failure_and_no_temp_files(tmp_path: Path) -> None:
-    from engine.toolkit.files import atomic_path, staged_folder, swap_folder, write_json, write_text
+    from engine.core.toolkit.files import atomic_path, staged_folder, swap_folder, write_json, write_text
 
     target = tmp_path / "sub" / "a.json"
     write_json(target, {"b": 1, "a": "é"})
@@ -295,7 +295,7 @@ def test_atomic_writes_leave_the_old_file_on_failure_and_no_temp_files(tmp_path:
 def test_the_three_configs_accept_and_refuse_alike() -> None:
     from engine.reward.config import RewardTrainConfig
     from engine.training.config import TrainConfig
-    from engine.toolkit.config import build
+    from engine.core.toolkit.config import build
 
     # the same whole-number rules, the same unknown-key message, the same dotted field names
     for make, section, key in ((lambda d: CurationConfig.from_dict({"clips": d}), "clips", "crf"),

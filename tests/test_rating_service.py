@@ -16,7 +16,7 @@ from engine.core.errors import InvalidRequest
 from engine.core.export import probe_video, read_embedded_settings
 from engine.rating.service import RatingService
 from engine.rating.types import DIMENSIONS, DeformationMark, JudgementForm, PermissionDenied, ServedPair, Vote
-from engine.storage.history import HistoryService
+from engine.storage.clips import HistoryService
 from test_rating_support import (ADMIN, N1, N3, PASSWORD, QUALITY, RATERS, Studio, Template, full_form,
                                  prefer_better_model)
 
@@ -262,7 +262,8 @@ def test_stats_and_leaderboard_from_real_judgements(studio: Studio) -> None:
                  key=lambda g: QUALITY[service.repository.generations([g])[g].model])
     service.set_gold(admin, gold_pair.id, {d: better for d in DIMENSIONS})
     for name in RATERS:
-        _drain(service, name, lambda s, p: prefer_better_model(s, p, elapsed_s=2.0 if name == "chika" else 25.0))
+        elapsed = 2.0 if name == "chika" else 25.0
+        _drain(service, name, lambda s, p, elapsed=elapsed: prefer_better_model(s, p, elapsed_s=elapsed))
     report = service.stats(admin)
     by_name = {r.name: r for r in report.raters}
     assert [r.name for r in report.flagged] == ["chika"]

@@ -17,7 +17,7 @@ from engine.rating.service import RatingService
 from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
 from engine.storage.db import Database, alembic_config, current_revision, head_revision, open_database
-from engine.storage.history import HistoryService, MediaFiles
+from engine.storage.clips import HistoryService, MediaFiles
 from engine.storage.models import Base
 
 RATING_TABLES = {"raters", "playback_clips", "comparisons", "gold_answers", "assignments", "judgements",

@@ -19,11 +19,12 @@ import pytest
 from engine.core.export import write_mp4
 from engine.rating.service import RatingService
 from engine.rating.types import DIMENSIONS, JudgementForm, PairBuildReport, RatingConfig, Vote
+from engine.reward.queue import uncertainty_priority
 from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
 from engine.storage.db import Database, open_database
-from engine.storage.history import HistoryService, MediaFiles
-from engine.storage.repository import Rater
+from engine.storage.clips import HistoryService, MediaFiles
+from engine.storage.repository import Rater, RewardRepository
 
 ADMIN, RATERS = "director", ("aki", "ben", "chika")
 PASSWORD = "correct horse battery"
@@ -98,7 +99,8 @@ class Studio:
     picked_pair: int
 
     def service(self, **config: Any) -> RatingService:
-        return RatingService(self.db, self.settings.media_dir, RatingConfig(**config), rng=random.Random(1234))
+        return RatingService(self.db, self.settings.media_dir, RatingConfig(**config), rng=random.Random(1234),
+                             priority_of=lambda key: uncertainty_priority(RewardRepository(self.db), key))
 
     def rater(self, name: str) -> Rater:
         return self.service().rater_by_name(name)

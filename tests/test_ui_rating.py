@@ -28,7 +28,7 @@ from engine.core.export import write_mp4
 from engine.rating.types import DIMENSIONS, PermissionDenied
 from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
-from engine.storage.history import MediaFiles
+from engine.storage.clips import MediaFiles
 
 from test_app_client import launch  # noqa: E402  (tests/ is on sys.path)
 

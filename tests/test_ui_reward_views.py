@@ -133,3 +133,10 @@ def test_picker_lists_the_reward_checkpoints(served: tuple[StudioServices, str, 
     choices: list[Any] = reward_choices(services)
     assert choices[0][1] == NO_REWARD and [c[1] for c in choices[1:]] == ["tiny"]
     assert Path(services.reward_dir, "tiny").is_dir()
+
+
+def test_reward_catalog_file_names_are_the_engines() -> None:
+    """The catalog spells the config name out so listing needs no torch; it must not drift."""
+    from engine.reward import catalog, model
+
+    assert (catalog.REWARD_CONFIG, catalog.REWARD_FORMAT) == (model.CONFIG_FILE, model.FORMAT)

@@ -9,7 +9,7 @@ import os
 from typing import Any, Callable, TypeVar
 
 from engine.runner import GPU_LOCK, REMOVED_REASON, JobCancelToken, JobOutcome, JobRunner, QueueRow
-from engine.storage.history import GenerationRecord
+from engine.storage.clips import GenerationRecord
 
 __all__ = ["GPU_LOCK", "REMOVED_REASON", "JobCancelToken", "JobOutcome", "JobRunner", "QueueRow", "estimate_seconds",
            "gpu_function", "on_zero_gpu"]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from engine.core.pks import Taxonomy
     from engine.rating.rubric import Rubric
     from engine.rating.service import RatingService
-    from engine.storage.history import GenerationRecord
+    from engine.storage.clips import GenerationRecord
     from engine.storage.repository.rating import Rater
 
 __all__ = [

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import gradio as gr
 
@@ -44,7 +44,6 @@ from . import queue as queue_panel
 if TYPE_CHECKING:
     from engine.reward.types import BestOfNProgress, ScoredClip
 
-    from .create import CreateTab
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,19 @@ GALLERY_COLUMNS, GALLERY_HEIGHT = 8, 190  # N at most 8: one row of thumbnails
 SOURCE = "best_of_n"  # the history rows' source, as the engine writes it
 DEFAULT_DIMENSIONS = ("prompt_understanding", "artistic_motion", "style_fidelity", "visual_quality",
                       "character_consistency")
+
+
+class ResultView(Protocol):
+    """What Best of N needs of the Create tab: its player, status line, seed, queue and form inputs."""
+
+    video: Any
+    clip_settings: Any
+    noise_note: Any
+    status: Any
+    last_seed: Any
+    queue: Any
+
+    def inputs(self) -> list[Any]: ...
 
 
 @dataclass
@@ -185,7 +197,7 @@ def build_results(panel: BestOfNPanel) -> None:
 
 
 # -- wire -------------------------------------------------------------------------------------------
-def wire(panel: BestOfNPanel, tab: "CreateTab", services: StudioServices,
+def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
          validate: Callable[[Sequence[Any]], GenerationRequest]) -> None:
     """`validate` is the Create tab's own check (form -> request, gr.Error naming the field)."""
     if panel.results is None or panel.gallery is None or panel.table is None or panel.details is None:

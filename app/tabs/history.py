@@ -16,7 +16,7 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from engine.core.errors import EngineError
-from engine.storage.history import GenerationRecord, HistoryPage
+from engine.storage.clips import GenerationRecord, HistoryPage
 from engine.storage.models import STATUSES
 
 from .. import adapters

@@ -354,7 +354,7 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
     def export(admin: Any, kind: str) -> str:
         if kind not in SUFFIXES:
             raise gr.Error(f"Pick one of: {', '.join(SUFFIXES)}.", title=TITLE)
-        folder = services.settings.data_dir / "exports"
+        folder = services.settings.exports_dir
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"animatrix-{kind}-{time.strftime('%Y%m%d-%H%M%S')}{EXPORT_SUFFIX[kind]}"
         result = service.export(admin, kind, out)

@@ -21,6 +21,7 @@ from .. import __version__
 from .errors import GenerationCancelled, ModelUnavailable, OutOfMemory
 from .loading import (LoadedModel, ModelManager, download_hint, is_available_locally, locate_weights,
                       transformer_config, weights_size)
+from .prompt_cache import PromptCache
 from .memory import check_combination, lower_profile, plan_memory, resolve_device
 from .registry import ModelSpec, resolve_model
 from .requests import GenerationRequest, MAX_SEED
@@ -126,6 +127,7 @@ class Engine:
         self.models = models or ModelManager(settings)
         self._adapters: Any = None  # the adapters applied to the loaded pipeline, if any
         self._tags: tuple[Any, str, Any] | None = None  # (transformer, encoder folder, TagChannel)
+        self.prompts = PromptCache(settings.data_dir / "cache" / "prompt_embeds")
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         from .pks import load_taxonomy
@@ -135,10 +137,8 @@ class Engine:
         tags = taxonomy.validate_tags(request.tags)
         device = resolve_device(self.settings.device)
         check_combination(request.quantization, request.offload, device)
-        if self.settings.offline and not is_available_locally(spec, self.settings):
-            # Offline, a model without weights cannot run: say so now rather than after queueing.
-            raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "
-                                                       f"{download_hint(spec)}")
+        seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
+        resolved = spec.resolve(replace(request, tags=tags), seed)  # the model's shape rules
         if request.adapters:
             from .adapters import check_adapters
 
@@ -148,9 +148,11 @@ class Engine:
 
             # Its config only, against the model's config.json where the weights are here: weights load once, later.
             check_tag_encoder(request.tag_encoder, taxonomy, spec, transformer_config(spec, self.settings))
+        if self.settings.offline and not is_available_locally(spec, self.settings):
+            # Offline, a model without weights cannot run: say so now (after the request's own mistakes).
+            raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "
+                                                       f"{download_hint(spec)}")
         transformer_file = self._check_transformer_file(request, spec)
-        seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
-        resolved = spec.resolve(replace(request, tags=tags), seed)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})
         return PreparedRequest(resolved, spec, prompt, taxonomy.version, device, transformer_file)
 
@@ -222,13 +224,22 @@ class Engine:
         t_encode = time.perf_counter()
         report(Progress("encoding", 0, steps, t_encode - started, None))
         if prepared.spec.family.encodes_prompt_up_front:
-            # Encoding once up front gives an honest encode time and the same embeddings diffusers would make.
-            with torch.no_grad():
-                pos, neg = pipe.encode_prompt(
-                    prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None,
-                    do_classifier_free_guidance=(req.guidance or 0) > 1.0, device=pipe._execution_device,
-                    max_sequence_length=TEXT_TOKENS,
-                )
+            # Encoding once up front gives an honest encode time and the same embeddings diffusers would make;
+            # kept on disk, a regeneration, a Best of N or a seed sweep never runs the text encoder again.
+            with_negative = (req.guidance or 0) > 1.0
+            key = self.prompts.key(loaded.folder, prepared.spec.id, prepared.compiled_prompt, req.negative_prompt,
+                                   TEXT_TOKENS, with_negative, loaded.plan.dtype_name)
+            hit = self.prompts.get(key, pipe._execution_device, pipe.transformer.dtype)
+            if hit is not None:
+                pos, neg = hit
+            else:
+                with torch.no_grad():
+                    pos, neg = pipe.encode_prompt(
+                        prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None,
+                        do_classifier_free_guidance=with_negative, device=pipe._execution_device,
+                        max_sequence_length=TEXT_TOKENS,
+                    )
+                self.prompts.put(key, pos, neg)
             call.update(prompt_embeds=pos, negative_prompt_embeds=neg)
         else:
             call.update(prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None)

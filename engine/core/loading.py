@@ -51,6 +51,7 @@ class LoadedModel:
     plan: MemoryPlan
     pipe: Any
     load_seconds: float
+    folder: Path | None = None  # where its files are (keys the prompt cache)
 
 
 def download_hint(spec: ModelSpec) -> str:
@@ -139,7 +140,7 @@ class ModelManager:
             self._write_cache(spec, folder, plan, pipe, fresh)
             place(pipe, plan)
             pipe.set_progress_bar_config(disable=True)
-            self._current = LoadedModel(spec, plan, pipe, time.perf_counter() - started)
+            self._current = LoadedModel(spec, plan, pipe, time.perf_counter() - started, folder)
             return self._current
 
     def _from_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from .errors import InvalidRequest
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEVICES = ("auto", "cpu", "cuda", "mps")
+# The rating playback folder under media_dir; rows store paths relative to media_dir, so it is fixed.
+PLAYBACK_FOLDER = "rating"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,56 @@ class Settings:
     def presets_dir(self) -> Path:
         """Presets saved by users; built-in presets stay read-only in the repository."""
         return self.data_dir / "presets"
+
+    @property
+    def adapters_dir(self) -> Path:
+        """Adapters (HydraLoRA / LoRA) copied onto this machine; the Create tab lists them."""
+        return self.models_dir / "adapters"
+
+    @property
+    def tag_encoders_dir(self) -> Path:
+        """Tag encoders (dual-channel conditioning) copied onto this machine."""
+        return self.models_dir / "tag_encoders"
+
+    @property
+    def reward_dir(self) -> Path:
+        """Reward-model checkpoints, one folder each: what Best of N picks from."""
+        return self.models_dir / "reward"
+
+    @property
+    def gguf_dir(self) -> Path:
+        """GGUF transformer files a request may name by file name."""
+        return self.models_dir / "gguf"
+
+    @property
+    def quantized_dir(self) -> Path:
+        """Transformers quantized once and cached for later loads."""
+        return self.models_dir / "quantized"
+
+    @property
+    def preview_dir(self) -> Path:
+        """The tiny preview model the studio builds itself."""
+        return self.models_dir / "preview"
+
+    @property
+    def training_dir(self) -> Path:
+        """Training runs (their adapters and tag encoders are listed too)."""
+        return self.data_dir / "training"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Rating exports written from the admin panel."""
+        return self.data_dir / "exports"
+
+    @property
+    def curation_dir(self) -> Path:
+        """Curated data sets written by `python -m engine curate`."""
+        return self.data_dir / "curation"
+
+    @property
+    def playback_dir(self) -> Path:
+        """Rating playback copies of history clips; inside the media folder, whose paths are relative."""
+        return self.media_dir / PLAYBACK_FOLDER
 
     @property
     def offline(self) -> bool:

@@ -1,6 +1,7 @@
 """Animator rating: blind A/B judgements of clip pairs on five production dimensions.
 
-Modules: `service` (what a UI and the CLI call), `types` (config and UI-facing dataclasses),
+Modules: `service` (what a UI and the CLI call; `forms` checks its judgement forms, `pairs` builds
+pairs and their playback files), `types` (config and UI-facing dataclasses),
 `scheduling`, `stats` (agreement), `leaderboard` (Bradley-Terry), `exports`, `accounts`
 (password hashing), `playback` (pair re-encoding), `rubric`, `cli`.
 
@@ -32,7 +33,10 @@ _EXPORTS = {
                                   "Vote", "DIMENSIONS", "CHOICES", "DEFORMATION_KINDS", "DEFORMATION_INTENTS")},
 }
 
-__all__ = sorted(_EXPORTS)
+# Spelled out (not sorted(_EXPORTS)) so linters see what the lazy names are.
+__all__ = ["CHOICES", "DEFORMATION_INTENTS", "DEFORMATION_KINDS", "DIMENSIONS", "DeformationMark", "ExportResult",
+           "JudgementForm", "JudgementView", "Leaderboard", "PairBuildReport", "PermissionDenied", "Progress",
+           "QualityReport", "Rater", "RatingConfig", "RatingService", "Rubric", "ServedPair", "Vote", "load_rubric"]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest, StorageError
-from ..storage.repository.history import GenerationRecord
+from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import LabelRecord, VoteRecord
 from .playback import source_frame
 from .types import DIMENSIONS

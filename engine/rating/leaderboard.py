@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..storage.repository.history import GenerationRecord
+from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import VoteRecord
 
 __all__ = ["DimensionLeaderboard", "Leaderboard", "LeaderboardEntry", "bradley_terry", "build_leaderboard",
@@ -208,7 +208,7 @@ def build_leaderboard(
         for v in dim_votes:
             for gid, score in v.scores.items():
                 scores[group_of(generations[gid])].append(score)
-        entries = [LeaderboardEntry(g, float(theta[n]), float(low[n]), float(high[n]), *record[g],
+        entries = [LeaderboardEntry(g, float(theta[n]), float(low[n]), float(high[n]), record[g][0], record[g][1], record[g][2],
                                     (sum(scores[g]) / len(scores[g])) if scores[g] else None, len(scores[g]))
                    for g, n in index.items()]
         entries.sort(key=lambda e: (-e.score, e.group))

@@ -24,10 +24,11 @@ import numpy as np
 
 from ..core.errors import InvalidRequest
 from ..core.export import VideoInfo, read_frames, write_mp4
+from ..core.settings import PLAYBACK_FOLDER
 
 __all__ = ["PlaybackSpec", "plan_playback", "render_playback", "source_frame"]
 
-PLAYBACK_DIR = "rating"
+PLAYBACK_DIR = PLAYBACK_FOLDER  # Settings.playback_dir, relative to the media folder
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def render_playback(source: Path, source_fps: float, spec: PlaybackSpec, target:
     if out.shape[1:3] != (spec.height, spec.width):
         from PIL import Image
 
-        out = np.stack([np.asarray(Image.fromarray(f).resize((spec.width, spec.height), Image.BILINEAR))
+        out = np.stack([np.asarray(Image.fromarray(f).resize((spec.width, spec.height), Image.Resampling.BILINEAR))
                         for f in out])
     write_mp4(out, spec.fps, target, settings={"rating_playback": True})
     return len(frames)

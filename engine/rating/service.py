@@ -16,47 +16,49 @@ A rating session in a UI::
 from __future__ import annotations
 
 import json
-import math
 import random
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import EngineError, InvalidRequest, NotFound, StorageError
-from ..core.export import VideoInfo, probe_video
+from ..core.errors import EngineError, InvalidRequest, NotFound
 from ..storage.db import Database
-from ..storage.repository.history import GenerationRecord
+from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import (AssignmentRecord, ComparisonRecord, GoldRecord, LabelInput, PasswordHash,
-                                         PlaybackRecord, Rater, RatingRepository, Verdict)
+                                         CandidatePair, Rater, RatingRepository, Verdict)
 from . import accounts, exports
+from .forms import MAX_NOTE_CHARS, check_dimension, check_elapsed, check_form, from_clip_terms, to_clip_terms
+from .pairs import PairBuilder
 from .leaderboard import Leaderboard, build_leaderboard, group_key_function
-from .playback import PLAYBACK_DIR, plan_playback, render_playback
 from .rubric import Rubric, load_rubric
 from .scheduling import choose_next
 from .stats import QualityReport, quality_report
-from .types import (CHOICES, CLIPS, DEFORMATION_INTENTS, DEFORMATION_KINDS, DIMENSIONS, DeformationMark,
+from .types import (CLIPS, DIMENSIONS, DeformationMark,
                     ExportResult, JudgementForm, JudgementView, PairBuildReport, PermissionDenied, Progress,
                     RatingConfig, ServedPair, Vote)
 
-__all__ = ["RatingService"]
+__all__ = ["PriorityFactory", "RatingService"]
 
-MAX_MARKS = 200
-MAX_NOTE_CHARS = 2000
-MAX_ELAPSED_S = 24 * 3600.0
+# A reward model key -> the scheduler's priority key on a candidate pair (smallest served first).
+PriorityFactory = Callable[[str], Callable[[CandidatePair], float]]
 
 
 class RatingService:
     """Animator rating over one studio database and media folder."""
 
     def __init__(self, db: Database, media_dir: Path, config: RatingConfig | None = None, *,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, priority_of: PriorityFactory | None = None) -> None:
+        """`priority_of` turns `config.prefer_uncertain` (a reward model key) into the scheduler's
+        priority key, e.g. `engine.reward.queue.uncertainty_priority` over stored scores. It is
+        handed in because rating sits below reward: this package never imports engine.reward."""
         self.repository = RatingRepository(db)
         self._db = db
         self.media_dir = Path(media_dir).expanduser().absolute()
         self.config = config or RatingConfig()
+        if self.config.prefer_uncertain and priority_of is None:
+            raise InvalidRequest("prefer_uncertain", "needs a priority source (priority_of) to read reward scores")
+        self._priority_of = priority_of
+        self._pairs = PairBuilder(self.repository, self.media_dir, self.config.playback_fps)
         self._rng = rng or random.SystemRandom()
         self._rubric: Rubric | None = None
         self._group_cache: dict[tuple[str, int], str] = {}
@@ -67,7 +69,8 @@ class RatingService:
         c = self.config
         found = self.repository.find_rater(name) if isinstance(name, str) else None
         if found is None:
-            return accounts.verify_nothing(password, n=c.kdf_n, r=c.kdf_r, p=c.kdf_p) or None
+            accounts.verify_nothing(password, n=c.kdf_n, r=c.kdf_r, p=c.kdf_p)  # as slow as a real check
+            return None
         rater, stored = found
         if not accounts.verify_password(password, stored) or not rater.active:
             return None
@@ -133,28 +136,7 @@ class RatingService:
         Clips that only repeat the exact same request are not paired. Existing pairs are kept.
         Playback files are rendered here (see `engine.rating.playback`), which takes a while."""
         me = self._admin(actor, "build_pairs")
-        self._sweep_playback()
-        groups: dict[tuple[str, str, int], list[GenerationRecord]] = {}
-        for g in self.repository.done_generations_with_seed():
-            key = (g.narrative, json.dumps({k: list(v) for k, v in g.tags.items()}, sort_keys=True), int(g.seed or 0))
-            groups.setdefault(key, []).append(g)
-        existing = self.repository.existing_pairs()
-        created: list[int] = []
-        skipped: list[str] = []
-        already = 0
-        probes: dict[int, VideoInfo | str] = {}
-        for members in groups.values():
-            for a, b in combinations(members, 2):
-                if (a.model, a.checkpoint, a.request_json) == (b.model, b.checkpoint, b.request_json):
-                    continue  # the same request twice: nothing to compare
-                if (min(a.id, b.id), max(a.id, b.id)) in existing:
-                    already += 1
-                    continue
-                try:
-                    created.append(self._create_pair(me, a, b, "same_seed", probes).id)
-                except (InvalidRequest, StorageError) as exc:
-                    skipped.append(f"generations {a.id} and {b.id}: {exc}")
-        return PairBuildReport(tuple(created), already, tuple(skipped))
+        return self._pairs.build(me)
 
     def pick_pair(self, actor: Rater, generation_a: int, generation_b: int) -> ComparisonRecord:
         """Any two finished clips an admin chooses (different prompts allowed)."""
@@ -170,7 +152,7 @@ class RatingService:
                 raise NotFound(f"no history entry with id {gid}")
             if gens[gid].status != "done":
                 raise InvalidRequest(name, f"history entry {gid} is {gens[gid].status}; only finished clips can be rated")
-        return self._create_pair(me, gens[generation_a], gens[generation_b], "picked", {})
+        return self._pairs.create(me, gens[generation_a], gens[generation_b], "picked", {})
 
     def list_pairs(self, actor: Rater) -> list[ComparisonRecord]:
         self._admin(actor, "list_pairs")
@@ -184,7 +166,7 @@ class RatingService:
             raise InvalidRequest("answers", "give at least one dimension's answer")
         records = []
         for dim, answer in answers.items():
-            self._dimension(dim, "answers")
+            check_dimension(dim, "answers")
             if answer in ("tie", "both_bad"):
                 records.append(GoldRecord(dim, str(answer), None))
             elif isinstance(answer, int) and not isinstance(answer, bool):
@@ -207,11 +189,8 @@ class RatingService:
         c = self.config
         self._warm_groups()  # so the choice made under the write lock reads nothing more
         priority = None
-        if c.prefer_uncertain:  # scores are read once here, not under the write lock
-            from ..reward.queue import uncertainty_priority
-            from ..storage.repository import RewardRepository
-
-            priority = uncertainty_priority(RewardRepository(self._db), c.prefer_uncertain)
+        if c.prefer_uncertain and self._priority_of is not None:  # scores are read here, not under the write lock
+            priority = self._priority_of(c.prefer_uncertain)
         record = self.repository.serve_next(
             me.id, c.repeat_min_gap,
             lambda cands: choose_next(cands, group_of=self._group_of_id, gold_share=c.gold_share,
@@ -228,9 +207,9 @@ class RatingService:
         if record.status == "submitted":
             raise InvalidRequest("assignment", f"rating task {assignment_id} is submitted; submit the edited answer")
         pair = self.repository.get_comparison(record.comparison_id)
-        self._check_form(form, pair, complete=False)
+        check_form(form, pair, complete=False, require_scores=self.config.require_scores)
         right = self._other(pair, record.left_generation_id)
-        draft = json.dumps(self._to_clip_terms(form, record.left_generation_id, right), sort_keys=True)
+        draft = json.dumps(to_clip_terms(form, record.left_generation_id, right), sort_keys=True)
         self.repository.save_draft(assignment_id, record.rater_id, draft, float(form.elapsed_s), form.replays)
         return self.progress(actor)
 
@@ -239,7 +218,7 @@ class RatingService:
         serving replaces its answer: that is how a rater edits their own judgement."""
         record = self._own(actor, assignment_id)
         pair = self.repository.get_comparison(record.comparison_id)
-        self._check_form(form, pair, complete=True)
+        check_form(form, pair, complete=True, require_scores=self.config.require_scores)
         left, right = record.left_generation_id, self._other(pair, record.left_generation_id)
         side = {"A": left, "B": right}
         verdicts = []
@@ -260,7 +239,7 @@ class RatingService:
         record = self._own(actor, assignment_id)
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_NOTE_CHARS):
             raise InvalidRequest("reason", f"must be text of at most {MAX_NOTE_CHARS} characters")
-        self.repository.skip(assignment_id, record.rater_id, reason or None, self._elapsed(elapsed_s))
+        self.repository.skip(assignment_id, record.rater_id, reason or None, check_elapsed(elapsed_s))
         return self.progress(actor)
 
     def progress(self, actor: Rater) -> Progress:
@@ -387,51 +366,6 @@ class RatingService:
                                          created_by=None if actor is None else actor.id, only_if_no_admin=first)
 
     # -- helpers: pairs -------------------------------------------------------------------------
-    def _probe(self, g: GenerationRecord, probes: dict[int, VideoInfo | str]) -> VideoInfo:
-        if g.id not in probes:
-            path = None if g.video_path is None else self.media_dir / g.video_path
-            if path is None or not path.is_file():
-                probes[g.id] = f"the video of history entry {g.id} is missing"
-            else:
-                try:
-                    probes[g.id] = probe_video(path)
-                except InvalidRequest as exc:
-                    probes[g.id] = f"history entry {g.id}: {exc.reason}"
-        found = probes[g.id]
-        if isinstance(found, str):
-            raise InvalidRequest("video", found)
-        return found
-
-    def _create_pair(self, me: Rater, a: GenerationRecord, b: GenerationRecord, kind: str,
-                     probes: dict[int, VideoInfo | str]) -> ComparisonRecord:
-        """Render (or reuse) both playback files, then insert the rows; new files go if that fails."""
-        info = {a.id: self._probe(a, probes), b.id: self._probe(b, probes)}
-        spec = plan_playback(info[a.id], info[b.id], self.config.playback_fps)
-        planned: dict[int, PlaybackRecord] = {}
-        written: list[Path] = []
-        try:
-            for g in (a, b):
-                found = self.repository.find_playback(g.id, spec.fps, spec.num_frames, spec.width, spec.height)
-                if found is not None and (self.media_dir / found.path).is_file():
-                    planned[g.id] = found
-                    continue
-                rel = found.path if found is not None else f"{PLAYBACK_DIR}/{uuid.uuid4().hex}.mp4"
-                target = self.media_dir / rel
-                frames = render_playback(self.media_dir / str(g.video_path), info[g.id].fps, spec, target)
-                if found is None:
-                    written.append(target)
-                planned[g.id] = PlaybackRecord(found.id if found else 0, g.id, rel, spec.fps, spec.num_frames,
-                                               spec.width, spec.height, float(info[g.id].fps), frames)
-            pair, unused = self.repository.add_comparison(generation_a_id=a.id, generation_b_id=b.id, kind=kind,
-                                                          playback=planned, created_by=me.id)
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
-        for rel in unused:
-            (self.media_dir / rel).unlink(missing_ok=True)
-        return pair
-
     def _video_of(self, g: GenerationRecord) -> str:
         return str(self.media_dir / g.video_path) if g.video_path else ""
 
@@ -442,24 +376,6 @@ class RatingService:
             key_of = group_key_function(self.config.group_key)
             for gid, record in self.repository.generations(missing).items():
                 self._group_cache[(self.config.group_key, gid)] = key_of(record)
-
-    def _sweep_playback(self, min_age_s: float = 3600.0) -> int:
-        """Remove playback files no row refers to (left by a build that crashed between writing
-        a file and its row). Young files are left alone: a build may be writing them right now."""
-        folder = self.media_dir / PLAYBACK_DIR
-        if not folder.is_dir():
-            return 0
-        known = {Path(p).name for p in self.repository.playback_paths()}
-        removed = 0
-        now = time.time()
-        for path in folder.glob("*.mp4"):
-            try:
-                if path.name not in known and now - path.stat().st_mtime > min_age_s:
-                    path.unlink()
-                    removed += 1
-            except OSError:
-                continue  # gone already, or not ours to remove: try again next time
-        return removed
 
     def _group_of_id(self, generation_id: int) -> str:
         key = (self.config.group_key, generation_id)
@@ -501,101 +417,9 @@ class RatingService:
             votes, marks = self._answers([record])
             draft = JudgementForm(votes.get(record.id, {}), marks.get(record.id, ()))
         else:
-            draft = self._from_clip_terms(json.loads(record.draft_json or "{}"), left, right)
+            draft = from_clip_terms(json.loads(record.draft_json or "{}"), left, right)
         return ServedPair(
             record.id, self.media_dir / clip_l.path, self.media_dir / clip_r.path, clip_l.fps, clip_l.num_frames,
             clip_l.width, clip_l.height, gens[left].narrative, gens[right].narrative, gens[left].tags,
             gens[right].tags, draft, record.status, record.time_spent_s, record.replays,
             self.progress(self.repository.get_rater(record.rater_id)))
-
-    @staticmethod
-    def _dimension(dim: Any, where: str) -> str:
-        if dim not in DIMENSIONS:
-            raise InvalidRequest(where, f"'{dim}' is not a dimension; choose from: {', '.join(DIMENSIONS)}")
-        return str(dim)
-
-    @staticmethod
-    def _elapsed(value: Any) -> float:
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or not 0 <= value <= MAX_ELAPSED_S):
-            raise InvalidRequest("elapsed_s", f"must be seconds from 0 to {MAX_ELAPSED_S:.0f}, got {value!r}")
-        return float(value)
-
-    def _check_form(self, form: JudgementForm, pair: ComparisonRecord, *, complete: bool) -> None:
-        if not isinstance(form, JudgementForm):
-            raise InvalidRequest("form", f"must be a JudgementForm, got {type(form).__name__}")
-        if not isinstance(form.votes, Mapping):
-            raise InvalidRequest("votes", "must map a dimension to a Vote")
-        for dim, vote in form.votes.items():
-            self._dimension(dim, "votes")
-            where = f"votes.{dim}"
-            if not isinstance(vote, Vote):
-                raise InvalidRequest(where, f"must be a Vote, got {type(vote).__name__}")
-            if vote.choice is not None and vote.choice not in CHOICES:
-                raise InvalidRequest(f"{where}.choice", f"'{vote.choice}' is not one of {', '.join(CHOICES)}")
-            if vote.strength is not None:
-                if isinstance(vote.strength, bool) or not isinstance(vote.strength, int) or not 1 <= vote.strength <= 3:
-                    raise InvalidRequest(f"{where}.strength", f"must be 1, 2 or 3, got {vote.strength!r}")
-                if vote.choice not in CLIPS:
-                    raise InvalidRequest(f"{where}.strength", "only goes with choice A or B")
-            for name in ("score_a", "score_b"):
-                score = getattr(vote, name)
-                if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5):
-                    raise InvalidRequest(f"{where}.{name}", f"must be a whole number from 1 to 5, got {score!r}")
-        if complete:
-            for dim in DIMENSIONS:
-                vote = form.votes.get(dim)
-                if vote is None or vote.choice is None:
-                    raise InvalidRequest(f"votes.{dim}.choice", "is required to submit (A, B, tie or both_bad)")
-                if self.config.require_scores and (vote.score_a is None or vote.score_b is None):
-                    raise InvalidRequest(f"votes.{dim}.score_a" if vote.score_a is None else f"votes.{dim}.score_b",
-                                         "is required to submit (1 to 5)")
-        marks = form.deformations
-        if not isinstance(marks, (tuple, list)) or len(marks) > MAX_MARKS:
-            raise InvalidRequest("deformations", f"must be a list of at most {MAX_MARKS} marks")
-        frames = pair.playback_a.num_frames
-        for n, m in enumerate(marks):
-            where = f"deformations[{n}]"
-            if not isinstance(m, DeformationMark):
-                raise InvalidRequest(where, f"must be a DeformationMark, got {type(m).__name__}")
-            if m.clip not in CLIPS:
-                raise InvalidRequest(f"{where}.clip", f"must be A or B, got {m.clip!r}")
-            if m.kind not in DEFORMATION_KINDS:
-                raise InvalidRequest(f"{where}.kind", f"'{m.kind}' is not one of {', '.join(DEFORMATION_KINDS)}")
-            if m.intent not in DEFORMATION_INTENTS:
-                raise InvalidRequest(f"{where}.intent", f"must be intentional or failure, got {m.intent!r}")
-            for name in ("start_frame", "end_frame"):
-                value = getattr(m, name)
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < frames:
-                    raise InvalidRequest(f"{where}.{name}", f"must be a frame from 0 to {frames - 1}, got {value!r}")
-            if m.start_frame > m.end_frame:
-                raise InvalidRequest(f"{where}.end_frame", f"must not be before start_frame ({m.start_frame})")
-            if not isinstance(m.note, str) or len(m.note) > MAX_NOTE_CHARS:
-                raise InvalidRequest(f"{where}.note", f"must be text of at most {MAX_NOTE_CHARS} characters")
-        self._elapsed(form.elapsed_s)
-        if isinstance(form.replays, bool) or not isinstance(form.replays, int) or not 0 <= form.replays <= 10_000:
-            raise InvalidRequest("replays", f"must be a whole number from 0 to 10000, got {form.replays!r}")
-
-    @staticmethod
-    def _to_clip_terms(form: JudgementForm, left: int, right: int) -> dict[str, Any]:
-        side = {"A": left, "B": right}
-        votes = {}
-        for dim, v in form.votes.items():
-            winner = side.get(v.choice or "")
-            votes[dim] = {"outcome": None if v.choice is None else ("winner" if winner else v.choice),
-                          "winner": winner, "strength": v.strength,
-                          "scores": {str(g): s for g, s in ((left, v.score_a), (right, v.score_b)) if s is not None}}
-        marks = [{"generation_id": side[m.clip], "start_frame": m.start_frame, "end_frame": m.end_frame,
-                  "kind": m.kind, "intent": m.intent, "note": m.note} for m in form.deformations]
-        return {"votes": votes, "deformations": marks}
-
-    @staticmethod
-    def _from_clip_terms(data: Mapping[str, Any], left: int, right: int) -> JudgementForm:
-        votes = {}
-        for dim, v in data.get("votes", {}).items():
-            choice = v["outcome"] if v["outcome"] != "winner" else ("A" if v["winner"] == left else "B")
-            scores = {int(g): s for g, s in v.get("scores", {}).items()}
-            votes[dim] = Vote(choice, v.get("strength"), scores.get(left), scores.get(right))
-        marks = tuple(DeformationMark("A" if m["generation_id"] == left else "B", m["start_frame"], m["end_frame"],
-                                      m["kind"], m["intent"], m.get("note", "")) for m in data.get("deformations", []))
-        return JudgementForm(votes, marks)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest
-from ..toolkit.config import Section, build, limits, plain
+from ..core.toolkit.config import Section, build, limits, plain
 from ..storage.models import RATING_DIMENSIONS
 
 __all__ = ["BackboneSpec", "RewardConfig", "RewardTrainConfig", "DEFORMATION_CLASSES", "TIE_MODELS",

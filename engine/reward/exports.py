@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest, StorageError
-from ..toolkit.files import write_text
+from ..core.toolkit.files import write_text
 
 __all__ = ["export_scores", "score_rows"]
 

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import InvalidRequest
-from ..toolkit.files import atomic_path, write_json
+from ..core.toolkit.files import atomic_path, write_json
 from .backbone import Backbone, build_backbone, tiny_clip
 from .config import CLIP_MEAN, CLIP_STD, DEFORMATION_CLASSES, RewardConfig
 from .losses import outcome_log_probs, raw_to_tie_param, tie_param_to_raw

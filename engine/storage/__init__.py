@@ -11,20 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .db import Database, open_database
-    from .history import HistoryService, MediaFiles
+    from .clips import HistoryService, MediaFiles
     from .repository import GenerationRecord, HistoryPage, HistoryRepository
 
 _EXPORTS = {
     "Database": "db",
     "open_database": "db",
-    "HistoryService": "history",
-    "MediaFiles": "history",
+    "HistoryService": "clips",
+    "MediaFiles": "clips",
     "GenerationRecord": "repository",
     "HistoryPage": "repository",
     "HistoryRepository": "repository",
 }
 
-__all__ = sorted(_EXPORTS)
+# Spelled out (not sorted(_EXPORTS)) so linters see what the lazy names are.
+__all__ = ["Database", "GenerationRecord", "HistoryPage", "HistoryRepository", "HistoryService", "MediaFiles",
+           "open_database"]
 
 
 def __getattr__(name: str) -> Any:

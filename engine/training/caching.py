@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..toolkit.files import atomic_path
+from ..core.toolkit.files import atomic_path
 from .dataset import Planned
 
 CACHE_VERSION = 1

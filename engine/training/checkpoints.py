@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..core.errors import InvalidRequest
-from ..toolkit.config import plain
+from ..core.toolkit.config import plain
 from .config import RunConfig
 
 __all__ = ["CHECKPOINTS", "TRAINABLE", "capture_rng", "find_resume", "first_difference", "list_checkpoints",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from ..core.errors import InvalidRequest
-from ..toolkit.config import Section, build, limits, plain
+from ..core.toolkit.config import Section, build, limits, plain
 
 TagRule = Mapping[str, tuple[str, ...]]
 

@@ -32,7 +32,7 @@ import torch
 
 from ..core.errors import InvalidRequest, UnsupportedCombination
 from ..core.settings import Settings
-from ..toolkit.files import staged_folder, swap_folder
+from ..core.toolkit.files import staged_folder, swap_folder
 from .caching import CacheKeys, FeatureCache, build_cache
 from .checkpoints import (CHECKPOINTS, TRAINABLE, capture_rng, find_resume, first_difference, list_checkpoints,
                           load_trainable, restore_rng, resume_fingerprint, save_trainable)

@@ -1,6 +1,6 @@
 """Every query of the studio database, in one package: one module per area.
 
-- `history`: the generations table (job queue and clip history).
+- `generations`: the generations table (job queue and clip history).
 - `rating`: animator rating (accounts, pairs, servings, judgements).
 - `reward`: reward-model scores of history clips.
 
@@ -10,7 +10,7 @@ keeps working.
 """
 from __future__ import annotations
 
-from .history import (ACTIVE_STATUSES, FINISHED_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, GenerationRecord,
+from .generations import (ACTIVE_STATUSES, FINISHED_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, GenerationRecord,
                       HistoryPage, HistoryRepository)
 from .rating import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
                      PasswordHash, PlaybackRecord, Rater, RatingRepository, ServeChoice, Verdict, VoteRecord)

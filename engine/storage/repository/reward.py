@@ -87,11 +87,11 @@ class RewardRepository(Repository):
             missing = [i for i in ids if i not in known]
             if missing:
                 raise NotFound(f"no history entry with id {missing[0]}")
-            existing = {}
+            existing: dict[int, RewardScoreRow] = {}
             for chunk in _chunks(ids):
-                for row in s.scalars(select(RewardScoreRow).where(RewardScoreRow.model_key == model_key,
-                                                                  RewardScoreRow.generation_id.in_(chunk))):
-                    existing[row.generation_id] = row
+                for stored in s.scalars(select(RewardScoreRow).where(RewardScoreRow.model_key == model_key,
+                                                                     RewardScoreRow.generation_id.in_(chunk))):
+                    existing[stored.generation_id] = stored
             for item in items:
                 row = existing.get(item.generation_id)
                 if row is None:

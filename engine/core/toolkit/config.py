@@ -25,7 +25,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
-from ..core.errors import InvalidRequest
+from ..errors import InvalidRequest
 
 __all__ = ["Section", "build", "limits", "plain"]
 

@@ -9,6 +9,7 @@ files and committing the row, `recover_interrupted` finds it and removes the mov
 """
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import re
@@ -90,7 +91,7 @@ class HistoryService:
         offset: int = 0,
     ) -> HistoryPage:
         """Newest first. `tag` is one "field=value" filter (as typed on the command line)."""
-        wanted: dict[str, list[str]] = {}
+        wanted: dict[str, builtins.list[str]] = {}
         for field, value in (tags or {}).items():
             wanted.setdefault(field, []).extend([value] if isinstance(value, str) else value)
         if tag is not None:
@@ -214,7 +215,7 @@ class HistoryService:
         record = self.repository.get(generation_id)
         if record.status == "running":
             raise InvalidRequest("status", f"history entry {generation_id} is running; cancel it before deleting it")
-        trashed: list[tuple[Path, Path]] = []
+        trashed: builtins.list[tuple[Path, Path]] = []
         try:
             for path in self._files_of(record):
                 trash = path.with_name(f".{path.name}.trash-{uuid.uuid4().hex[:8]}")
@@ -284,11 +285,11 @@ class HistoryService:
 
     def _move_in_place(
         self, record: GenerationRecord, written: tuple[Path, Path | None, tuple[Path, ...]]
-    ) -> list[Path | None]:
+    ) -> builtins.list[Path | None]:
         """Move the written files to their final names; returns [video, poster or None, *extras]."""
         folder, stem = self._final_folder_and_stem(record)
         video, poster, extra = written
-        targets: list[Path | None] = [folder / f"{stem}{video.suffix.lower() or '.mp4'}"]
+        targets: builtins.list[Path | None] = [folder / f"{stem}{video.suffix.lower() or '.mp4'}"]
         targets.append(None if poster is None else folder / f"{stem}{poster.suffix.lower() or '.png'}")
         taken = {str(t).lower() for t in targets if t is not None}
         for src in extra:
@@ -300,20 +301,20 @@ class HistoryService:
                 raise StorageError(f"two media files of history entry {record.id} would both be named {target.name}")
             taken.add(str(target).lower())
             targets.append(target)
-        sources: list[Path | None] = [video, poster, *extra]
-        moved: list[Path] = []
+        sources: builtins.list[Path | None] = [video, poster, *extra]
+        moved: builtins.list[Path] = []
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for src, dst in zip(sources, targets):
-                if src is not None and dst is not None:
-                    os.replace(src, dst)  # same file system (temp is inside media_dir): atomic
-                    moved.append(dst)
+            for source, dest in zip(sources, targets):
+                if source is not None and dest is not None:
+                    os.replace(source, dest)  # same file system (temp is inside media_dir): atomic
+                    moved.append(dest)
         except OSError as exc:
             self._unlink_all(moved)
             raise StorageError(f"could not move the files of history entry {record.id} into {folder}: {exc}") from exc
         return targets
 
-    def _files_of(self, record: GenerationRecord) -> list[Path]:
+    def _files_of(self, record: GenerationRecord) -> builtins.list[Path]:
         """The entry's files that exist: video, poster and extras (siblings named <stem>.*)."""
         found: dict[Path, None] = {}
         for rel in (record.video_path, record.poster_path):
