@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# scrypt at 2^14 for the suite's hundreds of sign-ins (2^17, the default, costs ~0.5 s each); the
+# re-hash and cost tests set their own.
+os.environ.setdefault("ANIMATRIX_KDF_N", str(2**14))
 
 from pathlib import Path  # noqa: E402
 
@@ -37,3 +40,13 @@ def studio_settings(settings: Settings, preview_folder: Path) -> Settings:
 
     shutil.copytree(preview_folder, settings.models_dir / "preview")
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_throttle():
+    """The sign-in back-off is per process: one test's wrong passwords must not lock out the next test."""
+    from engine.rating.accounts import LOGIN_THROTTLE
+
+    LOGIN_THROTTLE.reset()
+    yield
+    LOGIN_THROTTLE.reset()

@@ -165,6 +165,26 @@ def test_reveal_is_refused_before_submit_and_to_other_raters(rated: Rated) -> No
     service.skip(other, pair.assignment_id)
 
 
+def test_rate_tab_sign_in_backs_off_after_wrong_passwords(rated: Rated) -> None:
+    from gradio_client import Client
+
+    client = Client(rated.url, verbose=False)
+
+    def sign_in(name: str, password: str) -> str:
+        try:
+            client.predict(name, password, api_name="/rate_sign_in")
+            return "signed in"
+        except Exception as exc:  # noqa: BLE001 - the gr.Error comes back as the client's AppError
+            return str(exc)
+
+    # A real account and a name that does not exist read the same: the lockout tells nothing.
+    for name in (OTHER, "nobody-like-this"):
+        messages = [sign_in(name, "not the password") for _ in range(5)]
+        assert "Wrong name or password" in messages[0]
+        assert "Sign-in refused: too many failed sign-ins" in messages[-1], messages
+    assert "Sign-in refused" in sign_in(OTHER, PASSWORD)  # refused without a check while it must wait
+
+
 def test_launch_with_auth_raters_uses_the_accounts(rated: Rated) -> None:
     from app.tabs.rating import launch_kwargs
 

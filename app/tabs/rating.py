@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from engine.rating.accounts import LoginThrottled, guarded_login
 from engine.core.errors import EngineError, InvalidRequest
 from engine.rating.types import DIMENSIONS, PermissionDenied, ServedPair
 
@@ -304,8 +305,19 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
                                     "account: sign in with one below.")
         return access(None, no_accounts_note())
 
-    def sign_in(name: str, password: str) -> list[Any]:
-        rater = service.authenticate((name or "").strip(), password or "")
+    def sign_in(name: str, password: str, request: gr.Request) -> list[Any]:
+        found: list[Any] = []
+
+        def check(n: str, p: str) -> bool:
+            found.append(service.authenticate(n, p))
+            return found[-1] is not None
+
+        client = getattr(request, "client", None) if request is not None else None
+        try:  # the same back-off as the studio's own login, per account and per address
+            guarded_login(check, (name or "").strip(), password or "", address=getattr(client, "host", None))
+        except LoginThrottled as exc:
+            raise gr.Error(f"Sign-in refused: {exc}.", title="Sign in") from None
+        rater = found[-1] if found else None
         if rater is None:
             raise gr.Error("Wrong name or password, or the account is disabled.", title="Sign in")
         return [*access(rater), ""]

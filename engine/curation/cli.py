@@ -24,15 +24,16 @@ from .config import AESTHETIC_SCORERS, CAPTIONERS, CUT_MODES, STAGES, CurationCo
 
 
 def _setting(text: str) -> tuple[str, Any]:
-    import yaml
+    from ..core.errors import InvalidRequest
+    from ..core.yamlsafe import load_yaml_text
 
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE (e.g. selection.theta=8)")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        return key.strip(), value
+    try:  # the same strict loader as every user file: no aliases, bounded size and depth
+        return key.strip(), load_yaml_text(value, f"--set {key.strip()}", key.strip())
+    except InvalidRequest as exc:
+        raise argparse.ArgumentTypeError(f"{key.strip()}: {exc.reason}") from None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

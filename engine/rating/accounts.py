@@ -147,6 +147,11 @@ class LoginThrottle:
         self._records: dict[tuple[str, str], _Record] = {}
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget every failure (an admin unlocking everyone; test isolation)."""
+        with self._lock:
+            self._records.clear()
+
     @staticmethod
     def _keys(account: str, address: str | None) -> list[tuple[str, str]]:
         name = account.strip().casefold()[:128] if isinstance(account, str) else ""

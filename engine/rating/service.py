@@ -74,7 +74,7 @@ class RatingService:
         rater, stored = found
         if not accounts.verify_password(password, stored) or not rater.active:
             return None
-        if (stored.n, stored.r, stored.p) != (c.kdf_n, c.kdf_r, c.kdf_p):  # cost raised since: re-hash now
+        if accounts.needs_rehash(stored, n=c.kdf_n, r=c.kdf_r, p=c.kdf_p):  # cost raised since: re-hash now
             try:
                 self.repository.update_rater(rater.id, password=self._hash(password))
             except EngineError:

@@ -54,6 +54,14 @@ def _whole(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def default_kdf_n() -> int:
+    """scrypt's n for new hashes: current guidance (2^17), or ANIMATRIX_KDF_N (checked like the setting)."""
+    import os
+
+    raw = os.environ.get("ANIMATRIX_KDF_N", "").strip()
+    return int(raw) if raw.isdigit() else 2**17
+
+
 @dataclass(frozen=True)
 class RatingConfig:
     """How pairs are served, checked and summarised. Every field is checked when built.
@@ -68,7 +76,8 @@ class RatingConfig:
     - require_scores: whether submitting needs the 1-5 score of both clips on every dimension.
     - bt_prior: virtual games (half won, half lost) each group plays against a fixed reference
       in the Bradley-Terry fit; keeps an unbeaten or winless group finite.
-    - kdf_n / kdf_r / kdf_p: scrypt cost for new password hashes.
+    - kdf_n / kdf_r / kdf_p: scrypt cost for new password hashes (n: 2^17 unless ANIMATRIX_KDF_N says
+      otherwise, e.g. a test suite that signs in hundreds of times).
     - prefer_uncertain: a reward model key (`python -m engine reward score` stores scores under it);
       when set, among equally-judged pairs the one that model is least sure about is served first,
       so each judgement teaches it the most.
@@ -85,7 +94,7 @@ class RatingConfig:
     bootstrap_rounds: int = 200
     bootstrap_seed: int = 0
     ci_level: float = 0.95
-    kdf_n: int = 2**14
+    kdf_n: int = field(default_factory=lambda: default_kdf_n())
     kdf_r: int = 8
     kdf_p: int = 1
     prefer_uncertain: str | None = None
