@@ -61,7 +61,8 @@ def touch(x):
     # Quantized weights are tensor subclasses: read the plain tensors they are made of, so every page is resident.
     if hasattr(x, "__tensor_flatten__"):
         return sum(touch(getattr(x, n)) for n in x.__tensor_flatten__()[0])
-    return float(x.detach().float().sum()) if x.numel() else 0.0
+    plain = x.detach().as_subclass(torch.Tensor)  # GGUF weights: the packed bytes themselves
+    return float(plain.float().sum()) if plain.numel() else 0.0
 for tensor in list(m.parameters()) + list(m.buffers()):
     touch(tensor)
 secs = time.perf_counter() - t

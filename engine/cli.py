@@ -264,6 +264,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         line.close()
         studio.close()
     video = studio.history.video_path(record)
+    assert video is not None  # a done record always has its video
     if args.out is not None:
         shutil.copy2(video, args.out)
         video = args.out

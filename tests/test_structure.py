@@ -23,3 +23,23 @@ def test_no_engine_module_mentions_gradio() -> None:
 
 def test_app_package_exists_so_import_app_is_not_the_launcher() -> None:
     assert (ROOT / "app" / "__init__.py").is_file()
+
+
+def test_no_source_file_is_over_500_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in [*(ROOT / "engine").rglob("*.py"), *(ROOT / "app").rglob("*.py")]
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}
+
+
+def test_the_installed_command_works_from_any_folder(tmp_path: Path) -> None:
+    import shutil
+
+    exe = shutil.which("animatrix")
+    if exe is None:
+        import pytest
+
+        pytest.skip("the animatrix command is not installed (pip install -e .)")
+    out = subprocess.run([exe, "--data-dir", str(tmp_path / "data"), "models", "--json"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "preview" in out.stdout and not (tmp_path / "engine").exists()

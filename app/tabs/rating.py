@@ -36,6 +36,7 @@ from ..services.rating_view import (CHOICE_OPTIONS, DIMENSION_TITLES, INTENT_OPT
                                     revealed_generations, rubric_hints, rubric_markdown, session_rater,
                                     vote_values)
 from . import rating_admin
+from .rating_help import HELP
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +47,6 @@ TITLE = "Rating"
 # Every save event's first input is the hidden telemetry box, filled by rating.js at click time.
 TAKE_TELEMETRY = "(...args) => { args[0] = window.amxRate ? window.amxRate.telemetry() : ''; return args; }"
 MY_HEADERS = ["Task", "Status", "When", "Time", "Replays", "Answers", "Marks"]
-
-
-def _keys(*names: str) -> str:
-    return " ".join(f"<kbd>{n}</kbd>" for n in names)
-
-
-HELP = "  \n".join([
-    "**Keys** (not while typing in a box) · Players: " + " · ".join([
-        f"{_keys('Space')} play/pause", f"{_keys('←', '→')} one frame",
-        f"{_keys('Shift')}+{_keys('←', '→')} or {_keys('PgUp', 'PgDn')} 10 frames", _keys("Home", "End"),
-        f"{_keys('R')} speed 1×/½×/¼×", f"{_keys('L')} loop", f"{_keys('F')} flip A/B at this frame"]),
-    "Judge: " + " · ".join([
-        f"{_keys('1')}–{_keys('5')} or {_keys('↑', '↓')} dimension",
-        f"{_keys('A', 'B')} {_keys('T')} tie {_keys('X')} both bad "
-        f"({_keys('A')}/{_keys('B')} again: strength 1→2→3)",
-        f"{_keys(',')} then {_keys('1')}–{_keys('5')} scores A",
-        f"{_keys('.')} then {_keys('1')}–{_keys('5')} scores B",
-        f"{_keys('Enter')} submit", f"{_keys('S', 'S')} skip", f"{_keys('?')} rubric"]),
-    "Marks: " + " · ".join([
-        f"{_keys('I')} / {_keys('O')} mark in / out at the current frame",
-        f"{_keys('Shift')}+{_keys('A')}/{_keys('B')} clip",
-        f"{_keys('K')} kind", f"{_keys('N')} art/failure", f"{_keys('M')} add the mark"]) + ". Frames count from 1.",
-])
 
 
 def head_html() -> str:

@@ -207,10 +207,11 @@ class TagChannel:
         return output
 
     def _add_pooled(self, module: nn.Module, args: tuple, output: Any) -> Any:
-        if self._fwd is None:
+        fwd = self._fwd
+        if fwd is None:
             return None
         def add(x: torch.Tensor) -> torch.Tensor:
-            p = self._fwd.pooled.to(x.device, x.dtype)
+            p = fwd.pooled.to(x.device, x.dtype)
             return x + (p.unsqueeze(1) if x.ndim == 3 else p)  # Wan2.2 TI2V: temb is (B, seq, D)
         if isinstance(output, torch.Tensor):
             return add(output)
@@ -272,7 +273,7 @@ class TagChannel:
 def _fold_out(linear: nn.Module, v: torch.Tensor) -> torch.Tensor:
     """U[b, h*F+f] = W_o[:, head h] @ v[b, f, h]: the output projection (no bias) of each head's value."""
     b, f, h, d = v.shape
-    weight = getattr(linear, "weight", None)
+    weight: Any = getattr(linear, "weight", None)
     plain = type(weight) in (torch.Tensor, nn.Parameter) and weight.device == v.device
     if isinstance(linear, nn.Linear) and plain:
         w = weight.to(v.dtype).view(weight.shape[0], h, d)
@@ -315,7 +316,7 @@ def _track_branch(channel: TagChannel, guidance: _Guidance) -> Iterator[None]:
         finally:
             guidance.branch = before
 
-    t.cache_context = tracking
+    setattr(t, "cache_context", tracking)  # noqa: B010 - an instance attribute over the method, removed after
     try:
         yield
     finally:
@@ -371,8 +372,8 @@ def pipeline_text_guidance(pipe: Any, call_kwargs: Mapping[str, Any], second_sta
         has_negative = get("negative_prompt") is not None or get("negative_prompt_embeds") is not None
         scale = float(get("true_cfg_scale") or 1.0) if has_negative else 1.0
     else:
-        scale = get("guidance_scale_2") if second_stage else None
-        scale = float(scale if scale is not None else get("guidance_scale") or 1.0)
+        second = get("guidance_scale_2") if second_stage else None
+        scale = float(second if second is not None else get("guidance_scale") or 1.0)
     return max(1.0, scale)
 
 

@@ -119,9 +119,8 @@ def load_time_quantization(plan: MemoryPlan) -> Any | None:
     from transformers import TorchAoConfig as TransformersTorchAo
 
     make = Int8WeightOnlyConfig if plan.quantization == "torchao-int8" else Float8WeightOnlyConfig
-    return PipelineQuantizationConfig(
-        quant_mapping={"transformer": DiffusersTorchAo(make()), "text_encoder": TransformersTorchAo(make())}
-    )
+    mapping: dict[str, Any] = {"transformer": DiffusersTorchAo(make()), "text_encoder": TransformersTorchAo(make())}
+    return PipelineQuantizationConfig(quant_mapping=mapping)
 
 
 def apply_after_load(pipe: Any, plan: MemoryPlan, already_quantized: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -175,12 +174,12 @@ def place(pipe: Any, plan: MemoryPlan) -> None:
     elif plan.offload == "group":
         onload, offload = torch.device("cuda"), torch.device("cpu")
         pipe.transformer.enable_group_offload(onload, offload, offload_type="leaf_level", use_stream=True)
-        from diffusers.hooks import apply_group_offload
+        from diffusers.hooks import apply_group_offloading
 
         for name in ("text_encoder", "vae"):
             module = getattr(pipe, name, None)
             if module is not None:
-                apply_group_offload(module, onload_device=onload, offload_device=offload,
+                apply_group_offloading(module, onload_device=onload, offload_device=offload,
                                     offload_type="leaf_level", use_stream=True)
     else:
         pipe.to(plan.device)

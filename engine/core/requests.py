@@ -32,10 +32,6 @@ def _one_of(field_name: str, value: str, allowed: Sequence[str]) -> None:
         raise InvalidRequest(field_name, f"'{value}' is not allowed; choose one of: {', '.join(allowed)}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _int_in(field_name: str, value: Any, low: int, high: int, unit: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(field_name, f"must be a whole number from {low} to {high}{unit}, got {value!r}")
@@ -121,13 +117,13 @@ class GenerationRequest:
         if self.seed is not None:
             _int_in("seed", self.seed, 0, MAX_SEED)
         max_frames, max_side = MODEL_LIMITS.get(self.model, (1024, 4096))
-        if _is_int(self.num_frames) and self.num_frames > max_frames:
+        if isinstance(self.num_frames, int) and not isinstance(self.num_frames, bool) and self.num_frames > max_frames:
             raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {self.num_frames}")
         if self.num_frames is not None:
             _int_in("num_frames", self.num_frames, 1, 1024)
         for name in ("width", "height"):
             value = getattr(self, name)
-            if _is_int(value) and value > max_side:
+            if isinstance(value, int) and not isinstance(value, bool) and value > max_side:
                 raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
             if value is not None:
                 _int_in(name, value, 16, 4096, " pixels")

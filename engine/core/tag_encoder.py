@@ -261,7 +261,8 @@ class TagEncoder(nn.Module):
         """(B, F, hidden): pooled value rows + field embedding, after the residual MLP."""
         device = self.value_table.weight.device
         values, mask = indices.values.to(device), indices.mask.to(device)
-        rows = self.value_table(values + self.offsets.view(1, -1, 1))  # (B, F, K, H)
+        offsets: torch.Tensor = self.offsets  # type: ignore[assignment]  # a buffer
+        rows = self.value_table(values + offsets.view(1, -1, 1))  # (B, F, K, H)
         weight = mask.unsqueeze(-1).to(rows.dtype)
         h = (rows * weight).sum(2) / weight.sum(2)  # mean over the chosen values of each field
         h = h + self.field_table.weight.unsqueeze(0)
@@ -363,7 +364,8 @@ def check_tag_encoder(folder: Path | str, taxonomy: Taxonomy, family: Any,
             model_dims = family_of(want).tag_sites.dims_from_config(dict(transformer_config))
         except (KeyError, TypeError, ValueError):
             model_dims = None  # an unusual config: the channel checks the sizes when it attaches
-        saved = config.get("dims") if isinstance(config.get("dims"), dict) else {}
+        dims = config.get("dims")
+        saved: dict[str, Any] = dims if isinstance(dims, dict) else {}
         wrong = {k: (saved.get(k), v) for k, v in (model_dims or {}).items() if saved.get(k) != v}
         if wrong:
             shown = ", ".join(f"{k} {a} (model: {b})" for k, (a, b) in wrong.items())

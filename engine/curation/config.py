@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest
-from ..toolkit.config import Section, build, limits, plain
+from ..core.toolkit.config import Section, build, limits, plain
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".ts", ".mts",
                                      ".flv", ".wmv", ".mpg", ".mpeg", ".gif")

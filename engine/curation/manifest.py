@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..toolkit.files import atomic_path, write_text
+from ..core.toolkit.files import atomic_path, write_text
 from .state import write_json_atomic
 
 MANIFEST_VERSION = 1

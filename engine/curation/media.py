@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import InvalidRequest, StorageError
-from ..toolkit.files import atomic_path
+from ..core.toolkit.files import atomic_path
 from .shots import ClipPlan
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import StorageError
-from ..toolkit.files import write_json
+from ..core.toolkit.files import write_json
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: int | None = None) -> None:

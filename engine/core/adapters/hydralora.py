@@ -68,13 +68,12 @@ class HydraLoRA(nn.Module):
         self.rank, self.alpha, self.num_heads = rank, float(alpha), num_heads
         self.scaling = self.alpha / rank
         self.strength = 1.0
-        kw = {"device": device, "dtype": dtype}
-        self.lora_A = nn.Parameter(torch.empty(rank, in_features, **kw))
-        self.lora_B = nn.Parameter(torch.zeros(num_heads, out_features, rank, **kw))
+        self.lora_A = nn.Parameter(torch.empty(rank, in_features, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros(num_heads, out_features, rank, device=device, dtype=dtype))
         self.router: nn.Linear | None = None
         self.router_kind = router
         if router == "learned" and num_heads > 1:
-            self.router = nn.Linear(in_features, num_heads, bias=False, **kw)
+            self.router = nn.Linear(in_features, num_heads, bias=False, device=device, dtype=dtype)
         if router == "fixed" or num_heads == 1:
             weights = [1.0 / num_heads] * num_heads if fixed_weights is None else [float(w) for w in fixed_weights]
             if len(weights) != num_heads:

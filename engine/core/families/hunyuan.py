@@ -42,7 +42,8 @@ class HunyuanTagSites(TagSites):
                 "num_sites": int(config["num_layers"]) + int(config["num_single_layers"]), "num_heads": heads}
 
     def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
-        return transformer.context_embedder.proj_in(tokens)  # type: ignore[no-any-return]
+        proj: Any = module_at(transformer, "context_embedder.proj_in")
+        return proj(tokens)
 
     def sites(self, transformer: "nn.Module") -> list[Site]:
         out = []

@@ -14,7 +14,7 @@ def split_heads(fn: Callable[["torch.Tensor"], "torch.Tensor"], heads: int) -> C
     return lambda x: fn(x).unflatten(-1, (heads, -1))
 
 
-def _flat_norm_keys(a: "nn.Module") -> Callable[["torch.Tensor"], "torch.Tensor"]:
+def _flat_norm_keys(a: Any) -> Callable[["torch.Tensor"], "torch.Tensor"]:
     return lambda x: a.norm_k(a.to_k(x)).unflatten(-1, (a.heads, -1))
 
 
@@ -38,7 +38,8 @@ class WanTagSites(TagSites):
                 "num_sites": int(config["num_layers"]), "num_heads": heads}
 
     def project_context(self, transformer: "nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
-        return transformer.condition_embedder.text_embedder(tokens)  # type: ignore[no-any-return]
+        embedder: Any = module_at(transformer, "condition_embedder.text_embedder")
+        return embedder(tokens)
 
     def sites(self, transformer: "nn.Module") -> list[Site]:
         out = []
