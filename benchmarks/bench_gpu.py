@@ -131,7 +131,7 @@ def table(title: str, folder: Path, rows: list[tuple[str, str]], ggufs: dict[str
             r = run_row(folder, mode, offload, gguf, size, data, left) if left > 5 else {"skip": "over the time budget"}
             note = r.get("skip", "")
         alloc = f"{r['peak_allocated'] / 2**30:.2f}" if r.get("peak_allocated") else "–"
-        step = f"{r['step_s']:.2f}" if "step_s" in r else "–"
+        step = f"{r['step_s']:.3f}" if "step_s" in r else "–"
         load = f"{r['load_s']:.1f}" if "load_s" in r else "–"
         lines.append(f"| {quantization} | {offload} | {step} | {load} | {alloc} | {r.get('smi_used_mib') or '–'} | "
                      f"{note} |")

@@ -162,3 +162,34 @@ def test_preset_fills_the_form_and_edits_mark_it_modified(tmp_path: Path) -> Non
     assert not adapters.is_modified(snap, replace(applied, steps=10))  # not a setting the preset names
     assert adapters.is_modified(snap, replace(applied, num_frames=81))
     assert adapters.is_modified(snap, replace(applied, tags={**applied.tags, "camera.lens": ("fisheye",)}))
+
+
+def test_transformer_file_round_trips_is_labelled_and_stays_out_of_presets(tmp_path: Path) -> None:
+    from engine.core.presets import PresetLibrary, builtin_presets_dir
+
+    tax = load_taxonomy()
+    form = adapters.FormValues(model="preview", narrative="n", random_seed=False, seed=4,
+                               transformer_file="/models/wan2.1-t2v-14b-Q4_K_M.gguf")
+    values = adapters.form_to_values(form, tax)
+    assert values[adapters.form_keys(tax).index("transformer_file")] == form.transformer_file
+    back = adapters.form_from_values(values, tax)
+    assert back == form
+    request = adapters.request_from_form(back)
+    assert request.transformer_file == "/models/wan2.1-t2v-14b-Q4_K_M.gguf"
+    assert adapters.form_from_request(request) == form  # "Reuse settings" keeps it
+    for unset in ("", "none", None):  # the dropdown's "none", an empty box, a client leaving it out
+        values[adapters.form_keys(tax).index("transformer_file")] = unset
+        plain = adapters.form_from_values(values, tax)
+        assert plain.transformer_file == "" and adapters.request_from_form(plain).transformer_file is None
+    assert adapters.form_from_request(adapters.request_from_form(plain)).transformer_file == ""
+    refused = InvalidRequest("transformer_file", "nope.gguf does not exist")
+    assert adapters.ui_message(refused, tax) == "Transformer file: nope.gguf does not exist"
+
+    # A preset is about the look: saving leaves the file out, applying one keeps the form's file.
+    saved = adapters.preset_from_form(form, "Mine")
+    assert "transformer_file" not in saved.settings and "transformer_file" not in str(saved.to_dict())
+    preset = PresetLibrary(builtin_presets_dir(), tmp_path, tax).get("combat-sakuga-dash")
+    applied = adapters.apply_preset(form, preset)
+    assert applied.transformer_file == form.transformer_file
+    assert not adapters.is_modified(adapters.preset_snapshot(applied, preset),
+                                    replace(applied, transformer_file=""))

@@ -277,13 +277,7 @@ class DPOTrainer(Trainer):
                 self.channel.clear()
             total_loss += float(loss.detach()) / accum
             margins.append(margin)
-        norm = None
-        if cfg.optimizer.max_grad_norm is not None:
-            norm = acc.clip_grad_norm_(self.trainable, cfg.optimizer.max_grad_norm)
-        self._last_grad_norm = float(norm) if norm is not None else float("nan")
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.apply_gradients()
         m = torch.cat(margins)
         stats = torch.tensor([total_loss, float(m.mean()), float((m > 0).float().mean())], device=acc.device)
         if acc.num_processes > 1:

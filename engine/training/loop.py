@@ -353,6 +353,18 @@ class Trainer:
             if validator is not None:
                 validator.close()
 
+
+    def apply_gradients(self) -> None:
+        """One optimizer step from the accumulated gradients (clipped when configured); shared with DPO."""
+        cfg, acc = self.config, self.acc
+        norm = None
+        if cfg.optimizer.max_grad_norm is not None:
+            norm = acc.clip_grad_norm_(self.trainable, cfg.optimizer.max_grad_norm)
+        self._last_grad_norm = float(norm) if norm is not None else float("nan")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
     def _step(self, step: int) -> tuple[float, int]:
         cfg, acc = self.config, self.acc
         accum = cfg.train.grad_accum
@@ -399,13 +411,7 @@ class Trainer:
             if self.channel is not None:
                 self.channel.clear()
             total_loss += float(loss.detach()) / accum
-        norm = None
-        if cfg.optimizer.max_grad_norm is not None:
-            norm = acc.clip_grad_norm_(self.trainable, cfg.optimizer.max_grad_norm)
-        self._last_grad_norm = float(norm) if norm is not None else float("nan")
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.apply_gradients()
         if acc.num_processes > 1:
             t = torch.tensor([total_loss], device=acc.device)
             total_loss = float(acc.reduce(t, reduction="mean")[0])
