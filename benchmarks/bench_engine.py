@@ -59,8 +59,12 @@ def overhead(runs: int) -> None:
     plain_call()
     eng_t, plain_t = [], []
     for _ in range(runs):  # interleaved so drift hits both sides equally
-        t = time.perf_counter(); engine.generate(prepared); eng_t.append(time.perf_counter() - t)
-        t = time.perf_counter(); plain_call(); plain_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.generate(prepared)
+        eng_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        plain_call()
+        plain_t.append(time.perf_counter() - t)
     e, p = statistics.median(eng_t), statistics.median(plain_t)
     print("| preview 64×64×9, 4 steps, CPU | plain WanPipeline (s) | Engine.generate (s) | ratio |")
     print("|---|---|---|---|")
@@ -130,7 +134,8 @@ def load_memory(modes: list[str]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="which", required=True)
-    o = sub.add_parser("overhead"); o.add_argument("--runs", type=int, default=7)
+    o = sub.add_parser("overhead")
+    o.add_argument("--runs", type=int, default=7)
     m = sub.add_parser("load-memory")
     m.add_argument("--modes", default="none,torchao-int8,quanto-int8,quanto-int4,quanto-fp8,fp8-layerwise")
     args = p.parse_args()

@@ -170,7 +170,7 @@ def write_random_gguf(config: dict, path: Path, qtype: str) -> int:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for name, shape, quant in plan:
+    for _name, shape, quant in plan:
         if quant:
             blocks = rng.integers(0, 256, size=(shape[0] * shape[1] // block, nbytes), dtype=np.uint8)
             # Every block starts with its fp16 scale: a small finite one, so the weights stay sane.

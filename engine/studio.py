@@ -18,7 +18,12 @@ from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequ
 from .core.requests import GenerationRequest
 from .core.settings import Settings
 from .storage.db import open_database
+from .storage.leases import HEARTBEAT_S, new_worker_id
 from .storage.clips import GenerationRecord, HistoryService, MediaFiles
+
+
+# The studio instances alive in this process: their leases are live even when their heartbeat is young.
+LIVE_WORKERS: set[str] = set()
 
 
 class Studio:
@@ -30,6 +35,8 @@ class Studio:
         self.history = HistoryService(self.db, settings.media_dir)
         self._queued: dict[int, PreparedRequest] = {}  # jobs this process queued, as prepared
         self._queued_lock = threading.Lock()
+        self.worker = new_worker_id()  # the lease this studio holds on the jobs it runs
+        LIVE_WORKERS.add(self.worker)
 
     def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
         """Check the request and queue it; returns the job id. Refused requests write nothing."""
@@ -57,7 +64,11 @@ class Studio:
             except EngineError as exc:
                 self.history.fail(job_id, str(exc))
                 raise
-        self.history.start(job_id)
+        self.history.start(job_id, self.worker)
+        beating = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, beating), daemon=True,
+                                name=f"animatrix-lease-{job_id}")
+        beat.start()
         try:
             result = self.engine.generate(prepared, progress=progress, cancel=cancel)
         except GenerationCancelled as exc:
@@ -66,7 +77,18 @@ class Studio:
         except BaseException as exc:  # noqa: BLE001 - any failure must end the job, then propagate
             self.history.fail(job_id, _describe(exc))
             raise
+        finally:
+            beating.set()
         return self._save(job_id, result, extra_formats)
+
+    def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
+        """Renew this studio's lease on a running job, so another studio starting meanwhile leaves it alone."""
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                if not self.history.heartbeat(job_id, self.worker):
+                    return  # no longer ours to run (cancelled, or failed by someone)
+            except EngineError:
+                pass  # a locked database this time; the lease is long enough for the next beat
 
     def _save(self, job_id: int, result: GenerationResult, extra_formats: Sequence[str]) -> GenerationRecord:
         settings = result.embedded_settings()
@@ -87,7 +109,12 @@ class Studio:
     def free_memory(self) -> int:
         return self.engine.free_memory()
 
+    def recover_interrupted(self) -> int:
+        """Fail the running jobs whose worker is gone (never one a live process runs)."""
+        return self.history.recover_interrupted(live_here=frozenset(LIVE_WORKERS))
+
     def close(self) -> None:
+        LIVE_WORKERS.discard(self.worker)
         self.db.dispose()
 
 

@@ -87,7 +87,7 @@ class StudioServices:
         """`start_worker` defaults to True except on ZeroGPU, where a thread outside a request gets
         no GPU (queued jobs then stay queued, shown, and can be removed)."""
         studio = Studio(settings)
-        recovered = studio.history.recover_interrupted()
+        recovered = studio.recover_interrupted()  # only jobs whose worker is gone
         if recovered:
             log.warning("%d job(s) were cut off by the last shutdown and are marked failed", recovered)
         taxonomy = load_taxonomy()

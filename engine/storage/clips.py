@@ -24,6 +24,8 @@ from pathlib import Path
 from ..core.errors import EngineError, GenerationCancelled, InvalidRequest, NotFound, StorageError
 from ..core.requests import GenerationRequest
 from .db import Database
+from .leases import LEASE_S, is_cut_off
+from .models import utc_now
 from .repository import GenerationRecord, HistoryPage, HistoryRepository
 
 __all__ = ["GenerationRecord", "HistoryPage", "HistoryService", "MediaFiles", "WriteMedia", "INTERRUPTED_REASON"]
@@ -132,8 +134,12 @@ class HistoryService:
         """For the GPU worker: take the oldest queued job (marks it running)."""
         return self.repository.claim_next()
 
-    def start(self, generation_id: int) -> GenerationRecord:
-        return self.repository.mark_running(generation_id)
+    def start(self, generation_id: int, worker: str | None = None) -> GenerationRecord:
+        """Mark a job running; with a worker id it holds a lease the worker renews with `heartbeat`."""
+        return self.repository.mark_running(generation_id, worker)
+
+    def heartbeat(self, generation_id: int, worker: str) -> bool:
+        return self.repository.heartbeat(generation_id, worker)
 
     def fail(self, generation_id: int, error: str) -> GenerationRecord:
         return self.repository.mark_failed(generation_id, error)
@@ -231,12 +237,17 @@ class HistoryService:
             raise
         self._unlink_all([trash for _, trash in trashed])
 
-    def recover_interrupted(self, reason: str = INTERRUPTED_REASON) -> int:
-        """At start-up: jobs left running by a crash end failed; their half-saved files go.
+    def recover_interrupted(self, reason: str = INTERRUPTED_REASON, *, lease_s: float = LEASE_S,
+                            live_here: frozenset[str] = frozenset()) -> int:
+        """At start-up: jobs whose worker is gone end failed; their half-saved files go.
 
-        Returns how many jobs were failed. Queued jobs stay queued (the queue survives restarts).
+        A job another live process runs (a CLI `generate`, a second studio) is left alone: see
+        engine/storage/leases.py. Returns how many jobs were failed. Queued jobs stay queued.
         """
-        count = self.repository.fail_interrupted(reason)
+        now = utc_now()
+        cut = [i for i, worker, beat in self.repository.running_leases()
+               if is_cut_off(worker, beat, now, lease_s, live_here)]
+        count = self.repository.fail_interrupted(reason, cut)
         self._sweep_temp()
         return count
 

@@ -101,6 +101,8 @@ class Generation(Base):
     engine_version: Mapped[str] = mapped_column(String(32))
     checkpoint: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))
+    worker: Mapped[str | None] = mapped_column(String(128))  # who runs it (engine/storage/leases.py)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     def __repr__(self) -> str:
         return f"Generation(id={self.id!r}, status={self.status!r}, model={self.model!r})"

@@ -9,6 +9,7 @@ Status life cycle: queued -> running -> done; queued|running -> failed|cancelled
 """
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -339,8 +340,27 @@ class HistoryRepository(Repository):
             return {gid: pos for pos, gid in enumerate(ids, start=1)}
 
     # -- status transitions ---------------------------------------------------------------------
-    def mark_running(self, generation_id: int) -> GenerationRecord:
-        return self._transition(generation_id, ("queued",), "started", status="running", started_at=utc_now())
+    def mark_running(self, generation_id: int, worker: str | None = None) -> GenerationRecord:
+        now = utc_now()
+        return self._transition(generation_id, ("queued",), "started", status="running", started_at=now,
+                                worker=worker, heartbeat_at=now if worker else None)
+
+    def heartbeat(self, generation_id: int, worker: str) -> bool:
+        """The worker running a job says it is alive; False when the job is no longer its running job."""
+        with self._transaction(write=True) as s:
+            result = s.execute(
+                update(Generation).where(Generation.id == generation_id, Generation.worker == worker,
+                                         Generation.status == "running")
+                .values(heartbeat_at=utc_now()).execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def running_leases(self) -> "builtins.list[tuple[int, str | None, datetime | None]]":
+        """(id, worker, last heartbeat) of every running job."""
+        with self._transaction(write=False) as s:
+            rows = s.execute(select(Generation.id, Generation.worker, Generation.heartbeat_at)
+                             .where(Generation.status == "running")).all()
+            return [(int(r[0]), r[1], r[2]) for r in rows]
 
     def mark_done(
         self,
@@ -379,11 +399,14 @@ class HistoryRepository(Repository):
         return self._transition(generation_id, ACTIVE_STATUSES, "cancelled", already=("failed", "cancelled"),
                                 status="cancelled", finished_at=utc_now(), error=_clip_text(reason))
 
-    def fail_interrupted(self, reason: str) -> int:
-        """At start-up: every job still 'running' was cut off by a crash or restart. Returns how many."""
+    def fail_interrupted(self, reason: str, ids: Sequence[int] | None = None) -> int:
+        """Jobs still 'running' whose worker is gone (all of them when `ids` is None). Returns how many."""
+        if ids is not None and not ids:
+            return 0
         with self._transaction(write=True) as s:
+            where = [Generation.status == "running"] + ([Generation.id.in_(list(ids))] if ids is not None else [])
             result = s.execute(
-                update(Generation).where(Generation.status == "running")
+                update(Generation).where(*where)
                 .values(status="failed", finished_at=utc_now(), error=_clip_text(reason))
                 .execution_options(synchronize_session=False)
             )
