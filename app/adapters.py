@@ -7,6 +7,9 @@ functions fill the form from a history entry or a preset. The order of `form_key
 order of the Create tab's input components, so handlers can take `*values`: the scalar
 settings, one entry per tag field, then (path, strength) for each adapter slot.
 
+A transformer file (a GGUF or single .safetensors replacing the model folder's transformer) is a
+scalar setting like quantization: kept by "Reuse settings", never stored in a preset.
+
 Nothing is corrected silently: a value the engine refuses comes back as `InvalidRequest`, and
 `ui_message` names the field the way the form labels it.
 """
@@ -26,7 +29,7 @@ UNSET = ""  # the "not set" choice of a single-select tag dropdown
 VAE_TILING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 SCALAR_KEYS: tuple[str, ...] = (
     "model", "narrative", "negative_prompt", "random_seed", "seed", "width", "height", "num_frames", "fps",
-    "steps", "guidance", "quantization", "offload", "vae_tiling",
+    "steps", "guidance", "quantization", "offload", "vae_tiling", "transformer_file",
 )
 INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps")
 TAG_ENCODER_KEYS: tuple[str, ...] = ("tag_encoder", "tag_guidance", "tags_in_prompt")  # after the adapter slots
@@ -43,7 +46,9 @@ FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     "adapters": "Adapters", "adapters.path": "Adapter", "adapters.strength": "Adapter strength",
     "adapters.kind": "Adapter kind", "adapters.fuse": "Adapter merge",
     "tag_encoder": "Tag encoder", "tag_guidance": "Tag guidance", "tags_in_prompt": "Also write tags into the prompt",
+    "transformer_file": "Transformer file",
 })
+NO_TRANSFORMER_FILE = "none"  # the dropdown's word for "the model folder's own transformer"
 
 Tags = Mapping[str, tuple[str, ...]]
 
@@ -67,6 +72,7 @@ class FormValues:
     quantization: str = "none"
     offload: str = "auto"
     vae_tiling: str = "auto"
+    transformer_file: str = ""  # a GGUF / .safetensors path or a name in models/gguf; "" for the folder's own
     adapters: tuple[AdapterRef, ...] = ()  # at most MAX_ADAPTERS, in slot order
     tag_encoder: str = ""  # folder of a saved tag encoder; "" for none (tags go through the prompt only)
     tag_guidance: float | None = None  # None: plain CFG over text and tags together
@@ -150,6 +156,14 @@ def _tag_encoder(value: Any) -> str:
     return value.strip()
 
 
+def _transformer_file(value: Any) -> str:
+    if value is None or (isinstance(value, str) and value.strip().lower() == NO_TRANSFORMER_FILE):
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest("transformer_file", f"must name a .gguf or .safetensors file, got {value!r}")
+    return value.strip()  # whether the file exists and fits is the engine's check, when the job is submitted
+
+
 def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
     """Build a FormValues from handler arguments given in `form_keys()` order."""
     keys = form_keys(taxonomy)
@@ -174,6 +188,7 @@ def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
         quantization=str(raw["quantization"] or "none"),
         offload=str(raw["offload"] or "auto"),
         vae_tiling=str(raw["vae_tiling"] or "auto"),
+        transformer_file=_transformer_file(raw["transformer_file"]),
         adapters=_adapters(raw),
         tag_encoder=_tag_encoder(raw["tag_encoder"]),
         tag_guidance=_number("tag_guidance", raw["tag_guidance"]),
@@ -229,6 +244,7 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         quantization=form.quantization,
         offload=form.offload,
         vae_tiling={"auto": None, "on": True, "off": False}[form.vae_tiling],
+        transformer_file=form.transformer_file or None,
         adapters=form.adapters,
         tag_encoder=form.tag_encoder or None,
         tag_guidance=form.tag_guidance,
@@ -258,6 +274,7 @@ def form_from_request(request: GenerationRequest) -> FormValues:
         quantization=request.quantization,
         offload=request.offload,
         vae_tiling=tiling,
+        transformer_file=request.transformer_file or "",
         adapters=tuple(AdapterRef(a.path, a.strength) for a in request.adapters),
         tag_encoder=request.tag_encoder or "",
         tag_guidance=request.tag_guidance,
@@ -321,7 +338,8 @@ def fit_preset_to_model(form: FormValues, preset: Preset) -> tuple[FormValues, l
         if key not in preset.settings:
             continue
         try:
-            check_model_limits(replace(form, **{k: (getattr(form, k) if k == key else None) for k in SHAPE_KEYS}))
+            only: dict[str, Any] = {k: (getattr(form, k) if k == key else None) for k in SHAPE_KEYS}
+            check_model_limits(replace(form, **only))
         except InvalidRequest:
             default = getattr(spec.defaults, key)
             kept.append(f"{FIELD_LABELS.get(key, key)} {getattr(form, key)} → {default}")
@@ -333,7 +351,8 @@ def preset_from_form(form: FormValues, name: str, description: str = "") -> Pres
     """A user preset holding the form's tags, narrative, negative prompt, model and settings.
 
     Unset settings stay unset (the model's default applies); the seed is kept only when fixed.
-    Memory settings, adapters and the tag encoder belong to a machine, not a look, so they are not stored.
+    Memory settings (the transformer file too), adapters and the tag encoder belong to a machine, not a
+    look, so they are not stored.
     """
     check_model_limits(form)  # a preset the model cannot run is refused now, naming the field
     settings: dict[str, Any] = {"model": form.model}

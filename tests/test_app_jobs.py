@@ -74,7 +74,7 @@ def test_cancel_stops_the_running_job_and_a_removed_job_never_runs(studio: Studi
 def test_a_cancel_written_to_the_row_by_another_process_stops_the_job(studio: Studio) -> None:
     runner = JobRunner(studio)
     job = runner.submit(_request(steps=200))
-    result: list[BaseException] = []
+    result: list[BaseException | None] = []
     thread = threading.Thread(target=lambda: result.append(_run_catching(runner, job)))
     thread.start()
     _wait_for(lambda: studio.history.get(job).status == "running")

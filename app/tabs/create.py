@@ -1,41 +1,35 @@
 """Create tab: PKS tags, narrative, preset, model and settings; Generate, Cancel, progress, clip.
 
 Every tag dropdown is generated from the taxonomy (field description as `info`, each value's
-description in its choice label), so a taxonomy edit needs no UI change. Generate is two
-events: a fast one that checks and queues the job (bad input: a toast naming the field, no
-row written), then a chained one on the single "gpu" concurrency slot that runs it through the
-JobRunner and streams progress.
+description in its choice label), so a taxonomy edit needs no UI change. "Save as preset" stores
+the form as a user preset. Preset edits made anywhere (here or in the Presets tab) write a new
+token into `presets_changed`, and every list of presets refreshes from it.
 
-Adapters (HydraLoRA / LoRA) found by the studio's `AdapterCatalog` are offered per model in a
-few slots with a strength each; beside them a saved PKS tag encoder (dual-channel conditioning)
-with its own tag guidance and a switch for writing the tags into the prompt too. "Save as preset" stores the form as a user preset. Preset edits
-made anywhere (here or in the Presets tab) write a new token into `presets_changed`, and every
-list of presets refreshes from it.
+Parts live beside this module: `create_run` (Generate, the run on the "gpu" slot, Cancel),
+`create_extras` (adapter slots and the tag encoder), `create_memory` ("Memory and speed", with
+the transformer file).
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest
-from engine.core.generation import Progress
+from engine.core.errors import EngineError, InvalidRequest
 from engine.core.pks import TagField
 from engine.core.registry import ModelSpec
-from engine.core.requests import OFFLOAD_MODES, QUANTIZATION_MODES, AdapterRef, GenerationRequest
+from engine.core.requests import GenerationRequest
 
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message
-from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_note, adapters_title, is_preview, settings_markdown
-from ..services.context import AdapterEntry, StudioServices, inspect_tag_encoder, tag_encoder_roots, tag_encoders_for
-from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
+from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_title, is_preview
+from ..services.context import StudioServices
 from . import best_of_n as best_of_n_box
+from . import create_extras, create_memory, create_run
 from . import queue as queue_panel
-
-log = logging.getLogger(__name__)
+from .create_extras import NO_ADAPTER, NO_TAG_ENCODER, TAG_ENCODER_NOTE
 
 NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
 
@@ -56,10 +50,7 @@ class CreateTab:
     seed: gr.Number
     reuse_seed: gr.Button
     numbers: dict[str, gr.Number]  # NUMBER_KEYS
-    quantization: gr.Dropdown
-    offload: gr.Dropdown
-    vae_tiling: gr.Radio
-    free_memory: gr.Button
+    memory: create_memory.MemoryBox  # quantization, offload, VAE tiling, transformer file, Free memory
     generate: gr.Button
     cancel: gr.Button
     job_id: gr.Number
@@ -91,8 +82,9 @@ class CreateTab:
     def inputs(self) -> list[Any]:
         """The form's components in `adapters.form_keys()` order."""
         scalar = {"model": self.model, "narrative": self.narrative, "negative_prompt": self.negative_prompt,
-                  "random_seed": self.random_seed, "seed": self.seed, "quantization": self.quantization,
-                  "offload": self.offload, "vae_tiling": self.vae_tiling, **self.numbers}
+                  "random_seed": self.random_seed, "seed": self.seed, "quantization": self.memory.quantization,
+                  "offload": self.memory.offload, "vae_tiling": self.memory.vae_tiling,
+                  "transformer_file": self.memory.transformer_file, **self.numbers}
         slots = [c for pair in zip(self.adapter_paths, self.adapter_strengths) for c in pair]
         return ([scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values()) + slots
                 + [self.tag_encoder, self.tag_guidance, self.tags_in_prompt])
@@ -100,12 +92,6 @@ class CreateTab:
     def fill_outputs(self) -> list[Any]:
         """What `fill_values` returns values for: the form plus the model-dependent notes."""
         return self.inputs() + [self.model_note, self.noise_note]
-
-
-NO_ADAPTER: tuple[str, str] = ("None", "")
-NO_TAG_ENCODER: tuple[str, str] = ("None", "")
-TAG_ENCODER_NOTE = ("**Dual channel:** with a tag encoder the tags also go through it into the model's "
-                    "cross-attention and every block's AdaLN modulation, besides (or instead of) the prompt text.")
 
 
 # -- choices and notes ------------------------------------------------------------------------------
@@ -163,63 +149,6 @@ def fill_values(services: StudioServices, form: FormValues) -> list[Any]:
 
 def default_form(services: StudioServices) -> FormValues:
     return adapters.with_model_defaults(FormValues(model=services.default_model), services.default_model)
-
-
-def adapter_choices(entries: Sequence[AdapterEntry], model: str) -> list[tuple[str, str]]:
-    return [NO_ADAPTER, *[(e.label(model), e.path) for e in entries]]
-
-
-def adapter_list(services: StudioServices, model: str) -> list[Any]:
-    """Values for [adapters_box, adapters_note, *adapter_paths]: the adapters that fit `model`."""
-    catalog = services.adapter_catalog
-    entries = catalog.for_model(model)
-    note = adapters_note(len(entries), model, catalog.roots(), len(catalog.problems))
-    choices = adapter_choices(entries, model)
-    return [gr.update(label=adapters_title(len(entries))), note,
-            *[gr.update(choices=choices) for _ in range(MAX_ADAPTERS)]]
-
-
-def tag_encoder_list(services: StudioServices, model: str) -> tuple[Any, str]:
-    """Values for [tag_encoder, tag_encoder_note]: the saved tag encoders that fit `model`."""
-    entries = tag_encoders_for(services.settings, model, services.studio.history)
-    root = tag_encoder_roots(services.settings)[0]
-    note = (f"{len(entries)} tag encoder{'s' if len(entries) != 1 else ''} fit{'s' if len(entries) == 1 else ''} "
-            f"this model." if entries else f"No tag encoder fits this model; save one in `{root}` or train one.")
-    return gr.update(choices=[NO_TAG_ENCODER, *[(e.label(), e.path) for e in entries]]), note
-
-
-def tag_encoder_misfit(services: StudioServices, path: str, model: str) -> str | None:
-    """Why the tag encoder at `path` cannot drive `model`, in one line (None when it fits)."""
-    spec = adapters.model_spec(model)
-    if spec is None:
-        return None  # an unknown model is reported by the model check
-    return inspect_tag_encoder(path, tag_encoder_roots(services.settings)).misfit(spec)
-
-
-def tag_encoder_switches(encoder: str | None) -> tuple[Any, Any]:
-    """Tag guidance and "tags in prompt" only mean something with an encoder: reset and lock them without."""
-    if encoder and encoder != "None":
-        return gr.update(interactive=True), gr.update(interactive=True)
-    return gr.update(value=None, interactive=False), gr.update(value=True, interactive=False)
-
-
-def adapter_misfit(services: StudioServices, ref: AdapterRef, model: str) -> str | None:
-    """Why the adapter at `ref.path` cannot go on `model`, in one line (None when it fits)."""
-    spec = adapters.model_spec(model)
-    try:
-        entry = services.adapter_catalog.inspect(ref.path)
-    except EngineError as exc:
-        return str(exc.reason) if isinstance(exc, InvalidRequest) else str(exc)
-    if spec is None:
-        return None  # an unknown model is reported by the model check
-    why = entry.misfit(spec)
-    return f"{entry.name} does not fit {spec.id}: {why}" if why else None
-
-
-def slot_rows(*paths: Any) -> list[Any]:
-    """Adapter slot i shows once slot i-1 is used (or when it holds an adapter itself)."""
-    used = [bool(p and str(p).strip()) for p in paths]
-    return [gr.update(visible=i == 0 or used[i] or used[i - 1]) for i in range(len(paths))]
 
 
 # -- presets, shared with the Presets tab --------------------------------------------------------------
@@ -374,15 +303,7 @@ def build(services: StudioServices) -> CreateTab:
                 tag_encoder_note = gr.Markdown("Looking for tag encoders…", elem_classes=["muted"],
                                                elem_id="tag-encoder-note")
                 tag_rescan = gr.Button("Rescan tag encoders", size="sm", elem_id="tag-encoder-rescan")
-            with gr.Accordion("Memory and speed", open=False, elem_id="memory"):
-                with gr.Row():
-                    quantization = gr.Dropdown(list(QUANTIZATION_MODES), value=form.quantization,
-                                               label="Quantization", info="int8/fp8 weights use less VRAM",
-                                               min_width=150)
-                    offload = gr.Dropdown(list(OFFLOAD_MODES), value=form.offload, label="Offload",
-                                          info="auto picks from free VRAM", min_width=150)
-                vae_tiling = gr.Radio(list(adapters.VAE_TILING_CHOICES), value=form.vae_tiling, label="VAE tiling")
-                free_memory = gr.Button("Free memory", size="sm", elem_id="free-memory")
+            memory = create_memory.build(form)
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=120)
                 cancel = gr.Button("Cancel", variant="stop", elem_id="cancel", min_width=100)
@@ -398,7 +319,7 @@ def build(services: StudioServices) -> CreateTab:
     best_of_n_box.build_results(best_of_n)
     return CreateTab(
         preset, preset_badge, gr.State(None), narrative, negative, tags, compiled, tag_warning, model,
-        note, random_seed, seed, reuse_seed, numbers, quantization, offload, vae_tiling, free_memory, generate,
+        note, random_seed, seed, reuse_seed, numbers, memory, generate,
         cancel, job_id, gr.State([]), gr.State(None), status, video, noise_note, clip_settings, panel,
         paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
         gr.State({"at": 0, "renamed": {}}), tag_encoder=tag_encoder, tag_guidance=tag_guidance,
@@ -410,8 +331,6 @@ def build(services: StudioServices) -> CreateTab:
 # -- wire -------------------------------------------------------------------------------------------
 def wire(tab: CreateTab, services: StudioServices) -> None:
     tax = services.taxonomy
-    runner = services.runner
-    history = services.studio.history
     tab.preset_names.update({p.slug: (p.name, p.description) for p in services.presets.list()})
 
     def read(values: Sequence[Any]) -> FormValues:
@@ -438,20 +357,7 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         return preset_fill(tab, services, slug, values)
 
     def on_model(*values: Any) -> list[Any]:
-        form = read(values)
-        kept: list[AdapterRef] = []
-        for ref in form.adapters:  # the user switched model: adapters made for the old one come off, said so
-            why = adapter_misfit(services, ref, form.model)
-            if why is None:
-                kept.append(ref)
-            else:
-                gr.Warning(f"Adapter removed: {why}", title="Adapters")
-        form = replace(form, adapters=tuple(kept))
-        if form.tag_encoder:
-            why = tag_encoder_misfit(services, form.tag_encoder, form.model)
-            if why is not None:
-                gr.Warning(f"Tag encoder removed: {why}", title="Tag encoder")
-                form = replace(form, tag_encoder="", tag_guidance=None, tags_in_prompt=True)
+        form = create_extras.drop_misfits(services, read(values))
         return fill_values(services, adapters.with_model_defaults(form, form.model))
 
     def validated(values: Sequence[Any]) -> GenerationRequest:
@@ -462,100 +368,6 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
 
-    def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
-        request = validated(values)
-        try:
-            job_id = runner.submit(request)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
-        prepared = runner.prepared(job_id)
-        seed = prepared.request.seed if prepared is not None else history.get(job_id).seed
-        position = history.queue_positions().get(job_id)
-        where = f"position {position} in the queue" if position else "starting"
-        return job_id, [*(session_jobs or []), job_id], seed, f"Job #{job_id} queued ({where}, seed {seed})."
-
-    def run(job_id: float | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any, str]:
-        if job_id is None:
-            raise gr.Error("There is no job to run; press Generate first.", title="Generate")
-        jid = int(job_id)
-
-        def report(p: Progress) -> None:
-            if p.stage == "denoising":
-                progress((p.step, p.total), desc=f"Job #{jid}: {p.describe()}", unit="steps")
-            else:
-                progress(None, desc=f"Job #{jid}: {p.describe()}")
-
-        try:
-            outcome = runner.run(jid, progress=report,
-                                 on_wait=lambda: progress(None, desc=f"Job #{jid}: waiting for the GPU…"))
-        except GenerationCancelled as exc:
-            gr.Info(f"Job #{jid} cancelled.")
-            return None, "", gr.update(visible=False), f"Job #{jid} cancelled: {exc}"
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title=f"Job #{jid} failed") from None
-        except Exception as exc:  # noqa: BLE001 - recorded as failed by the studio; the app keeps running
-            log.exception("job #%s failed", jid)
-            raise gr.Error(f"{type(exc).__name__}: {exc}", title=f"Job #{jid} failed") from None
-        return show_outcome(outcome)
-
-    def show_outcome(outcome: JobOutcome) -> tuple[Any, str, Any, str]:
-        record = outcome.record
-        noise = gr.update(visible=is_preview(record.model))
-        if record.status == "done":
-            took = f" in {record.timings['total_s']:.1f} s" if "total_s" in record.timings else ""
-            return (str(history.video_path(record)), settings_markdown(record, tax), noise,
-                    f"✓ Job #{record.id} done{took} (seed {record.seed}).")
-        if record.status in ("failed", "cancelled"):
-            return None, settings_markdown(record, tax), noise, f"Job #{record.id} {record.status}: {record.error}"
-        return None, "", noise, f"Job #{record.id} is {record.status} elsewhere; see the queue."
-
-    def duration(job_id: float | None, *_: Any, **__: Any) -> int:
-        try:
-            return estimate_seconds(history.get(int(job_id or 0)))
-        except (EngineError, ValueError):
-            return 120
-
-    def cancel(session_jobs: list[int] | None, request: gr.Request) -> Any:
-        mine = list(session_jobs or [])
-        running = runner.running_job()
-        if running is None or running not in mine:
-            stopping = best_of_n_box.cancel_run(request)  # this session's Best of N, running or waiting
-            if stopping is not None:
-                gr.Info(stopping)
-                return stopping
-        if running is not None and running in mine:
-            target: int | None = running
-        else:
-            positions = history.queue_positions()
-            queued = sorted((positions[j], j) for j in mine if j in positions)
-            target = queued[0][1] if queued else None
-        if target is None:
-            gr.Info("Nothing of yours is queued or running.")
-            return gr.skip()
-        try:
-            message = runner.cancel(target)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cancel") from None
-        gr.Info(message)
-        return message
-
-    def reuse_last(last_seed: int | None) -> tuple[bool, int]:
-        if last_seed is None:
-            page = history.list(limit=1)
-            last_seed = page.items[0].seed if page.items else None
-        if last_seed is None:
-            raise gr.Error("No clip has been generated yet, so there is no seed to reuse.", title="Seed")
-        return False, last_seed
-
-    def free_memory() -> None:
-        freed = runner.free_memory()
-        if freed is None:
-            gr.Warning("A clip is being generated; free memory once it has finished.")
-        elif freed == 0:
-            gr.Info("Nothing was loaded; memory is already free.")
-        else:
-            gr.Info(f"Freed {freed} loaded model from memory.")
-
     def save_as_preset(name: str | None, description: str | None, current: str | None,
                        *values: Any) -> tuple[Any, Any, str, dict[str, Any]]:
         form = read(values)
@@ -564,6 +376,7 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             preset = adapters.preset_from_form(form, name or "", description or "")
             # Saving under the name of the user preset the form started from updates it; any
             # other existing name is refused, so a click never overwrites another preset.
+            current = current or ""
             update = (bool(current) and preset.slug == current and presets.exists(current)
                       and not presets.get(current).builtin)
             if not update and presets.exists(preset.slug) and not presets.get(preset.slug).builtin:
@@ -602,26 +415,8 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                     api_visibility="private")
     tab.random_seed.change(lambda r: gr.update(visible=not r), inputs=tab.random_seed, outputs=tab.seed,
                            show_progress="hidden", api_visibility="private")
-    tab.reuse_seed.click(reuse_last, inputs=tab.last_seed, outputs=[tab.random_seed, tab.seed], api_name="reuse_seed")
-    tab.free_memory.click(free_memory, api_name="free_memory")
-
-    # Several clicks queue several jobs ("multiple"); each run waits for the one "gpu" slot.
-    submitted = tab.generate.click(
-        submit, inputs=[tab.session_jobs, *inputs], outputs=[tab.job_id, tab.session_jobs, tab.last_seed, tab.status],
-        api_name="submit", trigger_mode="multiple", show_progress="hidden",
-        # One at a time: each submit reads and extends this session's job list (gr.State).
-        concurrency_limit=1, concurrency_id="submit",
-    )
-    ran = submitted.success(
-        gpu_function(run, duration), inputs=tab.job_id,
-        outputs=[tab.video, tab.clip_settings, tab.noise_note, tab.status], api_name="run_job",
-        concurrency_limit=1, concurrency_id="gpu", trigger_mode="multiple", show_progress_on=[tab.video],
-    )
-    for event in (submitted, ran):
-        event.then(lambda: queue_panel.snapshot(services), outputs=tab.queue.outputs(), show_progress="hidden",
-                   api_visibility="private")
-    tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
-    queue_panel.wire(tab.queue, services)
+    create_run.wire(tab, services, inputs, validated)
+    create_memory.wire(tab.memory, services)
     if tab.best_of_n is not None:
         best_of_n_box.wire(tab.best_of_n, tab, services, validate=validated)
 
@@ -631,23 +426,7 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     tab.presets_changed.change(refresh_preset_list, inputs=[tab.presets_changed, tab.preset],
                                outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge], show_progress="hidden",
                                api_visibility="private")
-    # Adapters: listed on page load and whenever the model changes (by hand, a preset or a reuse).
-    listing = [tab.adapters_box, tab.adapters_note, *tab.adapter_paths]
-    gr.on(None, lambda model: adapter_list(services, model), inputs=[tab.model], outputs=listing,
-          show_progress="hidden", api_visibility="private", trigger_mode="always_last")
-    tab.adapters_rescan.click(lambda model: adapter_list(services, model), inputs=tab.model, outputs=listing,
-                              api_name="list_adapters", show_progress="hidden")
-    # Tag encoders: the same, listed on load and model change; guidance and the switch follow the pick.
-    tag_listing = [tab.tag_encoder, tab.tag_encoder_note]
-    gr.on(None, lambda model: tag_encoder_list(services, model), inputs=[tab.model], outputs=tag_listing,
-          show_progress="hidden", api_visibility="private", trigger_mode="always_last")
-    tab.tag_encoder_rescan.click(lambda model: tag_encoder_list(services, model), inputs=tab.model,
-                                 outputs=tag_listing, api_name="list_tag_encoders", show_progress="hidden")
-    tab.tag_encoder.change(tag_encoder_switches, inputs=tab.tag_encoder,
-                           outputs=[tab.tag_guidance, tab.tags_in_prompt], show_progress="hidden",
-                           api_visibility="private", queue=False)
-    gr.on([p.change for p in tab.adapter_paths], slot_rows, inputs=tab.adapter_paths, outputs=tab.adapter_rows,
-          show_progress="hidden", api_visibility="private", queue=False)
+    create_extras.wire(tab, services)
 
 
 def preset_choices(services: StudioServices) -> list[tuple[str, str]]:

@@ -93,7 +93,7 @@ def test_a_gguf_in_the_folder_is_listed_generates_and_is_kept(served: tuple[Stud
     box = next(b for b in app.blocks.blocks.values() if getattr(b, "elem_id", None) == "transformer-file")
     on_load = [fn for fn in app.blocks.fns.values()
                if box in fn.outputs and any(t[1] == "load" for t in fn.targets)]
-    assert len(on_load) == 1
+    assert len(on_load) == 1 and on_load[0].fn is not None
     loaded, _ = on_load[0].fn()
     assert [c[1] for c in loaded["choices"]] == ["", NAME]
 

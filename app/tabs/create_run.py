@@ -1,0 +1,156 @@
+"""Create tab: Generate, the job's run on the "gpu" slot, Cancel and "Reuse last seed".
+
+Generate is two events: a fast one that checks and queues the job (bad input: a toast naming the
+field, no row written), then a chained one on the single "gpu" concurrency slot that runs it
+through the JobRunner and streams progress.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Protocol, Sequence
+
+import gradio as gr
+
+from engine.core.errors import EngineError, GenerationCancelled
+from engine.core.generation import Progress
+from engine.core.requests import GenerationRequest
+
+from ..adapters import ui_message
+from ..formatting import is_preview, settings_markdown
+from ..services.context import StudioServices
+from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
+from . import best_of_n as best_of_n_box
+from . import queue as queue_panel
+
+log = logging.getLogger(__name__)
+
+
+class RunControls(Protocol):
+    """What these events need of the Create tab (a Protocol: importing create here would be a cycle)."""
+
+    generate: gr.Button
+    cancel: gr.Button
+    reuse_seed: gr.Button
+    random_seed: gr.Checkbox
+    seed: gr.Number
+    job_id: gr.Number
+    session_jobs: gr.State
+    last_seed: gr.State
+    status: gr.Markdown
+    video: gr.Video
+    clip_settings: gr.Markdown
+    noise_note: gr.Markdown
+    queue: queue_panel.QueuePanel
+
+
+def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
+         validated: Callable[[Sequence[Any]], GenerationRequest]) -> None:
+    """Generate / run / cancel / reuse seed; `validated` turns the form's values into a request."""
+    tax = services.taxonomy
+    runner = services.runner
+    history = services.studio.history
+
+    def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
+        request = validated(values)
+        try:
+            job_id = runner.submit(request)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+        prepared = runner.prepared(job_id)
+        seed = prepared.request.seed if prepared is not None else history.get(job_id).seed
+        position = history.queue_positions().get(job_id)
+        where = f"position {position} in the queue" if position else "starting"
+        return job_id, [*(session_jobs or []), job_id], seed, f"Job #{job_id} queued ({where}, seed {seed})."
+
+    def run(job_id: float | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any, str]:
+        if job_id is None:
+            raise gr.Error("There is no job to run; press Generate first.", title="Generate")
+        jid = int(job_id)
+
+        def report(p: Progress) -> None:
+            if p.stage == "denoising":
+                progress((p.step, p.total), desc=f"Job #{jid}: {p.describe()}", unit="steps")
+            else:
+                progress(None, desc=f"Job #{jid}: {p.describe()}")
+
+        try:
+            outcome = runner.run(jid, progress=report,
+                                 on_wait=lambda: progress(None, desc=f"Job #{jid}: waiting for the GPU…"))
+        except GenerationCancelled as exc:
+            gr.Info(f"Job #{jid} cancelled.")
+            return None, "", gr.update(visible=False), f"Job #{jid} cancelled: {exc}"
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title=f"Job #{jid} failed") from None
+        except Exception as exc:  # noqa: BLE001 - recorded as failed by the studio; the app keeps running
+            log.exception("job #%s failed", jid)
+            raise gr.Error(f"{type(exc).__name__}: {exc}", title=f"Job #{jid} failed") from None
+        return show_outcome(outcome)
+
+    def show_outcome(outcome: JobOutcome) -> tuple[Any, str, Any, str]:
+        record = outcome.record
+        noise = gr.update(visible=is_preview(record.model))
+        if record.status == "done":
+            took = f" in {record.timings['total_s']:.1f} s" if "total_s" in record.timings else ""
+            return (str(history.video_path(record)), settings_markdown(record, tax), noise,
+                    f"✓ Job #{record.id} done{took} (seed {record.seed}).")
+        if record.status in ("failed", "cancelled"):
+            return None, settings_markdown(record, tax), noise, f"Job #{record.id} {record.status}: {record.error}"
+        return None, "", noise, f"Job #{record.id} is {record.status} elsewhere; see the queue."
+
+    def duration(job_id: float | None, *_: Any, **__: Any) -> int:
+        try:
+            return estimate_seconds(history.get(int(job_id or 0)))
+        except (EngineError, ValueError):
+            return 120
+
+    def cancel(session_jobs: list[int] | None, request: gr.Request) -> Any:
+        mine = list(session_jobs or [])
+        running = runner.running_job()
+        if running is None or running not in mine:
+            stopping = best_of_n_box.cancel_run(request)  # this session's Best of N, running or waiting
+            if stopping is not None:
+                gr.Info(stopping)
+                return stopping
+        if running is not None and running in mine:
+            target: int | None = running
+        else:
+            positions = history.queue_positions()
+            queued = sorted((positions[j], j) for j in mine if j in positions)
+            target = queued[0][1] if queued else None
+        if target is None:
+            gr.Info("Nothing of yours is queued or running.")
+            return gr.skip()
+        try:
+            message = runner.cancel(target)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Cancel") from None
+        gr.Info(message)
+        return message
+
+    def reuse_last(last_seed: int | None) -> tuple[bool, int]:
+        if last_seed is None:
+            page = history.list(limit=1)
+            last_seed = page.items[0].seed if page.items else None
+        if last_seed is None:
+            raise gr.Error("No clip has been generated yet, so there is no seed to reuse.", title="Seed")
+        return False, last_seed
+
+    tab.reuse_seed.click(reuse_last, inputs=tab.last_seed, outputs=[tab.random_seed, tab.seed], api_name="reuse_seed")
+
+    # Several clicks queue several jobs ("multiple"); each run waits for the one "gpu" slot.
+    submitted = tab.generate.click(
+        submit, inputs=[tab.session_jobs, *inputs], outputs=[tab.job_id, tab.session_jobs, tab.last_seed, tab.status],
+        api_name="submit", trigger_mode="multiple", show_progress="hidden",
+        # One at a time: each submit reads and extends this session's job list (gr.State).
+        concurrency_limit=1, concurrency_id="submit",
+    )
+    ran = submitted.success(
+        gpu_function(run, duration), inputs=tab.job_id,
+        outputs=[tab.video, tab.clip_settings, tab.noise_note, tab.status], api_name="run_job",
+        concurrency_limit=1, concurrency_id="gpu", trigger_mode="multiple", show_progress_on=[tab.video],
+    )
+    for event in (submitted, ran):
+        event.then(lambda: queue_panel.snapshot(services), outputs=tab.queue.outputs(), show_progress="hidden",
+                   api_visibility="private")
+    tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
+    queue_panel.wire(tab.queue, services)
