@@ -392,7 +392,9 @@ def parse_id(value: Any) -> int | None:
     text = str(value).strip().lstrip("#").strip()
     if text.endswith(".0"):
         text = text[:-2]
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    if not text.isdigit() or len(text) > 19:  # past SQLite's INTEGER: no such entry can exist
+        return None
+    return int(text) if int(text) > 0 else None
 
 
 # -- messages -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class LaunchOptions:
     default_model: str | None = None
     device: str | None = None
     auth_raters: bool = False
+    max_upload_mb: int = 16  # presets and tag files are small; a bound keeps a public Space's disk safe
 
     @property
     def gradio_auth(self) -> list[tuple[str, str]] | str | None:
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(env ANIMATRIX_DATA_DIR; on Spaces use /data)")
     p.add_argument("--default-model", help="model selected when the page opens (env ANIMATRIX_DEFAULT_MODEL)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="device to run on (env ANIMATRIX_DEVICE)")
+    p.add_argument("--max-upload-mb", help="largest file a browser may upload, in MB (env ANIMATRIX_MAX_UPLOAD_MB; "
+                                           "default 16)")
     return p
 
 
@@ -113,6 +116,7 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
     auth_text, auth_where = pick(args.auth, "AUTH")
     raters = auth_text is not None and auth_text.strip().lower() == RATER_AUTH
     data_text, _ = pick(args.data_dir, "DATA_DIR")
+    upload_text, upload_where = pick(args.max_upload_mb, "MAX_UPLOAD_MB")
     return LaunchOptions(
         host=host.strip() if host else None,
         port=parse_port(port_text, port_where) if port_text is not None else None,
@@ -122,4 +126,15 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         data_dir=Path(data_text).expanduser() if data_text else None,
         default_model=args.default_model,
         device=args.device,
+        max_upload_mb=parse_upload_mb(upload_text, upload_where) if upload_text is not None else 16,
     )
+
+
+def parse_upload_mb(text: str, where: str) -> int:
+    try:
+        mb = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: must be a whole number of MB from 1 to 4096, got {text!r}") from None
+    if not 1 <= mb <= 4096:
+        raise ConfigError(f"{where}: must be from 1 to 4096 MB, got {mb}")
+    return mb

@@ -86,7 +86,8 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
         extra["app_kwargs"] = {"middleware": [Middleware(ClientAddressMiddleware)]}
     try:
         app.launch(server_name=options.host, server_port=options.port, share=options.share,
-                   auth=auth, auth_message="AniMatrix Studio: please log in.", **extra)
+                   auth=auth, auth_message="AniMatrix Studio: please log in.",
+                   max_file_size=f"{options.max_upload_mb}mb", **extra)
     except OSError as exc:  # e.g. the port is taken
         return _error(str(exc), 1)
     except KeyboardInterrupt:

@@ -50,3 +50,7 @@ def _fresh_login_throttle():
     LOGIN_THROTTLE.reset()
     yield
     LOGIN_THROTTLE.reset()
+
+
+# The rating studio template and its fixtures (`template`, `studio`), shared by the rating, reward and UI tests.
+pytest_plugins = ("support.rating",)

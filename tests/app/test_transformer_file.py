@@ -23,7 +23,7 @@ from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
 from app.ui import StudioApp  # noqa: E402
 
-from test_app_client import launch, make_settings, small_form, value  # noqa: E402  (tests/ is on sys.path)
+from support.app import launch, make_settings, small_form, value  # noqa: E402
 
 NAME = "preview-q8.gguf"
 

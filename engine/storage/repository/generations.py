@@ -133,9 +133,13 @@ def _to_record(row: Generation) -> GenerationRecord:
     )
 
 
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger number is refused here, not by the driver
+
+
 def _check_id(generation_id: Any) -> int:
-    if isinstance(generation_id, bool) or not isinstance(generation_id, int) or generation_id < 1:
-        raise InvalidRequest("id", f"must be a positive whole number, got {generation_id!r}")
+    if (isinstance(generation_id, bool) or not isinstance(generation_id, int) or not 1 <= generation_id <= MAX_ID):
+        shown = str(generation_id)[:24] + ("…" if len(str(generation_id)) > 24 else "")
+        raise InvalidRequest("id", f"must be a whole number from 1 to {MAX_ID}, got {shown}")
     return generation_id
 
 

@@ -13,14 +13,14 @@ from typing import Iterator
 
 import pytest
 
-from test_ui_browser import browser, pick, shoot  # noqa: E402,F401 (browser is a fixture; skips without Chromium)
+from support.browser import pick, shoot  # noqa: E402
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (requirements-dev.txt)")
 
 from app.services.context import StudioServices  # noqa: E402
 
-from test_app_client import launch, make_settings  # noqa: E402
-from test_app_presets import _tiny_hydralora  # noqa: E402
+from support.app import launch, make_settings  # noqa: E402
+from support.app import tiny_hydralora  # noqa: E402
 
 expect = sync_api.expect
 
@@ -28,7 +28,7 @@ expect = sync_api.expect
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, str]]:
     settings = make_settings(tmp_path_factory.mktemp("ui-presets"), preview_folder)
-    _tiny_hydralora(settings.models_dir / "adapters" / "tiny-hydra")
+    tiny_hydralora(settings.models_dir / "adapters" / "tiny-hydra")
     services = StudioServices.create(settings, orphan_grace_s=600)
     app, url = launch(services)
     try:

@@ -28,10 +28,9 @@ from engine.reward.config import RewardConfig  # noqa: E402
 from engine.reward.model import RewardModel  # noqa: E402
 from engine.storage.repository import RewardRepository  # noqa: E402
 
-from test_app_client import launch, value  # noqa: E402  (tests/ is on sys.path)
-from test_rating_support import ADMIN, PASSWORD, RATERS, Template, make_settings, prefer_better_model  # noqa: E402
+from support.app import launch, value  # noqa: E402
+from support.rating import ADMIN, PASSWORD, RATERS, Template, make_settings, prefer_better_model  # noqa: E402
 
-pytest_plugins = ("test_rating_support",)
 
 TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
 

@@ -23,7 +23,7 @@ from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
 from engine.core.requests import AdapterRef  # noqa: E402
 
-from test_app_client import launch, make_settings, small_form, value  # noqa: E402  (tests/ is on sys.path)
+from support.app import launch, make_settings, small_form, value, tiny_hydralora  # noqa: E402
 
 NEGATIVE = "blurry, off-model faces"
 
@@ -187,25 +187,10 @@ def test_bad_import_is_refused_and_export_round_trips(served: tuple[StudioServic
                                                                api_name="/import_preset"))
 
 
-def _tiny_hydralora(folder: Path) -> Path:
-    """A random HydraLoRA for the preview model, saved as the trainer saves adapters."""
-    import torch
-
-    from engine.core.adapters import HydraSpec, base_info_for, inject_hydralora, save_adapter
-    from engine.core.preview import build_preview_pipeline
-
-    transformer = build_preview_pipeline().transformer
-    injection = inject_hydralora(transformer, HydraSpec(rank=4, alpha=4, num_heads=4))
-    with torch.no_grad():
-        for p in injection.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.3)
-    return save_adapter(injection, folder, kind="hydralora", base=base_info_for(transformer, injection, "preview"))
-
-
 def test_adapter_is_listed_for_its_model_generates_and_is_reused(served: tuple[StudioServices, Client]) -> None:
     services, client = served
     history, tax = services.studio.history, services.taxonomy
-    folder = _tiny_hydralora(services.settings.models_dir / "adapters" / "tiny-hydra")
+    folder = tiny_hydralora(services.settings.models_dir / "adapters" / "tiny-hydra")
 
     note, *slots = client.predict("preview", api_name="/list_adapters")
     choices = [tuple(c) for c in slots[0]["choices"]]
@@ -243,7 +228,7 @@ def test_catalog_finds_adapters_folder_training_runs_and_runs_in_the_history(set
     from engine.core.requests import GenerationRequest
     from engine.studio import Studio
 
-    hydra = _tiny_hydralora(tmp_path / "hydra")
+    hydra = tiny_hydralora(tmp_path / "hydra")
     models, training = AdapterCatalog(settings).roots()
     shutil.copytree(hydra, models / "styles" / "ink-wash")
     (models / "loose").mkdir(parents=True)

@@ -32,14 +32,14 @@ def test_two_cpu_processes_train_with_ddp(tmp_path: Path, preview_folder: Path) 
         "train: {max_steps: 3, checkpoint_every: 2, batch_size: 1}\n"
         "curriculum: {enabled: false}\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ANIMATRIX_DATA_DIR": str(data_dir),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     # `--cpu` would start one process (multi-CPU needs MPI there); the torchrun launcher with no
     # GPU gives two CPU processes, and the trainer picks the gloo backend.
     cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            "-m", "engine.training", str(config), "--no-progress", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "accelerate: 2 process(es), DistributedType.MULTI_CPU" in proc.stderr
     assert "trained 3 steps" in proc.stdout

@@ -17,10 +17,9 @@ from engine.core.export import probe_video, read_embedded_settings
 from engine.rating.service import RatingService
 from engine.rating.types import DIMENSIONS, DeformationMark, JudgementForm, PermissionDenied, ServedPair, Vote
 from engine.storage.clips import HistoryService
-from test_rating_support import (ADMIN, N1, N3, PASSWORD, QUALITY, RATERS, Studio, Template, full_form,
+from support.rating import (ADMIN, N1, N3, PASSWORD, QUALITY, RATERS, Studio, Template, full_form,
                                  prefer_better_model)
 
-pytest_plugins = ("test_rating_support",)  # the studio fixtures, built once per session
 
 
 def _drain(service: RatingService, name: str, answer: Any = None) -> list[ServedPair]:

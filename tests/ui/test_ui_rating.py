@@ -30,7 +30,7 @@ from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
 from engine.storage.clips import MediaFiles
 
-from test_app_client import launch  # noqa: E402  (tests/ is on sys.path)
+from support.app import launch  # noqa: E402
 
 ADMIN, RATER, OTHER = "director", "aki", "ben"
 PASSWORD = "correct horse battery"
@@ -229,7 +229,7 @@ def browser() -> Iterator[Any]:
 
 
 def shoot(page: Any, tmp_path: Path, name: str, *, full_page: bool = True) -> Path:
-    from test_ui_browser import shoot as shoot_and_maybe_publish
+    from support.browser import shoot as shoot_and_maybe_publish
 
     return shoot_and_maybe_publish(page, tmp_path, name, full_page=full_page)
 
@@ -488,7 +488,7 @@ def test_studio_login_with_a_rater_account_opens_the_rate_tab_signed_in(rated: R
     from playwright.sync_api import expect
 
     from app.ui import build_app
-    from test_app_client import free_port
+    from support.app import free_port  # noqa: E402
 
     app = build_app(rated.services)
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,

@@ -13,9 +13,8 @@ from sqlalchemy import text
 from engine.rating.service import RatingService
 from engine.rating.types import RatingConfig
 from engine.storage.db import open_database
-from test_rating_support import PASSWORD, Studio, full_form
+from support.rating import PASSWORD, Studio, full_form
 
-pytest_plugins = ("test_rating_support",)  # the studio fixtures, built once per session
 
 
 def _vote_until_done(db_path: str, media_dir: str, name: str, seed: int, barrier: Any, results: Any) -> None:

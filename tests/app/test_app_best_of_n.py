@@ -30,7 +30,7 @@ from engine.reward.config import RewardConfig  # noqa: E402
 from engine.reward.model import RewardModel  # noqa: E402
 from engine.storage.repository import RewardRepository  # noqa: E402
 
-from test_app_client import launch, make_settings, small_form  # noqa: E402  (tests/ is on sys.path)
+from support.app import launch, make_settings, small_form  # noqa: E402
 
 TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
 DIMENSION_COLUMNS = ("Prompt", "Motion", "Style", "Quality", "Character")

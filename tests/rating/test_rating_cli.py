@@ -11,9 +11,8 @@ from engine.core.errors import EngineError, InvalidRequest
 from engine.rating.cli import ADMIN_ENV, PASSWORD_ENV, add_parser, run
 from engine.rating.types import PermissionDenied
 from engine.core.settings import Settings
-from test_rating_support import ADMIN, PASSWORD, Studio, full_form
+from support.rating import ADMIN, PASSWORD, Studio, full_form
 
-pytest_plugins = ("test_rating_support",)  # the studio fixtures, built once per session
 
 
 def _cli(settings: Settings, *argv: str) -> int:

@@ -8,16 +8,14 @@ folder; with ANIMATRIX_UPDATE_SCREENSHOTS=1 one of each view is copied into docs
 """
 from __future__ import annotations
 
-import os
 
 import re
-import shutil
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from support.browser import CHROMIUM, DOCS_UI, LAUNCH_ARGS, pick, shoot  # noqa: E402,F401
 if not CHROMIUM.exists():
     pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
                 allow_module_level=True)
@@ -26,10 +24,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 from app.services.context import StudioServices  # noqa: E402
 from app.ui import StudioApp  # noqa: E402
 
-from test_app_client import launch, make_settings  # noqa: E402  (tests/ is on sys.path)
+from support.app import launch, make_settings  # noqa: E402
 
-DOCS_UI = Path(__file__).resolve().parents[1] / "docs" / "ui"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 GENERATION_TIMEOUT_MS = 180_000
 
 
@@ -46,27 +42,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> It
         app.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def shoot(page: sync_api.Page, tmp_path: Path, name: str, *, full_page: bool = True) -> Path:
-    """Screenshot into the test's folder; with ANIMATRIX_UPDATE_SCREENSHOTS=1 also into docs/ui/,
-    so an ordinary test run never rewrites the documentation's pictures."""
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    if os.environ.get("ANIMATRIX_UPDATE_SCREENSHOTS") == "1":
-        DOCS_UI.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOCS_UI / path.name)
-    return path
-
-
 def open_studio(browser: sync_api.Browser, url: str, width: int = 1280, height: int = 800) -> sync_api.Page:
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(url)
@@ -75,14 +50,6 @@ def open_studio(browser: sync_api.Browser, url: str, width: int = 1280, height: 
         page.wait_for_selector(selector)
     page.wait_for_timeout(800)  # the last components finish mounting ("Loading..." goes away)
     return page
-
-
-def pick(page: sync_api.Page, elem_id: str, label_start: str) -> None:
-    """Choose a dropdown option by the start of its label (labels carry the value's description)."""
-    page.locator(f"#{elem_id} input").click()
-    label = label_start.replace('"', '\\"')
-    page.locator(f'#{elem_id} li[role=option][aria-label^="{label}"]').first.click()
-    page.keyboard.press("Escape")
 
 
 def set_number(page: sync_api.Page, key: str, value: str) -> None:

@@ -29,7 +29,7 @@ from engine.storage.db import Database, alembic_config, current_revision, head_r
 from engine.storage.models import Base
 from engine.storage.repository import HistoryRepository
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- helpers ------------------------------------------------------------------------------------

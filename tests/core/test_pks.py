@@ -368,6 +368,6 @@ def test_describe_tags(tax: Taxonomy) -> None:
 
 
 def test_engine_pks_modules_do_not_import_gradio() -> None:
-    root = Path(__file__).resolve().parents[1] / "engine" / "core"
+    root = Path(__file__).resolve().parents[2] / "engine" / "core"
     for name in ("pks.py", "presets.py"):
         assert "gradio" not in (root / name).read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ from app import adapters  # noqa: E402
 from app.services.context import StudioServices, find_tag_encoders, tag_encoders_for  # noqa: E402
 from engine.core.settings import Settings  # noqa: E402
 
-from test_app_client import launch, make_settings, small_form, value  # noqa: E402  (tests/ is on sys.path)
+from support.app import launch, make_settings, small_form, value  # noqa: E402
 
 
 def save_preview_encoders(root: Path) -> tuple[Path, Path]:

@@ -6,8 +6,6 @@ its files, bad input refused with nothing written, restart safety, and the launc
 """
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,47 +22,11 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
-from app.ui import StudioApp, build_app  # noqa: E402
 from engine.core.requests import GenerationRequest  # noqa: E402
-from engine.core.settings import Settings  # noqa: E402
 from engine.storage.clips import INTERRUPTED_REASON  # noqa: E402
 from engine.studio import Studio  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-TAGS = {"style.school": ("cel_90s",), "camera.movement": ("whip_pan",), "vfx.effects": ("speed_lines", "sparkles")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_settings(root: Path, preview_folder: Path, default_model: str = "preview") -> Settings:
-    """A data folder of its own with the preview model copied in (built once per session)."""
-    settings = Settings(data_dir=root / "data", default_model=default_model, device="cpu",
-                        hf_cache_dir=root / "hf-cache")
-    settings.ensure_dirs()
-    shutil.copytree(preview_folder, settings.models_dir / "preview")
-    return settings
-
-
-def launch(services: StudioServices) -> tuple[StudioApp, str]:
-    app = build_app(services)
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    return app, url
-
-
-def value(item: Any) -> Any:
-    """An output as the client returns it: component updates come as {'__type__': 'update', 'value': ...}."""
-    return item.get("value") if isinstance(item, dict) and item.get("__type__") == "update" else item
-
-
-def small_form(**changes: Any) -> adapters.FormValues:
-    form = adapters.FormValues(model="preview", narrative="a girl runs across a rooftop at dusk", tags=TAGS,
-                               random_seed=False, seed=1234, width=64, height=64, num_frames=9, fps=8, steps=2,
-                               guidance=5.0)
-    return replace(form, **changes)
+from support.app import ROOT, TAGS, free_port, launch, make_settings, small_form, value  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,8 @@ from engine.reward.queue import pair_uncertainty, rank_pairs_by_uncertainty, unc
 from engine.reward.types import RewardScore
 from engine.storage.repository import CandidatePair, RewardRepository, RewardScoreInput
 from engine.studio import Studio as EngineStudio
-from test_rating_support import ADMIN, QUALITY, RATERS, Studio, prefer_better_model
+from support.rating import ADMIN, QUALITY, RATERS, Studio, prefer_better_model
 
-pytest_plugins = ("test_rating_support",)
 
 TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
 

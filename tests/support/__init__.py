@@ -1,0 +1,1 @@
+"""Helpers the test folders share (fixtures live in the conftest.py files)."""
