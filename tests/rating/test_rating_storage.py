@@ -41,14 +41,17 @@ def _writer(model_shade: int) -> object:
 
 def test_migration_upgrades_a_database_holding_0001_data(settings: Settings) -> None:
     url = f"sqlite:///{settings.database}"
-    command.upgrade(alembic_config(url), "0001")  # a studio from before rating existed
-    assert "raters" not in _tables(settings.database)
+    # Clips written by today's code, then the schema taken back to 0001 (a studio from before rating
+    # existed): what remains is exactly a 0001 database holding history rows.
+    command.upgrade(alembic_config(url), "head")
     old = Database(settings.database, create_engine(url), 30.0)
     history = HistoryService(old, settings.media_dir)
     ids = [history.record_finished(GenerationRequest(narrative="old clip", model=m, seed=3, num_frames=6, fps=6,
                                                      width=16, height=16), None, _writer(n)).id
            for n, m in enumerate(("preview", "wan2.1-t2v-1.3b"))]
     old.dispose()
+    command.downgrade(alembic_config(url), "0001")
+    assert "raters" not in _tables(settings.database)
 
     db = open_database(settings.database)  # start-up migrates to the head revision
     try:

@@ -346,8 +346,8 @@ class HistoryRepository(Repository):
     # -- status transitions ---------------------------------------------------------------------
     def mark_running(self, generation_id: int, worker: str | None = None) -> GenerationRecord:
         now = utc_now()
-        return self._transition(generation_id, ("queued",), "started", status="running", started_at=now,
-                                worker=worker, heartbeat_at=now if worker else None)
+        lease: dict[str, Any] = {"worker": worker, "heartbeat_at": now} if worker else {}  # none: columns untouched
+        return self._transition(generation_id, ("queued",), "started", status="running", started_at=now, **lease)
 
     def heartbeat(self, generation_id: int, worker: str) -> bool:
         """The worker running a job says it is alive; False when the job is no longer its running job."""
