@@ -87,6 +87,8 @@ def write_folder(folder: Path) -> None:
         name = "model.safetensors" if part == "text_encoder" else "diffusion_pytorch_model.safetensors"
         save_file({"placeholder": torch.zeros(1)}, str(folder / part / name))
         random_quantized(module, seed=1 if part == "text_encoder" else 2)
+        if part == "text_encoder":
+            module.tie_weights()  # the encoder's token embedding is the shared one, as in the real checkpoint
         entry = qc.cache_root(folder.parent / "data" / "models", str(folder), "quanto-int8") / part
         qc.write(entry, module, qc.source_key(folder, part, "quanto-int8", "float32"))
         print(f"{part}: cache {sum(p.stat().st_size for p in entry.glob('*.safetensors')) / 2**30:.2f} GiB",
@@ -119,7 +121,10 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-pipe-"))
     folder = work / "wan1.3b-pipeline"
     if not (folder / "model_index.json").is_file():
-        write_folder(folder)
+        # In a child process, so the memory used to write the caches is returned before the measured run.
+        code = f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'benchmarks')!r}]; " \
+               f"from bench_pipeline import write_folder; from pathlib import Path; write_folder(Path({str(folder)!r}))"
+        subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT)), str(folder), str(work / "data")],
                          capture_output=True, text=True)
     if out.returncode:
