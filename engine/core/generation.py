@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import __version__
-from .errors import GenerationCancelled, ModelUnavailable, OutOfMemory
+from .errors import GenerationCancelled, InvalidRequest, ModelUnavailable, OutOfMemory
 from .loading import (LoadedModel, ModelManager, download_hint, is_available_locally, locate_weights,
                       transformer_config, weights_size)
 from .prompt_cache import PromptCache
@@ -139,6 +139,11 @@ class Engine:
         check_combination(request.quantization, request.offload, device)
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = spec.resolve(replace(request, tags=tags), seed)  # the model's shape rules
+        if spec.family.has_second_expert and (request.adapters or request.tag_encoder is not None):
+            # Both experts would need their own weights; applying them to one would change half the steps.
+            what = "adapters" if request.adapters else "tag_encoder"
+            raise InvalidRequest(what, f"{spec.id} has two experts (transformer and transformer_2); adapters and "
+                                       "tag encoders drive one transformer and are not supported on it yet")
         if request.adapters:
             from .adapters import check_adapters
 
@@ -160,7 +165,6 @@ class Engine:
         """A GGUF / .safetensors transformer: found, readable, and shaped like the model's (no weights read)."""
         if request.transformer_file is None:
             return None
-        from .errors import InvalidRequest
         from .single_file import check_transformer_file, find_transformer_file
 
         if request.quantization != "none":

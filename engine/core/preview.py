@@ -63,6 +63,44 @@ def build_preview_pipeline():  # -> diffusers.WanPipeline
                        transformer=transformer)
 
 
+def build_tiny_hunyuan_pipeline():  # -> diffusers.HunyuanVideoPipeline
+    """A tiny HunyuanVideo pipeline (Llama + CLIP text, dual- and single-stream blocks), fixed seeds.
+
+    The HunyuanVideo family's counterpart of the preview: tests write it with `save_pretrained` and
+    use the folder as a model, so generation, the tag channel and adapters run end to end for it too.
+    """
+    import torch
+    from diffusers import (AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline,
+                           HunyuanVideoTransformer3DModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+    tokenizer, tokenizer_2 = _byte_level_tokenizer(), _byte_level_tokenizer()
+    tokenizer_2.model_max_length = 77
+    torch.manual_seed(0)  # three layers: the pipeline reads the hidden states two layers before the last
+    llama = LlamaModel(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id, bos_token_id=1,
+        eos_token_id=tokenizer.eos_token_id)).eval()
+    torch.manual_seed(1)
+    clip = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer_2), hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=77, projection_dim=8, pad_token_id=tokenizer_2.pad_token_id, bos_token_id=1,
+        eos_token_id=tokenizer_2.eos_token_id)).eval()
+    torch.manual_seed(2)
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        norm_num_groups=4, scaling_factor=0.476986, spatial_compression_ratio=8, temporal_compression_ratio=4)
+    torch.manual_seed(3)
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
+        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 4))
+    return HunyuanVideoPipeline(transformer=transformer, vae=vae, text_encoder=llama, tokenizer=tokenizer,
+                                text_encoder_2=clip, tokenizer_2=tokenizer_2,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+
+
 def ensure_preview_model(models_dir: Path) -> Path:
     """Return the folder of the preview model, writing it first if it is missing or stale."""
     target = Path(models_dir) / "preview"

@@ -109,3 +109,11 @@ def test_a_tag_encoder_of_another_model_size_is_refused_from_its_config(counted,
     with pytest.raises(InvalidRequest, match="another wan model size: temb_dim 16 .model: 24.*num_sites 3"):
         runner.submit(_req(tag_encoder=str(folder)))
     assert studio.history.list(limit=10).total == 1
+
+
+def test_two_expert_models_refuse_what_would_drive_only_one_expert(settings: Settings) -> None:
+    engine = Engine(settings)
+    for field, extra in (("adapters", {"adapters": ({"path": "/nowhere"},)}), ("tag_encoder", {"tag_encoder": "/x"})):
+        with pytest.raises(InvalidRequest) as info:
+            engine.prepare(GenerationRequest(narrative="a fox", model="animegen-t2v", **extra))  # type: ignore[arg-type]
+        assert info.value.field == field and "two experts" in str(info.value)
