@@ -52,5 +52,16 @@ def _fresh_login_throttle():
     LOGIN_THROTTLE.reset()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: thread hand-offs cost more than the maths."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # The rating studio template and its fixtures (`template`, `studio`), shared by the rating, reward and UI tests.
 pytest_plugins = ("support.rating",)

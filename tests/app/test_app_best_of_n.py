@@ -30,7 +30,7 @@ from engine.reward.config import RewardConfig  # noqa: E402
 from engine.reward.model import RewardModel  # noqa: E402
 from engine.storage.repository import RewardRepository  # noqa: E402
 
-from support.app import launch, make_settings, small_form  # noqa: E402
+from support.app import make_settings, small_form, serve  # noqa: E402
 
 TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
 DIMENSION_COLUMNS = ("Prompt", "Motion", "Style", "Quality", "Character")
@@ -42,12 +42,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> It
     torch.set_num_threads(1)  # two shared cores: one for the server's generation, one for the rest
     settings = make_settings(tmp_path_factory.mktemp("best-of-n"), preview_folder)
     RewardModel.build(TINY, seed=3, name="tiny").save(settings.models_dir / "reward" / "tiny")
-    services = StudioServices.create(settings, orphan_grace_s=600)
-    app, url = launch(services)
     try:
-        yield services, Client(url, verbose=False)
+        with serve(settings) as (services, _, client):
+            yield services, client
     finally:
-        app.close()
         torch.set_num_threads(threads)
 
 

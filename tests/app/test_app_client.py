@@ -26,19 +26,13 @@ from engine.core.requests import GenerationRequest  # noqa: E402
 from engine.storage.clips import INTERRUPTED_REASON  # noqa: E402
 from engine.studio import Studio  # noqa: E402
 
-from support.app import ROOT, TAGS, free_port, launch, make_settings, small_form, value  # noqa: E402,F401
+from support.app import ROOT, TAGS, launch, make_settings, small_form, value, serve  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, Client]]:
-    # A long orphan grace: in these tests every queued job has its own run call.
-    services = StudioServices.create(make_settings(tmp_path_factory.mktemp("client"), preview_folder),
-                                     orphan_grace_s=600)
-    app, url = launch(services)
-    try:
-        yield services, Client(url, verbose=False)
-    finally:
-        app.close()
+    with serve(make_settings(tmp_path_factory.mktemp("client"), preview_folder)) as (services, _, client):
+        yield services, client
 
 
 def test_generate_queue_history_reuse_and_delete(served: tuple[StudioServices, Client]) -> None:

@@ -23,20 +23,15 @@ from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
 from engine.core.requests import AdapterRef  # noqa: E402
 
-from support.app import launch, make_settings, small_form, value, tiny_hydralora  # noqa: E402
+from support.app import make_settings, small_form, value, tiny_hydralora, serve  # noqa: E402
 
 NEGATIVE = "blurry, off-model faces"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, Client]]:
-    services = StudioServices.create(make_settings(tmp_path_factory.mktemp("presets"), preview_folder),
-                                     orphan_grace_s=600)
-    app, url = launch(services)
-    try:
-        yield services, Client(url, verbose=False)
-    finally:
-        app.close()
+    with serve(make_settings(tmp_path_factory.mktemp("presets"), preview_folder)) as (services, _, client):
+        yield services, client
 
 
 def form_values(services: StudioServices, form: adapters.FormValues) -> list[Any]:

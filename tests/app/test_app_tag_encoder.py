@@ -24,7 +24,7 @@ from app import adapters  # noqa: E402
 from app.services.context import StudioServices, find_tag_encoders, tag_encoders_for  # noqa: E402
 from engine.core.settings import Settings  # noqa: E402
 
-from support.app import launch, make_settings, small_form, value  # noqa: E402
+from support.app import make_settings, small_form, value, serve  # noqa: E402
 
 
 def save_preview_encoders(root: Path) -> tuple[Path, Path]:
@@ -48,12 +48,8 @@ def save_preview_encoders(root: Path) -> tuple[Path, Path]:
 def served(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, Client]]:
     settings = make_settings(tmp_path_factory.mktemp("tag-encoder"), preview_folder)
     save_preview_encoders(settings.models_dir / "tag_encoders")
-    services = StudioServices.create(settings, orphan_grace_s=600)
-    app, url = launch(services)
-    try:
-        yield services, Client(url, verbose=False)
-    finally:
-        app.close()
+    with serve(settings) as (services, _, client):
+        yield services, client
 
 
 def error_of(call: Any) -> str:

@@ -23,7 +23,7 @@ from app import adapters  # noqa: E402
 from app.services.context import StudioServices  # noqa: E402
 from app.ui import StudioApp  # noqa: E402
 
-from support.app import launch, make_settings, small_form, value  # noqa: E402
+from support.app import make_settings, small_form, value, serve  # noqa: E402
 
 NAME = "preview-q8.gguf"
 
@@ -55,13 +55,8 @@ def write_preview_gguf(preview_folder: Path, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory,
            preview_folder: Path) -> Iterator[tuple[StudioServices, StudioApp, Client]]:
-    services = StudioServices.create(make_settings(tmp_path_factory.mktemp("transformer-file"), preview_folder),
-                                     orphan_grace_s=600)
-    app, url = launch(services)
-    try:
-        yield services, app, Client(url, verbose=False)
-    finally:
-        app.close()
+    with serve(make_settings(tmp_path_factory.mktemp("transformer-file"), preview_folder)) as served_studio:
+        yield served_studio
 
 
 def _gguf_dir(services: StudioServices) -> Path:

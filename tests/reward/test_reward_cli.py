@@ -7,7 +7,6 @@ import json
 import types
 
 import pytest
-import torch
 
 from engine.cli import main_for
 from engine.reward.cli import add_parser
@@ -18,12 +17,7 @@ from engine.reward.synthetic import write_rating_set
 SMALL = {"num_frames": 16, "segments": 4, "motion_size": 16, "d_model": 32, "n_heads": 4, "text_buckets": 256}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

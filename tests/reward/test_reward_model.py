@@ -24,12 +24,7 @@ from engine.reward.train import train_reward_model
 CONFIG = RewardConfig(num_frames=16, fps=8, segments=4, motion_size=16, d_model=32, n_heads=4, text_buckets=256)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import random
 
 import pytest
-import torch
 
 from engine.core.errors import GenerationCancelled, InvalidRequest, NotFound
 from engine.core.generation import CancelToken
@@ -28,12 +27,7 @@ from support.rating import ADMIN, QUALITY, RATERS, Studio, prefer_better_model
 TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

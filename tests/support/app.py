@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,3 +64,18 @@ def tiny_hydralora(folder: Path) -> Path:
         for p in injection.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.3)
     return save_adapter(injection, folder, kind="hydralora", base=base_info_for(transformer, injection, "preview"))
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[tuple[StudioServices, StudioApp, Any]]:
+    """The studio on these settings, served on a free port, with a gradio_client; all closed after."""
+    from gradio_client import Client
+
+    # A long orphan grace: in these tests every queued job has its own run call.
+    services = StudioServices.create(settings, orphan_grace_s=600)
+    app, url = launch(services)
+    try:
+        yield services, app, Client(url, verbose=False)
+    finally:
+        app.close()
+        services.close()

@@ -21,12 +21,7 @@ from engine.training.config import DPOConfig, parse_config
 from engine.training.dpo import DPOTrainer, flow_dpo_loss, read_preference_pairs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
