@@ -28,6 +28,26 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+_MARKDOWN_SPECIALS = "\\`*_{}[]()#+-.!~"  # "|" is the table's: _cell escapes it
+
+
+def plain(text: Any) -> str:
+    """What a user wrote, shown as text: no HTML, no Markdown links or images (nothing loads from it)."""
+    out = []
+    for ch in str(text):
+        if ch == "<":
+            out.append("&lt;")
+        elif ch == ">":
+            out.append("&gt;")
+        elif ch == "&":
+            out.append("&amp;")
+        elif ch in _MARKDOWN_SPECIALS:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def model_label(model: str) -> str:
     spec = REGISTRY.get(model)
     return spec.label if spec is not None else model
@@ -53,7 +73,7 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
     try:
         req = record.request
     except EngineError as exc:  # a row written by a newer engine: show what can be read
-        return [("Request", f"unreadable: {exc}"), ("Narrative", record.narrative)]
+        return [("Request", f"unreadable: {plain(exc)}"), ("Narrative", plain(record.narrative))]
     try:
         tag_lines = taxonomy.describe_tags(req.tags) or ["none"]
     except EngineError:  # tags from another taxonomy version: show the raw ids
@@ -65,9 +85,9 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
         ("Entry", f"#{record.id} · {STATUS_ICONS.get(record.status, '')} {record.status}"),
         ("Created", record.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("Model", f"{model_label(req.model)} (`{req.model}`)"),
-        ("Narrative", req.narrative),
+        ("Narrative", plain(req.narrative)),
         ("Tags", "<br>".join(tag_lines)),  # one production variable per line
-        ("Negative prompt", req.negative_prompt or "—"),
+        ("Negative prompt", plain(req.negative_prompt) if req.negative_prompt else "—"),
         ("Seed", str(req.seed) if req.seed is not None else "random"),
         ("Size", f"{req.width} × {req.height} px" if req.width and req.height else "model default"),
         ("Frames", f"{req.num_frames} at {req.fps} fps{length}" if req.num_frames else "model default"),
@@ -76,9 +96,9 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
         ("Memory profile", f"quantization {req.quantization} · offload {req.offload} · VAE tiling {tiling}"),
     ]
     if req.adapters:
-        rows.append(("Adapters", "<br>".join(f"{a.path} · strength {a.strength:g}" for a in req.adapters)))
+        rows.append(("Adapters", "<br>".join(f"{plain(a.path)} · strength {a.strength:g}" for a in req.adapters)))
     if record.compiled_prompt:
-        rows.append(("Compiled prompt", record.compiled_prompt))
+        rows.append(("Compiled prompt", plain(record.compiled_prompt)))
     if record.timings:
         order = ("load_s", "encode_s", "denoise_s", "decode_s", "total_s")
         parts = [f"{k[:-2]} {record.timings[k]:.1f} s" for k in order if k in record.timings]
@@ -101,7 +121,7 @@ def error_markdown(record: GenerationRecord) -> str:
     if record.status not in ("failed", "cancelled") or not record.error:
         return ""
     title = "Generation failed" if record.status == "failed" else "Cancelled"
-    return f"**{title}:** {record.error}"
+    return f"**{title}:** {plain(record.error)}"
 
 
 def caption(record: GenerationRecord) -> str:
