@@ -161,7 +161,7 @@ def load(entry: Path, folder: Path, component: str, family_class: str, dtype: An
                               []).append(k)
         for names in groups.values():
             chunk = {k: f.get_tensor(k) for k in names}
-            result = module.load_state_dict(chunk, strict=False)
+            result = module.load_state_dict(chunk, strict=False, assign=True)  # take the tensors, no copy
             if result.unexpected_keys:
                 raise InvalidRequest("quantization", f"{entry} does not fit this model: unexpected tensor "
                                                      f"'{result.unexpected_keys[0]}'")
