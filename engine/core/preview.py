@@ -63,6 +63,20 @@ def build_preview_pipeline():  # -> diffusers.WanPipeline
                        transformer=transformer)
 
 
+def build_tiny_two_expert_pipeline(boundary_ratio: float = 0.5):  # -> diffusers.WanPipeline
+    """The preview with a second expert (`transformer_2`, its own weights) taking the low-noise steps,
+    as Wan2.2 A14B / AnimeGen do: the two-expert path of the Wan family, tiny."""
+    import torch
+    from diffusers import WanPipeline
+
+    base = build_preview_pipeline()
+    torch.manual_seed(4)
+    second = type(base.transformer).from_config(base.transformer.config)
+    return WanPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
+                       scheduler=base.scheduler, transformer=base.transformer, transformer_2=second,
+                       boundary_ratio=boundary_ratio)
+
+
 def build_tiny_hunyuan_pipeline():  # -> diffusers.HunyuanVideoPipeline
     """A tiny HunyuanVideo pipeline (Llama + CLIP text, dual- and single-stream blocks), fixed seeds.
 

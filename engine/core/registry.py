@@ -113,14 +113,18 @@ def resolve_model(model: str) -> ModelSpec:
         import json
 
         try:
-            cls_name = json.loads(index.read_text()).get("_class_name", "")
+            index_data = json.loads(index.read_text())
         except (OSError, ValueError):
-            cls_name = ""
+            index_data = {}
+        cls_name = index_data.get("_class_name", "") if isinstance(index_data, dict) else ""
         try:
             family = family_of(cls_name)
         except InvalidRequest:
             raise InvalidRequest("model", f"folder {path} holds a {cls_name or 'unknown'} pipeline; supported: "
                                           f"{WAN.pipeline_class}, {HUNYUAN.pipeline_class}") from None
+        second = index_data.get("transformer_2") if isinstance(index_data, dict) else None
+        if family is WAN and isinstance(second, list) and second and second[0] is not None:
+            family = WAN22_A14B  # a high-noise and a low-noise expert, as Wan2.2 A14B
         base = REGISTRY["hunyuanvideo" if family is HUNYUAN else "wan2.1-t2v-1.3b"]
         return ModelSpec(
             str(path), f"Local folder {path.name}", str(path), family, base.defaults, base.max_frames,
