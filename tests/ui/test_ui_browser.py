@@ -22,9 +22,8 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (requirements-dev.txt)")
 
 from app.services.context import StudioServices  # noqa: E402
-from app.ui import StudioApp  # noqa: E402
 
-from support.app import launch, make_settings  # noqa: E402
+from support.app import make_settings, serve  # noqa: E402
 
 GENERATION_TIMEOUT_MS = 180_000
 
@@ -33,13 +32,8 @@ GENERATION_TIMEOUT_MS = 180_000
 def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, str]]:
     # The default model is a real one whose weights are not here (offline): the banner shows.
     settings = make_settings(tmp_path_factory.mktemp("browser"), preview_folder, default_model="wan2.1-t2v-1.3b")
-    services = StudioServices.create(settings, orphan_grace_s=600)
-    app: StudioApp
-    app, url = launch(services)
-    try:
-        yield services, url
-    finally:
-        app.close()
+    with serve(settings) as (services, _, client):
+        yield services, client.src
 
 
 def open_studio(browser: sync_api.Browser, url: str, width: int = 1280, height: int = 800) -> sync_api.Page:

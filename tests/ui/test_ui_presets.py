@@ -19,7 +19,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 
 from app.services.context import StudioServices  # noqa: E402
 
-from support.app import launch, make_settings  # noqa: E402
+from support.app import make_settings, serve  # noqa: E402
 from support.app import tiny_hydralora  # noqa: E402
 
 expect = sync_api.expect
@@ -29,12 +29,8 @@ expect = sync_api.expect
 def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> Iterator[tuple[StudioServices, str]]:
     settings = make_settings(tmp_path_factory.mktemp("ui-presets"), preview_folder)
     tiny_hydralora(settings.models_dir / "adapters" / "tiny-hydra")
-    services = StudioServices.create(settings, orphan_grace_s=600)
-    app, url = launch(services)
-    try:
-        yield services, url
-    finally:
-        app.close()
+    with serve(settings) as (services, _, client):
+        yield services, client.src
 
 
 
