@@ -73,6 +73,8 @@ class Generation(Base):
         Index("ix_generations_status", "status"),
         Index("ix_generations_created_at", "created_at"),
         Index("ix_generations_model", "model"),
+        Index("ix_generations_owner", "owner"),
+        Index("ix_generations_batch", "batch"),
         # AUTOINCREMENT: ids are never reused, so file names and ratings that refer to an id
         # can never point at a later, different clip.
         {"sqlite_autoincrement": True},
@@ -103,6 +105,8 @@ class Generation(Base):
     source: Mapped[str] = mapped_column(String(32))
     worker: Mapped[str | None] = mapped_column(String(128))  # who runs it (engine/storage/leases.py)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    owner: Mapped[str | None] = mapped_column(String(128))  # "user:NAME", "anon:…", "cli"; NULL: shared
+    batch: Mapped[str | None] = mapped_column(String(128))  # the run it belongs to ("eval:NAME")
 
     def __repr__(self) -> str:
         return f"Generation(id={self.id!r}, status={self.status!r}, model={self.model!r})"

@@ -32,6 +32,17 @@ FINISHED_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 MAX_PAGE_SIZE = 500
 MAX_ERROR_CHARS = 10_000
 _SOURCE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# Owners and batches are short printable labels: "user:NAME", "anon:hex", "eval:suite-run".
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
+
+
+def _check_label(field: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _LABEL_RE.fullmatch(value):
+        raise InvalidRequest(field, "must be 1-128 letters, digits or '_.:@+-', starting with a letter or digit, "
+                                    f"got {str(value)[:40]!r}")
+    return value
 _TAG_FIELD_RE = re.compile(r"[A-Za-z0-9_.\-]+")  # also keeps the JSON path below injection-free
 _INT_FIELDS = ("seed", "width", "height", "num_frames", "fps", "peak_memory_bytes")
 _UPDATABLE = ("compiled_prompt", "checkpoint", "timings", "request", *_INT_FIELDS)
@@ -67,6 +78,8 @@ class GenerationRecord:
     engine_version: str
     checkpoint: str | None
     source: str
+    owner: str | None = None
+    batch: str | None = None
 
     @property
     def request(self) -> GenerationRequest:
@@ -130,6 +143,8 @@ def _to_record(row: Generation) -> GenerationRecord:
         engine_version=row.engine_version,
         checkpoint=row.checkpoint,
         source=row.source,
+        owner=row.owner,
+        batch=row.batch,
     )
 
 
@@ -230,6 +245,8 @@ class HistoryRepository(Repository):
         checkpoint: str | None = None,
         engine_version: str = __version__,
         start: bool = False,
+        owner: str | None = None,
+        batch: str | None = None,
     ) -> GenerationRecord:
         """Queue a request; the row is the job until the GPU worker finishes it.
 
@@ -238,9 +255,10 @@ class HistoryRepository(Repository):
         """
         if not isinstance(source, str) or not _SOURCE_RE.fullmatch(source):
             raise InvalidRequest("source", f"must be a short lower-case name like 'cli' or 'studio', got {source!r}")
+        owner, batch = _check_label("owner", owner), _check_label("batch", batch)
         now = utc_now()
         row = Generation(status="running" if start else "queued", created_at=now, started_at=now if start else None,
-                         compiled_prompt=compiled_prompt,
+                         compiled_prompt=compiled_prompt, owner=owner, batch=batch,
                          checkpoint=checkpoint, engine_version=engine_version, source=source, timings_json="{}",
                          **_request_columns(request))
         with self._transaction(write=True) as s:
@@ -260,19 +278,23 @@ class HistoryRepository(Repository):
         model: str | None = None,
         status: str | Sequence[str] | None = None,
         source: str | None = None,
+        owners: Sequence[str | None] | None = None,
+        batch: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> HistoryPage:
         """Entries matching every filter given, newest first.
 
         `text` is found case-insensitively in the narrative or the compiled prompt; each
-        `tags` field must contain every value given for it (e.g. {"camera.movement": "pan"}).
+        `tags` field must contain every value given for it (e.g. {"camera.movement": "pan"}). `owners` keeps the entries of those
+        owners (None in it: rows without one); None lists everyone's. `batch` keeps one run's clips.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest("limit", f"must be from 1 to {MAX_PAGE_SIZE}, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidRequest("offset", f"must be a whole number of at least 0, got {offset!r}")
-        conditions = self._filters(text=text, tags=tags, model=model, status=status, source=source)
+        conditions = self._filters(text=text, tags=tags, model=model, status=status, source=source,
+                                   owners=owners, batch=batch)
         with self._transaction(write=False) as s:
             total = s.scalar(select(func.count()).select_from(Generation).where(*conditions)) or 0
             rows = s.scalars(
@@ -290,6 +312,8 @@ class HistoryRepository(Repository):
         model: str | None,
         status: str | Sequence[str] | None,
         source: str | None,
+        owners: Sequence[str | None] | None = None,
+        batch: str | None = None,
     ) -> tuple[ColumnElement[bool], ...]:
         out: list[ColumnElement[bool]] = []
         if text is not None and text.strip():
@@ -315,6 +339,14 @@ class HistoryRepository(Repository):
             out.append(Generation.status.in_(wanted_status))
         if source is not None:
             out.append(Generation.source == source)
+        if owners is not None:
+            named = [o for o in owners if o is not None]
+            either = [Generation.owner.in_(named)] if named else []
+            if None in owners:
+                either.append(Generation.owner.is_(None))
+            out.append(or_(*either) if either else Generation.id.is_(None))
+        if batch is not None:
+            out.append(Generation.batch == _check_label("batch", batch))
         return tuple(out)
 
     # -- the queue ------------------------------------------------------------------------------
