@@ -101,9 +101,10 @@ class JobRunner:
         self._resume: list[int] = []
 
     # -- submitting -------------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
+    def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
+               batch: str | None = None) -> int:
         """Check the request (once, by the engine) and queue it; refused requests write nothing."""
-        job_id = self.studio.submit(request, source=source)
+        job_id = self.studio.submit(request, source=source, owner=owner, batch=batch)
         self._touch()
         return job_id
 
@@ -112,12 +113,13 @@ class JobRunner:
         return self.studio.queued(job_id)
 
     def generate(self, request: GenerationRequest, *, source: str = "cli", progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None, extra_formats: Sequence[str] = ()) -> GenerationRecord:
+                 cancel: CancelToken | None = None, extra_formats: Sequence[str] = (), owner: str | None = None,
+                 batch: str | None = None) -> GenerationRecord:
         """Queue one clip and run it now, under the GPU lock: the synchronous path (CLI, Best of N, eval).
 
         Raises the engine's error after recording it; GenerationCancelled when cancelled.
         """
-        job_id = self.submit(request, source=source)
+        job_id = self.submit(request, source=source, owner=owner, batch=batch)
         return self.run_queued(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats)
 
     def run_queued(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,

@@ -38,11 +38,15 @@ class Studio:
         self.worker = new_worker_id()  # the lease this studio holds on the jobs it runs
         LIVE_WORKERS.add(self.worker)
 
-    def submit(self, request: GenerationRequest, *, source: str = "studio") -> int:
-        """Check the request and queue it; returns the job id. Refused requests write nothing."""
+    def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
+               batch: str | None = None) -> int:
+        """Check the request and queue it; returns the job id. Refused requests write nothing.
+
+        `owner` is who may cancel, delete and list it ("user:NAME", "anon:…"); `batch` the run it is for.
+        """
         prepared = self.engine.prepare(request)
         job_id = self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,
-                                      checkpoint=checkpoint_label(prepared.request))
+                                      checkpoint=checkpoint_label(prepared.request), owner=owner, batch=batch)
         with self._queued_lock:
             self._queued[job_id] = prepared
         return job_id

@@ -125,10 +125,12 @@ class HistoryService:
         compiled_prompt: str | None = None,
         source: str = "studio",
         checkpoint: str | None = None,
+        owner: str | None = None,
+        batch: str | None = None,
     ) -> int:
         """Queue a checked request; returns its id (the history entry's id too)."""
         return self.repository.add_job(request, compiled_prompt=compiled_prompt, source=source,
-                                       checkpoint=checkpoint).id
+                                       checkpoint=checkpoint, owner=owner, batch=batch).id
 
     def claim_next(self) -> GenerationRecord | None:
         """For the GPU worker: take the oldest queued job (marks it running)."""
