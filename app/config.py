@@ -16,6 +16,12 @@ PROG = "app.py"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 RATER_AUTH = "raters"  # `--auth raters`: log in with a rating account (see app.tabs.rating)
+HISTORY_CHOICES = ("auto", "shared", "owned")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# An owned (hosted) studio's per-user caps unless flags say otherwise: four jobs at a time, and
+# about 60 default-size clips (832 x 480 x 81 = 32 megapixel-frames) an hour.
+DEFAULT_MAX_QUEUED = 4
+DEFAULT_MEGAPIXEL_FRAMES_PER_HOUR = 2000
 
 
 class ConfigError(Exception):
@@ -33,6 +39,36 @@ class LaunchOptions:
     device: str | None = None
     auth_raters: bool = False
     max_upload_mb: int = 16  # presets and tag files are small; a bound keeps a public Space's disk safe
+    history: str = "auto"  # auto | shared | owned: see `history_scope`
+    admins: tuple[str, ...] = ()  # --auth U:P names that see and manage everything
+    max_queued_per_user: int | None = None  # None: the scope's default
+    max_megapixel_frames_per_hour: int | None = None  # None: the scope's default; 0: no cap
+    allow_local_models: bool | None = None  # None: allowed in a shared studio only
+    on_space: bool = False  # SPACE_ID is set: a Hugging Face Space is public by default
+    gradio_host: str | None = None  # GRADIO_SERVER_NAME, which Gradio uses when --host is not given
+
+    @property
+    def history_scope(self) -> str:
+        """"shared" for a studio only this machine reaches (no sign-in, loopback, no --share, not a
+        Space): one person's studio, everyone sees everything. "owned" otherwise."""
+        if self.history != "auto":
+            return self.history
+        private = (not self.auth and not self.auth_raters and not self.share and not self.on_space
+                   and (self.host or self.gradio_host or "127.0.0.1") in LOOPBACK)
+        return "shared" if private else "owned"
+
+    def usage_limits(self) -> tuple[int | None, int | None]:
+        """(jobs queued at once, width × height × frames per hour) per user; None: no cap."""
+        owned = self.history_scope == "owned"
+        queued = self.max_queued_per_user if self.max_queued_per_user is not None else (
+            DEFAULT_MAX_QUEUED if owned else None)
+        mp = self.max_megapixel_frames_per_hour
+        mp = mp if mp is not None else (DEFAULT_MEGAPIXEL_FRAMES_PER_HOUR if owned else 0)
+        return (queued or None), (mp * 1_000_000 if mp else None)
+
+    @property
+    def local_models_allowed(self) -> bool:
+        return self.allow_local_models if self.allow_local_models is not None else self.history_scope == "shared"
 
     @property
     def gradio_auth(self) -> list[tuple[str, str]] | str | None:
@@ -64,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="device to run on (env ANIMATRIX_DEVICE)")
     p.add_argument("--max-upload-mb", help="largest file a browser may upload, in MB (env ANIMATRIX_MAX_UPLOAD_MB; "
                                            "default 16)")
+    p.add_argument("--history", choices=HISTORY_CHOICES, default=None,
+                   help="who sees which clips: 'shared' (everyone sees all, for a private studio), 'owned' (each "
+                        "user their own; admins all) or 'auto': shared only without --auth/--share on 127.0.0.1 "
+                        "(env ANIMATRIX_HISTORY)")
+    p.add_argument("--shared-history", action="store_const", const="shared", dest="history",
+                   help="the same as --history shared")
+    p.add_argument("--admins", help="with --auth U:P, the names that see and manage every user's clips, "
+                                    "comma-separated (env ANIMATRIX_ADMINS)")
+    p.add_argument("--max-queued-per-user", help="jobs one user may have queued or running at once; 0: no cap "
+                                                 f"(env ANIMATRIX_MAX_QUEUED_PER_USER; default {DEFAULT_MAX_QUEUED} "
+                                                 "for an owned history, none for a shared one)")
+    p.add_argument("--max-megapixel-frames-per-hour",
+                   help="width x height x frames one user may queue per hour, in millions; 0: no cap (env "
+                        f"ANIMATRIX_MAX_MEGAPIXEL_FRAMES_PER_HOUR; default {DEFAULT_MEGAPIXEL_FRAMES_PER_HOUR} "
+                        "for an owned history, none for a shared one)")
+    p.add_argument("--allow-local-models", action=argparse.BooleanOptionalAction, default=None,
+                   help="let the page load models and transformer files from any folder of this machine, not "
+                        "only under the data folder (default: yes for a shared history, no for an owned one)")
     return p
 
 
@@ -117,7 +171,20 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
     raters = auth_text is not None and auth_text.strip().lower() == RATER_AUTH
     data_text, _ = pick(args.data_dir, "DATA_DIR")
     upload_text, upload_where = pick(args.max_upload_mb, "MAX_UPLOAD_MB")
+    history, history_where = pick(args.history, "HISTORY")
+    if history is not None and history not in HISTORY_CHOICES:
+        raise ConfigError(f"{history_where}: must be one of {', '.join(HISTORY_CHOICES)}, got {history!r}")
+    admins_text, _ = pick(args.admins, "ADMINS")
+    queued_text, queued_where = pick(args.max_queued_per_user, "MAX_QUEUED_PER_USER")
+    mpf_text, mpf_where = pick(args.max_megapixel_frames_per_hour, "MAX_MEGAPIXEL_FRAMES_PER_HOUR")
     return LaunchOptions(
+        history=history or "auto",
+        admins=tuple(a.strip() for a in (admins_text or "").split(",") if a.strip()),
+        max_queued_per_user=parse_count(queued_text, queued_where, 10_000) if queued_text is not None else None,
+        max_megapixel_frames_per_hour=(parse_count(mpf_text, mpf_where, 10**9) if mpf_text is not None else None),
+        allow_local_models=args.allow_local_models,
+        on_space=bool(env.get("SPACE_ID")),
+        gradio_host=env.get("GRADIO_SERVER_NAME") or None,
         host=host.strip() if host else None,
         port=parse_port(port_text, port_where) if port_text is not None else None,
         share=share,
@@ -128,6 +195,16 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         device=args.device,
         max_upload_mb=parse_upload_mb(upload_text, upload_where) if upload_text is not None else 16,
     )
+
+
+def parse_count(text: str, where: str, most: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: must be a whole number from 0 (no cap) to {most}, got {text!r}") from None
+    if not 0 <= value <= most:
+        raise ConfigError(f"{where}: must be from 0 (no cap) to {most}, got {value}")
+    return value
 
 
 def parse_upload_mb(text: str, where: str) -> int:

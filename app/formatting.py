@@ -129,8 +129,10 @@ def caption(record: GenerationRecord) -> str:
 
 
 def queue_table(rows: Sequence[QueueRow]) -> list[list[Any]]:
-    return [[("running" if r.position is None else str(r.position)), r.job_id,
-             f"{STATUS_ICONS.get(r.status, '')} {r.status}", r.model, short(r.narrative, 80)] for r in rows]
+    # Another user's job shows only its place in line (engine.runner.JobRunner.queue).
+    return [[("running" if r.position is None else str(r.position)), r.job_id if r.mine else "—",
+             f"{STATUS_ICONS.get(r.status, '')} {r.status}", r.model if r.mine else "",
+             short(r.narrative, 80) if r.mine else "another user's job"] for r in rows]
 
 
 def queue_summary(rows: Sequence[QueueRow]) -> str:

@@ -74,9 +74,11 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     from .ui import build_app
 
     try:
-        services = StudioServices.create(settings)
+        services = StudioServices.create(settings, access=access_policy(options), identity=identity_of(options))
     except EngineError as exc:
         return _error(str(exc), 1)
+    log.info("history: %s%s", options.history_scope, "" if options.history_scope == "shared" else
+             " (each user sees their own clips; --shared-history for a private studio)")
     app = build_app(services)
     auth = build_auth(options, services)
     extra: dict[str, Any] = {}
@@ -95,6 +97,22 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     finally:
         services.close()
     return 0
+
+
+def access_policy(options: LaunchOptions) -> Any:
+    """Who sees which clips, the per-user caps and where weights may come from, from the flags."""
+    from engine.access import AccessPolicy, UsageLimits
+
+    queued, pixel_frames = options.usage_limits()
+    scope = "owned" if options.history_scope == "owned" else "shared"
+    return AccessPolicy(scope, UsageLimits(queued, pixel_frames), local_models=options.local_models_allowed)
+
+
+def identity_of(options: LaunchOptions) -> Any:
+    from .services.identity import Identity
+
+    mode = "raters" if options.auth_raters else "table" if options.auth else "none"
+    return Identity(mode, frozenset(options.admins))
 
 
 class ClientAddressMiddleware:

@@ -24,7 +24,9 @@ from typing import Callable, Sequence
 
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.generation import CancelToken, PreparedRequest, ProgressCallback
+from .access import AccessPolicy, UsageGate, Viewer
 from .core.requests import GenerationRequest
+from .core.sources import confine_to_data_dir
 from .storage.clips import GenerationRecord, HistoryService
 from .studio import Studio
 
@@ -44,6 +46,7 @@ class QueueRow:
     status: str
     model: str
     narrative: str
+    mine: bool = True  # False: another user's job, shown only as a place in the line
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,12 @@ class JobCancelToken(CancelToken):
 
 
 class JobRunner:
-    def __init__(self, studio: Studio, *, orphan_grace_s: float = 20.0, poll_s: float = 2.0) -> None:
+    def __init__(self, studio: Studio, *, orphan_grace_s: float = 20.0, poll_s: float = 2.0,
+                 access: AccessPolicy | None = None) -> None:
         self.studio = studio
         self.history = studio.history
+        self.access = access or AccessPolicy()
+        self._gate = UsageGate(self.history.repository, self.access.limits)
         self.orphan_grace_s = orphan_grace_s
         self.poll_s = poll_s
         self._state = threading.Lock()  # guards the fields below (not the GPU)
@@ -102,11 +108,25 @@ class JobRunner:
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
-               batch: str | None = None) -> int:
-        """Check the request (once, by the engine) and queue it; refused requests write nothing."""
-        job_id = self.studio.submit(request, source=source, owner=owner, batch=batch)
+               batch: str | None = None, viewer: Viewer | None = None) -> int:
+        """Check the request (once, by the engine) and queue it; refused requests write nothing.
+
+        With a `viewer` the job is theirs and the per-user limits apply (QuotaExceeded).
+        """
+        if viewer is None:
+            job_id = self.studio.submit(request, source=source, owner=owner, batch=batch)
+        else:
+            if not self.access.local_models and not viewer.admin:
+                confine_to_data_dir(request, self.studio.settings.data_dir)
+            with self._gate.lock:  # count and insert together
+                job_id = self.studio.submit(request, source=source, owner=viewer.owner, batch=batch,
+                                            admit=lambda checked: self._gate.check(viewer, checked))
         self._touch()
         return job_id
+
+    def admit(self, viewer: Viewer, request: GenerationRequest, count: int) -> None:
+        """Refuse up front a batch of `count` such jobs that would go over the viewer's limits."""
+        self._gate.check(viewer, request, count=count)
 
     def prepared(self, job_id: int) -> PreparedRequest | None:
         """The checked request of a job queued by this process (None once it ran, or from elsewhere)."""
@@ -200,8 +220,12 @@ class JobRunner:
         return GPU_LOCK.locked()
 
     # -- cancelling -------------------------------------------------------------------------------
-    def cancel(self, job_id: int) -> str:
-        """Stop a running job at its next step, or take a queued one out of the queue."""
+    def cancel(self, job_id: int, viewer: Viewer | None = None) -> str:
+        """Stop a running job at its next step, or take a queued one out of the queue.
+
+        With a `viewer`, only their own job (or any job, for an admin or a shared studio)."""
+        if viewer is not None:
+            self.access.check(viewer, self.history.get(job_id), "cancel")
         with self._state:
             running = self._running
         if running is not None and running[0] == job_id:
@@ -217,11 +241,17 @@ class JobRunner:
         return f"Job #{job_id} has already ended ({record.status})."
 
     # -- the visible queue ------------------------------------------------------------------------
-    def queue(self, limit: int = 100) -> list[QueueRow]:
-        """Running jobs first, then queued ones in the order they will run."""
+    def queue(self, limit: int = 100, viewer: Viewer | None = None) -> list[QueueRow]:
+        """Running jobs first, then queued ones in the order they will run. A viewer who may not
+        see another user's job sees only its place in the line, not its number, model or text."""
         positions = self.history.queue_positions()
         page = self.history.list(status=("queued", "running"), limit=min(max(limit, 1), 500))
-        rows = [QueueRow(r.id, positions.get(r.id), r.status, r.model, r.narrative) for r in page.items]
+        rows = []
+        for r in page.items:
+            if viewer is None or self.access.may_manage(viewer, r):
+                rows.append(QueueRow(r.id, positions.get(r.id), r.status, r.model, r.narrative))
+            else:
+                rows.append(QueueRow(0, positions.get(r.id), r.status, "", "", mine=False))
         return sorted(rows, key=lambda r: (r.position is not None, r.position or 0, r.job_id))
 
     # -- memory -----------------------------------------------------------------------------------

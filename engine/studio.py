@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .core.errors import EngineError, GenerationCancelled, StorageError
 from .core.export import export_clip
@@ -39,12 +39,15 @@ class Studio:
         LIVE_WORKERS.add(self.worker)
 
     def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
-               batch: str | None = None) -> int:
+               batch: str | None = None, admit: Callable[[GenerationRequest], None] | None = None) -> int:
         """Check the request and queue it; returns the job id. Refused requests write nothing.
 
-        `owner` is who may cancel, delete and list it ("user:NAME", "anon:…"); `batch` the run it is for.
+        `owner` is who may cancel, delete and list it ("user:NAME", "anon:…"); `batch` the run it is
+        for; `admit` sees the checked request (sizes resolved) and may refuse it (per-user limits).
         """
         prepared = self.engine.prepare(request)
+        if admit is not None:
+            admit(prepared.request)
         job_id = self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,
                                       checkpoint=checkpoint_label(prepared.request), owner=owner, batch=batch)
         with self._queued_lock:

@@ -24,6 +24,9 @@ from engine.core.settings import Settings
 from engine.reward.catalog import RewardEntry, RewardModelCache, find_reward_models
 from engine.studio import Studio
 
+from engine.access import AccessPolicy
+
+from .identity import Identity
 from .jobs import JobRunner, on_zero_gpu
 
 if TYPE_CHECKING:
@@ -50,12 +53,18 @@ class StudioServices:
     runner: JobRunner
     recovered: int = 0  # jobs marked failed at start-up because a previous run stopped mid-way
     availability: dict[str, bool] = field(default_factory=dict)  # registry id -> weights on this machine
+    identity: Identity = field(default_factory=Identity)  # how users sign in (app/services/identity.py)
     _adapter_catalog: AdapterCatalog | None = field(default=None, repr=False)
     _rating: "RatingService | None" = field(default=None, repr=False)
     _reward_cache: RewardModelCache = field(init=False, repr=False)  # keeps Best of N's model loaded
 
     def __post_init__(self) -> None:
         self._reward_cache = RewardModelCache(self.settings.reward_dir)
+
+    @property
+    def access(self) -> AccessPolicy:
+        """Who sees and manages which entries, and the per-user limits (engine/access.py)."""
+        return self.runner.access
 
     @property
     def adapter_catalog(self) -> AdapterCatalog:
@@ -69,8 +78,10 @@ class StudioServices:
         """Animator rating over the studio's database and media folder, made on first use."""
         if self._rating is None:
             from engine.rating.service import RatingService
+            from engine.rating.settings_file import load_rating_config  # `engine rating config set`
 
             self._rating = RatingService(self.studio.db, self.settings.media_dir,
+                                         load_rating_config(self.settings.data_dir),
                                          priority_of=self._uncertainty_priority)
         return self._rating
 
@@ -82,8 +93,8 @@ class StudioServices:
         return uncertainty_priority(RewardRepository(self.studio.db), model_key)
 
     @classmethod
-    def create(cls, settings: Settings, *, start_worker: bool | None = None,
-               orphan_grace_s: float = 20.0) -> "StudioServices":
+    def create(cls, settings: Settings, *, start_worker: bool | None = None, orphan_grace_s: float = 20.0,
+               access: AccessPolicy | None = None, identity: Identity | None = None) -> "StudioServices":
         """`start_worker` defaults to True except on ZeroGPU, where a thread outside a request gets
         no GPU (queued jobs then stay queued, shown, and can be removed)."""
         studio = Studio(settings)
@@ -92,8 +103,8 @@ class StudioServices:
             log.warning("%d job(s) were cut off by the last shutdown and are marked failed", recovered)
         taxonomy = load_taxonomy()
         presets = PresetLibrary(builtin_presets_dir(), settings.presets_dir, taxonomy)
-        runner = JobRunner(studio, orphan_grace_s=orphan_grace_s)
-        services = cls(settings, studio, taxonomy, presets, runner, recovered)
+        runner = JobRunner(studio, orphan_grace_s=orphan_grace_s, access=access)
+        services = cls(settings, studio, taxonomy, presets, runner, recovered, identity=identity or Identity())
         services.refresh_availability()
         if start_worker is None:
             start_worker = not on_zero_gpu()

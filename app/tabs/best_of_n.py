@@ -31,12 +31,14 @@ import gradio as gr
 
 from engine.core.errors import EngineError, GenerationCancelled, InvalidRequest
 from engine.core.generation import CancelToken
+from engine.access import Viewer
 from engine.core.requests import GenerationRequest
 
 from ..adapters import ui_message
 from ..formatting import (best_of_n_caption, best_of_n_details, best_of_n_dimensions, best_of_n_headers,
                           best_of_n_rows, best_of_n_status, candidate_status, is_preview, reward_found_note,
                           reward_missing_note, settings_markdown)
+from ..services.identity import require_creator
 from ..services.context import RewardEntry, StudioServices
 from ..services.jobs import estimate_seconds, gpu_function
 from . import queue as queue_panel
@@ -220,7 +222,8 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
             progress(min(done / n, 1.0), desc=f"Best of {n}: {p.describe()}")
         return report
 
-    def on_gpu(request_json: str, n: int, reward_name: str, key: str, progress: gr.Progress) -> list[Any]:
+    def on_gpu(request_json: str, n: int, reward_name: str, key: str, viewer: Viewer,
+               progress: gr.Progress) -> list[Any]:
         """The GPU part, with plain arguments and results (ZeroGPU runs it in another process)."""
         from engine.reward.best_of_n import best_of_n  # torch: imported by the first run, not by the page
 
@@ -236,7 +239,8 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
                 reason = exc.reason if isinstance(exc, InvalidRequest) else str(exc)
                 raise gr.Error(f"Reward model: {reason}", title="Best of N") from None
             # The job runner queues the N candidates (each checked once) and runs them under its GPU lock.
-            ranked = best_of_n(services.runner, request, n, model, progress=report_to(progress, n), cancel=token)
+            ranked = best_of_n(services.runner, request, n, model, progress=report_to(progress, n), cancel=token,
+                               viewer=viewer)
         except GenerationCancelled as exc:
             gr.Info("Best of N cancelled.")
             return cancelled_outputs(str(exc), request.model)
@@ -257,11 +261,15 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
         n = check_count(n_raw)
         entry = check_reward(services, reward_name)
         request = validate(values)  # types only: the engine checks the rest when the candidates are queued
+        try:
+            viewer = require_creator(services, session)
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Best of N") from None
         token = CancelToken()
         key = getattr(session, "session_hash", None) or f"anonymous-{id(token)}"
         RUNS.start(key, token)
         try:
-            return run_on_gpu(request.to_json(), n, entry.name, key, progress)
+            return run_on_gpu(request.to_json(), n, entry.name, key, viewer, progress)
         except gr.Error:
             raise
         except Exception as exc:  # noqa: BLE001 - the failed candidate is recorded; the app keeps running
@@ -312,7 +320,7 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
     ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs()], outputs=outputs,
                           api_name="best_of_n", concurrency_id="best_of_n", concurrency_limit=4,
                           show_progress_on=[tab.video, panel.gallery])
-    ran.then(lambda: queue_panel.snapshot(services), outputs=tab.queue.outputs(), show_progress="hidden",
+    ran.then(queue_panel.refresher(services), outputs=tab.queue.outputs(), show_progress="hidden",
              api_visibility="private")
     panel.gallery.select(show_candidate, inputs=panel.ranking,
                          outputs=[tab.video, tab.clip_settings, tab.noise_note, tab.status],

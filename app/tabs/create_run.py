@@ -18,6 +18,7 @@ from engine.core.requests import GenerationRequest
 from ..adapters import ui_message
 from ..formatting import is_preview, settings_markdown
 from ..services.context import StudioServices
+from ..services.identity import require_creator
 from ..services.jobs import JobOutcome, estimate_seconds, gpu_function
 from . import best_of_n as best_of_n_box
 from . import queue as queue_panel
@@ -50,10 +51,10 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
     runner = services.runner
     history = services.studio.history
 
-    def submit(session_jobs: list[int] | None, *values: Any) -> tuple[int, list[int], int | None, str]:
+    def submit(session_jobs: list[int] | None, who: gr.Request, *values: Any) -> tuple[int, list[int], int | None, str]:
         request = validated(values)
         try:
-            job_id = runner.submit(request)
+            job_id = runner.submit(request, viewer=require_creator(services, who))
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
         prepared = runner.prepared(job_id)
@@ -62,10 +63,14 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
         where = f"position {position} in the queue" if position else "starting"
         return job_id, [*(session_jobs or []), job_id], seed, f"Job #{job_id} queued ({where}, seed {seed})."
 
-    def run(job_id: float | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any, str]:
+    def run(job_id: float | None, who: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any, str]:
         if job_id is None:
             raise gr.Error("There is no job to run; press Generate first.", title="Generate")
         jid = int(job_id)
+        try:  # the job number comes from the browser: it must be this viewer's
+            services.access.check(require_creator(services, who), history.get(jid), "run")
+        except EngineError as exc:
+            raise gr.Error(ui_message(exc, tax), title="Generate") from None
 
         def report(p: Progress) -> None:
             if p.stage == "denoising":
@@ -121,15 +126,19 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
             gr.Info("Nothing of yours is queued or running.")
             return gr.skip()
         try:
-            message = runner.cancel(target)
+            message = runner.cancel(target, viewer=require_creator(services, request))
         except EngineError as exc:
             raise gr.Error(ui_message(exc, tax), title="Cancel") from None
         gr.Info(message)
         return message
 
-    def reuse_last(last_seed: int | None) -> tuple[bool, int]:
+    def reuse_last(last_seed: int | None, who: gr.Request) -> tuple[bool, int]:
         if last_seed is None:
-            page = history.list(limit=1)
+            try:
+                owners = services.access.owners_filter(require_creator(services, who))
+            except EngineError as exc:
+                raise gr.Error(ui_message(exc, tax), title="Seed") from None
+            page = history.list(owners=owners, limit=1)
             last_seed = page.items[0].seed if page.items else None
         if last_seed is None:
             raise gr.Error("No clip has been generated yet, so there is no seed to reuse.", title="Seed")
@@ -150,7 +159,7 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
         concurrency_limit=1, concurrency_id="gpu", trigger_mode="multiple", show_progress_on=[tab.video],
     )
     for event in (submitted, ran):
-        event.then(lambda: queue_panel.snapshot(services), outputs=tab.queue.outputs(), show_progress="hidden",
+        event.then(queue_panel.refresher(services), outputs=tab.queue.outputs(), show_progress="hidden",
                    api_visibility="private")
     tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
     queue_panel.wire(tab.queue, services)

@@ -22,6 +22,7 @@ from engine.storage.models import STATUSES
 from .. import adapters
 from ..formatting import NOISE_NOTE, STATUS_ICONS, caption, details_markdown, error_markdown, is_preview
 from ..services.context import StudioServices
+from ..services.identity import require_creator
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +143,15 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
     history = services.studio.history
 
     def list_page(text: str | None, tag: str | None, model: str | None, status: str | None,
-                  page: float | None) -> tuple[list[Any], list[int], int, str]:
+                  page: float | None, request: gr.Request) -> tuple[list[Any], list[int], int, str]:
         number = max(int(page or 1), 1)
 
         def fetch(n: int) -> HistoryPage:
             return history.list(text=text or None, tag=tag or None, model=model or None, status=status or None,
-                                limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
+                                owners=owners, limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
 
         try:
+            owners = services.access.owners_filter(require_creator(services, request))  # what is theirs
             result = fetch(number)
             pages = max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
             if number > pages:  # e.g. the last entry of the last page was just deleted
@@ -161,26 +163,31 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
         label = f"Page {number} of {pages} · {result.total} entr{'y' if result.total == 1 else 'ies'}"
         return items, [r.id for r in result.items], number, label
 
-    def first_page(text: str | None, tag: str | None, model: str | None, status: str | None) -> Any:
-        return list_page(text, tag, model, status, 1)
+    def first_page(text: str | None, tag: str | None, model: str | None, status: str | None,
+                   request: gr.Request) -> Any:
+        return list_page(text, tag, model, status, 1, request)
 
     def step(delta: int) -> Callable[..., Any]:
         def handler(text: str | None, tag: str | None, model: str | None, status: str | None,
-                    page: float | None) -> Any:
-            return list_page(text, tag, model, status, max(int(page or 1) + delta, 1))
+                    page: float | None, request: gr.Request) -> Any:
+            return list_page(text, tag, model, status, max(int(page or 1) + delta, 1), request)
         return handler
+
+    def entry(entry_id: int, request: gr.Request | None, action: str) -> GenerationRecord:
+        """The entry if it is the viewer's to `action` (others' read as missing)."""
+        return services.access.check(require_creator(services, request), history.get(entry_id), action)
 
     def pick(ids: list[int], evt: gr.SelectData) -> Any:
         index = evt.index if isinstance(evt.index, int) else None
         return str(ids[index]) if index is not None and 0 <= index < len(ids) else gr.skip()
 
-    def show(entry: str | int | None) -> tuple[Any, ...]:
+    def show(selected: str | int | None, request: gr.Request | None = None) -> tuple[Any, ...]:
         hidden = gr.update(visible=False)
-        entry_id = adapters.parse_id(entry)
+        entry_id = adapters.parse_id(selected)
         if entry_id is None:
             return None, hidden, "", "", gr.update(interactive=False), gr.update(interactive=False), hidden, hidden
         try:
-            record = history.get(entry_id)
+            record = entry(entry_id, request, "open")
         except EngineError as exc:
             raise gr.Error(adapters.ui_message(exc, tax), title="History") from None
         path = history.video_path(record)
@@ -194,35 +201,40 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
                 details_markdown(record, tax, scores), gr.update(interactive=True),
                 gr.update(interactive=record.status != "running"), hidden, gr.update(visible=video is not None))
 
-    def reuse(entry: str | int | None) -> list[Any]:
-        entry_id = adapters.parse_id(entry)
+    def reuse(selected: str | int | None, request: gr.Request) -> list[Any]:
+        entry_id = adapters.parse_id(selected)
         if entry_id is None:
             raise gr.Error("Pick an entry first.", title="Reuse settings")
         try:
-            record = history.get(entry_id)
+            record = entry(entry_id, request, "reuse")
             values = reuse_values(record)
         except EngineError as exc:
             raise gr.Error(adapters.ui_message(exc, tax), title="Reuse settings") from None
         gr.Info(f"Settings of entry #{record.id} are in the Create tab.")
         return values + [gr.Tabs(selected="create")]
 
-    def ask(entry: str | int | None) -> tuple[Any, str]:
-        entry_id = adapters.parse_id(entry)
-        if entry_id is None:
-            raise gr.Error("Pick an entry first.", title="Delete")
-        return gr.update(visible=True), f"Delete entry **#{entry_id}** and its files? This cannot be undone."
-
-    def delete(entry: str | int | None, text: str | None, tag: str | None, model: str | None, status: str | None,
-               page: float | None) -> list[Any]:
-        entry_id = adapters.parse_id(entry)
+    def ask(selected: str | int | None, request: gr.Request) -> tuple[Any, str]:
+        entry_id = adapters.parse_id(selected)
         if entry_id is None:
             raise gr.Error("Pick an entry first.", title="Delete")
         try:
+            entry(entry_id, request, "delete")
+        except EngineError as exc:
+            raise gr.Error(adapters.ui_message(exc, tax), title="Delete") from None
+        return gr.update(visible=True), f"Delete entry **#{entry_id}** and its files? This cannot be undone."
+
+    def delete(selected: str | int | None, text: str | None, tag: str | None, model: str | None,
+               status: str | None, page: float | None, request: gr.Request) -> list[Any]:
+        entry_id = adapters.parse_id(selected)
+        if entry_id is None:
+            raise gr.Error("Pick an entry first.", title="Delete")
+        try:
+            entry(entry_id, request, "delete")
             history.delete(entry_id)
         except EngineError as exc:
             raise gr.Error(adapters.ui_message(exc, tax), title="Delete") from None
         gr.Info(f"Deleted entry #{entry_id} and its files.")
-        return [*list_page(text, tag, model, status, page), "", *show(None)]
+        return [*list_page(text, tag, model, status, page, request), "", *show(None)]
 
     filters = [tab.text, tab.tag, tab.model, tab.status]
     for trigger in (tab.text.submit, tab.tag.input, tab.model.input, tab.status.input):

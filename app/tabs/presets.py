@@ -9,7 +9,6 @@ table refreshes from the same token, so a preset saved in Create shows up here t
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from engine.core.presets import Preset, slugify
 from ..adapters import ui_message
 from ..formatting import PRESET_HEADERS, preset_cell, preset_details, preset_rows, preset_summary
 from ..services.context import StudioServices
+from ..services.downloads import new_download
 from . import create as create_tab
 
-EXPORT_DIR = Path(tempfile.gettempdir()) / "animatrix-preset-exports"
 NOTHING_SELECTED = "Select a preset in the table to see what it sets and the prompt it compiles to."
 
 
@@ -120,8 +119,7 @@ def listing(services: StudioServices, query: str | None) -> tuple[list[list[str]
 
 def export_file(services: StudioServices, preset: Preset) -> str:
     """The preset written to a file the browser can download."""
-    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
-    return str(services.presets.export(preset.slug, EXPORT_DIR / f"{preset.slug}.yaml"))
+    return str(services.presets.export(preset.slug, new_download(services.settings, f"{preset.slug}.yaml")))
 
 
 def details(services: StudioServices, slug: str | None) -> list[Any]:

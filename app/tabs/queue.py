@@ -6,7 +6,7 @@ browsers, or resumed by the background thread. A timer refreshes it while the pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -15,8 +15,11 @@ from engine.core.errors import EngineError
 from ..adapters import parse_id, ui_message
 from ..formatting import QUEUE_HEADERS, queue_summary, queue_table
 from ..services.context import StudioServices
+from ..services.identity import person, require_creator
 
 REFRESH_SECONDS = 2.0
+# The page is built once for every visitor: its first table shows nobody's jobs in full.
+_NOBODY = object()
 
 
 @dataclass
@@ -32,13 +35,21 @@ class QueuePanel:
         return [self.summary, self.table]
 
 
-def snapshot(services: StudioServices) -> tuple[str, list[list[Any]]]:
-    rows = services.runner.queue()
+def snapshot(services: StudioServices, request: Any = None) -> tuple[str, list[list[Any]]]:
+    """The queue as this viewer may see it: their jobs in full, others' only as places in line."""
+    rows = services.runner.queue(viewer=None if request is None else person(services, request).viewer)
     return queue_summary(rows), queue_table(rows)
 
 
+def refresher(services: StudioServices) -> Callable[[gr.Request], tuple[str, list[list[Any]]]]:
+    """A handler that redraws the queue for whoever triggered it (for chained events)."""
+    def refresh(request: gr.Request) -> tuple[str, list[list[Any]]]:
+        return snapshot(services, request)
+    return refresh
+
+
 def build(services: StudioServices) -> QueuePanel:
-    summary_text, rows = snapshot(services)
+    summary_text, rows = snapshot(services, request=_NOBODY)
     with gr.Accordion("Queue", open=True, elem_id="queue-panel"):
         summary = gr.Markdown(summary_text, elem_id="queue-summary")
         table = gr.Dataframe(
@@ -56,22 +67,21 @@ def build(services: StudioServices) -> QueuePanel:
 
 
 def wire(panel: QueuePanel, services: StudioServices) -> None:
-    def refresh() -> tuple[str, list[list[Any]]]:
-        return snapshot(services)
+    refresh = refresher(services)
 
     def pick(evt: gr.SelectData) -> Any:
         row = evt.row_value or []
         return str(row[1]) if len(row) > 1 and str(row[1]).isdigit() else gr.skip()
 
-    def remove(job: str | int | None) -> tuple[str, list[list[Any]]]:
+    def remove(job: str | int | None, request: gr.Request) -> tuple[str, list[list[Any]]]:
         job_id = parse_id(job)
         if job_id is None:
             raise gr.Error("Pick a job first: click its row or type its number.", title="Queue")
         try:
-            gr.Info(services.runner.cancel(job_id))
+            gr.Info(services.runner.cancel(job_id, viewer=require_creator(services, request)))
         except EngineError as exc:
             raise gr.Error(ui_message(exc, services.taxonomy), title="Queue") from None
-        return snapshot(services)
+        return snapshot(services, request)
 
     # The timer only reads the database; hidden progress keeps the table from flickering.
     panel.timer.tick(refresh, outputs=panel.outputs(), show_progress="hidden", api_visibility="private")

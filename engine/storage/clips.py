@@ -13,8 +13,8 @@ import builtins
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -89,10 +89,13 @@ class HistoryService:
         model: str | None = None,
         status: str | Sequence[str] | None = None,
         source: str | None = None,
+        owners: Sequence[str | None] | None = None,
+        batch: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> HistoryPage:
-        """Newest first. `tag` is one "field=value" filter (as typed on the command line)."""
+        """Newest first. `tag` is one "field=value" filter (as typed on the command line); `owners`
+        and `batch` as in `HistoryRepository.list`."""
         wanted: dict[str, builtins.list[str]] = {}
         for field, value in (tags or {}).items():
             wanted.setdefault(field, []).extend([value] if isinstance(value, str) else value)
@@ -102,7 +105,7 @@ class HistoryService:
                 raise InvalidRequest("tag", f"must be field=value, e.g. camera.movement=pan, got {tag!r}")
             wanted.setdefault(field.strip(), []).append(value.strip())
         return self.repository.list(text=text, tags=wanted, model=model, status=status, source=source,
-                                    limit=limit, offset=offset)
+                                    owners=owners, batch=batch, limit=limit, offset=offset)
 
     def queue_positions(self) -> dict[int, int]:
         return self.repository.queue_positions()
@@ -176,7 +179,7 @@ class HistoryService:
                     raise
                 raise StorageError(f"could not write the files of history entry {generation_id}: {_describe(exc)}") from exc
             try:
-                moved = self._move_in_place(record, written)
+                moved = self._move_in_place(record, written, temp)
             except BaseException as exc:
                 self._end_quietly(generation_id, exc)
                 raise
@@ -264,8 +267,11 @@ class HistoryService:
         root = self.media_dir / TEMP_DIR_NAME
         try:
             root.mkdir(parents=True, exist_ok=True)
-            # The id prefix lets recover_interrupted tie a leftover folder to its row.
-            return Path(tempfile.mkdtemp(prefix=f"{generation_id}-", dir=root))
+            # "<id>-<token>": the id ties a leftover folder to its row, the token is the random
+            # part of the final names (so a crashed save's moved files can be found again).
+            folder = root / f"{generation_id}-{secrets.token_urlsafe(9)}"
+            folder.mkdir()
+            return folder
         except OSError as exc:
             self._end_quietly(generation_id, exc)
             raise StorageError(f"cannot write to the media folder {self.media_dir}: {exc.strerror or exc}") from exc
@@ -292,15 +298,19 @@ class HistoryService:
             raise StorageError("the media writer reported the same file twice")
         return video, poster, extra
 
-    def _final_folder_and_stem(self, record: GenerationRecord) -> tuple[Path, str]:
+    def _final_folder_and_stem(self, record: GenerationRecord, temp: Path) -> tuple[Path, str]:
         created = record.created_at
-        return self.media_dir / f"{created:%Y}" / f"{created:%m}", f"{record.id}-{slugify(record.narrative)}"
+        # The temp folder's random token ends the name: the media folder is served, and an id plus
+        # a guessable narrative slug must not be enough to fetch another user's clip (SECURITY.md).
+        token = temp.name.split("-", 1)[1] if "-" in temp.name else temp.name
+        stem = f"{record.id}-{slugify(record.narrative)}-{token}"
+        return self.media_dir / f"{created:%Y}" / f"{created:%m}", stem
 
     def _move_in_place(
-        self, record: GenerationRecord, written: tuple[Path, Path | None, tuple[Path, ...]]
+        self, record: GenerationRecord, written: tuple[Path, Path | None, tuple[Path, ...]], temp: Path
     ) -> builtins.list[Path | None]:
         """Move the written files to their final names; returns [video, poster or None, *extras]."""
-        folder, stem = self._final_folder_and_stem(record)
+        folder, stem = self._final_folder_and_stem(record, temp)
         video, poster, extra = written
         targets: builtins.list[Path | None] = [folder / f"{stem}{video.suffix.lower() or '.mp4'}"]
         targets.append(None if poster is None else folder / f"{stem}{poster.suffix.lower() or '.png'}")
@@ -398,7 +408,7 @@ class HistoryService:
             if record is not None and record.status == "running":
                 continue  # another live process is saving it right now
             if record is not None and record.status != "done":
-                folder, stem = self._final_folder_and_stem(record)
+                folder, stem = self._final_folder_and_stem(record, leftover)
                 if folder.is_dir():
                     self._unlink_all([p for p in folder.iterdir() if p.name.startswith(stem + ".") and p.is_file()])
             shutil.rmtree(leftover, ignore_errors=True)

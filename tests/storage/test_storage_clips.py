@@ -5,6 +5,7 @@ Everything runs on a real SQLite file and a real media folder; faults are inject
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,12 @@ def test_save_result_moves_files_in_place(service: HistoryService, settings: Set
     video, poster = service.video_path(rec), service.poster_path(rec)
     assert video is not None and poster is not None
     folder = settings.media_dir / f"{rec.created_at:%Y}" / f"{rec.created_at:%m}"
-    assert video == folder / f"{gid}-sakura-petals-fall-slowly.mp4" and video.is_file()
-    assert poster == folder / f"{gid}-sakura-petals-fall-slowly.jpg" and poster.is_file()
+    # id, narrative slug, then a random part that keeps other users' files unguessable
+    stem = video.stem
+    assert re.fullmatch(rf"{gid}-sakura-petals-fall-slowly-[A-Za-z0-9_-]{{12}}", stem)
+    assert video == folder / f"{stem}.mp4" and video.is_file()
+    assert poster == folder / f"{stem}.jpg" and poster.is_file()
     assert rec.video_path == video.relative_to(settings.media_dir).as_posix()
-    stem = f"{gid}-sakura-petals-fall-slowly"
     assert {p.name for p in _files(settings.media_dir)} == {f"{stem}.mp4", f"{stem}.jpg", f"{stem}.webm", f"{stem}.json"}
     assert list((settings.media_dir / TEMP_DIR_NAME).iterdir()) == []
 
@@ -228,7 +231,7 @@ def test_recover_interrupted_fails_running_and_keeps_queued(service: HistoryServ
     rec = service.get(running)
     temp = settings.media_dir / TEMP_DIR_NAME / f"{running}-abc123"
     temp.mkdir(parents=True)
-    final = settings.media_dir / f"{rec.created_at:%Y}" / f"{rec.created_at:%m}" / f"{running}-left-running.mp4"
+    final = settings.media_dir / f"{rec.created_at:%Y}" / f"{rec.created_at:%m}" / f"{running}-left-running-abc123.mp4"
     final.parent.mkdir(parents=True)
     final.write_bytes(b"orphan")
     assert service.recover_interrupted(reason="server restarted") == 1

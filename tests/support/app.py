@@ -33,9 +33,10 @@ def make_settings(root: Path, preview_folder: Path, default_model: str = "previe
     return settings
 
 
-def launch(services: StudioServices) -> tuple[StudioApp, str]:
+def launch(services: StudioServices, **launch_kwargs: Any) -> tuple[StudioApp, str]:
     app = build_app(services)
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                           **launch_kwargs)
     return app, url
 
 
@@ -67,15 +68,19 @@ def tiny_hydralora(folder: Path) -> Path:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[tuple[StudioServices, StudioApp, Any]]:
-    """The studio on these settings, served on a free port, with a gradio_client; all closed after."""
+def serve(settings: Settings, *, launch_kwargs: dict[str, Any] | None = None, client_auth: Any = None,
+          **create_kwargs: Any) -> Iterator[tuple[StudioServices, StudioApp, Any]]:
+    """The studio on these settings, served on a free port, with a gradio_client; all closed after.
+
+    `create_kwargs` go to StudioServices.create (access=..., identity=...), `launch_kwargs` to launch,
+    `client_auth` (USER, PASSWORD) signs the client in when launched with auth."""
     from gradio_client import Client
 
     # A long orphan grace: in these tests every queued job has its own run call.
-    services = StudioServices.create(settings, orphan_grace_s=600)
-    app, url = launch(services)
+    services = StudioServices.create(settings, orphan_grace_s=600, **create_kwargs)
+    app, url = launch(services, **(launch_kwargs or {}))
     try:
-        yield services, app, Client(url, verbose=False)
+        yield services, app, Client(url, verbose=False, auth=client_auth)
     finally:
         app.close()
         services.close()

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -368,6 +368,21 @@ class HistoryRepository(Repository):
             row.started_at = utc_now()
             s.flush()
             return _to_record(row)
+
+    def usage(self, owner: str, *, since: timedelta) -> tuple[int, int]:
+        """(jobs of `owner` queued or running now, width × height × frames of its jobs created within
+        `since`), for the per-user limits. A job removed before it started costs nothing."""
+        owner = _check_label("owner", owner) or ""
+        cutoff = utc_now() - since
+        with self._transaction(write=False) as s:
+            active = s.scalar(select(func.count()).select_from(Generation).where(
+                Generation.owner == owner, Generation.status.in_(("queued", "running")))) or 0
+            spent = s.scalar(select(func.coalesce(func.sum(
+                func.coalesce(Generation.width, 0) * func.coalesce(Generation.height, 0)
+                * func.coalesce(Generation.num_frames, 0)), 0)).where(
+                Generation.owner == owner, Generation.created_at >= cutoff,
+                ~((Generation.status == "cancelled") & Generation.started_at.is_(None)))) or 0
+            return int(active), int(spent)
 
     def queue_positions(self) -> dict[int, int]:
         """Queued job ids in the order they will run, each with its 1-based position."""
