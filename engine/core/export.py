@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ from .clip_reading import (
     request_from_file,
 )
 from .errors import InvalidRequest, StorageError
+from .toolkit.files import describe_os_error
 
 __all__ = ["ANIMATED_FORMATS", "DEFAULT_CRF", "ENVELOPE_KEY", "FORMAT_VERSION", "MAX_EMBEDDED_BYTES",
            "MAX_EMBEDDED_DEPTH", "MAX_FPS", "MAX_READ_EMBEDDED_BYTES", "MP4_METADATA_TAG", "XMP_NAMESPACE",
@@ -204,8 +206,19 @@ def _write_all(jobs: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
         for path in (*temps, *placed):
             _unlink_quietly(path)
         if isinstance(exc, OSError):
-            raise StorageError(f"could not write {current}: {exc.strerror or exc}") from exc
+            raise StorageError(describe_os_error(exc, current.parent, f"could not write {current.name}")) from exc
+        if isinstance(exc, StorageError) and _disk_full(current.parent):
+            # ffmpeg stops short on a full disk and the result merely reads as broken: say why
+            raise StorageError(f"could not write {current.name} in {current.parent}: the disk is full; "
+                               "free some space and try again") from exc
         raise
+
+
+def _disk_full(folder: Path, reserve: int = 1 << 20) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < reserve
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- encoders

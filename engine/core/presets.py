@@ -20,9 +20,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,10 +30,11 @@ from collections.abc import Mapping
 
 import yaml
 
-from .errors import InvalidRequest, NotFound, shown
+from .errors import InvalidRequest, NotFound, StorageError, shown
 from .pks import Taxonomy, load_taxonomy
 from .requests import MAX_NARRATIVE_CHARS, GenerationRequest, normalize_tags
 from .settings import Settings
+from .toolkit.files import describe_os_error, write_text
 from .yamlsafe import load_yaml_text
 
 log = logging.getLogger(__name__)
@@ -194,17 +193,11 @@ class Preset:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write next to the target then rename, so readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Readers see the old file or the new one; a full disk or read-only folder says so."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_text(path, text, sync=True)
+    except OSError as exc:
+        raise StorageError(describe_os_error(exc, path.parent, "cannot save the preset")) from None
 
 
 def _dump(preset: Preset, taxonomy: Taxonomy) -> str:
@@ -360,8 +353,7 @@ class PresetLibrary:
         if path.exists() and not overwrite:
             raise InvalidRequest("name", f"a preset named '{preset.name}' already exists ({stored.slug})")
         text = _dump(stored, self.taxonomy)
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, text)
+        _atomic_write(path, text)  # creates the folder too
         return stored
 
     def rename(self, slug: str, new_name: str) -> Preset:

@@ -124,6 +124,13 @@ class Settings:
         return replace(self, **given) if given else self
 
     def ensure_dirs(self) -> None:
-        for path in (self.data_dir, self.media_dir, self.models_dir, self.presets_dir):
-            path.mkdir(parents=True, exist_ok=True)
-        self.database.parent.mkdir(parents=True, exist_ok=True)
+        """Create the data folder's parts; a read-only or full disk is a StorageError naming the folder."""
+        from .errors import StorageError
+        from .toolkit.files import describe_os_error
+
+        for path in (self.data_dir, self.media_dir, self.models_dir, self.presets_dir, self.database.parent):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(describe_os_error(exc, path.parent, f"cannot create the folder {path.name}")
+                                   + "; pick another with --data-dir") from None

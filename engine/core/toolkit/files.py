@@ -7,6 +7,7 @@ failure the temporary file is removed and an existing target is left untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -15,7 +16,20 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_path", "staged_folder", "swap_folder", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_path", "describe_os_error", "staged_folder", "swap_folder", "write_bytes", "write_json",
+           "write_text"]
+
+
+def describe_os_error(exc: OSError, where: str | os.PathLike[str], doing: str = "cannot write") -> str:
+    """One readable line for a failed file operation: a full disk, a read-only or forbidden
+    folder say so, with the folder, instead of a bare "[Errno 28]"."""
+    folder = Path(where)
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"{doing} in {folder}: the disk is full; free some space and try again"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{doing} in {folder}: the folder is read-only or not writable by this user ({exc.strerror})"
+    return f"{doing} in {folder}: {exc.strerror or exc}"
 
 
 @contextlib.contextmanager
