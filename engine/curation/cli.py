@@ -51,6 +51,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE", help="any setting")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
     c.add_argument("--json", action="store_true", help="print the report's counts as JSON")
+    c.add_argument("--explain", metavar="CLIP_ID", help="print one clip's numbers against each threshold (from the "
+                   "last run's manifest in the output folder) and stop")
     return c
 
 
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from .pipeline import run_curation
 
     config = build_config(args, settings)
+    if args.explain:
+        return explain(config, args.explain)
     result = run_curation(config, settings, stages=args.stage or None)
     counts = result.report.get("counts", {})
     if args.json:
@@ -95,8 +99,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"wrote {result.manifest_jsonl} ({counts.get('clips_in_manifest', 0)} clips, "
               f"{counts.get('clips_selected', 0)} selected) and {result.manifest_parquet.name}")
         print(f"report: {result.output_dir / 'report.md'}")
+        for hint in result.report.get("hints", []):
+            print(f"left out: {hint}")
         for item in result.report.get("unreadable", []):
             print(f"unreadable: {item['file']}: {item['error']}", file=sys.stderr)
     else:
         print(f"ran {', '.join(args.stage)}; state in {result.output_dir / 'state'}")
     return 0
+
+
+def explain(config: CurationConfig, clip_id: str) -> int:
+    """`--explain CLIP_ID`: the clip's row of the last manifest, against the thresholds of `config`."""
+    from .explain import explain_clip
+
+    manifest = Path(config.output_dir) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise InvalidRequest("--explain", f"there is no manifest in {manifest.parent} yet: run the curation first")
+    with manifest.open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            if row.get("clip_id") == clip_id:
+                print("\n".join(explain_clip(row, config)))
+                return 0
+    raise InvalidRequest("--explain", f"no clip {clip_id!r} in {manifest} (clip ids are in its clip_id column)")

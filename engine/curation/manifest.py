@@ -159,6 +159,8 @@ def _markdown(r: dict[str, Any]) -> str:
     lines += [f"| {k} | {v} |" for k, v in r["counts"].items()]
     lines += ["", "## Selection reasons", "", "| reason | clips |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(r["reasons"].items())]
+    if r.get("hints"):
+        lines += ["", "## What was left out, and the setting that admits it", ""] + [f"- {h}" for h in r["hints"]]
     lines += ["", "## Timing", "", "| timing | clips |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(r["timing"].items())]
     lines += ["", "## Scores", "", "| score | min | median | mean | max |", "|---|---:|---:|---:|---:|"]

@@ -25,6 +25,7 @@ from ..core.settings import Settings
 from . import manifest as mf
 from .aesthetic import AestheticScorer, make_scorer, sample_indices
 from .caption import Captioner, TaxonomyCaptioner
+from .explain import admission_hints
 from .config import STAGES, CurationConfig
 from .ingest import Candidate, SourceInfo, content_id, discover, probe_source
 from .selection import Borders, decide
@@ -469,6 +470,7 @@ class Curator:
             "unreadable": sorted(self.unreadable, key=lambda u: u["file"]),
             "failed": sorted(self.failed, key=lambda f: (f["stage"], f["item"])),
             "computed_this_run": dict(self.work), "notes": notes,
+            "hints": admission_hints(rows, self.config, self.plans, {src.source_id: src.fps for src in self.sources}),
             "config": self.config.to_dict(),
         }
         report = mf.write_report(self.out, report, rows, theta=sel.theta, min_motion=sel.min_motion,

@@ -269,3 +269,50 @@ def test_copy_mode_cuts_at_keyframes_without_reencoding(tmp_path: Path) -> None:
         assert res.num_frames == plan.num_frames
         assert probe_video(Path(res.path)).num_frames == plan.num_frames
     assert not list(tmp_path.glob(".*.part*"))
+
+
+def test_the_report_names_the_setting_that_admits_what_was_left_out(serial_run: Any, footage: Path,
+                                                                      tmp_path: Path) -> None:
+    result, _ = serial_run
+    assert "selection.min_motion=0.05" in " ".join(result.report["hints"])
+    below = [r for r in result.rows if r["reason"] == "below_threshold"]
+    theta_hint = next(h for h in result.report["hints"] if "scored S below selection.theta=8;" in h)
+    suggested = float(theta_hint.split("(selection.theta=")[1].split(" ")[0])
+    assert suggested <= max(r["scores"]["combined"] for r in below)
+    assert "What was left out" in (result.output_dir / "report.md").read_text()
+    # The suggested value really admits the best of them: rerun (stored stages are reused) with it.
+    out = tmp_path / "again"
+    shutil.copytree(result.output_dir, out)
+    again = run_curation(make_config(footage, out, selection={"min_width": 64, "min_height": 64,
+                                                              "theta": suggested}), captioner=StubCaptioner())
+    best = max(below, key=lambda r: r["scores"]["combined"])
+    assert next(r for r in again.rows if r["clip_id"] == best["clip_id"])["selected"]
+
+
+def test_short_shots_are_counted_with_the_longest_one(tmp_path: Path) -> None:
+    src = tmp_path / "footage"
+    src.mkdir()
+    # a 30-frame shot (1.25 s) then a 96-frame one: only the second holds a 3-5 s clip
+    write_video(src / "short.mp4", np.concatenate([animation(12, 30, 1, 1), animation(13, 96, 3, 1)]))
+    result = run_curation(make_config(src, tmp_path / "out", aesthetic={"scorer": "none"}))
+    hint = next(h for h in result.report["hints"] if "shorter than clips.min_s=3 s" in h)
+    assert hint.startswith("1 shot ") and "the longest was 1.1 s" in hint and "(clips.min_s=1 admits it)" in hint
+
+
+def test_explain_prints_one_clips_numbers_against_each_threshold(serial_run: Any, footage: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    result, _ = serial_run
+    static = next(r for r in result.rows if r["reason"] == "static")
+    args = ["curate", "--input", str(footage), "--out", str(result.output_dir),
+            "--set", "selection.min_width=64", "--set", "selection.min_height=64", "--set", "selection.theta=8"]
+    assert main([*args, "--explain", static["clip_id"]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"clip {static['clip_id']}") and lines[0].endswith(": static")
+    motion = next(line for line in lines if " motion " in line)
+    assert motion.strip().startswith("NO") and "selection.min_motion" in motion
+    assert next(line for line in lines if " S " in line).strip().endswith("alpha=0.7)")
+    assert main([*args, "--explain", "no-such-clip"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no clip 'no-such-clip'" in err[0]
