@@ -19,7 +19,8 @@ from typing import Any
 
 from ..core.errors import InvalidRequest
 from ..core.settings import Settings
-from .config import AESTHETIC_SCORERS, CAPTIONERS, CUT_MODES, STAGES, CurationConfig, apply_overrides
+from .config import (AESTHETIC_SCORERS, CAPTIONERS, CUT_MODES, EXECUTORS, STAGES, CurationConfig,
+                     apply_overrides)
 
 
 
@@ -44,6 +45,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--input", action="append", default=[], metavar="PATH", help="a folder or video file (repeatable)")
     c.add_argument("--out", type=Path, help="output folder (default: <data dir>/curation)")
     c.add_argument("--workers", type=int, help="worker processes for the per-clip stages")
+    c.add_argument("--executor", choices=EXECUTORS, help="local processes (default) or a Ray cluster (pip install ray)")
+    c.add_argument("--address", help="with --executor ray: the cluster, e.g. ray://head:10001 (default: one "
+                                     "already running here, or a new local one)")
     c.add_argument("--stage", action="append", choices=STAGES, default=[], help="run only these stages (repeatable)")
     c.add_argument("--cut-mode", choices=CUT_MODES, help="auto (copy where exact), copy (keyframes), reencode (exact)")
     c.add_argument("--aesthetic", choices=AESTHETIC_SCORERS, help="aesthetic scorer")
@@ -71,7 +75,7 @@ def build_config(args: argparse.Namespace, settings: Settings) -> CurationConfig
     overrides: dict[str, Any] = {
         "output_dir": str(args.out) if args.out else None, "workers": args.workers,
         "clips.cut_mode": args.cut_mode, "aesthetic.scorer": args.aesthetic, "caption.captioner": args.captioner,
-        "progress": False if args.no_progress else None,
+        "progress": False if args.no_progress else None, "executor": args.executor, "ray_address": args.address,
         "input.paths": [str(p) for p in args.input] if args.input else None,
     }
     overrides.update(dict(args.set))

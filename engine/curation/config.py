@@ -24,6 +24,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".
                                      ".flv", ".wmv", ".mpg", ".mpeg", ".gif")
 DETECTORS = ("content", "adaptive")
 CUT_MODES = ("auto", "copy", "reencode")
+EXECUTORS = ("local", "ray")  # where the per-clip stages run: this machine's processes, or a Ray cluster
 FLOW_METHODS = ("dis", "raft")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 PIXEL_STATISTICS = ("mean", "median", "p90")
@@ -161,6 +162,8 @@ class CurationConfig(Section):
     input: InputConfig = field(default_factory=InputConfig)
     workers: int = field(default=1, metadata=limits(min=1, max=256))
     progress: bool = True
+    executor: str = field(default="local", metadata=limits(choices=EXECUTORS))
+    ray_address: str | None = None  # e.g. ray://head:10001; None: a cluster already running here, or a new local one
     taxonomy: str | None = None
     shots: ShotConfig = field(default_factory=ShotConfig)
     clips: ClipConfig = field(default_factory=ClipConfig)

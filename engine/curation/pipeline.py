@@ -11,10 +11,9 @@ sorted by source name and start time, so serial and parallel runs give the same 
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..core.settings import Settings
 from . import manifest as mf
 from .aesthetic import AestheticScorer, make_scorer, sample_indices
 from .caption import Captioner, TaxonomyCaptioner
+from .executors import RayPool, local_pool
 from .explain import admission_hints
 from .config import STAGES, CurationConfig
 from .ingest import Candidate, SourceInfo, content_id, discover, probe_source
@@ -149,7 +149,7 @@ class Curator:
         self.aesthetics: dict[str, float | None] = {}
         self.decisions: dict[str, Any] = {}
         self.captions: dict[str, dict[str, Any]] = {}
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Any = None  # ProcessPoolExecutor or RayPool
 
     # ---------------------------------------------------------------------------- plumbing
     @property
@@ -178,7 +178,7 @@ class Curator:
                    dynamic_ncols=True, leave=True)
         workers = min(self.config.workers, len(jobs)) if parallel else 1
         try:
-            if workers <= 1:
+            if workers <= 1 and not (parallel and self.config.executor == "ray" and jobs):
                 _WORKER.update({"scorer": self.scorer})
                 for key, args in jobs:
                     self._finish(stage, key, functools.partial(fn, *args), done)
@@ -197,11 +197,13 @@ class Curator:
         finally:
             bar.close()
 
-    def _executor(self) -> ProcessPoolExecutor:
-        """One spawn pool per run, shared by the stages (a worker starts in ~1 s; do it once)."""
+    def _executor(self) -> Any:
+        """One pool per run, shared by the stages (a worker starts in ~1 s; do it once): spawn
+        processes, or Ray tasks (engine/curation/executors.py)."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=({"scorer": self.scorer},))
+            objects = {"scorer": self.scorer}
+            self._pool = (RayPool(self.config.ray_address, objects) if self.config.executor == "ray"
+                          else local_pool(self.config.workers, objects, _init_worker))
         return self._pool
 
     def close(self) -> None:
