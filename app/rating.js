@@ -20,7 +20,7 @@
   const IDLE_MS = 90000; // no input for this long (and not playing): time stops counting
 
   const st = {
-    root: null, a: null, b: null, aid: null, fps: 8, frames: 1, frame: 0, playing: false, ended: false,
+    root: null, key: "", a: null, b: null, aid: null, fps: 8, frames: 1, frame: 0, playing: false, ended: false,
     rate: 1, loop: true, flipped: false, dim: 0, prefix: null, prefixUntil: 0, skipUntil: 0,
     token: "", elapsed: 0, replays: 0, lastTick: 0, lastInput: 0, lastT: 0, lastSync: 0, lastStrip: 0,
     reveal: { shown: false, at: 0, hold: false }, note: "", noteUntil: 0,
@@ -37,22 +37,41 @@
   }
 
   // -- binding ---------------------------------------------------------------------------------
+  // Gradio may patch the player's markup in place (same elements, new attributes) when the next
+  // pair arrives, so a new pair is told by what the markup says, not by a new element: the
+  // serving, its frame count and rate, and the two files. Any change rebinds, and a new serving
+  // or new files start at frame 1 with the new frame count (issue 17: a 17-frame pair after a
+  // 9-frame one used to keep "/ 9").
+  function keyOf(root) {
+    if (!root) return "";
+    const a = root.querySelector("#amx-video-a"), b = root.querySelector("#amx-video-b");
+    return [root.dataset.assignment, root.dataset.frames, root.dataset.fps,
+            a ? a.getAttribute("src") : "", b ? b.getAttribute("src") : ""].join("|");
+  }
+
+  const hooked = new WeakSet();
+
   function bind(root) {
-    st.root = root;
+    const key = keyOf(root);
+    const previous = st.key || "";
+    st.root = root; st.key = key;
     st.a = root ? root.querySelector("#amx-video-a") : null;
     st.b = root ? root.querySelector("#amx-video-b") : null;
     if (!root || !st.a || !st.b) { st.a = st.b = null; return; }
     const aid = root.dataset.assignment;
     st.fps = Math.max(1, Number(root.dataset.fps) || 8);
     st.frames = Math.max(1, Number(root.dataset.frames) || 1);
-    if (aid !== st.aid) { // a new pair: fresh counters, first frame, first dimension, not flipped
-      st.aid = aid; st.token = newToken(); st.elapsed = 0; st.replays = 0; st.dim = 0; st.flipped = false;
-      st.frame = 0; st.ended = false; st.lastInput = now();
+    const files = key.split("|").slice(3).join("|"), before = previous.split("|").slice(3).join("|");
+    if (aid !== st.aid || files !== before) { // a new pair: fresh counters, frame 1, first dimension, not flipped
+      if (aid !== st.aid) { st.token = newToken(); st.elapsed = 0; st.replays = 0; }
+      st.aid = aid; st.dim = 0; st.flipped = false; st.frame = 0; st.ended = false; st.lastInput = now();
     }
+    st.frame = clamp(st.frame, 0, st.frames - 1);
     st.playing = false;
     for (const v of [st.a, st.b]) {
+      v.pause();
       v.muted = true; v.loop = st.loop; v.playbackRate = st.rate; v.defaultPlaybackRate = st.rate;
-      v.addEventListener("ended", onEnded);
+      if (!hooked.has(v)) { hooked.add(v); v.addEventListener("ended", onEnded); }
       v.addEventListener("loadedmetadata", () => { if (!st.playing) seek(st.frame); }, { once: true });
     }
     seek(st.frame);
@@ -70,7 +89,8 @@
 
   // -- transport -------------------------------------------------------------------------------
   function frameOf(t) { return clamp(Math.floor(t * st.fps + 1e-3), 0, st.frames - 1); }
-  function current() { return st.playing && st.a ? frameOf(st.a.currentTime) : st.frame; }
+  // What A shows (once it has loaded), so the counter never disagrees with the picture.
+  function current() { return st.a && (st.playing || st.a.readyState >= 1) ? frameOf(st.a.currentTime) : st.frame; }
 
   function seek(n) {
     if (!st.a) return;
@@ -356,7 +376,7 @@
   function tick() {
     const t0 = now();
     const root = document.getElementById("amx-player");
-    if (root !== st.root) bind(root);
+    if (root !== st.root || keyOf(root) !== st.key) bind(root);
     if (st.a && st.root) {
       const visible = shown(st.root) && document.visibilityState === "visible";
       const dt = Math.min(t0 - (st.lastTick || t0), 1000) / 1000;
@@ -402,8 +422,8 @@
     /** Running totals for this pair since the page loaded it; the server takes the difference. */
     telemetry: () => JSON.stringify({ aid: st.aid, token: st.token, elapsed: Math.round(st.elapsed * 100) / 100,
                                       replays: st.replays }),
-    state: () => ({ frame: current(), playing: st.playing, rate: st.rate, loop: st.loop, flipped: st.flipped,
-                    dim: st.dim, replays: st.replays, elapsed: st.elapsed, aid: st.aid }),
+    state: () => ({ frame: current(), frames: st.frames, playing: st.playing, rate: st.rate, loop: st.loop,
+                    flipped: st.flipped, dim: st.dim, replays: st.replays, elapsed: st.elapsed, aid: st.aid }),
     seek, step, play, pause, flip, setRate, setLoop,
   };
   requestAnimationFrame(tick);

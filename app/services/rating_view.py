@@ -34,7 +34,8 @@ __all__ = [
     "CHOICE_OPTIONS", "DIMENSION_TITLES", "INTENT_OPTIONS", "KIND_OPTIONS", "SCORE_OPTIONS", "STRENGTH_OPTIONS",
     "VOTE_FIELDS", "Session", "Telemetry", "TelemetryLedger", "form_from_values", "judgement_rows", "mark_from_inputs",
     "mark_label", "marks_from_form", "player_html", "progress_markdown", "prompt_markdown", "rating_message",
-    "reveal_html", "revealed_generations", "rubric_hints", "rubric_markdown", "session_rater", "vote_values",
+    "login_rater", "request_login", "reveal_html", "revealed_generations", "rubric_hints", "rubric_markdown",
+    "session_rater", "vote_values",
 ]
 
 DIMENSION_TITLES: dict[str, str] = {
@@ -67,26 +68,58 @@ MAX_SAVE_REPLAYS = 10_000
 # -- who is signed in -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Session:
-    """What a browser session keeps of its rater (in `gr.State`, on the server): never a password."""
+    """What a browser session keeps of an in-tab sign-in (in `gr.State`, on the server): the
+    account, and the studio login it was made under (None without `--auth`). Never a password."""
 
     id: int
     name: str
+    login: str | None = None
 
     def as_state(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name}
+        return {"id": self.id, "name": self.name, "login": self.login}
 
     @classmethod
     def from_state(cls, state: Any) -> "Session | None":
         if isinstance(state, Mapping) and isinstance(state.get("id"), int) and isinstance(state.get("name"), str):
-            return cls(state["id"], state["name"])
+            login = state.get("login")
+            return cls(state["id"], state["name"], login if isinstance(login, str) else None)
         return None
 
 
-def session_rater(service: "RatingService", state: Any) -> "Rater":
-    """The session's account as the database has it now; a disabled or renamed account is refused."""
+def request_login(request: Any) -> str | None:
+    """The studio login of an event (Gradio's `request.username`, set by the server), or None."""
+    name = getattr(request, "username", None) if request is not None else None
+    return name if isinstance(name, str) and name else None
+
+
+def login_rater(service: "RatingService", request: Any) -> "Rater | None":
+    """The rater account the studio login names (`--auth raters`), or None when the login is not
+    a rater account (no `--auth`, or a studio-wide `--auth USER:PASSWORD`). Disabled: refused."""
+    login = request_login(request)
+    if login is None:
+        return None
+    try:
+        return service.rater_by_name(login)
+    except NotFound:
+        return None
+
+
+def session_rater(service: "RatingService", state: Any, request: Any = None) -> "Rater":
+    """The acting rater of one event, as the database has it now.
+
+    Logged in to the studio with a rater account, it is that account, taken from the server's
+    login and never from the session's state: an event sent with another session's hash still
+    acts as whoever is logged in. Otherwise it is this session's in-tab sign-in, which must have
+    been made under the same studio login. A disabled or renamed account is refused.
+    """
+    by_login = login_rater(service, request)
+    if by_login is not None:
+        return by_login
     session = Session.from_state(state)
     if session is None:
         raise PermissionDenied("sign_in", "sign in with your rater account first")
+    if session.login != request_login(request):
+        raise PermissionDenied("sign_in", "this sign-in was made under another login; sign in again")
     try:
         rater = service.rater_by_name(session.name)
     except NotFound:
@@ -290,8 +323,8 @@ def progress_markdown(progress: Progress | None, pair: ServedPair | None = None)
             f"{progress.done} done · task #{pair.assignment_id}{editing}{resumed}")
 
 
-def _settings_line(record: "GenerationRecord") -> str:
-    parts = [f"history #{record.id}"]
+def _settings_line(record: "GenerationRecord", show_ids: bool) -> str:
+    parts = [f"history #{record.id}"] if show_ids else []
     if record.checkpoint:
         parts.append(f"checkpoint {record.checkpoint}")
     try:
@@ -312,11 +345,13 @@ def _settings_line(record: "GenerationRecord") -> str:
 
 
 def reveal_html(left: "GenerationRecord", right: "GenerationRecord", progress: Progress | None,
-                finished: bool) -> str:
+                finished: bool, *, show_ids: bool = False) -> str:
+    """Which model made A and B, after the judgement is stored. History ids only for admins: a
+    rater has no use for them, and they would tie this serving to the studio's history."""
     rows = "".join(
         f"<div class='amx-reveal-row'><span class='amx-reveal-clip'>{c}</span>"
         f"<div><b>{html.escape(model_label(g.model))}"
-        f"</b><br><small>{_settings_line(g)}</small></div></div>" for c, g in (("A", left), ("B", right)))
+        f"</b><br><small>{_settings_line(g, show_ids)}</small></div></div>" for c, g in (("A", left), ("B", right)))
     done = f" {progress} done." if progress is not None else ""
     nxt = ("That was the last pair for now: thank you! <kbd>Enter</kbd> shows the summary." if finished else
            "<kbd>Enter</kbd> next pair now · <kbd>Esc</kbd> stay on this one")
@@ -354,7 +389,8 @@ def judgement_rows(views: Sequence[JudgementView]) -> list[list[Any]]:
             for d in DIMENSIONS if d in v.votes)
         when = v.submitted_at or v.served_at
         rows.append([v.assignment_id, v.status, when.strftime("%Y-%m-%d %H:%M") if when else "",
-                     f"{v.time_spent_s:.0f} s", v.replays, answers or "–", len(v.deformations)])
+                     f"{v.server_time_s:.0f} s" if v.status != "pending" else "–", v.replays, answers or "–",
+                     len(v.deformations)])
     return rows
 
 

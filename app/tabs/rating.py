@@ -1,23 +1,26 @@
 """Rate tab: animators judge blind pairs of clips, per production dimension, and mark deformations.
 
-Sign-in: an in-tab form (name + password -> `RatingService.authenticate`), or the studio's own
-login when launched with `--auth raters` (then `request.username` names the account). The session
-keeps only the rater's id and name in `gr.State` (server side); every handler re-reads the account
-(`session_rater`), so a disabled account stops at its next click.
+Sign-in: the studio's own login when launched with `--auth raters` (then every handler acts as
+`request.username`'s account, whatever the session's state says, so replaying another session's
+hash acts as oneself), or an in-tab form (name + password -> `RatingService.authenticate`) whose
+account is kept in `gr.State` (server side) with the studio login it was made under. Every
+handler re-reads the account (`rating_view.session_rater`), so a disabled account stops at its
+next click.
 
-The players are plain HTML (`rating_view.player_html`) driven by `app/rating.js`, which also
-turns keys into clicks on the radios and buttons below and reports time spent and replays as
-running totals with every save (`TelemetryLedger` turns them into what the service adds up).
-Drafts save on every change and every few seconds; Submit shows which model made which clip
-before the next pair. The admin panel is a sub-tab shown to admins only; the service refuses
-admin actions to anyone else regardless.
+The players are plain HTML (`rating_view.player_html`) over the serving's own copies of the clips
+(`engine.rating.playback.ServedCopies`), driven by `app/rating.js`, which also turns keys into
+clicks on the radios and buttons below and reports time spent and replays as running totals
+with every save (`TelemetryLedger` turns them into what the service adds up; the service keeps
+them only as a hint, the server's own time is what counts). Drafts save on every change and every
+few seconds; Submit stores the answer, then shows which model made which clip. The admin panel is
+a sub-tab shown to admins only; the service refuses admin actions to anyone else regardless.
+Launch options, the media-file guard and what a rater sees of the rest: `rating_help`.
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -27,49 +30,25 @@ from engine.core.errors import EngineError, InvalidRequest
 from engine.rating.types import DIMENSIONS, PermissionDenied, ServedPair
 
 from ..adapters import parse_id
-from ..config import RATER_AUTH
 from ..services.context import StudioServices
 from ..services.rating_view import (CHOICE_OPTIONS, DIMENSION_TITLES, INTENT_OPTIONS, KIND_OPTIONS, SCORE_OPTIONS,
                                     STRENGTH_OPTIONS, Session, Telemetry, TelemetryLedger, form_from_values,
-                                    judgement_rows, mark_from_inputs, mark_label, marks_from_form, player_html,
-                                    progress_markdown, prompt_markdown, rating_message, reveal_html,
-                                    revealed_generations, rubric_hints, rubric_markdown, session_rater,
-                                    vote_values)
+                                    judgement_rows, login_rater, mark_from_inputs, mark_label, marks_from_form,
+                                    player_html, progress_markdown, prompt_markdown, rating_message,
+                                    request_login, reveal_html, revealed_generations, rubric_hints,
+                                    rubric_markdown, session_rater, vote_values)
 from . import rating_admin
-from .rating_help import HELP
+from .rating_help import HELP, css_text, head_html, launch_kwargs, studio_view
+
+__all__ = ["RatingTab", "build", "css_text", "head_html", "launch_kwargs", "studio_view", "wire"]
 
 log = logging.getLogger(__name__)
 
-JS_PATH = Path(__file__).resolve().parents[1] / "rating.js"
-CSS_PATH = Path(__file__).resolve().parents[1] / "rating.css"
 AUTOSAVE_SECONDS = 15.0
 TITLE = "Rating"
 # Every save event's first input is the hidden telemetry box, filled by rating.js at click time.
 TAKE_TELEMETRY = "(...args) => { args[0] = window.amxRate ? window.amxRate.telemetry() : ''; return args; }"
 MY_HEADERS = ["Task", "Status", "When", "Time", "Replays", "Answers", "Marks"]
-
-
-def head_html() -> str:
-    """The `<script>` for `launch(head=...)`: the player and keyboard controller."""
-    return f"<script>\n{JS_PATH.read_text(encoding='utf-8')}\n</script>"
-
-
-def css_text() -> str:
-    return CSS_PATH.read_text(encoding="utf-8")
-
-
-def launch_kwargs(services: StudioServices, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What the Rate tab adds at launch: its script, and `auth="raters"` turned into the accounts
-    table's check (a lone studio-wide USER:PASSWORD login keeps working as before)."""
-    head = kwargs.get("head") or ""
-    kwargs["head"] = f"{head}\n{head_html()}" if head else head_html()
-    if kwargs.get("auth") == RATER_AUTH:
-        service = services.rating
-        if not service.repository.list_raters():
-            log.warning("--auth raters, but there are no rater accounts yet: create the first admin with "
-                        "`python -m engine rating rater add NAME --role admin`")
-        kwargs["auth"] = service.gradio_auth()
-    return kwargs
 
 
 @dataclass
@@ -250,19 +229,19 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         hints = {}
     hidden, shown = gr.update(visible=False), gr.update(visible=True)
 
-    def rater_of(state: Any) -> Any:
+    def rater_of(state: Any, request: Any) -> Any:
         try:
-            return session_rater(service, state)
+            return session_rater(service, state, request)
         except EngineError as exc:
             raise _fail(exc) from None
 
     # -- access ----------------------------------------------------------------------------------
-    def access(rater: Any, note: str = "") -> list[Any]:
+    def access(rater: Any, note: str = "", login: str | None = None) -> list[Any]:
         if rater is None:
             return [None, shown, hidden, "", hidden, hidden, note]
         role = "admin" if rater.is_admin else "rater"
         who = f"Signed in as **{rater.name}** ({role})" + (f" · {rater.experience}" if rater.experience else "")
-        return [Session(rater.id, rater.name).as_state(), hidden, shown, who, shown,
+        return [Session(rater.id, rater.name, login).as_state(), hidden, shown, who, shown,
                 gr.update(visible=rater.is_admin), ""]
 
     def no_accounts_note() -> str:
@@ -274,16 +253,29 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
                 "`python -m engine rating rater add NAME --role admin`." if empty else "")
 
     def on_load(request: gr.Request) -> list[Any]:
-        user = getattr(request, "username", None)
+        user = request_login(request)
         if user:
             try:
-                return access(service.rater_by_name(user))
+                rater = login_rater(service, request)
             except EngineError:
-                return access(None, f"You are logged in to the studio as **{user}**, which is not an active rater "
-                                    "account: sign in with one below.")
+                rater = None
+            if rater is not None:
+                return access(rater, login=user)
+            return access(None, f"You are logged in to the studio as **{user}**, which is not an active rater "
+                                "account: sign in with one below.")
         return access(None, no_accounts_note())
 
     def sign_in(name: str, password: str, request: gr.Request) -> list[Any]:
+        login = request_login(request)
+        try:
+            logged = login_rater(service, request)
+        except EngineError as exc:
+            raise _fail(exc) from None
+        if logged is not None:  # the studio login is a rater account: that is who rates here
+            if (name or "").strip() != logged.name:
+                raise gr.Error(f"You are logged in to the studio as {logged.name}; log out of the studio to rate "
+                               "as someone else.", title="Sign in")
+            return [*access(logged, login=login), ""]
         found: list[Any] = []
 
         def check(n: str, p: str) -> bool:
@@ -298,7 +290,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         rater = found[-1] if found else None
         if rater is None:
             raise gr.Error("Wrong name or password, or the account is disabled.", title="Sign in")
-        return [*access(rater), ""]
+        return [*access(rater, login=login), ""]
 
     def sign_out() -> list[Any]:
         return [*access(None), *empty_pair("")]
@@ -318,10 +310,19 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
                 gr.update(choices=[(mark_label(m), str(i)) for i, m in enumerate(marks)], value=[]), None, None, "",
                 *vote_values(served.draft)]
 
-    def load_next(state: Any) -> list[Any]:
-        if state is None:
+    def signed_out(state: Any, request: Any) -> bool:
+        """No in-tab sign-in and no studio login with a rater account (then nothing to act as)."""
+        if state is not None:
+            return False
+        try:
+            return login_rater(service, request) is None
+        except EngineError:
+            return False  # a disabled account: rater_of says so
+
+    def load_next(request: gr.Request, state: Any) -> list[Any]:
+        if signed_out(state, request):
             return empty_pair("")
-        rater = rater_of(state)
+        rater = rater_of(state, request)
         try:
             served = service.next_pair(rater)
             if served is None:
@@ -332,13 +333,13 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             raise _fail(exc) from None
         return show_pair(served)
 
-    def load_if_needed(state: Any, current: Any) -> list[Any]:
-        if state is None or current is not None:
+    def load_if_needed(request: gr.Request, state: Any, current: Any) -> list[Any]:
+        if current is not None or signed_out(state, request):
             return [gr.skip()] * len(tab.pair_outputs())
-        return load_next(state)
+        return load_next(request, state)
 
-    def open_task(state: Any, task: Any) -> list[Any]:
-        rater = rater_of(state)
+    def open_task(request: gr.Request, state: Any, task: Any) -> list[Any]:
+        rater = rater_of(state, request)
         task_id = parse_id(task)
         if task_id is None:
             raise gr.Error("Type the number of one of your tasks (the Task column).", title=TITLE)
@@ -354,20 +355,21 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         row = evt.row_value or []
         return str(row[0]) if row and str(row[0]).isdigit() else gr.skip()
 
-    def my_judgements(state: Any) -> list[list[Any]]:
-        if state is None:
+    def my_judgements(request: gr.Request, state: Any) -> list[list[Any]]:
+        if signed_out(state, request):
             return []
         try:
-            return judgement_rows(service.judgements(rater_of(state)))
+            return judgement_rows(service.judgements(rater_of(state, request)))
         except EngineError as exc:
             raise _fail(exc) from None
 
     # -- saving ----------------------------------------------------------------------------------
     def save(only_time: bool) -> Callable[..., Any]:
-        def handler(telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]], *values: Any) -> Any:
-            if state is None or not current or current.get("status") != "pending":
+        def handler(request: gr.Request, telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]],
+                    *values: Any) -> Any:
+            if not current or current.get("status") != "pending" or signed_out(state, request):
                 return gr.skip()
-            rater = rater_of(state)
+            rater = rater_of(state, request)
             elapsed, replays, give_back = ledger.take(Telemetry.parse(telemetry, current["id"]))
             if only_time and elapsed < 0.5 and not replays:
                 give_back()
@@ -386,8 +388,9 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             return f"Draft saved {time.strftime('%H:%M:%S')}"
         return handler
 
-    def submit(telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]], *values: Any) -> list[Any]:
-        rater = rater_of(state)
+    def submit(request: gr.Request, telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]],
+               *values: Any) -> list[Any]:
+        rater = rater_of(state, request)
         if not current:
             raise gr.Error("There is no pair on screen to submit.", title=TITLE)
         form = form_from_values(values, marks)
@@ -403,12 +406,14 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         except EngineError as exc:
             give_back()
             raise _fail(exc) from None
-        return [{**current, "status": "submitted"}, shown, reveal_html(left, right, progress, progress.finished),
+        # The reveal is built only now, from the stored serving (revealed_generations refuses a pending one).
+        return [{**current, "status": "submitted"}, shown,
+                reveal_html(left, right, progress, progress.finished, show_ids=rater.is_admin),
                 progress_markdown(progress), gr.update(interactive=False), gr.update(interactive=False),
                 f"Submitted {time.strftime('%H:%M:%S')}"]
 
-    def skip(telemetry: str, state: Any, current: Any) -> None:
-        rater = rater_of(state)
+    def skip(request: gr.Request, telemetry: str, state: Any, current: Any) -> None:
+        rater = rater_of(state, request)
         if not current or current.get("status") != "pending":
             raise gr.Error("Only a pair you have not answered yet can be skipped.", title=TITLE)
         elapsed, _, give_back = ledger.take(Telemetry.parse(telemetry, current["id"]))

@@ -5,9 +5,10 @@ its mean score per group next to the Bradley-Terry score, and how well the two a
 (`engine.reward.leaderboard.build_reward_leaderboard`). Rated clips it has not scored yet are
 scored first, under the GPU lock, and the scores are stored.
 
-The sub-tab is shown to admins only, but that is courtesy: every handler acts as the session's
-rater and the service checks, against the database, that the account is an active admin
-(`PermissionDenied` becomes a one-line error toast).
+The sub-tab is shown to admins only, but that is courtesy: every handler acts as the logged-in
+(or signed-in) rater and the service checks, against the database, that the account is an active
+admin (`PermissionDenied` is an error, for API callers). Bad input is a warning toast that leaves
+every table and field as it was (`act`).
 """
 from __future__ import annotations
 
@@ -21,15 +22,21 @@ from engine.core.errors import EngineError
 from engine.rating.exports import SUFFIXES
 from engine.rating.leaderboard import Leaderboard
 from engine.rating.stats import QualityReport
-from engine.rating.types import DIMENSIONS, EXPORT_KINDS, GROUP_KEYS
+from engine.rating.types import DIMENSIONS, EXPORT_KINDS, GROUP_KEYS, PermissionDenied
 
 from ..adapters import parse_id
+from ..feedback import unchanged, warn
 from ..formatting import model_label
 from ..services.context import StudioServices
+from ..services.downloads import new_download
 from ..services.jobs import GPU_LOCK, gpu_function
 from ..services.rating_view import DIMENSION_TITLES, rating_message, session_rater
 
 TITLE = "Rating admin"
+
+
+class Refused(Exception):
+    """Input the panel cannot act on; `act` shows it as a warning and leaves the outputs alone."""
 RATER_HEADERS = ["#", "Name", "Role", "Experience", "Years", "Active", "Created"]
 PAIR_HEADERS = ["Pair", "Kind", "First clip", "Second clip", "Gold", "Created"]
 DIM_HEADERS = ["Dimension", "Pairs with ≥2 raters", "Fleiss κ", "Krippendorff α", "Cohen κ (mean of rater pairs)"]
@@ -256,13 +263,24 @@ def reward_agreement_rows(reward: Any) -> list[list[Any]]:
 def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admin_tab: gr.Tab) -> None:
     service = services.rating
 
-    def act(fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Run `fn(admin, *args)` as the session's account; refusals and bad input become a toast."""
-        def handler(state: Any, *args: Any) -> Any:
+    def act(fn: Callable[..., Any], outputs: int = 1) -> Callable[..., Any]:
+        """Run `fn(admin, *args)` as the acting account (`session_rater`: the studio login when it
+        is a rater account, else this session's sign-in).
+
+        Bad input (an existing name, a pair that does not exist, a missing pick) is a warning
+        toast and every output keeps its value (`gr.skip()`): a raised error would turn the
+        tables and fields into red "Error" boxes (an API caller gets an error either way). A
+        refusal (not an admin) is always an error; the panel is not shown to non-admins.
+        """
+        def handler(request: gr.Request, state: Any, *args: Any) -> Any:
             try:
-                return fn(session_rater(service, state), *args)
-            except EngineError as exc:
+                return fn(session_rater(service, state, request), *args)
+            except PermissionDenied as exc:
                 raise gr.Error(rating_message(exc), title=TITLE) from None
+            except (EngineError, Refused) as exc:
+                # A toast for the page; for an API caller (no toasts, no form) an error (app.feedback).
+                warn(rating_message(exc) if isinstance(exc, EngineError) else str(exc), TITLE)
+                return unchanged(outputs)
         handler.__name__ = fn.__name__
         return handler
 
@@ -295,10 +313,10 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
     def change(what: str) -> Callable[..., Any]:
         def handler(admin: Any, target: Any) -> list[Any]:
             if target is None:
-                raise gr.Error("Pick an account first.", title=TITLE)
+                raise Refused("Pick an account first.")
             rater_id = int(target)
             if rater_id == admin.id and what in ("disable", "rater"):
-                raise gr.Error("You cannot disable or demote your own account here (ask another admin).", title=TITLE)
+                raise Refused("You cannot disable or demote your own account here (ask another admin).")
             if what in ("disable", "enable"):
                 done = service.set_active(admin, rater_id, what == "enable")
             else:
@@ -310,7 +328,7 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
 
     def set_password(admin: Any, target: Any, password: str) -> str:
         if target is None:
-            raise gr.Error("Pick an account first.", title=TITLE)
+            raise Refused("Pick an account first.")
         service.set_password(admin, int(target), password or "")
         gr.Info("Password changed.")
         return ""
@@ -327,17 +345,17 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
     def pick(admin: Any, first: str | None, second: str | None) -> list[Any]:
         a, b = parse_id(first), parse_id(second)
         if a is None or b is None:
-            raise gr.Error("Give two history numbers (the # in the History tab).", title=TITLE)
+            raise Refused("Give two history numbers (the # in the History tab).")
         made = service.pick_pair(admin, a, b)
         return [f"Pair **{made.id}** made from history #{a} and #{b}.", pair_rows(admin)]
 
     def set_gold(admin: Any, pair_text: str | None, *answers: str) -> list[list[Any]]:
         pair_id = parse_id(pair_text)
         if pair_id is None:
-            raise gr.Error("Type the pair number (the Pair column).", title=TITLE)
+            raise Refused("Type the pair number (the Pair column).")
         pair = next((p for p in service.list_pairs(admin) if p.id == pair_id), None)
         if pair is None:
-            raise gr.Error(f"There is no pair {pair_id}.", title=TITLE)
+            raise Refused(f"There is no pair {pair_id}.")
         side = {"first": pair.generation_a_id, "second": pair.generation_b_id}
         given = {d: side.get(a, a) for d, a in zip(DIMENSIONS, answers) if a}
         service.set_gold(admin, pair.id, given)
@@ -347,16 +365,14 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
     def clear_gold(admin: Any, pair_text: str | None) -> list[list[Any]]:
         pair_id = parse_id(pair_text)
         if pair_id is None:
-            raise gr.Error("Type the pair number (the Pair column).", title=TITLE)
+            raise Refused("Type the pair number (the Pair column).")
         service.clear_gold(admin, pair_id)
         return pair_rows(admin)
 
     def export(admin: Any, kind: str) -> str:
         if kind not in SUFFIXES:
-            raise gr.Error(f"Pick one of: {', '.join(SUFFIXES)}.", title=TITLE)
-        folder = services.settings.exports_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        out = folder / f"animatrix-{kind}-{time.strftime('%Y%m%d-%H%M%S')}{EXPORT_SUFFIX[kind]}"
+            raise Refused(f"Pick one of: {', '.join(SUFFIXES)}.")
+        out = new_download(services.settings, f"animatrix-{kind}-{time.strftime('%Y%m%d-%H%M%S')}{EXPORT_SUFFIX[kind]}")
         result = service.export(admin, kind, out)
         gr.Info(f"{result.rows} row{'s' if result.rows != 1 else ''} written to {result.path.name}.")
         return str(result.path)
@@ -393,8 +409,8 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
         from engine.reward.types import RewardScore
 
         if reward_name not in {e.name for e in services.reward_models()}:
-            raise gr.Error(f"Reward model: '{reward_name}' is not a checkpoint in {services.reward_dir}; rescan by "
-                           "reopening this tab.", title=TITLE)
+            raise Refused(f"Reward model: '{reward_name}' is not a checkpoint in {services.reward_dir}; rescan by "
+                           "reopening this tab.")
         votes = service.repository.votes()
         gens = service.repository.generations({g for v in votes for g in (v.generation_a_id, v.generation_b_id)})
         ids = sorted(gid for gid, g in gens.items() if g.status == "done" and g.video_path)
@@ -415,28 +431,28 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
         return gr.update(choices=choices, value=value if value in {c[1] for c in choices} else NO_REWARD)
 
     p = panel
-    admin_tab.select(act(overview), inputs=session, outputs=[*p.account_outputs(), p.pairs], show_progress="hidden",
+    admin_tab.select(act(overview, len(p.account_outputs()) + 1), inputs=session, outputs=[*p.account_outputs(), p.pairs], show_progress="hidden",
                      api_name="rating_overview")
-    p.add.click(act(add_rater), inputs=[session, p.new_name, p.new_role, p.new_experience, p.new_years,
+    p.add.click(act(add_rater, len(p.account_outputs()) + 4), inputs=[session, p.new_name, p.new_role, p.new_experience, p.new_years,
                                         p.new_password],
                 outputs=[*p.account_outputs(), p.new_name, p.new_experience, p.new_years, p.new_password],
                 api_name="rating_add_rater")
     for button, what in ((p.disable, "disable"), (p.enable, "enable"), (p.make_admin, "admin"),
                          (p.make_rater, "rater")):
-        button.click(act(change(what)), inputs=[session, p.target], outputs=p.account_outputs(),
+        button.click(act(change(what), len(p.account_outputs())), inputs=[session, p.target], outputs=p.account_outputs(),
                      api_name=f"rating_rater_{what}")
     p.set_password.click(act(set_password), inputs=[session, p.target, p.reset_password], outputs=p.reset_password,
                          api_name="rating_set_password")
-    p.build_pairs.click(act(build_pairs), inputs=session, outputs=[p.build_report, p.pairs],
+    p.build_pairs.click(act(build_pairs, 2), inputs=session, outputs=[p.build_report, p.pairs],
                         api_name="rating_build_pairs")
-    p.pick.click(act(pick), inputs=[session, p.pick_a, p.pick_b], outputs=[p.build_report, p.pairs],
+    p.pick.click(act(pick, 2), inputs=[session, p.pick_a, p.pick_b], outputs=[p.build_report, p.pairs],
                  api_name="rating_pick_pair")
     p.set_gold.click(act(set_gold), inputs=[session, p.gold_pair, *p.gold], outputs=p.pairs, api_name="rating_set_gold")
     p.clear_gold.click(act(clear_gold), inputs=[session, p.gold_pair], outputs=p.pairs, api_name="rating_clear_gold")
     p.export.click(act(export), inputs=[session, p.export_kind], outputs=p.export_file, api_name="rating_export")
-    p.stats_refresh.click(act(stats), inputs=session, outputs=[p.agreement, p.quality, p.quality_note],
+    p.stats_refresh.click(act(stats, 3), inputs=session, outputs=[p.agreement, p.quality, p.quality_note],
                           api_name="rating_stats")
-    p.board_refresh.click(act(leaderboard), inputs=[session, p.group_key, p.board_reward],
+    p.board_refresh.click(act(leaderboard, 3), inputs=[session, p.group_key, p.board_reward],
                           outputs=[p.board, p.board_agreement, p.board_note], api_name="rating_leaderboard")
     admin_tab.select(reward_picker, inputs=p.board_reward, outputs=p.board_reward, show_progress="hidden",
                      api_visibility="private")

@@ -1,5 +1,35 @@
-"""The Rate tab's keyboard help: every action an animator can do without the mouse."""
+"""What the Rate tab adds around itself: the keyboard help, the page's script and style, the
+launch options (`--auth raters` as the accounts table, a guard on media files) and which studio
+tabs a rater sees.
+
+Blind rating (issue 18, SECURITY.md): a rater logged in to the studio sees only the Rate tab
+(`studio_view`), and `RaterFileGuard` stops them fetching any file of the media folder other than
+their servings' own copies (`engine.rating.playback`), so history clips cannot be downloaded by
+guessing their names and read for the request they carry.
+"""
 from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import gradio as gr
+from starlette.middleware import Middleware
+from starlette.requests import Request
+
+from engine.core.errors import EngineError
+from engine.rating.playback import SERVED_DIR
+
+from ..config import RATER_AUTH
+from ..services.rating_view import request_login
+
+if TYPE_CHECKING:
+    from ..services.context import StudioServices
+
+log = logging.getLogger(__name__)
+
+JS_PATH = Path(__file__).resolve().parents[1] / "rating.js"
+CSS_PATH = Path(__file__).resolve().parents[1] / "rating.css"
 
 
 def _keys(*names: str) -> str:
@@ -23,3 +53,104 @@ HELP = "  \n".join([
         f"{_keys('Shift')}+{_keys('A')}/{_keys('B')} clip",
         f"{_keys('K')} kind", f"{_keys('N')} art/failure", f"{_keys('M')} add the mark"]) + ". Frames count from 1.",
 ])
+
+
+def head_html() -> str:
+    """The `<script>` for `launch(head=...)`: the player and keyboard controller."""
+    return f"<script>\n{JS_PATH.read_text(encoding='utf-8')}\n</script>"
+
+
+def css_text() -> str:
+    return CSS_PATH.read_text(encoding="utf-8")
+
+
+def launch_kwargs(services: "StudioServices", kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What the Rate tab adds at launch: its script, the media-file guard (`RaterFileGuard`), and
+    `auth="raters"` turned into the accounts table's check (a lone studio-wide USER:PASSWORD
+    login keeps working as before)."""
+    head = kwargs.get("head") or ""
+    kwargs["head"] = f"{head}\n{head_html()}" if head else head_html()
+    app_kwargs = dict(kwargs.get("app_kwargs") or {})
+    app_kwargs["middleware"] = [*(app_kwargs.get("middleware") or []), Middleware(RaterFileGuard, services=services)]
+    kwargs["app_kwargs"] = app_kwargs
+    if kwargs.get("auth") == RATER_AUTH:
+        service = services.rating
+        if not service.repository.list_raters():
+            log.warning("--auth raters, but there are no rater accounts yet: create the first admin with "
+                        "`python -m engine rating rater add NAME --role admin`")
+        kwargs["auth"] = service.gradio_auth()
+    return kwargs
+
+
+def studio_view(services: "StudioServices") -> Callable[[gr.Request], list[Any]]:
+    """The page-load handler that shows a rater the Rate tab only (`app.ui` wires it to the Create,
+    Presets and History tabs, the weights banner and the main tabs). A studio login naming a rater
+    account that is not an active admin hides the rest; no login, or a studio-wide
+    `--auth USER:PASSWORD` login, shows everything. This is visibility only: the handlers of
+    those tabs refuse raters on the server (app.services.identity)."""
+    def view(request: gr.Request) -> list[Any]:
+        if not _restricted(services, request_login(request)):
+            return [gr.skip()] * 5
+        # "hidden", not False: Gradio 6.31 leaves a tab's button on screen after visible=False.
+        hide = gr.update(visible="hidden")
+        return [hide, hide, hide, gr.update(visible=False), gr.Tabs(selected="rate")]
+    return view
+
+
+def _restricted(services: "StudioServices", login: str | None) -> bool:
+    """A studio login that names a rater account which is not an active admin (a studio-wide
+    `--auth USER:PASSWORD` login never does, whatever its name)."""
+    if not login or getattr(getattr(services, "identity", None), "mode", None) == "table":
+        return False
+    try:
+        found = services.rating.repository.find_rater(login)
+    except EngineError:
+        return True  # cannot tell: the safe side
+    return found is not None and not (found[0].is_admin and found[0].active)
+
+
+class RaterFileGuard:
+    """ASGI middleware: for a rater logged in to the studio, Gradio's file route serves from the
+    media folder only the servings' copies (`<media>/playback/served/`); anything else there
+    (history clips, which carry their request, shared playback files) is 403. Admins, a
+    studio-wide `--auth USER:PASSWORD` login and a studio without login are not affected."""
+
+    def __init__(self, app: Any, services: "StudioServices") -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and self._refused(scope):
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b"This file is not available to rater accounts."})
+            return
+        await self.app(scope, receive, send)
+
+    def _refused(self, scope: dict[str, Any]) -> bool:
+        path = str(scope.get("path") or "")
+        at = path.find("/file=")
+        if at < 0:
+            return False
+        target = path[at + len("/file="):]
+        if "://" in target:
+            return False  # a remote URL: not our files
+        try:
+            media = self.services.settings.media_dir.resolve()
+            full = Path(target).resolve()  # relative names resolve as Gradio resolves them
+        except (OSError, RuntimeError, ValueError):
+            return False  # Gradio refuses it itself
+        if not full.is_relative_to(media) or full.is_relative_to((media / SERVED_DIR).resolve()):
+            return False
+        return _restricted(self.services, self._login(scope))
+
+    @staticmethod
+    def _login(scope: dict[str, Any]) -> str | None:
+        app = scope.get("app")  # Starlette puts the Gradio app here before any middleware runs
+        cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
+        if cookie_id is None or not isinstance(tokens, dict):
+            return None
+        cookies = Request(scope).cookies
+        token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+        user = tokens.get(token) if token else None
+        return user if isinstance(user, str) else None

@@ -17,12 +17,14 @@ import getpass
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest
 from ..core.settings import Settings
+from .pairs import DEFAULT_MAX_PER_GROUP
 
 __all__ = ["ADMIN_ENV", "PASSWORD_ENV", "add_parser", "run"]
 
@@ -36,6 +38,13 @@ def _answer(text: str) -> tuple[str, str]:
     if not sep or not dim.strip() or not value.strip():
         raise argparse.ArgumentTypeError(f"'{text}' is not DIMENSION=GENERATION_ID|tie|both_bad")
     return dim.strip(), value.strip()
+
+
+def _since(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -73,6 +82,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     build.add_argument("--same-seed", action="store_true",
                        help="pair finished clips with the same narrative, tags and seed made with different settings")
     build.add_argument("--pick", nargs=2, type=int, metavar="ID", help="pair these two history entries")
+    build.add_argument("--since", type=_since, metavar="DATE",
+                       help="--same-seed: only clips made at or after DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)")
+    build.add_argument("--ids", type=int, nargs="+", metavar="ID", help="--same-seed: only these history entries")
+    build.add_argument("--include-validation", action="store_true",
+                       help="--same-seed: also pair training-validation samples (left out by default)")
+    build.add_argument("--max-per-group", type=int, default=DEFAULT_MAX_PER_GROUP, metavar="N",
+                       help=f"--same-seed: at most N pairs per narrative/tags/seed group, existing ones included "
+                            f"(default {DEFAULT_MAX_PER_GROUP}; every clip is compared before any is compared twice)")
+    build.add_argument("--all-combinations", action="store_true",
+                       help="--same-seed: pair every two clips of a group (no --max-per-group)")
     admin(build)
     plist = pa.add_parser("list", help="list the pairs", allow_abbrev=False)
     plist.add_argument("--json", action="store_true")
@@ -88,6 +107,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     gclear = ga.add_parser("clear", help="make a gold pair an ordinary pair again", allow_abbrev=False)
     gclear.add_argument("pair", type=int)
     admin(gclear)
+
+    judge = rs.add_parser("judge", help="submit judgements from a file (JSON, JSON Lines or CSV)", allow_abbrev=False,
+                          description="Each row names a rater, a pair and the votes in history ids; checked like "
+                                      "the Rate tab, all rows before any is stored (docs/preference.md).")
+    judge.add_argument("--from", dest="from_file", type=Path, required=True, metavar="FILE",
+                       help=".json (an object or a list), .jsonl or .csv; see docs/preference.md for the layout")
+    admin(judge)
+
+    config = rs.add_parser("config", help="show or change the rating settings (rating.json in the data folder)",
+                           allow_abbrev=False)
+    ca = config.add_subparsers(dest="rating_action", required=True)
+    cshow = ca.add_parser("show", help="the settings in force", allow_abbrev=False)
+    cshow.add_argument("--json", action="store_true")
+    admin(cshow)
+    cset = ca.add_parser("set", help="change settings (the Rate tab reads them when the studio starts)",
+                         allow_abbrev=False)
+    cset.add_argument("--prefer-uncertain", metavar="REWARD_KEY",
+                      help="serve first the pairs this reward model is least sure of (the key `reward score` prints); "
+                           "'off' switches it off")
+    cset.add_argument("--gold-share", type=float, metavar="SHARE", help="share of servings that are hidden gold pairs")
+    cset.add_argument("--repeat-share", type=float, metavar="SHARE", help="share of servings that are hidden repeats")
+    cset.add_argument("--repeat-min-gap", type=int, metavar="N", help="servings between a pair and its repeat")
+    cset.add_argument("--require-scores", choices=("yes", "no"), help="submitting needs both clips' 1-5 scores")
+    cset.add_argument("--fast-median-s", type=float, metavar="S", help="flag raters whose median time is below S")
+    cset.add_argument("--reset", action="append", default=[], metavar="NAME", help="back to the default (repeatable)")
+    admin(cset)
 
     export = rs.add_parser("export", help="write the judgements for training or analysis", allow_abbrev=False)
     export.add_argument("--as", dest="as_kind", required=True, choices=("trl", "pickapic", "videoalign", "deformations"))
@@ -145,12 +190,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..storage.db import open_database
     from .service import RatingService
 
+    from .settings_file import load_rating_config
+
     settings.ensure_dirs()
-    db = open_database(settings.database)
+    if args.rating_command == "config":
+        return _config(settings, args)
+    # The file's settings (require_scores for `judge`, fast_median_s for `stats`); the command line
+    # serves no pairs through the scheduler, so the uncertainty queue is not needed here.
+    config = replace(load_rating_config(settings.data_dir), prefer_uncertain=None)
+    db = open_database(settings.database_target)
     try:
-        service = RatingService(db, settings.media_dir)
+        service = RatingService(db, settings.media_dir, config)
         handler = {"rater": _rater, "pairs": _pairs, "gold": _gold, "export": _export, "stats": _stats,
-                   "leaderboard": _leaderboard}[args.rating_command]
+                   "leaderboard": _leaderboard, "judge": _judge}[args.rating_command]
         return handler(service, args)
     finally:
         db.dispose()
@@ -203,13 +255,25 @@ def _pairs(service: Any, args: argparse.Namespace) -> int:
                       f"{'  gold' if p.is_gold else ''}")
             print(f"{len(pairs)} pairs")
         return 0
+    filters_given = (args.since is not None or args.ids or args.include_validation or args.all_combinations
+                     or args.max_per_group != DEFAULT_MAX_PER_GROUP)
+    if filters_given and not args.same_seed:
+        raise InvalidRequest("--same-seed", "--since, --ids, --include-validation, --max-per-group and "
+                                            "--all-combinations choose what --same-seed pairs; add --same-seed")
     if not args.same_seed and not args.pick:
         raise InvalidRequest("--same-seed", "say what to build: --same-seed, --pick ID ID, or both")
     if args.pick:
         pair = service.pick_pair(me, args.pick[0], args.pick[1])
         print(f"pair {pair.id}: history {pair.generation_a_id} vs {pair.generation_b_id}")
     if args.same_seed:
-        report = service.build_pairs(me)
+        from .pairs import PairFilter
+
+        if args.max_per_group < 1:
+            raise InvalidRequest("--max-per-group", f"must be at least 1, got {args.max_per_group}")
+        report = service.build_pairs(me, PairFilter(
+            since=args.since, ids=frozenset(args.ids) if args.ids else None,
+            exclude_validation=not args.include_validation,
+            max_per_group=None if args.all_combinations else args.max_per_group))
         for line in report.skipped:
             print(f"skipped {line}", file=sys.stderr)
         print(f"{len(report.created)} new pairs, {report.existing} already there, {len(report.skipped)} skipped")
@@ -234,6 +298,49 @@ def _gold(service: Any, args: argparse.Namespace) -> int:
             raise InvalidRequest(f"--answer {dim}", f"must be a history id, tie or both_bad, got {value!r}")
     pair = service.set_gold(me, args.pair, answers)
     print(f"pair {pair.id} is a gold pair on {', '.join(sorted(pair.gold))}")
+    return 0
+
+
+def _judge(service: Any, args: argparse.Namespace) -> int:
+    from .judge_file import read_judgements, submit_judgements
+
+    if not _actor(service, args).is_admin:  # an admin imports judgements on the raters' behalf
+        raise InvalidRequest("--admin", "must name an admin account")
+    parsed = read_judgements(service, args.from_file)  # every row checked before anything is stored
+    done = submit_judgements(service, parsed)
+    raters = sorted({j.rater.name for j in parsed})
+    print(f"submitted {len(done)} judgement(s) from {args.from_file} for {', '.join(raters)}")
+    return 0
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> int:
+    from .settings_file import EDITABLE, SETTINGS_FILE, load_rating_config, save_rating_settings
+
+    if args.rating_action == "show":
+        config = load_rating_config(settings.data_dir)
+    else:
+        changes: dict[str, Any] = {}
+        reset = tuple(args.reset)
+        if args.prefer_uncertain is not None:
+            if args.prefer_uncertain.strip().lower() in ("off", "none", ""):
+                reset += ("prefer_uncertain",)
+            else:
+                changes["prefer_uncertain"] = args.prefer_uncertain.strip()
+        for name in ("gold_share", "repeat_share", "repeat_min_gap", "fast_median_s"):
+            if getattr(args, name) is not None:
+                changes[name] = getattr(args, name)
+        if args.require_scores is not None:
+            changes["require_scores"] = args.require_scores == "yes"
+        if not changes and not reset:
+            raise InvalidRequest("config set", "give a setting to change, e.g. --gold-share 0.1 or --reset NAME")
+        config = save_rating_settings(settings.data_dir, changes, reset=reset)
+        print(f"saved {settings.data_dir / SETTINGS_FILE} (the studio reads it when it starts)")
+    values = {k: getattr(config, k) for k in EDITABLE}
+    if getattr(args, "json", False):
+        print(_dump(values))
+    else:
+        for k, v in values.items():
+            print(f"  {k:<18} {v}")
     return 0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from itertools import combinations
 from pathlib import Path
 
@@ -19,7 +21,69 @@ from ..storage.repository.rating import ComparisonRecord, PlaybackRecord, Rater,
 from .playback import PLAYBACK_DIR, plan_playback, render_playback
 from .types import PairBuildReport
 
-__all__ = ["PairBuilder"]
+__all__ = ["DEFAULT_MAX_PER_GROUP", "PairBuilder", "PairFilter", "choose_combinations"]
+
+DEFAULT_MAX_PER_GROUP = 6
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    """Which history clips `build` pairs, and how many pairs one group (narrative, tags, seed) gets.
+
+    - since: only clips made at or after this time (UTC).
+    - ids: only these history entries (None: all).
+    - exclude_validation: leave out training-validation samples (source "training"): they show a
+      checkpoint mid-run, not a model a trainer compares on purpose.
+    - max_per_group: pairs per group at most, existing ones included (None: every combination);
+      the new ones are chosen so each clip is in as few pairs as possible (see `choose_combinations`).
+    """
+
+    since: datetime | None = None
+    ids: frozenset[int] | None = None
+    exclude_validation: bool = True
+    max_per_group: int | None = DEFAULT_MAX_PER_GROUP
+
+    def __post_init__(self) -> None:
+        m = self.max_per_group
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 10_000):
+            raise InvalidRequest("max_per_group", f"must be a whole number from 1 to 10000, got {m!r}")
+
+    def keeps(self, g: GenerationRecord) -> bool:
+        if self.exclude_validation and g.source == "training":
+            return False
+        if self.ids is not None and g.id not in self.ids:
+            return False
+        if self.since is not None:
+            made = g.created_at if g.created_at.tzinfo is None else g.created_at.replace(tzinfo=None)
+            since = self.since if self.since.tzinfo is None else self.since.replace(tzinfo=None)
+            return made >= since
+        return True
+
+
+def choose_combinations(members: list[GenerationRecord], taken: set[tuple[int, int]], limit: int | None
+                        ) -> list[tuple[GenerationRecord, GenerationRecord]]:
+    """New pairs of one group, at most `limit` pairs in all (`taken`: those already there).
+
+    Greedy and deterministic: the next pair is the one whose two clips are in the fewest pairs so
+    far (then the lowest ids), so with k pairs allowed every clip is compared before any clip is
+    compared twice, and a group of many clips does not grow n(n-1)/2 pairs."""
+    uses = {g.id: 0 for g in members}
+    for a, b in taken:
+        uses[a] = uses.get(a, 0) + 1
+        uses[b] = uses.get(b, 0) + 1
+    free = [(a, b) for a, b in combinations(members, 2)
+            if (min(a.id, b.id), max(a.id, b.id)) not in taken
+            and (a.model, a.checkpoint, a.request_json) != (b.model, b.checkpoint, b.request_json)]
+    room = len(free) if limit is None else max(0, limit - len(taken))
+    chosen: list[tuple[GenerationRecord, GenerationRecord]] = []
+    while free and len(chosen) < room:
+        best = min(free, key=lambda p: (max(uses[p[0].id], uses[p[1].id]), uses[p[0].id] + uses[p[1].id],
+                                        p[0].id, p[1].id))
+        free.remove(best)
+        chosen.append(best)
+        uses[best[0].id] += 1
+        uses[best[1].id] += 1
+    return chosen
 
 
 class PairBuilder:
@@ -31,11 +95,14 @@ class PairBuilder:
         self.playback_dir = media_dir / PLAYBACK_DIR
         self.playback_fps = playback_fps
 
-    def build(self, me: Rater) -> PairBuildReport:
-        """Same narrative, tags and seed, made differently; see `RatingService.build_pairs`."""
+    def build(self, me: Rater, filters: PairFilter | None = None) -> PairBuildReport:
+        """Same narrative, tags and seed, made differently; see `RatingService.build_pairs` and `PairFilter`."""
+        f = filters or PairFilter()
         self.sweep_playback()
         groups: dict[tuple[str, str, int], list[GenerationRecord]] = {}
         for g in self.repository.done_generations_with_seed():
+            if not f.keeps(g):
+                continue
             key = (g.narrative, json.dumps({k: list(v) for k, v in g.tags.items()}, sort_keys=True), int(g.seed or 0))
             groups.setdefault(key, []).append(g)
         existing = self.repository.existing_pairs()
@@ -44,12 +111,10 @@ class PairBuilder:
         already = 0
         probes: dict[int, VideoInfo | str] = {}
         for members in groups.values():
-            for a, b in combinations(members, 2):
-                if (a.model, a.checkpoint, a.request_json) == (b.model, b.checkpoint, b.request_json):
-                    continue  # the same request twice: nothing to compare
-                if (min(a.id, b.id), max(a.id, b.id)) in existing:
-                    already += 1
-                    continue
+            ids = {g.id for g in members}
+            taken = {p for p in existing if p[0] in ids and p[1] in ids}
+            already += len(taken)
+            for a, b in choose_combinations(members, taken, f.max_per_group):
                 try:
                     created.append(self.create(me, a, b, "same_seed", probes).id)
                 except (InvalidRequest, StorageError) as exc:

@@ -28,7 +28,8 @@ from ..storage.repository.rating import (AssignmentRecord, ComparisonRecord, Gol
                                          CandidatePair, Rater, RatingRepository, Verdict)
 from . import accounts, exports
 from .forms import MAX_NOTE_CHARS, check_dimension, check_elapsed, check_form, from_clip_terms, to_clip_terms
-from .pairs import PairBuilder
+from .pairs import PairBuilder, PairFilter
+from .playback import ServedCopies
 from .leaderboard import Leaderboard, build_leaderboard, group_key_function
 from .rubric import Rubric, load_rubric
 from .scheduling import choose_next
@@ -59,6 +60,7 @@ class RatingService:
             raise InvalidRequest("prefer_uncertain", "needs a priority source (priority_of) to read reward scores")
         self._priority_of = priority_of
         self._pairs = PairBuilder(self.repository, self.media_dir, self.config.playback_fps)
+        self._copies = ServedCopies(self.repository, self.media_dir)
         self._rng = rng or random.SystemRandom()
         self._rubric: Rubric | None = None
         self._group_cache: dict[tuple[str, int], str] = {}
@@ -130,13 +132,14 @@ class RatingService:
         return self.repository.update_rater(rater_id, role=self._role(role))
 
     # -- pairs ----------------------------------------------------------------------------------
-    def build_pairs(self, actor: Rater) -> PairBuildReport:
+    def build_pairs(self, actor: Rater, filters: PairFilter | None = None) -> PairBuildReport:
         """Pairs from the history: finished clips with the same narrative, tags and seed made with
         different models / checkpoints / adapters / settings (so they share layout and timing).
         Clips that only repeat the exact same request are not paired. Existing pairs are kept.
-        Playback files are rendered here (see `engine.rating.playback`), which takes a while."""
+        Playback files are rendered here (see `engine.rating.playback`), which takes a while.
+        `filters`: which clips and how many pairs per group (`engine.rating.pairs.PairFilter`)."""
         me = self._admin(actor, "build_pairs")
-        return self._pairs.build(me)
+        return self._pairs.build(me, filters)
 
     def pick_pair(self, actor: Rater, generation_a: int, generation_b: int) -> ComparisonRecord:
         """Any two finished clips an admin chooses (different prompts allowed)."""
@@ -184,9 +187,11 @@ class RatingService:
 
     # -- rating ---------------------------------------------------------------------------------
     def next_pair(self, actor: Rater) -> ServedPair | None:
-        """The rater's unfinished pair (with its draft) or a new one; None when all are done."""
+        """The rater's unfinished pair (with its draft) or a new one; None when all are done.
+        The pair's clips are this serving's own copies (`engine.rating.playback.ServedCopies`)."""
         me = self._fresh(actor)
         c = self.config
+        self._copies.sweep()
         self._warm_groups()  # so the choice made under the write lock reads nothing more
         priority = None
         if c.prefer_uncertain and self._priority_of is not None:  # scores are read here, not under the write lock
@@ -210,12 +215,18 @@ class RatingService:
         check_form(form, pair, complete=False, require_scores=self.config.require_scores)
         right = self._other(pair, record.left_generation_id)
         draft = json.dumps(to_clip_terms(form, record.left_generation_id, right), sort_keys=True)
-        self.repository.save_draft(assignment_id, record.rater_id, draft, float(form.elapsed_s), form.replays)
+        self.repository.save_draft(assignment_id, record.rater_id, draft, float(form.elapsed_s), form.replays,
+                                   self._pass_s(pair))
         return self.progress(actor)
 
     def submit(self, actor: Rater, assignment_id: int, form: JudgementForm) -> Progress:
         """Store a complete judgement (every dimension chosen). Submitting an already submitted
-        serving replaces its answer: that is how a rater edits their own judgement."""
+        serving replaces its answer: that is how a rater edits their own judgement.
+
+        Time is the server's: from serving to the first submit (`server_time_s`, what the too-fast
+        flag reads). The form's `elapsed_s` and `replays` are the page's report, kept as a hint
+        and cut to what the server saw (no more time than has passed, no more replays than full
+        passes of the clip fit in it)."""
         record = self._own(actor, assignment_id)
         pair = self.repository.get_comparison(record.comparison_id)
         check_form(form, pair, complete=True, require_scores=self.config.require_scores)
@@ -232,7 +243,7 @@ class RatingService:
         labels = [LabelInput(side[m.clip], m.kind, m.intent, m.start_frame, m.end_frame, m.note or None)
                   for m in form.deformations]
         self.repository.submit(assignment_id, record.rater_id, verdicts, labels, None, float(form.elapsed_s),
-                               form.replays)
+                               form.replays, self._pass_s(pair))
         return self.progress(actor)
 
     def skip(self, actor: Rater, assignment_id: int, reason: str | None = None, *, elapsed_s: float = 0.0) -> Progress:
@@ -262,6 +273,7 @@ class RatingService:
             base: dict[str, Any] = dict(
                 assignment_id=r.id, rater_id=r.rater_id, status=r.status, served_at=r.served_at,
                 submitted_at=r.submitted_at, time_spent_s=r.time_spent_s, replays=r.replays,
+                server_time_s=r.server_time_s,
                 votes=votes.get(r.id, {}), deformations=marks.get(r.id, ()))
             if me.is_admin:
                 pair = pairs[r.comparison_id]
@@ -385,6 +397,12 @@ class RatingService:
         return self._group_cache[key]
 
     @staticmethod
+    def _pass_s(pair: ComparisonRecord) -> float:
+        """Seconds one pass of the pair's clips takes at full speed (the least a replay takes)."""
+        clip = pair.playback_a
+        return clip.num_frames / clip.fps if clip.fps > 0 else 0.0
+
+    @staticmethod
     def _other(pair: ComparisonRecord, generation_id: int) -> int:
         return pair.generation_b_id if generation_id == pair.generation_a_id else pair.generation_a_id
 
@@ -412,14 +430,15 @@ class RatingService:
         pair = self.repository.get_comparison(record.comparison_id)
         left, right = record.left_generation_id, self._other(pair, record.left_generation_id)
         gens = self.repository.generations([left, right])
-        clip_l, clip_r = pair.playback_of(left), pair.playback_of(right)
+        clip_l = pair.playback_of(left)
+        copies = self._copies.ensure(record, pair, gens)
         if record.status == "submitted":
             votes, marks = self._answers([record])
             draft = JudgementForm(votes.get(record.id, {}), marks.get(record.id, ()))
         else:
             draft = from_clip_terms(json.loads(record.draft_json or "{}"), left, right)
         return ServedPair(
-            record.id, self.media_dir / clip_l.path, self.media_dir / clip_r.path, clip_l.fps, clip_l.num_frames,
+            record.id, copies[left], copies[right], clip_l.fps, clip_l.num_frames,
             clip_l.width, clip_l.height, gens[left].narrative, gens[right].narrative, gens[left].tags,
             gens[right].tags, draft, record.status, record.time_spent_s, record.replays,
             self.progress(self.repository.get_rater(record.rater_id)))

@@ -139,9 +139,13 @@ class QualityReport:
 
 
 def _seconds(v: VoteRecord) -> float:
-    if v.time_spent_s > 0 or v.submitted_at is None or v.served_at is None:
-        return v.time_spent_s
-    return max(0.0, (v.submitted_at - v.served_at).total_seconds())
+    """The server's time for a serving (never the page's report, which a client can forge);
+    the wall time from serving to submission for a record that lacks it."""
+    if v.server_time_s is not None and v.server_time_s > 0:
+        return v.server_time_s
+    if v.submitted_at is not None and v.served_at is not None:
+        return max(0.0, (v.submitted_at - v.served_at).total_seconds())
+    return 0.0
 
 
 def _agreement(dimension: str, votes: Sequence[VoteRecord]) -> DimensionAgreement:

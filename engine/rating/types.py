@@ -198,7 +198,9 @@ class Progress:
 
 @dataclass(frozen=True)
 class ServedPair:
-    """A pair to judge, as the rater sees it: two playback files with the same rate and length.
+    """A pair to judge, as the rater sees it: this serving's own copies of the two clips (random
+    names, no metadata; `engine.rating.playback.ServedCopies`) with the same rate and length.
+    `time_spent_s` and `replays` are the page's report so far (a hint).
 
     `prompt_a`/`tags_a` belong to the left clip, `prompt_b`/`tags_b` to the right one; they are
     equal (`same_prompt`) for pairs built from history. `draft` holds what was saved so far
@@ -231,6 +233,7 @@ class ServedPair:
 class JudgementView:
     """A serving and what was answered, in the screen terms it was served with.
 
+    `time_spent_s` and `replays` are the page's report (a hint); `server_time_s` is the server's.
     The last five fields are filled only for admins (None for raters): which generations were
     shown where, and whether the serving was a hidden repeat or a gold pair.
     """
@@ -244,6 +247,7 @@ class JudgementView:
     replays: int
     votes: Mapping[str, Vote]
     deformations: tuple[DeformationMark, ...]
+    server_time_s: float = 0.0  # serving to first submit or skip, measured by the server
     comparison_id: int | None = None
     left_generation_id: int | None = None
     right_generation_id: int | None = None

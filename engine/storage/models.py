@@ -261,10 +261,31 @@ class Assignment(Base):
     served_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the page reported (active time, replays): a hint only, clamped by the server (0006).
     time_spent_s: Mapped[float] = mapped_column(Float, default=0.0)
     replays: Mapped[int] = mapped_column(Integer, default=0)
     draft_json: Mapped[str | None] = mapped_column(Text)
     skip_reason: Mapped[str | None] = mapped_column(Text)
+    # Measured by the server: served_at to the first submit (or skip); what the too-fast flag reads.
+    server_time_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+class ServedClip(Base):
+    """One rater's own copy of one clip of a serving (0006): re-encoded without metadata, under a
+    random name, so no file a rater plays is shared with another pair, another rater or the history."""
+
+    __tablename__ = "served_clips"
+    __table_args__ = (
+        UniqueConstraint("path", name="uq_served_clips_path"),
+        UniqueConstraint("assignment_id", "generation_id", name="uq_served_clips_assignment_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id"))
+    path: Mapped[str] = mapped_column(Text)  # relative to the media folder
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
 class Judgement(Base):

@@ -101,8 +101,9 @@ def _gen(gid: int, model: str) -> GenerationRecord:
 def _vote(jid: int, a: int, b: int, outcome: str, winner: int | None, *, rater: int = 1, dim: str = "visual_quality",
           repeat_of: int | None = None, gold: bool = False, time_s: float = 20.0, scores: dict | None = None) -> VoteRecord:
     # The pair id is 1ab for generations a < b (pair 1-2 is 112).
+    # `time_s` is the server's time; the page's report (time_spent_s) is a hint no stat reads.
     return VoteRecord(jid, jid, 100 + min(a, b) * 10 + max(a, b), rater, repeat_of is not None, repeat_of, dim, outcome,
-                      winner, None, scores or {}, a, b, gold, time_s, None)
+                      winner, None, scores or {}, a, b, gold, 99_999.0, None, None, time_s)
 
 
 def test_leaderboard_counts_ties_as_half_and_drops_both_bad() -> None:
@@ -143,9 +144,9 @@ def test_quality_report_gold_repeats_and_speed() -> None:
     assert (fast.gold_votes, fast.gold_accuracy, fast.repeat_votes, fast.self_consistency) == (1, 1.0, 1, 0.0)
     assert (careful.gold_accuracy, careful.self_consistency) == (0.0, 1.0)
     assert fast.median_time_s == 3.0 and fast.too_fast and not careful.too_fast and report.flagged == (fast,)
-    # A serving without reported active time counts its wall time from serving to submission.
+    # A record without the server's figure counts its wall time from serving to submission.
     served = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-    silent = dataclasses.replace(votes[4], time_spent_s=0.0, served_at=served,
+    silent = dataclasses.replace(votes[4], server_time_s=None, served_at=served,
                                  submitted_at=served.replace(second=40))
     again = quality_report([*votes[:4], silent, votes[5]], raters, gold, dimensions=["visual_quality"],
                            fast_median_s=10.0)

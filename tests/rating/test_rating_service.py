@@ -17,7 +17,7 @@ from engine.core.export import probe_video, read_embedded_settings
 from engine.rating.service import RatingService
 from engine.rating.types import DIMENSIONS, DeformationMark, JudgementForm, PermissionDenied, ServedPair, Vote
 from engine.storage.clips import HistoryService
-from support.rating import (ADMIN, N1, N3, PASSWORD, QUALITY, RATERS, Studio, Template, full_form,
+from support.rating import (ADMIN, N1, N3, PASSWORD, QUALITY, RATERS, Studio, Template, age_serving, full_form,
                                  prefer_better_model)
 
 
@@ -46,7 +46,8 @@ def test_pairs_from_history_share_rate_and_length(studio: Studio, template: Temp
     for p in pairs.values():
         a, b = (probe_video(studio.settings.media_dir / clip.path) for clip in (p.playback_a, p.playback_b))
         assert (a.fps, a.num_frames, a.width, a.height) == (b.fps, b.num_frames, b.width, b.height) == (8, 8, 32, 32)
-        assert read_embedded_settings(studio.settings.media_dir / p.playback_a.path) == {"rating_playback": True}
+        with pytest.raises(InvalidRequest, match="holds no AniMatrix settings"):  # no metadata at all
+            read_embedded_settings(studio.settings.media_dir / p.playback_a.path)
     anime = pairs[(c["n1-preview"], c["n1-animegen-t2v"])].playback_b  # 12 fps, 12 frames, 48 px in the source
     assert (anime.source_fps, anime.source_frames) == (12.0, 12)
     # One file per clip and spec: 7 clips with the same spec -> 7 playback files.
@@ -188,6 +189,7 @@ def test_draft_resume_submit_edit_and_skip(studio: Studio) -> None:
     pair = service.next_pair(aki)
     assert pair is not None and pair.draft == JudgementForm() and pair.status == "pending"
     assert pair.video_a.is_file() and pair.video_b.is_file() and pair.video_a != pair.video_b
+    age_serving(studio.db, pair.assignment_id, 60)  # a minute on screen: the page's figures fit in it
     mark = DeformationMark("B", 2, 4, "smear", "intentional", "hair whip")
     draft = JudgementForm({"artistic_motion": Vote("B", 3, None, 5), "visual_quality": Vote(score_a=2)}, (mark,), 5.5, 2)
     assert str(service.save_draft(aki, pair.assignment_id, draft)) == "0 of 6"
@@ -261,13 +263,21 @@ def test_stats_and_leaderboard_from_real_judgements(studio: Studio) -> None:
                  key=lambda g: QUALITY[service.repository.generations([g])[g].model])
     service.set_gold(admin, gold_pair.id, {d: better for d in DIMENSIONS})
     for name in RATERS:
-        elapsed = 2.0 if name == "chika" else 25.0
-        _drain(service, name, lambda s, p, elapsed=elapsed: prefer_better_model(s, p, elapsed_s=elapsed))
+        # The server's clock decides: chika answers at once whatever her page claims; the others
+        # had each pair on screen for 25 s.
+        on_screen = 0.0 if name == "chika" else 25.0
+
+        def answer(s: RatingService, p: ServedPair, on_screen: float = on_screen) -> Any:
+            if on_screen:
+                age_serving(studio.db, p.assignment_id, on_screen)
+            return prefer_better_model(s, p, elapsed_s=600.0)
+        _drain(service, name, answer)
     report = service.stats(admin)
     by_name = {r.name: r for r in report.raters}
     assert [r.name for r in report.flagged] == ["chika"]
     for name in RATERS:
-        assert by_name[name].judged >= 6 and by_name[name].median_time_s == (2.0 if name == "chika" else 25.0)
+        assert by_name[name].judged >= 6
+        assert by_name[name].median_time_s == pytest.approx(0.0 if name == "chika" else 25.0, abs=3.0)
         assert by_name[name].gold_accuracy in (None, 1.0) and by_name[name].self_consistency in (None, 1.0)
     assert any(by_name[n].gold_votes for n in RATERS) and any(by_name[n].repeat_votes for n in RATERS)
     for dim in report.dimensions:  # everyone answers by the same rule: full agreement

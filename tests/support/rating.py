@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -135,3 +136,89 @@ def prefer_better_model(service: RatingService, pair: Any, *, elapsed_s: float =
     left, right = QUALITY[gens[view.left_generation_id].model], QUALITY[gens[view.right_generation_id].model]
     choice = "A" if left > right else "B" if right > left else "tie"
     return full_form(choice, elapsed_s=elapsed_s)
+
+
+def age_serving(db: Database, assignment_id: int, seconds: float) -> None:
+    """Move a serving's `served_at` back by `seconds`, as if it had been on screen that long: the
+    server measures time from serving, and a test should not sleep for it."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from engine.storage.models import Assignment
+
+    with db.engine.begin() as conn:
+        served = conn.execute(Assignment.__table__.select().where(Assignment.id == assignment_id)).one().served_at
+        conn.execute(update(Assignment).where(Assignment.id == assignment_id)
+                     .values(served_at=served - timedelta(seconds=seconds)))
+
+
+# -- a served studio with `--auth raters` (security and browser tests) -----------------------------
+@dataclass
+class RaterServer:
+    """A studio launched as `python app.py --auth raters` would be, with real clips (each mp4
+    carrying its request, as generated clips do), pairs, an admin and two raters."""
+
+    services: Any
+    url: str
+    clips: dict[str, int]  # "<narrative key>-<model>" -> history id
+
+    @property
+    def service(self) -> RatingService:
+        return self.services.rating  # type: ignore[no-any-return]
+
+    def record(self, key: str, narrative: str, model: str, frames: int, shade: int) -> int:
+        request = GenerationRequest(narrative=narrative, model=model, tags=TAGS, seed=11, width=48, height=32,
+                                    num_frames=frames, fps=8, steps=4)
+        rec = self.services.studio.history.record_finished(request, None, _ball_clip(request, shade))
+        self.clips[f"{key}-{model}"] = rec.id
+        return int(rec.id)
+
+    def login(self, name: str) -> Any:
+        """A gradio_client logged in to the studio as `name` (the studio's own /login)."""
+        from gradio_client import Client
+
+        return Client(self.url, auth=(name, PASSWORD), verbose=False)
+
+
+def _ball_clip(request: GenerationRequest, shade: int) -> Any:
+    """A ball crossing the frame (every frame differs; the shade tells the models apart)."""
+    def write(folder: Path) -> MediaFiles:
+        h, w, n = request.height, request.width, request.num_frames
+        y, x = np.mgrid[0:h, 0:w]
+        out = np.empty((n, h, w, 3), np.uint8)
+        for f in range(n):
+            frame = np.stack([np.full((h, w), 40 + 50 * shade), 60 + y * 3, 120 + x], -1)
+            frame[(x - (4 + f * (w - 8) / max(n - 1, 1))) ** 2 + (y - h / 2) ** 2 < 25] = (250, 250, 60)
+            out[f] = np.clip(frame, 0, 255)
+        return MediaFiles(video=write_mp4(out, request.fps, folder / "clip.mp4", {"request": request.to_dict()}))
+    return write
+
+
+@contextmanager
+def rater_server(root: Path, narratives: dict[str, tuple[str, int]] | None = None,
+                 models: tuple[str, ...] = MODELS, *, auth: bool = True) -> Iterator[RaterServer]:
+    """`narratives`: key -> (narrative, frames); each gets one clip per model, then pairs.
+    `auth=False` serves it without a studio login (raters sign in on the Rate tab)."""
+    from app.services.context import StudioServices
+    from app.services.identity import Identity
+    from app.ui import build_app
+    from support.app import free_port
+
+    settings = make_settings(root / "data")
+    services = StudioServices.create(settings, start_worker=False, identity=Identity(mode="raters" if auth else "none"))
+    server = RaterServer(services, "", {})
+    for key, (narrative, frames) in (narratives or {"n1": (N1, 9)}).items():
+        for shade, model in enumerate(models):
+            server.record(key, narrative, model, frames, shade)
+    admin = services.rating.create_first_admin(ADMIN, PASSWORD, experience="animation director")
+    for name in RATERS:
+        services.rating.add_rater(admin, name, PASSWORD, experience="key animator")
+    services.rating.build_pairs(admin)
+    app = build_app(services)
+    try:
+        _, server.url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                                      quiet=True, **({"auth": "raters"} if auth else {}))
+        yield server
+    finally:
+        app.close()

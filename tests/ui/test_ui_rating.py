@@ -512,3 +512,104 @@ def test_studio_login_with_a_rater_account_opens_the_rate_tab_signed_in(rated: R
         page.close()
     finally:
         app.blocks.close()  # the services belong to the module's studio
+
+
+def _counter_agrees_with_the_videos(page: Any) -> dict[str, Any]:
+    """The counter's frame is the frame both videos are at (issue 17: "Frame 5 / 9" at 0 s)."""
+    state = page.evaluate(
+        "() => { const root = document.querySelector('#amx-player'), a = document.querySelector('#amx-video-a');"
+        " const c = document.querySelector('.amx-counter'); const fps = Number(root.dataset.fps);"
+        " return {counter: c.textContent, frame: Number(c.dataset.frame), video: Math.floor(a.currentTime * fps + 1e-3),"
+        " frames: Number(root.dataset.frames), max: Number(root.querySelector('.amx-scrub').max)}; }")
+    assert state["frame"] == state["video"], state
+    return state
+
+
+@browser_only
+def test_each_new_pair_gets_its_own_frame_count(browser: Any, tmp_path: Path) -> None:
+    """Issue 17, item 1: a 17-frame pair after a 9-frame one counts to 17, End reaches 17, a mark
+    lands on frame 15; the counter never disagrees with the videos."""
+    from playwright.sync_api import expect
+
+    from support.rating import rater_server
+
+    two = ("preview", "wan2.1-t2v-1.3b")
+    with rater_server(tmp_path / "studio", {"nine": ("a short spin, nine frames", 9)}, models=two,
+                      auth=False) as server:
+        page = open_rate_tab(browser, server.url, RATER)
+        expect(page.locator(".amx-counter")).to_contain_text("Frame 1 / 9")
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("End")
+        expect(page.locator(".amx-counter")).to_contain_text("Frame 9 / 9")
+        for key in ["1", "a", "2", "a", "3", "a", "4", "a", "5", "a"]:
+            page.keyboard.press(key)
+        expect(page.locator("#rate-choice-character_consistency input[value='A']")).to_be_checked()
+        page.keyboard.press("Enter")
+        expect(page.locator("#rate-reveal")).to_be_visible(timeout=15_000)
+        page.keyboard.press("Escape")  # stay on the reveal while the admin adds a longer pair
+        _counter_agrees_with_the_videos(page)
+        for shade, model in enumerate(two):
+            server.record("seventeen", "a long leap, seventeen frames", model, 17, shade + 3)
+        server.service.build_pairs(server.service.rater_by_name(ADMIN))
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("Enter")  # the next pair
+        expect(page.locator("#rate-prompt")).to_contain_text("seventeen frames", timeout=15_000)
+        wait_for_players(page)
+        expect(page.locator(".amx-counter")).to_contain_text("Frame 1 / 17")
+        state = _counter_agrees_with_the_videos(page)
+        assert (state["frames"], state["max"]) == (17, 16)
+        page.keyboard.press("End")
+        expect(page.locator(".amx-counter")).to_contain_text("Frame 17 / 17")
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowLeft")
+        expect(page.locator(".amx-counter")).to_contain_text("Frame 15 / 17")
+        _counter_agrees_with_the_videos(page)
+        for key in ("i", "o", "m"):
+            page.keyboard.press(key)
+        expect(page.locator("#rate-mark-list")).to_contain_text("A · frame 15 · Smear · art")
+        shoot(page, tmp_path, "rating-17-frames-1280", full_page=False)
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420
+        expect(page.locator(".amx-counter")).to_contain_text("Frame 15 / 17")
+        shoot(page, tmp_path, "rating-17-frames-420", full_page=False)
+        page.close()
+
+
+@browser_only
+def test_admin_mistakes_are_toasts_and_leave_the_tables_alone(rated: Rated, browser: Any, tmp_path: Path) -> None:
+    """Issue 17, item 2: adding an existing rater, or marking pair 99 as gold, shows a warning and
+    keeps the tables and fields as they were (no red "Error" boxes)."""
+    from playwright.sync_api import expect
+
+    page = open_rate_tab(browser, rated.url, ADMIN)
+    page.get_by_role("tab", name="Admin").click()
+    raters, pairs = page.locator("#rate-admin-rater-table"), page.locator("#rate-admin-pair-table")
+    expect(raters).to_contain_text(RATER)
+    expect(pairs).to_contain_text("same_seed")
+    page.locator("#rate-admin-new-name input").fill(RATER)
+    page.locator("#rate-admin-new-password input").fill(PASSWORD)
+    page.click("#rate-admin-add")
+    expect(page.get_by_text(f"an account named '{RATER}' already exists")).to_be_visible(timeout=15_000)
+    page.locator("#rate-admin-gold-pair input").fill("99")
+    page.click("#rate-admin-set-gold")
+    expect(page.get_by_text("There is no pair 99.")).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(500)
+    for table, text in ((raters, RATER), (pairs, "same_seed")):
+        expect(table).to_be_visible()
+        expect(table).to_contain_text(text)
+        expect(table.locator(".error")).to_have_count(0)
+    expect(page.locator("#rate-admin-new-name input")).to_have_value(RATER)  # the form is kept too
+    expect(page.locator("#rate-admin-gold-pair input")).to_have_value("99")
+    shoot(page, tmp_path, "rating-admin-warning-1280", full_page=False)
+    page.close()
+    # An API caller has no toast to see: the same mistake is an error for it, and nothing changes.
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(rated.url, verbose=False)
+    client.predict(ADMIN, PASSWORD, api_name="/rate_sign_in")
+    before = len(rated.service.repository.list_raters())
+    with pytest.raises(AppError, match="already exists"):
+        client.predict(RATER, "rater", "", None, PASSWORD, api_name="/rating_add_rater")
+    assert len(rated.service.repository.list_raters()) == before

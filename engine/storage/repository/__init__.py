@@ -10,8 +10,8 @@ keeps working.
 """
 from __future__ import annotations
 
-from .generations import (ACTIVE_STATUSES, FINISHED_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, GenerationRecord,
-                      HistoryPage, HistoryRepository)
+from .generations import ACTIVE_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, HistoryRepository
+from .records import FINISHED_STATUSES, GenerationRecord, HistoryPage
 from .rating import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
                      PasswordHash, PlaybackRecord, Rater, RatingRepository, ServeChoice, Verdict, VoteRecord)
 from .reward import RewardRepository, RewardScoreInput, RewardScoreRecord

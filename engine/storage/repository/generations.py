@@ -13,7 +13,6 @@ import builtins
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -25,10 +24,11 @@ from ... import __version__
 from ...core.errors import InvalidRequest, NotFound
 from ...core.requests import GenerationRequest
 from .base import Repository
+from .records import GenerationRecord, HistoryPage, _tags_to_json, _to_record  # noqa: F401 - re-exported
+from .sql import tag_has
 from ..models import STATUSES, Comparison, Generation, utc_now
 
 ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
-FINISHED_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 MAX_PAGE_SIZE = 500
 MAX_ERROR_CHARS = 10_000
 _SOURCE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -46,106 +46,6 @@ def _check_label(field: str, value: Any) -> str | None:
 _TAG_FIELD_RE = re.compile(r"[A-Za-z0-9_.\-]+")  # also keeps the JSON path below injection-free
 _INT_FIELDS = ("seed", "width", "height", "num_frames", "fps", "peak_memory_bytes")
 _UPDATABLE = ("compiled_prompt", "checkpoint", "timings", "request", *_INT_FIELDS)
-
-
-@dataclass(frozen=True)
-class GenerationRecord:
-    """One row of the history, detached from the database. Media paths are relative to media_dir.
-
-    `tags` and `timings` are plain dicts (each record has its own copy) so they serialise to JSON.
-    """
-
-    id: int
-    status: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    model: str
-    narrative: str
-    tags: Mapping[str, tuple[str, ...]]
-    seed: int | None
-    request_json: str
-    compiled_prompt: str | None
-    video_path: str | None
-    poster_path: str | None
-    width: int | None
-    height: int | None
-    num_frames: int | None
-    fps: int | None
-    timings: Mapping[str, float]
-    peak_memory_bytes: int | None
-    error: str | None
-    engine_version: str
-    checkpoint: str | None
-    source: str
-    owner: str | None = None
-    batch: str | None = None
-
-    @property
-    def request(self) -> GenerationRequest:
-        """The full request, as stored (resolved once the job ran): "restore settings" uses it."""
-        return GenerationRequest.from_json(self.request_json)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    """One page of a filtered listing, newest first, plus how many entries match in all."""
-
-    items: tuple[GenerationRecord, ...]
-    total: int
-    limit: int
-    offset: int
-
-    @property
-    def has_more(self) -> bool:
-        return self.offset + len(self.items) < self.total
-
-
-def _tags_to_json(tags: Mapping[str, Sequence[str]]) -> str:
-    # Always lists, so a tag filter reads every field the same way.
-    return json.dumps({k: list(v) for k, v in sorted(tags.items())}, ensure_ascii=False, sort_keys=True)
-
-
-def _to_record(row: Generation) -> GenerationRecord:
-    tags = {k: tuple(v) for k, v in json.loads(row.tags_json or "{}").items()}
-    timings = {k: float(v) for k, v in json.loads(row.timings_json or "{}").items()}
-    return GenerationRecord(
-        id=row.id,
-        status=row.status,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        model=row.model,
-        narrative=row.narrative,
-        tags=tags,
-        seed=row.seed,
-        request_json=row.request_json,
-        compiled_prompt=row.compiled_prompt,
-        video_path=row.video_path,
-        poster_path=row.poster_path,
-        width=row.width,
-        height=row.height,
-        num_frames=row.num_frames,
-        fps=row.fps,
-        timings=timings,
-        peak_memory_bytes=row.peak_memory_bytes,
-        error=row.error,
-        engine_version=row.engine_version,
-        checkpoint=row.checkpoint,
-        source=row.source,
-        owner=row.owner,
-        batch=row.batch,
-    )
 
 
 MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger number is refused here, not by the driver
@@ -326,9 +226,7 @@ class HistoryRepository(Repository):
                 raise InvalidRequest("tags", f"a tag field id is letters, digits, '.', '_' or '-', got {field!r}")
             values = (wanted,) if isinstance(wanted, str) else tuple(wanted)
             for value in values:
-                # json_each over the field's list: one row per value; EXISTS finds the wanted one.
-                each = func.json_each(Generation.tags_json, f'$."{field}"').table_valued("value")
-                out.append(select(each.c.value).where(each.c.value == value).exists())
+                out.append(tag_has(Generation.tags_json, field, value))
         if model is not None:
             out.append(Generation.model == model)
         if status is not None:
@@ -358,10 +256,11 @@ class HistoryRepository(Repository):
             return None if row is None else _to_record(row)
 
     def claim_next(self) -> GenerationRecord | None:
-        """Take the oldest queued job and mark it running, atomically across processes."""
+        """Take the oldest queued job and mark it running, atomically across processes (and, on
+        PostgreSQL, across machines: the row is locked, rows other workers hold are skipped)."""
         with self._transaction(write=True) as s:
             row = s.scalars(select(Generation).where(Generation.status == "queued")
-                            .order_by(Generation.id).limit(1)).first()
+                            .order_by(Generation.id).limit(1).with_for_update(skip_locked=True)).first()
             if row is None:
                 return None
             row.status = "running"
@@ -462,6 +361,18 @@ class HistoryRepository(Repository):
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def requeue(self, ids: Sequence[int]) -> builtins.list[int]:
+        """Put 'running' jobs whose worker is gone back in the queue (not CLI runs, which nobody
+        would collect); returns the ids requeued."""
+        if not ids:
+            return []
+        with self._transaction(write=True) as s:
+            rows = s.scalars(select(Generation).where(Generation.status == "running", Generation.id.in_(list(ids)),
+                                                      Generation.source != "cli")).all()
+            for row in rows:
+                row.status, row.started_at, row.worker, row.heartbeat_at = "queued", None, None, None
+            return sorted(row.id for row in rows)
 
     # -- edits ----------------------------------------------------------------------------------
     def update_fields(self, generation_id: int, **changes: Any) -> GenerationRecord:

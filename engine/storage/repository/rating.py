@@ -9,6 +9,7 @@ consistent. Choices are stored per generation (which clip won), never per screen
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from ...core.errors import InvalidRequest, NotFound
 from .base import Repository
 from ..models import (Assignment, ClipScore, Comparison, DeformationLabel, Generation, GoldAnswer, Judgement,
-                      PlaybackClip, RaterAccount, utc_now)
+                      PlaybackClip, RaterAccount, ServedClip, utc_now)
 from .generations import GenerationRecord, _to_record
 # The records live in rating_records; they are re-exported so this stays the one import path.
 from .rating_records import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
@@ -28,6 +29,23 @@ __all__ = [
     "AssignmentRecord", "CandidatePair", "ComparisonRecord", "GoldRecord", "LabelInput", "LabelRecord",
     "PasswordHash", "PlaybackRecord", "Rater", "RatingRepository", "ServeChoice", "Verdict", "VoteRecord",
 ]
+
+
+# The page's time may run this far ahead of the server's clock (network, rounding) before it is cut.
+CLIENT_SLACK_S = 2.0
+MAX_REPLAYS = 10_000
+
+
+def _add_hints(row: Assignment, add_time_s: float, add_replays: int, min_replay_s: float | None,
+               now: datetime | None = None) -> float:
+    """Add the page's figures to a serving as hints, within what the server saw; returns the
+    server's wall time since the pair was served. Time cannot exceed that wall time, replays
+    cannot exceed one per `min_replay_s` of it (one pass of the clip at full speed)."""
+    wall = max(0.0, ((now or utc_now()) - row.served_at).total_seconds())
+    row.time_spent_s = min(float(row.time_spent_s) + max(0.0, float(add_time_s)), wall + CLIENT_SLACK_S)
+    cap = MAX_REPLAYS if not min_replay_s or min_replay_s <= 0 else min(MAX_REPLAYS, 1 + int(wall / min_replay_s))
+    row.replays = min(int(row.replays) + max(0, int(add_replays)), cap)
+    return wall
 
 
 def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
@@ -194,6 +212,48 @@ class RatingRepository(Repository):
         with self._transaction(write=False) as s:
             return set(s.scalars(select(PlaybackClip.path)))
 
+    # -- each serving's own copies of its clips ---------------------------------------------------
+    def served_clips(self, assignment_id: int) -> dict[int, str]:
+        """generation id -> path (relative to the media folder) of one serving's copies."""
+        with self._transaction(write=False) as s:
+            return dict(s.execute(select(ServedClip.generation_id, ServedClip.path)
+                                  .where(ServedClip.assignment_id == assignment_id)).all())
+
+    def add_served_clips(self, assignment_id: int, paths: Mapping[int, str]) -> tuple[dict[int, str], set[str]]:
+        """Register a serving's copies where it has none yet. Returns the copies it has now and
+        the given paths that were not needed (another tab registered its own meanwhile), for the
+        caller to delete."""
+        unused: set[str] = set()
+        with self._transaction(write=True) as s:
+            if s.get(Assignment, assignment_id) is None:
+                raise NotFound(f"no rating task with id {assignment_id}")
+            have = dict(s.execute(select(ServedClip.generation_id, ServedClip.path)
+                                  .where(ServedClip.assignment_id == assignment_id)).all())
+            for gid, path in paths.items():
+                if gid in have:
+                    unused.add(path)
+                    continue
+                s.add(ServedClip(assignment_id=assignment_id, generation_id=gid, path=path, created_at=utc_now()))
+                have[gid] = path
+            s.flush()
+            return have, unused
+
+    def served_paths(self) -> set[str]:
+        with self._transaction(write=False) as s:
+            return set(s.scalars(select(ServedClip.path)))
+
+    def take_finished_served_clips(self, before: datetime) -> list[str]:
+        """Forget the copies of finished servings (made and finished before `before`) and return
+        their paths for the caller to delete; a serving reopened later gets new ones."""
+        with self._transaction(write=True) as s:
+            rows = list(s.execute(select(ServedClip.id, ServedClip.path)
+                                  .join(Assignment, ServedClip.assignment_id == Assignment.id)
+                                  .where(Assignment.status != "pending", Assignment.updated_at < before,
+                                         ServedClip.created_at < before)).all())
+            for chunk in _chunks([r.id for r in rows]):
+                s.execute(delete(ServedClip).where(ServedClip.id.in_(chunk)))
+            return [r.path for r in rows]
+
     def set_gold(self, comparison_id: int, answers: Sequence[GoldRecord], set_by: int) -> None:
         """Replace a pair's known answers (an empty list makes it an ordinary pair again)."""
         with self._transaction(write=True) as s:
@@ -284,19 +344,20 @@ class RatingRepository(Repository):
         return row
 
     def save_draft(self, assignment_id: int, rater_id: int, draft_json: str, add_time_s: float,
-                   add_replays: int) -> AssignmentRecord:
+                   add_replays: int, min_replay_s: float | None = None) -> AssignmentRecord:
         with self._transaction(write=True) as s:
             row = self._own_assignment(s, assignment_id, rater_id)
             row.draft_json = draft_json
-            row.time_spent_s = float(row.time_spent_s) + add_time_s
-            row.replays = int(row.replays) + add_replays
+            _add_hints(row, add_time_s, add_replays, min_replay_s)
             row.updated_at = utc_now()
             s.flush()
             return _assignment(row)
 
     def submit(self, assignment_id: int, rater_id: int, verdicts: Sequence[Verdict], labels: Sequence[LabelInput],
-               draft_json: str | None, add_time_s: float, add_replays: int) -> AssignmentRecord:
-        """Store (or replace, when edited later) a serving's verdicts, scores and labels at once."""
+               draft_json: str | None, add_time_s: float, add_replays: int,
+               min_replay_s: float | None = None) -> AssignmentRecord:
+        """Store (or replace, when edited later) a serving's verdicts, scores and labels at once.
+        The first submit fixes the server's time (served_at to now); an edit leaves it."""
         with self._transaction(write=True) as s:
             row = self._own_assignment(s, assignment_id, rater_id)
             s.execute(delete(Judgement).where(Judgement.assignment_id == assignment_id))
@@ -312,13 +373,15 @@ class RatingRepository(Repository):
             s.add_all(DeformationLabel(assignment_id=row.id, generation_id=lab.generation_id, kind=lab.kind,
                                        intent=lab.intent, start_frame=lab.start_frame, end_frame=lab.end_frame,
                                        note=lab.note, created_at=now) for lab in labels)
+            first = row.status != "submitted"
             row.status = "submitted"
             row.submitted_at = now
             row.updated_at = now
             row.skip_reason = None
             row.draft_json = draft_json
-            row.time_spent_s = float(row.time_spent_s) + add_time_s
-            row.replays = int(row.replays) + add_replays
+            wall = _add_hints(row, add_time_s, add_replays, min_replay_s, now)
+            if first:
+                row.server_time_s = wall
             s.flush()
             return _assignment(row)
 
@@ -329,8 +392,9 @@ class RatingRepository(Repository):
                 raise InvalidRequest("assignment", f"rating task {assignment_id} was already submitted; edit it instead")
             row.status = "skipped"
             row.skip_reason = reason
-            row.time_spent_s = float(row.time_spent_s) + add_time_s
-            row.updated_at = utc_now()
+            now = utc_now()
+            row.server_time_s = _add_hints(row, add_time_s, 0, None, now)
+            row.updated_at = now
             s.flush()
             return _assignment(row)
 
@@ -356,7 +420,7 @@ class RatingRepository(Repository):
             return [VoteRecord(j.id, a.id, c.id, j.rater_id, bool(j.is_repeat), a.repeat_of_id, j.dimension, j.outcome,
                                j.winner_generation_id, j.strength, scores.get(j.id, {}), c.generation_a_id,
                                c.generation_b_id, c.id in gold_ids, float(a.time_spent_s), a.submitted_at,
-                               a.served_at)
+                               a.served_at, float(a.server_time_s or 0.0))
                     for j, a, c in rows]
 
     def labels(self, *, assignment_ids: Sequence[int] | None = None, include_repeats: bool = True) -> list[LabelRecord]:

@@ -100,10 +100,11 @@ class AssignmentRecord:
     served_at: datetime
     updated_at: datetime
     submitted_at: datetime | None
-    time_spent_s: float
-    replays: int
+    time_spent_s: float  # the page's report, a hint (clamped)
+    replays: int  # the page's report, a hint (clamped)
     draft_json: str | None
     skip_reason: str | None
+    server_time_s: float = 0.0  # served_at to the first submit or skip, measured by the server
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,10 @@ class VoteRecord:
     generation_a_id: int
     generation_b_id: int
     is_gold_pair: bool
-    time_spent_s: float  # active time the UI reported for the serving
+    time_spent_s: float  # active time the page reported for the serving (a hint)
     submitted_at: datetime | None
     served_at: datetime | None = None
+    server_time_s: float | None = None  # served to first submit, measured by the server
 
 
 @dataclass(frozen=True)
@@ -199,4 +201,5 @@ def _playback(row: PlaybackClip) -> PlaybackRecord:
 def _assignment(row: Assignment) -> AssignmentRecord:
     return AssignmentRecord(row.id, row.comparison_id, row.rater_id, row.left_generation_id, bool(row.is_repeat),
                             row.repeat_of_id, row.status, row.served_at, row.updated_at, row.submitted_at,
-                            float(row.time_spent_s), int(row.replays), row.draft_json, row.skip_reason)
+                            float(row.time_spent_s), int(row.replays), row.draft_json, row.skip_reason,
+                            float(row.server_time_s or 0.0))
