@@ -27,6 +27,7 @@ from .model import RewardModel
 from .types import BestOfNProgress, ScoredClip
 
 if TYPE_CHECKING:
+    from ..access import Viewer
     from ..core.generation import CancelToken
     from ..runner import JobRunner
 
@@ -44,8 +45,10 @@ def candidate_seeds(seed: int | None, n: int) -> list[int]:
 
 def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_model: RewardModel,
               progress: BestOfNCallback | None = None, cancel: "CancelToken | None" = None, *,
-              source: str = "best_of_n") -> list[ScoredClip]:
-    """Generate `n` candidates of `request`, score and store them, return them best first."""
+              source: str = "best_of_n", viewer: "Viewer | None" = None) -> list[ScoredClip]:
+    """Generate `n` candidates of `request`, score and store them, return them best first.
+
+    With a `viewer` the candidates are theirs and count against their limits (all N or none)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES:
         raise InvalidRequest("n", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {n!r}")
     if not isinstance(request, GenerationRequest):
@@ -58,7 +61,7 @@ def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_mo
     jobs: list[tuple[int, int]] = []  # (job id, seed)
     try:
         for seed in candidate_seeds(request.seed, n):
-            jobs.append((runner.submit(replace(request, seed=seed), source=source), seed))
+            jobs.append((runner.submit(replace(request, seed=seed), source=source, viewer=viewer), seed))
     except BaseException:
         _remove_queued(runner, [job for job, _ in jobs])  # all or nothing: no stray candidates
         raise

@@ -10,6 +10,7 @@ engine's errors, which the caller prints as one line with exit status 2.
     reward score  --model DIR (--video FILE [--prompt TEXT] [--tag F=V] | --history ID ... | --history-all)
     reward export-scores --out scores.jsonl [--admin NAME]
     reward leaderboard   --model DIR [--admin NAME] [--group-key model|checkpoint|adapters|variant]
+    reward best-of-n     --reward-model DIR --best-of N --narrative TEXT [--model ID] [--tag F=V] [--seed S] ...
 """
 from __future__ import annotations
 
@@ -95,6 +96,24 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--admin", metavar="NAME", help=f"the admin account doing this (env {ADMIN_ENV})")
 
+    n = rs.add_parser("best-of-n", help="generate N seeds of one request and rank them by reward",
+                      allow_abbrev=False,
+                      description="Every candidate is queued and run through the studio's job runner, lands in "
+                                  "the history (source best_of_n) with its scores stored; best first.")
+    n.add_argument("--reward-model", type=Path, required=True, metavar="DIR", help="reward checkpoint folder")
+    n.add_argument("--best-of", type=int, required=True, metavar="N", help="candidates (1-64)")
+    n.add_argument("--model", help="generator: registry id or a local diffusers folder (default: the studio's)")
+    n.add_argument("--narrative", required=True)
+    n.add_argument("--negative-prompt")
+    n.add_argument("--tag", action="append", type=_tag, default=[], metavar="FIELD=VALUE")
+    n.add_argument("--seed", type=int, help="first seed (the next N-1 follow); default random")
+    for flag, kind in (("--width", int), ("--height", int), ("--frames", int), ("--fps", int), ("--steps", int),
+                       ("--guidance", float)):
+        n.add_argument(flag, type=kind)
+    n.add_argument("--adapter", action="append", default=[], metavar="PATH", help="adapter folder or file (repeatable)")
+    n.add_argument("--tag-encoder", metavar="DIR", help="a trained PKS tag encoder")
+    n.add_argument("--json", action="store_true")
+
     b = rs.add_parser("leaderboard", help="reward scores per group beside the animators' leaderboard",
                       allow_abbrev=False)
     b.add_argument("--model", type=Path, required=True, help="reward checkpoint folder")
@@ -107,7 +126,7 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run a `reward` sub-command; EngineErrors propagate to the caller (one line, exit 2)."""
     handler = {"train": _train, "eval": _eval, "score": _score, "export-scores": _export_scores,
-               "leaderboard": _leaderboard}[args.reward_command]
+               "leaderboard": _leaderboard, "best-of-n": _best_of_n}[args.reward_command]
     return handler(args, settings)
 
 
@@ -221,7 +240,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
         from .history import HistoryScorer
 
         settings.ensure_dirs()
-        db = open_database(settings.database)
+        db = open_database(settings.database_target)
         try:
             scorer = HistoryScorer(db, settings.media_dir, model)
             found = scorer.score(args.history if args.history else None, recompute=args.recompute,
@@ -256,7 +275,7 @@ def _export_scores(args: argparse.Namespace, settings: Settings) -> int:
     from .exports import export_scores
 
     settings.ensure_dirs()
-    db = open_database(settings.database)
+    db = open_database(settings.database_target)
     try:
         service = RatingService(db, settings.media_dir)
         rows = export_scores(service, _admin(service, args), args.out)
@@ -274,7 +293,7 @@ def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
 
     model = _load_model(args.model, settings)
     settings.ensure_dirs()
-    db = open_database(settings.database)
+    db = open_database(settings.database_target)
     try:
         service = RatingService(db, settings.media_dir)
         board = reward_leaderboard(service, _admin(service, args), HistoryScorer(db, settings.media_dir, model),
@@ -295,4 +314,50 @@ def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
               f"verdict agreement {agree} over {d.verdicts}")
         for r in d.rows:
             print(f"    {r.group:<32} human {f(r.human_score)}  reward {f(r.reward_mean)}  ({r.clips} clips)")
+    return 0
+
+
+def _best_of_n(args: argparse.Namespace, settings: Settings) -> int:
+    from ..core.requests import GenerationRequest
+    from ..runner import JobRunner
+    from ..studio import Studio
+    from .best_of_n import MAX_CANDIDATES, best_of_n
+
+    if not 1 <= args.best_of <= MAX_CANDIDATES:
+        raise InvalidRequest("--best-of", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {args.best_of}")
+    tags: dict[str, list[str]] = {}
+    for field, value in args.tag:
+        tags.setdefault(field, []).append(value)
+    base: dict[str, Any] = {"narrative": args.narrative, "model": args.model or settings.default_model,
+                            "tags": {k: v[0] if len(v) == 1 else v for k, v in tags.items()}}
+    for key, name in (("negative_prompt", "negative_prompt"), ("seed", "seed"), ("width", "width"),
+                      ("height", "height"), ("num_frames", "frames"), ("fps", "fps"), ("steps", "steps"),
+                      ("guidance", "guidance"), ("tag_encoder", "tag_encoder")):
+        if getattr(args, name) is not None:
+            base[key] = getattr(args, name)
+    if args.adapter:
+        base["adapters"] = [{"path": a} for a in args.adapter]
+    request = GenerationRequest.from_dict(base)  # checked before the reward model or any weights load
+    reward_model = _load_model(args.reward_model, settings)
+    studio = Studio(settings)
+    try:
+        def show(p: Any) -> None:
+            if not args.json:
+                print(f"\r{p.describe():<72}", end="", file=sys.stderr, flush=True)
+
+        ranked = best_of_n(JobRunner(studio), request, args.best_of, reward_model, progress=show, source="best_of_n")
+    finally:
+        if not args.json:
+            print(file=sys.stderr)
+        studio.close()
+    if args.json:
+        print(_dump([{"rank": c.rank, "history_id": c.history_id, "seed": c.seed, "video": str(c.video),
+                      "score": c.score.to_dict()} for c in ranked]))
+        return 0
+    for c in ranked:
+        print(f"{c.rank:>2}. history {c.history_id}  seed {c.seed}  reward {c.score.reward:+.3f}  "
+              f"p(failure) {c.score.p_failure:.2f}  {c.video}")
+        for warning in c.warnings:
+            print(f"      warning: {warning}")
+    print(f"{len(ranked)} candidates in the history (source best_of_n), scored by {reward_model.key}")
     return 0

@@ -156,7 +156,11 @@ def write_rating_set(folder: Path | str, synthetic: SyntheticSet | None = None, 
     video: dict[str, str] = {}
     for key, frames in s.frames.items():
         path = folder / "clips" / f"{key}.mp4"
-        write_mp4(frames, s.fps, path)
+        clip = s.data.clips[key]
+        # Like a studio clip, the file carries its request: every clip of a prompt shares layout and
+        # timing, i.e. one seed, which is what pairs from deformation marks group by.
+        request = {"narrative": clip.prompt, "tags": {k: list(v) for k, v in clip.tags.items()}, "seed": 0}
+        write_mp4(frames, s.fps, path, {"request": request})
         video[key] = str(path.absolute())
     data = s.data
 

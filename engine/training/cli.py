@@ -56,6 +56,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from .dpo import DPOTrainer
 
         trainer_class = DPOTrainer
+    elif config.rwr is not None:  # scored clips, each weighed by its reward: Flow-RWR
+        from .rwr import RWRTrainer
+
+        trainer_class = RWRTrainer
     trainer = trainer_class(config, settings, show_progress=not args.no_progress)
     result = trainer.run(cache_only=args.cache_only, resume=args.resume)
     if trainer.acc.is_main_process:

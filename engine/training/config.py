@@ -28,7 +28,9 @@ class DataConfig(Section):
     buckets: tuple[tuple[int, int], ...] = ()  # explicit (width, height) buckets; empty: automatic
     only_selected: bool = True  # skip manifest rows with selected: false
     caption_dropout: float = field(default=0.0, metadata=limits(min=0.0, max=1.0))  # empty caption (for CFG)
-    compile_tags: bool = True  # prefix captions with the PKS tag phrases, like the studio's prompts
+    # Prefix captions with the PKS tag phrases, like the studio's prompts. Default (None): yes without a
+    # tag encoder, no with one (the tags then reach the model through their own channel only).
+    compile_tags: bool | None = None
     max_text_tokens: int = field(default=512, metadata=limits(min=1, max=4096))
 
 
@@ -144,10 +146,26 @@ class DPOConfig(Section):
     run and ``data.manifest`` names a trl or pickapic rating export instead of a clip manifest."""
 
     beta: float = field(default=500.0, metadata=limits(min=1e-9))
-    reference: Literal["base", "initial"] = "base"  # adapter disabled, or a frozen copy of adapter.init_from
+    # base: the model with the adapter off and the tag channel off; initial: a frozen snapshot of
+    # everything that trains (adapter and tag encoder) at step 0; auto: initial when the run starts
+    # from saved weights (adapter.init_from / tag_encoder.init_from), else base.
+    reference: Literal["auto", "base", "initial"] = "auto"
+    deformations: str | None = None  # a deformations export (.jsonl): failure marks make pairs and weights
+    sources: tuple[Literal["choices", "marks"], ...] = ("choices", "marks")  # where pairs come from
+    failure_weight: float = field(default=2.0, metadata=limits(min=1.0, max=100.0))  # latent frames in a failure range
     dimensions: tuple[str, ...] = ()  # rating dimensions whose verdicts count; empty: all
     min_strength: int = field(default=1, metadata=limits(min=1, max=3))  # trl rows: weakest preference kept
     sft_weight: float = field(default=0.0, metadata=limits(min=0.0))  # + weight x flow-matching loss on the winners
+
+
+@dataclass(frozen=True)
+class RWRConfig(Section):
+    """Reward-weighted flow matching (engine/training/rwr.py): the clips of ``data.manifest`` are
+    weighed by exp(u / temperature), u = the reward model's utility of each clip in ``scores``."""
+
+    scores: str  # JSON Lines {video, utility | score} or the JSON object `reward score --json` prints
+    temperature: float = field(default=1.0, metadata=limits(min=1e-3, max=1e3))
+    max_weight: float = field(default=10.0, metadata=limits(min=1.0, max=1e6))  # cap after normalising
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,7 @@ class RunConfig(Section):
     tag_encoder: TagEncoderTrainConfig = field(default_factory=TagEncoderTrainConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     dpo: DPOConfig | None = None  # preference optimization instead of fine-tuning (see DPOConfig)
+    rwr: RWRConfig | None = None  # reward-weighted fine-tuning on scored clips (see RWRConfig)
 
     # ----------------------------------------------------------------------- derived
     @property
@@ -226,6 +245,8 @@ def _check_run(cfg: RunConfig) -> RunConfig:
         m = s.motion
         if m is not None and m[0] is not None and m[1] is not None and m[0] > m[1]:
             raise InvalidRequest(f"curriculum.stages[{i}].motion", f"low must not exceed high, got {list(m)}")
+    if cfg.dpo is not None and cfg.rwr is not None:
+        raise InvalidRequest("rwr", "a run is either DPO on pairs (dpo:) or reward-weighted on scored clips (rwr:)")
     if cfg.dpo is not None:
         from ..storage.models import RATING_DIMENSIONS
 
@@ -234,8 +255,11 @@ def _check_run(cfg: RunConfig) -> RunConfig:
             raise InvalidRequest("dpo.dimensions", f"'{bad[0]}' is not one of {', '.join(RATING_DIMENSIONS)}")
         if cfg.train.max_steps is None:
             raise InvalidRequest("train.max_steps", "is required for a dpo run")
+        cfg = _check_dpo(cfg)
     if not cfg.curriculum.stages and cfg.train.max_steps is None:
         raise InvalidRequest("train.max_steps", "is required when curriculum.stages is not given")
+    if cfg.data.compile_tags is None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, compile_tags=not cfg.tag_encoder.enabled))
     v = cfg.validation
     for name in ("width", "height"):
         value = getattr(v, name)
@@ -244,6 +268,35 @@ def _check_run(cfg: RunConfig) -> RunConfig:
     if v.num_frames is not None and (v.num_frames - 1) % fam.frame_stride:
         raise InvalidRequest("validation.num_frames", f"{fam.name} models need {fam.frame_stride}k+1 frames")
     return cfg
+
+
+def _check_dpo(cfg: RunConfig) -> RunConfig:
+    """Refuse the dpo settings that cannot mean what they say; resolve `reference: auto`."""
+    d = cfg.dpo
+    assert d is not None
+    if not d.sources or len(set(d.sources)) != len(d.sources):
+        raise InvalidRequest("dpo.sources", f"name choices, marks or both, once each; got {list(d.sources)}")
+    if d.sources == ("marks",) and d.deformations is None:
+        raise InvalidRequest("dpo.sources", "pairs from marks only need dpo.deformations (a deformations export)")
+    cur = cfg.curriculum
+    if cur.stages or cur.blend_steps:
+        raise InvalidRequest("curriculum", "a dpo run trains one stage on the preference pairs and cannot follow "
+                                           "curriculum stages; remove curriculum.stages/blend_steps (run the "
+                                           "curriculum as a fine-tuning run and start from it with adapter.init_from)")
+    loaded = [name for name, path in (("adapter.init_from", cfg.adapter.init_from),
+                                      ("tag_encoder.init_from", cfg.tag_encoder.init_from
+                                       if cfg.tag_encoder.enabled else None)) if path]
+    ref = d.reference if d.reference != "auto" else ("initial" if loaded else "base")
+    if ref == "base" and loaded:
+        raise InvalidRequest("dpo.reference", f"base is the model without the trained weights, but {loaded[0]} "
+                                              "starts the policy from saved ones, so step 0 would not be the "
+                                              "reference (loss not log 2); use reference: initial (a frozen "
+                                              "snapshot of the starting adapter and tag encoder)")
+    if ref == "initial" and not loaded:
+        raise InvalidRequest("dpo.reference", "initial is a frozen snapshot of the starting weights, but the run "
+                                              "starts from none (no adapter.init_from or tag_encoder.init_from), "
+                                              "so it would be the base model; use reference: base")
+    return dataclasses.replace(cfg, dpo=dataclasses.replace(d, reference=ref))
 
 
 def parse_config(data: Any, base_dir: Path | None = None) -> RunConfig:
@@ -266,6 +319,10 @@ def parse_config(data: Any, base_dir: Path | None = None) -> RunConfig:
         adapter=dataclasses.replace(cfg.adapter, init_from=maybe(cfg.adapter.init_from)),
         tag_encoder=dataclasses.replace(cfg.tag_encoder, init_from=maybe(cfg.tag_encoder.init_from)),
     )
+    if cfg.dpo is not None:
+        cfg = dataclasses.replace(cfg, dpo=dataclasses.replace(cfg.dpo, deformations=maybe(cfg.dpo.deformations)))
+    if cfg.rwr is not None:
+        cfg = dataclasses.replace(cfg, rwr=dataclasses.replace(cfg.rwr, scores=resolve(cfg.rwr.scores)))
     if cfg.adapter.kind == "lora":
         raw = data.get("adapter") if isinstance(data, Mapping) else None
         if isinstance(raw, Mapping) and raw.get("heads", 1) != 1:

@@ -1,37 +1,38 @@
-"""Flow-DPO: preference optimization of the generator's adapter on animators' verdicts.
+"""Flow-DPO: preference optimization of the generator's adapter on animators' verdicts and marks.
 
 For a preference pair (winner w, loser l) of one prompt, both clips get the **same** noise ε
 and the **same** noise level σ (timestep 1000·σ), as in Diffusion-DPO; with the velocity target
-``v = ε − x0`` of rectified flow and per-sample errors ``e(m, x) = ‖v_m(x_t) − v‖²`` (mean over
-the latent's elements, so β does not depend on the resolution)::
+``v = ε − x0`` of rectified flow and per-sample errors ``e(m, x)`` (a weighted mean of the squared
+error over the latent's frames, each frame the mean over its elements, so β does not depend on
+the resolution)::
 
-    inside = (e(θ, w) − e(ref, w)) − (e(θ, l) − e(ref, l))
-    loss   = −log σ(−β/2 · inside)
+    e(m, x) = Σ_f ω_f ‖v_m(x_t) − v‖²_f / Σ_f ω_f
+    inside  = (e(θ, w) − e(ref, w)) − (e(θ, l) − e(ref, l))
+    loss    = −log σ(−β/2 · inside)
 
 ``−β/2 · inside`` is the implicit reward margin: positive when the adapter moved its predictions
-closer to the winner than to the loser, relative to the reference. The reference is the same
-transformer with the adapter switched off (strength 0, `dpo.reference: base`) or a frozen copy of
-the starting adapter (`dpo.reference: initial` with `adapter.init_from`). At step 0 the trained
-adapter equals the reference (B starts at zero, or it is the copy), so inside = 0 and the loss is
-exactly log 2. Only the adapter (and the tag encoder when enabled) trains; the base stays frozen.
+closer to the winner than to the loser, relative to the reference. ω is the dense, segment-level
+part (in the spirit of DenseDPO): latent frames inside a range the raters marked as a *failure*
+in the loser (and not in the winner) weigh ``dpo.failure_weight``, every other frame 1; both
+clips of a pair use the same ω, so the preference is pressed hardest where the loser collapsed.
 
-Data: ``data.manifest`` names a **trl** (chosen/rejected) or **pickapic** (label_0/label_1)
-rating export. Ties (0.5/0.5) and "both bad" verdicts carry no preference and are dropped; gold
-pairs never appear in an export (and a row flagged gold is dropped). Verdicts are restricted to
-``dpo.dimensions`` (empty: all) and, in trl rows, to ``strength >= dpo.min_strength``; the
-verdicts on one pair of clips are then summed (+1 for each dimension a clip won): the clip with
-more wins is the winner, a pair whose verdicts cancel out is dropped. Both clips of a pair must
-land in the same bucket (size and frame count), else the pair is dropped and counted.
+The reference (``dpo.reference``) is frozen for the whole run: ``base`` is the transformer with
+the adapter off and the tag channel off; ``initial`` is a snapshot, taken at step 0, of
+everything that trains (adapter and tag encoder), swapped in for the reference pass. Settings
+that cannot mean what they say are refused by the config (config.py `_check_dpo`). At step 0 the
+policy equals the reference (B and the tag encoder's outputs start at zero, or the policy is the
+snapshot), so inside = 0 and the loss is exactly log 2.
 
-Everything else is the fine-tuning run's (`engine.training.loop.Trainer`): latent and prompt
-cache, accelerate (DDP), checkpoints, exact resume, validation samples in the history. The
-config's curriculum is replaced by one stage, "dpo"; caption dropout is not applied.
+Data: see `engine.training.preference` (choices from a trl/pickapic export, pairs from failure
+marks in a deformations export). Both clips of a pair must land in the same bucket (size and
+frame count), else the pair is dropped and counted. Caption dropout drops the pair's prompt for
+both clips. Everything else is the fine-tuning run's (`engine.training.loop.Trainer`): latent
+and prompt cache, accelerate (DDP), checkpoints, exact resume, validation samples in the
+history. The run is one stage, "dpo" (curriculum stages are refused by the config).
 """
 from __future__ import annotations
 
 import csv
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -39,108 +40,53 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import InvalidRequest
-from .config import DPOConfig, StageConfig
+from .config import StageConfig
 from .curriculum import Curriculum
-from .dataset import Clip, DatasetReport, Planned, plan_clips, training_prompt
+from .dataset import DatasetReport, Planned, plan_clips, training_prompt
 from .loop import Trainer
-from .runtime import seed_for, weight_dtype
 from .objective import noisy_latents, sample_sigmas
+from .preference import PreferencePairs, Range, read_preference_pairs
+from .runtime import seed_for, weight_dtype
 
-__all__ = ["DPOTrainer", "PreferencePairs", "flow_dpo_loss", "read_preference_pairs"]
+__all__ = ["DPOTrainer", "PreferencePairs", "failure_frame_weights", "flow_dpo_loss", "read_preference_pairs"]
 
 
 def flow_dpo_loss(pred_w: torch.Tensor, pred_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
-                  target_w: torch.Tensor, target_l: torch.Tensor, beta: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean loss, per-pair implicit reward margin ``−β/2 · inside``), all in float32."""
+                  target_w: torch.Tensor, target_l: torch.Tensor, beta: float,
+                  frame_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, per-pair implicit reward margin ``−β/2 · inside``), all in float32.
+
+    `frame_weights` (pairs x latent frames, axis 2 of a (B, C, F, H, W) latent) weighs each frame's
+    mean squared error; None: the plain mean over every element."""
     def err(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
+        sq = (pred.float() - target.float()) ** 2
+        if frame_weights is None:
+            return sq.flatten(1).mean(1)
+        w = frame_weights.to(sq.device, torch.float32)
+        per_frame = sq.transpose(1, 2).flatten(2).mean(2)  # (B, F)
+        return (per_frame * w).sum(1) / w.sum(1)
 
     inside = (err(pred_w, target_w) - err(ref_w, target_w)) - (err(pred_l, target_l) - err(ref_l, target_l))
     margin = -0.5 * beta * inside
     return F.softplus(-margin).mean(), margin.detach()  # softplus(−m) = −log σ(m)
 
 
-# ---------------------------------------------------------------------------------- pairs
-@dataclass
-class PreferencePairs:
-    clips: list[Clip]
-    pairs: list[tuple[int, int]]  # (winner, loser) indices into clips
-    dropped: Counter = field(default_factory=Counter)
+def failure_frame_weights(winner: Planned, loser: Planned, failures: Mapping[int, Sequence[Range]],
+                          stride: int, weight: float) -> torch.Tensor:
+    """ω per latent frame of a pair: `weight` where the loser's sample frames fall in one of its
+    failure ranges and the winner's do not, else 1 (sample frame i is latent frame ⌈i/stride⌉)."""
+    count = (len(loser.frames) - 1) // stride + 1
 
-    def describe(self) -> str:
-        why = ", ".join(f"{n} {k}" for k, n in self.dropped.most_common()) or "none"
-        return f"{len(self.pairs)} preference pairs over {len(self.clips)} clips (dropped: {why})"
+    def hit(p: Planned) -> list[bool]:
+        ranges = failures.get(p.clip.index, ())
+        out = [False] * count
+        for i, f in enumerate(p.frames):
+            if any(lo <= f <= hi for lo, hi in ranges):
+                out[0 if i == 0 else (i - 1) // stride + 1] = True
+        return out
 
-
-def _tags(raw: Any, taxonomy: Any, dropped: Counter) -> Mapping[str, tuple[str, ...]]:
-    from ..reward.data import parse_tags
-
-    tags = parse_tags(raw)
-    if not tags:
-        return {}
-    try:
-        return taxonomy.validate_tags(tags)
-    except InvalidRequest:
-        dropped["rows with tags outside the taxonomy (tags ignored)"] += 1
-        return {}
-
-
-def read_preference_pairs(path: Path | str, cfg: DPOConfig, taxonomy: Any) -> PreferencePairs:
-    """Winner/loser pairs from a trl or pickapic export (see the module docstring)."""
-    from ..reward.data import read_rows  # one reader for every rating export
-
-    path = Path(path)
-    rows = read_rows(path, "data.manifest")
-    out = PreferencePairs([], [])
-    index: dict[str, int] = {}
-    votes: dict[tuple[int, int], int] = {}  # (lower index, higher index) -> net wins of the lower
-
-    def clip_of(video: Any, prompt: str, tags: Mapping[str, tuple[str, ...]]) -> int:
-        if not isinstance(video, str) or not video:
-            raise InvalidRequest("data.manifest", f"{path}: a row has no video path")
-        p = Path(video) if Path(video).is_absolute() else path.parent / video
-        key = str(p)
-        if key not in index:
-            index[key] = len(out.clips)
-            out.clips.append(Clip(len(out.clips), p, prompt, p.stem, tags=tags))
-        return index[key]
-
-    for n, r in enumerate(rows, 1):
-        if r.get("is_gold") or r.get("gold"):
-            out.dropped["gold-pair rows"] += 1
-            continue
-        dim = r.get("dimension")
-        if cfg.dimensions and dim not in cfg.dimensions:
-            out.dropped["verdicts on other dimensions"] += 1
-            continue
-        if "chosen" in r and "rejected" in r:
-            if int(r.get("strength") or 1) < cfg.min_strength:
-                out.dropped["verdicts weaker than dpo.min_strength"] += 1
-                continue
-            prompt, raw_w, raw_l = str(r.get("prompt") or ""), r["chosen"], r["rejected"]
-        elif "label_0" in r and "label_1" in r:
-            l0, l1 = float(r["label_0"]), float(r["label_1"])
-            if l0 == l1:
-                out.dropped["ties"] += 1
-                continue
-            prompt = str(r.get("caption") or "")
-            raw_w, raw_l = (r["video_0"], r["video_1"]) if l0 > l1 else (r["video_1"], r["video_0"])
-        else:
-            raise InvalidRequest("data.manifest", f"{path} row {n} is neither a trl nor a pickapic export row")
-        tags = _tags(r.get("tags"), taxonomy, out.dropped)
-        w, lo = clip_of(raw_w, prompt, tags), clip_of(raw_l, prompt, tags)
-        if w == lo:
-            out.dropped["rows comparing a clip with itself"] += 1
-            continue
-        key = (min(w, lo), max(w, lo))
-        votes[key] = votes.get(key, 0) + (1 if w == key[0] else -1)
-    for (a, b), net in sorted(votes.items()):
-        if net == 0:
-            out.dropped["pairs whose verdicts cancel out"] += 1
-        else:
-            out.pairs.append((a, b) if net > 0 else (b, a))
-    return out
+    lose, win = hit(loser), hit(winner)
+    return torch.tensor([weight if a and not b else 1.0 for a, b in zip(lose, win)], dtype=torch.float32)
 
 
 # -------------------------------------------------------------------------------- trainer
@@ -163,6 +109,7 @@ class DPOTrainer(Trainer):
         used: dict[int, int] = {}
         self.clip_planned: list[Planned] = []
         self.pairs: list[tuple[int, int]] = []
+        self.frame_weights: list[torch.Tensor] = []  # ω per latent frame of each pair (failure_frame_weights)
         for w, lo in found.pairs:
             pw, pl = by_clip.get(w), by_clip.get(lo)
             if pw is None or pl is None:
@@ -176,11 +123,19 @@ class DPOTrainer(Trainer):
                     used[c] = len(self.clip_planned)
                     self.clip_planned.append(by_clip[c])
             self.pairs.append((used[w], used[lo]))
+            self.frame_weights.append(failure_frame_weights(pw, pl, found.failures, fam.frame_stride,
+                                                            cfg.dpo.failure_weight))
+        self.found = found
         self.log(f"dpo data: {found.describe()}; clips: {report.describe()}")
+        te = cfg.tag_encoder
+        if te.enabled and (te.tag_dropout > 0 or te.drop_all_rate > 0):
+            self.log("warning: a dpo run shows both clips of a pair with all their tags; "
+                     "tag_encoder.tag_dropout and drop_all_rate are not applied")
         if not self.pairs:
             raise InvalidRequest("data.manifest", f"no usable preference pair in {cfg.data.manifest} "
                                                   f"({found.describe()})")
-        self.prompts = [training_prompt(p.clip, self.taxonomy, cfg.data.compile_tags) for p in self.clip_planned]
+        self.prompts = [training_prompt(p.clip, self.taxonomy, bool(cfg.data.compile_tags))
+                        for p in self.clip_planned]
         self.dpo_log = []
         # The sampler draws pair indices; each pair is represented by its winner (same bucket as the loser).
         return [self.clip_planned[w] for w, _ in self.pairs]
@@ -193,19 +148,14 @@ class DPOTrainer(Trainer):
         super()._build_cache(pipe, self.clip_planned)  # every clip once; `self.prompts` is aligned with them
 
     def _build_model(self, pipe: Any) -> None:
-        super()._build_model(pipe)
+        super()._build_model(pipe)  # loads adapter.init_from / tag_encoder.init_from
         cfg = self.config
         assert cfg.dpo is not None
-        self.reference = None
-        if cfg.dpo.reference == "initial" and cfg.adapter.init_from:
-            from ..core.adapters import inject_hydralora, inspect_adapter
-            from ..core.adapters.io import load_tensors
-
-            self.reference = inject_hydralora(self.pipe.transformer, self.injection.spec)
-            self.reference.load_state_dict(load_tensors(inspect_adapter(cfg.adapter.init_from).weights))
-            for p in self.reference.parameters():
-                p.requires_grad_(False)
-            self.reference.set_strength(0.0)
+        # The frozen reference: a copy of every trained tensor as it is now, at step 0 (also when
+        # resuming: the checkpoint is loaded after this), swapped in for each reference pass.
+        self.reference_weights: list[torch.Tensor] | None = None
+        if cfg.dpo.reference == "initial":
+            self.reference_weights = [p.detach().clone() for p in self.trainable]
 
     # ------------------------------------------------------------------------------ the step
     def _latents(self, indices: Sequence[int]) -> torch.Tensor:
@@ -223,6 +173,10 @@ class DPOTrainer(Trainer):
         xt_w, v_w = noisy_latents(x_w, noise, sigmas)
         xt_l, v_l = noisy_latents(x_l, noise, sigmas)
         texts = [self.cache.read(self.text_files[i]) for i in wins]  # one prompt per pair
+        if cfg.data.caption_dropout > 0:  # the same (empty) prompt for both clips of a dropped pair
+            drop = torch.rand(len(pair_ids), generator=gen) < cfg.data.caption_dropout
+            empty = self.cache.read(self.empty_text_file, keep=True)
+            texts = [empty if d else t for d, t in zip(drop.tolist(), texts)]
         text = {k: v.to(acc.device, wdtype if v.is_floating_point() else v.dtype)
                 for k, v in self.ops.collate_text(texts + texts, cfg.data.max_text_tokens).items()}
         tags = None
@@ -232,23 +186,39 @@ class DPOTrainer(Trainer):
             tags = encode_tags(self.taxonomy, [dict(self.clip_planned[i].clip.tags) for i in wins + wins])
         t = (sigmas * 1000.0).repeat(2).to(acc.device)
         return {"x_t": torch.cat([xt_w, xt_l]).to(acc.device, wdtype), "t": t, "text": text, "tags": tags,
-                "v_w": v_w.to(acc.device), "v_l": v_l.to(acc.device), "n": len(pair_ids)}
+                "v_w": v_w.to(acc.device), "v_l": v_l.to(acc.device), "n": len(pair_ids),
+                "weights": self._weights(pair_ids, x_w)}
+
+    def _weights(self, pair_ids: Sequence[int], latents: torch.Tensor) -> torch.Tensor | None:
+        """ω of these pairs (None when every frame weighs 1, or the latent has no frame axis)."""
+        w = torch.stack([self.frame_weights[i] for i in pair_ids])
+        if bool((w == 1.0).all()) or latents.dim() != 5 or latents.shape[2] != w.shape[1]:
+            return None
+        return w
 
     def _reference_pred(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        # The prepared (DDP/FSDP) module itself, under no_grad: no reducer work, sharded weights gathered.
+        """The frozen reference's prediction (see the module docstring). The prepared (DDP) module
+        itself, under no_grad: no reducer work. Every change is undone exactly before returning."""
         model = self.model
-        self.injection.set_strength(0.0)
-        if self.reference is not None:
-            self.reference.set_strength(1.0)
-        try:
-            with torch.no_grad():
+        with torch.no_grad():
+            if self.reference_weights is None:  # base: adapter off, tag channel off
+                self.injection.set_strength(0.0)
+                try:
+                    return model(inputs["x_t"], inputs["t"], inputs["text"], None).float()
+                finally:
+                    self.injection.set_strength(1.0)
+                    if self.channel is not None:
+                        self.channel.clear()
+            live = [p.detach().clone() for p in self.trainable]
+            try:
+                for p, ref in zip(self.trainable, self.reference_weights):
+                    p.copy_(ref)
                 return model(inputs["x_t"], inputs["t"], inputs["text"], inputs["tags"]).float()
-        finally:
-            self.injection.set_strength(1.0)
-            if self.reference is not None:
-                self.reference.set_strength(0.0)
-            if self.channel is not None:
-                self.channel.clear()
+            finally:
+                for p, now in zip(self.trainable, live):
+                    p.copy_(now)
+                if self.channel is not None:
+                    self.channel.clear()
 
     def _step(self, step: int) -> tuple[float, int]:
         cfg, acc = self.config, self.acc
@@ -269,7 +239,7 @@ class DPOTrainer(Trainer):
             with ctx:
                 pred = self.model(inputs["x_t"], inputs["t"], inputs["text"], inputs["tags"])
                 loss, margin = flow_dpo_loss(pred[:n], pred[n:], ref[:n], ref[n:], inputs["v_w"], inputs["v_l"],
-                                             cfg.dpo.beta)
+                                             cfg.dpo.beta, inputs["weights"])
                 if cfg.dpo.sft_weight > 0:
                     loss = loss + cfg.dpo.sft_weight * F.mse_loss(pred[:n].float(), inputs["v_w"].float())
                 acc.backward(loss / accum)
@@ -316,7 +286,7 @@ class DPOTrainer(Trainer):
                     self.channel.clear()
                 n = inputs["n"]
                 out.append(flow_dpo_loss(pred[:n], pred[n:], ref[:n], ref[n:], inputs["v_w"], inputs["v_l"],
-                                         self.config.dpo.beta)[1].cpu())  # type: ignore[union-attr]
+                                         self.config.dpo.beta, inputs["weights"])[1].cpu())  # type: ignore[union-attr]
         finally:
             model.train(was)
         return torch.cat(out)

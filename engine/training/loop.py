@@ -138,7 +138,7 @@ class Trainer:
         self.log(f"data: {report.describe()}")
         if not planned:
             raise InvalidRequest("data.manifest", f"no usable clip in {cfg.data.manifest} ({report.describe()})")
-        self.prompts = [training_prompt(p.clip, self.taxonomy, cfg.data.compile_tags) for p in planned]
+        self.prompts = [training_prompt(p.clip, self.taxonomy, bool(cfg.data.compile_tags)) for p in planned]
         return planned
 
     def _curriculum(self, planned: list[Planned]) -> tuple[Curriculum, list[list[int]]]:
@@ -353,6 +353,9 @@ class Trainer:
             if validator is not None:
                 validator.close()
 
+    def sample_loss(self, pred: torch.Tensor, target: torch.Tensor, clips: list[int]) -> torch.Tensor:
+        """The loss of one micro-batch of these clips (planned indices); rwr.py weighs them."""
+        return flow_matching_loss(pred, target)
 
     def apply_gradients(self) -> None:
         """One optimizer step from the accumulated gradients (clipped when configured); shared with DPO."""
@@ -406,7 +409,7 @@ class Trainer:
             ctx = acc.no_sync(self.model) if not sync and acc.num_processes > 1 else contextlib.nullcontext()
             with ctx:
                 pred = self.model(x_t.to(acc.device, wdtype), (sigmas * 1000.0).to(acc.device), text, tags)
-                loss = flow_matching_loss(pred, target.to(acc.device))
+                loss = self.sample_loss(pred, target.to(acc.device), list(mine))
                 acc.backward(loss / accum)
             if self.channel is not None:
                 self.channel.clear()

@@ -45,7 +45,11 @@ class TrainModule(nn.Module):
         if self._channel is not None:
             # Not cleared here: with gradient checkpointing the blocks run again during backward
             # and the channel's hooks must see the same tags then. The trainer clears after backward.
-            self._channel.set_tags(tags)
+            # None: the tag channel off (exactly the transformer without it; DPO's base reference).
+            if tags is None:
+                self._channel.clear()
+            else:
+                self._channel.set_tags(tags)
         out: torch.Tensor = self._ops.call(self.transformer, x_t, timesteps, text, self._guidance)
         return out
 

@@ -4,9 +4,12 @@ At every validation step the main process renders each prompt of ``validation.pr
 pipeline whose transformer is being trained (the adapter hooks are live, the model switched to
 eval), using the prompt embeddings cached before training (no text encoder in memory). Each
 clip is written to ``<output_dir>/samples/step-XXXXXX/NN-<slug>.mp4`` with its settings embedded,
-and entered into the studio history (``source="training"``, ``checkpoint`` = the checkpoint's
-adapter folder), so trainers can compare checkpoints in the studio and load the adapter from
-there. A history failure is logged and does not stop training.
+and entered into the studio history (``source="training"``, ``checkpoint`` = the adapter the
+samples were made with), so trainers can compare checkpoints in the studio and load the adapter
+from there. That adapter (and the tag encoder) is kept beside the samples, in
+``samples/step-XXXXXX/adapter`` (hard links where the file system allows): ``train.keep_checkpoints``
+prunes old checkpoints, and a history entry must not point at a folder that is gone. A history
+failure is logged and does not stop training.
 """
 from __future__ import annotations
 
@@ -65,7 +68,8 @@ def validation_texts(config: RunConfig, taxonomy: Any) -> list[str]:
             tags = taxonomy.validate_tags(prompt.tags)
         except InvalidRequest as exc:
             raise InvalidRequest(f"validation.prompts[{i}].{exc.field}", exc.reason) from None
-        texts.append(taxonomy.compile_prompt(prompt.narrative, tags) if config.data.compile_tags else prompt.narrative)
+        compiled = bool(config.data.compile_tags)
+        texts.append(taxonomy.compile_prompt(prompt.narrative, tags) if compiled else prompt.narrative)
     texts.append(v.negative_prompt)
     return texts
 
@@ -83,7 +87,7 @@ class Validator:
 
             settings = self.t.settings
             settings.ensure_dirs()
-            self._db = open_database(settings.database)
+            self._db = open_database(settings.database_target)
             self._history = HistoryService(self._db, settings.media_dir)
         return self._history
 
@@ -114,9 +118,9 @@ class Validator:
         pipe = t.pipe
         width, height, frames, fps = self._settings()
         cache, keys = t.cache, t.keys
-        adapter_dir = checkpoint / "adapter"
         out_dir = t.out / "samples" / f"step-{step:06d}"
         out_dir.mkdir(parents=True, exist_ok=True)
+        adapter_dir, tag_encoder_dir = _keep_weights(checkpoint, out_dir)
         neg = cache.read(cache.text_path(keys.text_key(v.negative_prompt))) if v.guidance > 1.0 else None
         written: list[Path] = []
         ids: list[int] = []
@@ -146,6 +150,10 @@ class Validator:
                     narrative=prompt.narrative, model=cfg.model, negative_prompt=v.negative_prompt,
                     tags=dict(prompt.tags), seed=v.seed + i, width=width, height=height, num_frames=frames, fps=fps,
                     steps=v.steps, guidance=v.guidance, adapters=(AdapterRef(str(adapter_dir)),),
+                    tag_encoder=None if tag_encoder_dir is None or not prompt.tags else str(tag_encoder_dir),
+                    tag_guidance=v.tag_guidance if tag_encoder_dir is not None and prompt.tags else None,
+                    # as rendered: the tags in the text only when data.compile_tags put them there
+                    tags_in_prompt=bool(cfg.data.compile_tags) or tag_encoder_dir is None or not prompt.tags,
                 )
                 settings = {"request": request.to_dict(), "compiled_prompt": compiled, "checkpoint": str(adapter_dir),
                             "training_step": step, "training_run": str(t.out)}
@@ -169,6 +177,30 @@ class Validator:
             transformer.train(was_training)
         t.log(f"step {step}: {len(written)} validation sample(s) in {out_dir}")
         return written, ids
+
+
+def _keep_weights(checkpoint: Path, out_dir: Path) -> tuple[Path, Path | None]:
+    """Copy (hard-link) the checkpoint's adapter and tag encoder into the samples folder."""
+    import os
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    kept: list[Path | None] = []
+    for name in ("adapter", "tag_encoder"):
+        src, dst = checkpoint / name, out_dir / name
+        if not src.is_dir():
+            kept.append(None)
+            continue
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst, copy_function=link_or_copy)
+        kept.append(dst)
+    assert kept[0] is not None  # a checkpoint always holds its adapter
+    return kept[0], kept[1]
 
 
 def _to(text: Any, t: ValidationHost) -> dict[str, torch.Tensor]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import types
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +13,6 @@ import yaml
 
 from engine.core.errors import InvalidRequest
 from engine.core.pks import load_taxonomy
-from engine.reward.synthetic import write_rating_set
-from engine.core.settings import Settings
 from engine.training.config import DPOConfig, parse_config
 from engine.training.dpo import DPOTrainer, flow_dpo_loss, read_preference_pairs
 
@@ -25,28 +21,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> types.SimpleNamespace:
-    root = tmp_path_factory.mktemp("dpo")
-    # Three prompts, each a clean clip and a flickering one; the raters prefer the clean clip.
-    files = write_rating_set(root / "set", prompts=3, variants=2, kinds=("clean", "flicker"), seed=0)
-    settings = Settings(data_dir=root / "studio", default_model="preview", device="cpu")
-    settings.ensure_dirs()
-    shutil.copytree(preview_folder, settings.models_dir / "preview")
-    return types.SimpleNamespace(root=root, pairs=files["pairs"], settings=settings)
+def ws(dpo_ws) -> Any:
+    return dpo_ws  # tests/training/conftest.py
 
 
-def _raw(ws: types.SimpleNamespace, name: str, **over: Any) -> dict[str, Any]:
-    raw = {
-        "model": "preview", "output_dir": str(ws.root / name), "seed": 1,
-        "cache": {"dir": str(ws.root / "cache"), "dtype": "float32"},
-        "data": {"manifest": str(ws.pairs), "num_frames": 5, "fps": 8, "base_size": [32, 32]},
-        "adapter": {"rank": 4, "alpha": 4}, "optimizer": {"lr": 3e-3},
-        "train": {"max_steps": 16, "checkpoint_every": 100, "batch_size": 2},
-        "curriculum": {"enabled": False}, "dpo": {"beta": 1000.0},
-    }
-    for key, value in over.items():
-        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    return raw
+def _raw(ws: Any, name: str, **over: Any) -> dict[str, Any]:
+    return ws.raw(name, **over)
 
 
 def test_flow_dpo_loss_by_hand() -> None:
@@ -88,7 +68,7 @@ def test_config_errors_name_the_field(ws) -> None:
         with pytest.raises(InvalidRequest) as exc:
             parse_config(_raw(ws, "x", **over))
         assert exc.value.field == name
-    assert parse_config(_raw(ws, "x")).dpo == DPOConfig(beta=1000.0)
+    assert parse_config(_raw(ws, "x")).dpo == DPOConfig(beta=1000.0, reference="base")
     assert parse_config({k: v for k, v in _raw(ws, "x").items() if k != "dpo"}).dpo is None
 
 
@@ -139,3 +119,26 @@ def test_engine_train_runs_a_dpo_stage_from_a_saved_adapter(ws, dpo_run, capsys)
     assert "trained 3 steps" in out.out and "dpo data: 3 preference pairs" in out.err
     first = (ws.root / "run2" / "dpo_metrics.csv").read_text().splitlines()[1].split(",")
     assert float(first[1]) == pytest.approx(math.log(2.0), abs=1e-5)  # the frozen copy is the reference
+
+
+def test_tags_stay_out_of_the_text_prompt_by_default_with_a_tag_encoder(ws) -> None:
+    assert parse_config(_raw(ws, "x")).data.compile_tags is True  # no tag encoder: tags in the text, as before
+    with_encoder = parse_config(_raw(ws, "x", tag_encoder={"enabled": True}))
+    assert with_encoder.data.compile_tags is False  # the tags reach the model through their own channel
+    forced = parse_config(_raw(ws, "x", tag_encoder={"enabled": True}, data={"compile_tags": True}))
+    assert forced.data.compile_tags is True  # the switch stays
+
+
+def test_caption_dropout_drops_the_prompt_of_both_clips_of_a_pair(ws) -> None:
+    trainer = DPOTrainer(parse_config(_raw(ws, "dropout", data={"caption_dropout": 1.0})), ws.settings,
+                         show_progress=False)
+    trainer.prepare()
+    inputs = trainer._pair_inputs([0, 1], torch.Generator().manual_seed(0))
+    empty = trainer.cache.read(trainer.empty_text_file)
+    expected = trainer.ops.collate_text([empty] * 4, trainer.config.data.max_text_tokens)
+    assert inputs["text"].keys() == expected.keys()
+    assert all(torch.equal(inputs["text"][k].float(), expected[k].float()) for k in expected)
+    kept = DPOTrainer(parse_config(_raw(ws, "no-dropout")), ws.settings, show_progress=False)
+    kept.prepare()
+    text = kept._pair_inputs([0, 1], torch.Generator().manual_seed(0))["text"]
+    assert not all(torch.equal(text[k].float(), expected[k].float()) for k in expected)

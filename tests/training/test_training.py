@@ -290,9 +290,14 @@ def test_killed_run_resumes_to_exactly_the_same_weights(ws) -> None:
     try:
         page = HistoryService(db, ws.settings.media_dir).list(source="training", limit=50)
         mine = [r for r in page.items if r.checkpoint and r.checkpoint.startswith(str(whole.output_dir))]
+        # The adapter is kept beside the samples: keep_checkpoints (2) has pruned step 4's checkpoint.
+        assert not (whole.output_dir / "checkpoints" / "step-000004").exists()
         assert sorted(r.checkpoint for r in mine) == sorted(
-            str(whole.output_dir / "checkpoints" / s / "adapter") for s in ("step-000004", "step-000008"))
+            str(whole.output_dir / "samples" / s / "adapter") for s in ("step-000004", "step-000008"))
         assert all(r.status == "done" and r.request.adapters[0].path == r.checkpoint for r in mine)
+        assert all((Path(r.checkpoint) / "animatrix_adapter.json").is_file() for r in mine)
+        assert all(r.request.tag_encoder == str(Path(r.checkpoint).parent / "tag_encoder") for r in mine)
+        assert all(r.request.tags_in_prompt is False for r in mine)  # with a tag encoder: not in the text
     finally:
         db.dispose()
     with pytest.raises(InvalidRequest, match="differs from the run"):

@@ -1,0 +1,333 @@
+"""On-policy preference rounds: `python -m engine loop round CONFIG.yaml` (docs/preference.md).
+
+One round, from the adapter of the round before (or the config's ``start_adapter``, or none):
+
+1. candidates: K clips per prompt (seeds ``seed + 1000·round + 100·prompt + k``) generated with
+   the current adapter through the job runner, each a history entry (source "loop", batch
+   ``loop:<run>:round-NNN``) scored by the reward model (scores stored);
+2. pairs: per prompt, the best candidate against the worst, the second against the second worst...
+   by the utility ``u = mean_d r_d − P(failure)`` (never minus P(intentional): an intentional
+   deformation is art), kept when the margin is at least ``min_margin``; written as a trl export;
+3. train: the DPO stage (`DPOTrainer`) on those pairs, starting from the parent adapter (its
+   frozen snapshot is the reference), under the job runner's GPU lock; with ``objective: rwr``
+   reward-weighted flow matching on every candidate instead (`engine.training.rwr`; no pairs);
+4. eval: held-out prompts (``heldout``; default the training prompts) at a fixed seed, with the
+   parent and with the new adapter: mean utility, reward and P(failure) before and after;
+5. queue: the ``queue_pairs`` candidate pairs the reward model is least sure of become rating
+   pairs for the animators (``queue_admin`` names the admin account);
+6. report: ``rounds/round-NNN/report.json`` with the provenance (round, parent adapter, adapter).
+
+Every stage's result is written to ``state.json`` before the next starts, and each candidate as
+it finishes, so running the command again after an interruption continues the unfinished round;
+a finished round (its report exists) makes the next call start the next round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from ..core.errors import InvalidRequest
+from ..core.settings import Settings
+from ..core.toolkit.config import Section, build, limits
+from ..core.toolkit.files import write_json
+
+__all__ = ["LoopConfig", "add_parser", "load_loop_config", "run", "run_round", "utility"]
+
+TagRule = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class LoopPrompt(Section):
+    narrative: str
+    tags: TagRule = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoopGeneration(Section):
+    width: int = field(default=32, metadata=limits(min=16, max=4096))
+    height: int = field(default=32, metadata=limits(min=16, max=4096))
+    num_frames: int = field(default=5, metadata=limits(min=1, max=1024))
+    fps: int = field(default=8, metadata=limits(min=1, max=60))
+    steps: int = field(default=4, metadata=limits(min=1, max=200))
+    guidance: float = field(default=5.0, metadata=limits(min=0.0, max=30.0))
+
+
+@dataclass(frozen=True)
+class LoopConfig(Section):
+    model: str
+    output_dir: str
+    reward_model: str
+    prompts: tuple[LoopPrompt, ...]
+    heldout: tuple[LoopPrompt, ...] = ()
+    candidates: int = field(default=4, metadata=limits(min=2, max=64))
+    seed: int = field(default=0, metadata=limits(min=0, max=2**31))
+    min_margin: float = field(default=0.0, metadata=limits(min=0.0))
+    pairs_per_prompt: int = field(default=1, metadata=limits(min=1, max=32))
+    queue_pairs: int = field(default=0, metadata=limits(min=0, max=1000))
+    queue_admin: str | None = None
+    start_adapter: str | None = None
+    objective: Literal["dpo", "rwr"] = "dpo"  # pairs by reward margin, or every candidate weighed by reward
+    generation: LoopGeneration = field(default_factory=LoopGeneration)
+
+
+def utility(score: Any) -> float:
+    """Quality minus P(failure); P(intentional) never counts against a clip."""
+    dims = list(score.dimensions.values())
+    return (sum(dims) / len(dims) if dims else 0.0) - float(score.p_failure)
+
+
+def load_loop_config(path: Path | str) -> tuple[LoopConfig, dict[str, Any]]:
+    """The loop config and its ``training:`` section (a DPO training config without data/model)."""
+    from ..core.pks import load_yaml_text
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InvalidRequest("config", f"{path} does not exist or is not a file")
+    data = load_yaml_text(path.read_text(encoding="utf-8"), f"config {path}", "config")
+    if not isinstance(data, dict):
+        raise InvalidRequest("config", f"{path} must hold a mapping of settings")
+    training = data.pop("training", None) or {}
+    if not isinstance(training, dict):
+        raise InvalidRequest("training", "must be a mapping (a training config's adapter/optimizer/train/dpo)")
+    for key in ("model", "output_dir", "data"):
+        if key in training:
+            raise InvalidRequest(f"training.{key}", "is set by the loop (the round's pairs and folders)")
+    cfg = build(LoopConfig, data)
+    base = path.parent.resolve()
+
+    def resolve(p: str | None) -> str | None:
+        return None if p is None else str((base / Path(p).expanduser()).resolve())
+
+    from ..core.registry import REGISTRY
+
+    cfg = LoopConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
+                        "output_dir": resolve(cfg.output_dir), "reward_model": resolve(cfg.reward_model),
+                        "start_adapter": resolve(cfg.start_adapter),
+                        "model": cfg.model if cfg.model in REGISTRY else resolve(cfg.model)})
+    if not Path(cfg.reward_model).is_dir():
+        raise InvalidRequest("reward_model", f"{cfg.reward_model} is not a folder")
+    if cfg.queue_pairs and not cfg.queue_admin:
+        raise InvalidRequest("queue_admin", "name the admin account that queues pairs for the animators")
+    _training_config(cfg, training, Path(cfg.output_dir) / "check", Path(cfg.output_dir) / "pairs.jsonl", None)
+    return cfg, training
+
+
+def _training_config(cfg: LoopConfig, training: dict[str, Any], out: Path, pairs: Path, parent: str | None) -> Any:
+    from .config import parse_config
+
+    g = cfg.generation
+    raw = json.loads(json.dumps(training))  # a deep copy
+    raw.update(model=cfg.model, output_dir=str(out))
+    raw["data"] = {"manifest": str(pairs), "num_frames": g.num_frames, "fps": g.fps, "base_size": [g.width, g.height]}
+    if cfg.objective == "rwr":  # the candidates as a clip manifest, their utilities as the scores
+        rwr = raw.pop("rwr", None) or {}
+        raw.pop("dpo", None)
+        raw["rwr"] = {**rwr, "scores": str(pairs.parent / "scores.jsonl")}
+        raw["data"]["manifest"] = str(pairs.parent / "clips.jsonl")
+    else:
+        raw.setdefault("dpo", {})
+    raw.setdefault("curriculum", {"enabled": False})
+    raw.setdefault("train", {}).setdefault("max_steps", 20)
+    raw.setdefault("validation", {"every": 0})
+    if parent is not None:
+        raw.setdefault("adapter", {})["init_from"] = parent
+    try:
+        return parse_config(raw)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"training.{exc.field}", exc.reason) from None
+
+
+# ------------------------------------------------------------------------------------ a round
+class _Round:
+    def __init__(self, cfg: LoopConfig, training: dict[str, Any], settings: Settings, log: Callable[[str], None]):
+        self.cfg, self.training, self.settings, self.log = cfg, training, settings, log
+        self.root = Path(cfg.output_dir) / "rounds"
+        done = sorted(p for p in self.root.glob("round-*") if (p / "report.json").is_file())
+        started = sorted(self.root.glob("round-*"))
+        self.index = len(done) + 1 if not started or (started[-1] / "report.json").is_file() else len(started)
+        self.folder = self.root / f"round-{self.index:03d}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state_file = self.folder / "state.json"
+        self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        if self.index == 1:
+            self.parent = cfg.start_adapter
+        else:
+            prev = json.loads((self.root / f"round-{self.index - 1:03d}" / "report.json").read_text())
+            self.parent = prev["adapter"]
+        self.batch = f"loop:{Path(cfg.output_dir).name}:round-{self.index:03d}"
+
+    def save(self) -> None:
+        write_json(self.folder / "state.json", self.state, indent=2)
+
+    def request(self, prompt: LoopPrompt, seed: int, adapter: str | None) -> Any:
+        from ..core.requests import AdapterRef, GenerationRequest
+
+        g = self.cfg.generation
+        return GenerationRequest(narrative=prompt.narrative, model=self.cfg.model, tags=dict(prompt.tags), seed=seed,
+                                 width=g.width, height=g.height, num_frames=g.num_frames, fps=g.fps, steps=g.steps,
+                                 guidance=g.guidance, adapters=(AdapterRef(adapter),) if adapter else ())
+
+    def generate(self, runner: Any, scorer: Any, request: Any, source: str) -> dict[str, Any]:
+        job = runner.submit(request, source=source, batch=self.batch)
+        record = runner.run_queued(job)
+        score = scorer.score_record(record)
+        return {"history_id": record.id, "seed": request.seed, "video": str(runner.studio.history.video_path(record)),
+                "utility": utility(score), "reward": score.reward, "p_failure": score.p_failure,
+                "p_intentional": score.p_intentional, "score": score.to_dict()}
+
+
+def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the next round; returns its report (see the module docstring)."""
+    from ..reward.history import HistoryScorer
+    from ..reward.model import RewardModel
+    from ..runner import GPU_LOCK, JobRunner
+    from ..studio import Studio
+
+    r = _Round(cfg, training, settings, log)
+    reward_model = RewardModel.load(cfg.reward_model)
+    studio = Studio(settings)
+    try:
+        runner = JobRunner(studio)
+        scorer = HistoryScorer(studio.db, settings.media_dir, reward_model)
+        cands: dict[str, list[dict[str, Any]]] = r.state.setdefault("candidates", {})
+        for p, prompt in enumerate(cfg.prompts):
+            have = cands.setdefault(str(p), [])
+            for k in range(len(have), cfg.candidates):
+                seed = cfg.seed + 1000 * r.index + 100 * p + k
+                have.append(r.generate(runner, scorer, r.request(prompt, seed, r.parent), "loop"))
+                r.save()
+        log(f"round {r.index}: {sum(len(v) for v in cands.values())} candidates scored by {reward_model.key}")
+        pairs_file = r.folder / "pairs.jsonl"
+        if "pairs" not in r.state:
+            r.state["pairs"] = _write_pairs(cfg, cands, pairs_file)
+            if cfg.objective == "rwr":
+                r.state["pairs"] = _write_scored(cfg, cands, r.folder)
+            r.save()
+        if not r.state["pairs"]:
+            raise InvalidRequest("min_margin", f"round {r.index}: no candidate pair differs by {cfg.min_margin} in "
+                                               "utility; lower min_margin or raise candidates")
+        if "train" not in r.state:
+            from .dpo import DPOTrainer
+            from .rwr import RWRTrainer
+
+            config = _training_config(cfg, training, r.folder / "train", pairs_file, r.parent)
+            trainer = RWRTrainer if cfg.objective == "rwr" else DPOTrainer
+            runner.free_memory()  # the generator's pipeline makes room for the trainer's
+            with GPU_LOCK:
+                result = trainer(config, settings, show_progress=False).run(resume="auto")
+            assert result.adapter_dir is not None
+            write_json(result.adapter_dir.parent / "provenance.json",
+                       {"round": r.index, "parent_adapter": r.parent, "pairs": str(pairs_file)}, indent=2)
+            r.state["train"] = {"adapter": str(result.adapter_dir), "steps": result.steps,
+                                "first_loss": result.losses[0][1] if result.losses else None,
+                                "last_loss": result.losses[-1][1] if result.losses else None}
+            r.save()
+        adapter = r.state["train"]["adapter"]
+        held = cfg.heldout or cfg.prompts
+        for name, which in (("before", r.parent), ("after", adapter)):
+            rows = r.state.setdefault(f"eval_{name}", [])
+            for p in range(len(rows), len(held)):
+                rows.append(r.generate(runner, scorer, r.request(held[p], cfg.seed + 7 + p, which), "loop_eval"))
+                r.save()
+        if "queued" not in r.state:
+            r.state["queued"] = _queue(cfg, studio, cands, settings)
+            r.save()
+    finally:
+        studio.close()
+    report = {"round": r.index, "parent_adapter": r.parent, "adapter": adapter, "batch": r.batch,
+              "candidates": sum(len(v) for v in cands.values()), "pairs": len(r.state["pairs"]),
+              "train": r.state["train"], "heldout": {n: _summary(r.state[f"eval_{n}"]) for n in ("before", "after")},
+              "queued_pairs": r.state["queued"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(r.folder / "report.json", report, indent=2)  # the round is done once this exists
+    return report
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    n = max(1, len(rows))
+    return {k: sum(float(x[k]) for x in rows) / n for k in ("utility", "reward", "p_failure", "p_intentional")}
+
+
+def _write_pairs(cfg: LoopConfig, cands: Mapping[str, list[dict[str, Any]]], out: Path) -> list[dict[str, Any]]:
+    rows = []
+    for p, have in cands.items():
+        prompt = cfg.prompts[int(p)]
+        ranked = sorted(have, key=lambda c: (-c["utility"], c["seed"]))
+        for i in range(min(cfg.pairs_per_prompt, len(ranked) // 2)):
+            w, lo = ranked[i], ranked[-1 - i]
+            margin = w["utility"] - lo["utility"]
+            if margin < cfg.min_margin or margin <= 0:
+                continue
+            rows.append({"prompt": prompt.narrative, "chosen": w["video"], "rejected": lo["video"],
+                         "chosen_generation_id": w["history_id"], "rejected_generation_id": lo["history_id"],
+                         "dimension": "reward", "strength": 1, "margin": margin,
+                         "tags": json.dumps({k: list(v) for k, v in prompt.tags.items()}, sort_keys=True)})
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
+def _write_scored(cfg: LoopConfig, cands: Mapping[str, list[dict[str, Any]]], folder: Path) -> list[dict[str, Any]]:
+    """Flow-RWR: every candidate (clips.jsonl) with its utility (scores.jsonl)."""
+    clips, scores = [], []
+    for p, have in cands.items():
+        prompt = cfg.prompts[int(p)]
+        tags = {k: list(v) for k, v in prompt.tags.items()}
+        for c in have:
+            clips.append({"clip": c["video"], "caption": prompt.narrative, "tags": tags, "clip_id": str(c["history_id"])})
+            scores.append({"video": c["video"], "utility": c["utility"]})
+    for name, rows in (("clips.jsonl", clips), ("scores.jsonl", scores)):
+        (folder / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return scores
+
+
+def _queue(cfg: LoopConfig, studio: Any, cands: Mapping[str, list[dict[str, Any]]], settings: Settings) -> list[int]:
+    """The candidate pairs the reward model is least sure of, as rating pairs for the animators."""
+    if not cfg.queue_pairs:
+        return []
+    from itertools import combinations
+
+    from ..rating.service import RatingService
+    from ..reward.queue import pair_uncertainty
+    from ..reward.types import RewardScore
+
+    ranked = []
+    for have in cands.values():
+        for a, b in combinations(have, 2):
+            u = pair_uncertainty(RewardScore.from_dict(a["score"]), RewardScore.from_dict(b["score"]))
+            ranked.append((u, a["history_id"], b["history_id"]))
+    service = RatingService(studio.db, settings.media_dir)
+    admin = service.rater_by_name(str(cfg.queue_admin))
+    return [service.pick_pair(admin, a, b).id for _, a, b in sorted(ranked)[:cfg.queue_pairs]]
+
+
+# ----------------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`loop round CONFIG.yaml`: one on-policy round (resumes an unfinished one)."""
+    p = subparsers.add_parser("loop", help="on-policy preference rounds: generate, score, pair, DPO, evaluate",
+                              allow_abbrev=False)
+    sub = p.add_subparsers(dest="loop_command", required=True)
+    r = sub.add_parser("round", help="run the next round (or finish an interrupted one)", allow_abbrev=False)
+    r.add_argument("config", type=Path, help="loop config (YAML); see docs/preference.md")
+    r.add_argument("--json", action="store_true", help="print the round report as JSON")
+    return p
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+
+    cfg, training = load_loop_config(args.config)
+    report = run_round(cfg, training, settings, log=lambda m: print(m, file=sys.stderr))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    before, after = report["heldout"]["before"], report["heldout"]["after"]
+    print(f"round {report['round']}: {report['pairs']} pairs from {report['candidates']} candidates; "
+          f"adapter {report['adapter']} (parent {report['parent_adapter'] or 'base'})")
+    print(f"held-out utility {before['utility']:+.3f} -> {after['utility']:+.3f}, "
+          f"P(failure) {before['p_failure']:.3f} -> {after['p_failure']:.3f}; "
+          f"{len(report['queued_pairs'])} pairs queued for animators")
+    return 0

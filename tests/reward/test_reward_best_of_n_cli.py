@@ -1,0 +1,68 @@
+"""`python -m engine reward best-of-n`: N candidates through the job runner into the history, ranked
+by a saved reward model, from the command line only; bad input exits 2 in one line, queueing nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main_for
+from engine.core.settings import Settings
+from engine.reward.config import RewardConfig
+from engine.reward.model import RewardModel
+from engine.storage.clips import HistoryService
+from engine.storage.db import open_database
+from engine.storage.repository import RewardRepository
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
+
+
+def _run(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = main_for("reward", ["--device", "cpu", "--data-dir", str(settings.data_dir), *argv])
+    except SystemExit as exc:  # argparse refusals
+        rc = int(exc.code or 0)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _history(settings: Settings) -> list:
+    db = open_database(settings.database)
+    try:
+        return HistoryService(db, settings.media_dir).list(limit=100).items
+    finally:
+        db.dispose()
+
+
+def test_best_of_n_from_the_command_line(studio_settings: Settings, tmp_path: Path, capsys) -> None:
+    folder = RewardModel.build(TINY, seed=3, name="tiny").save(tmp_path / "reward")
+    request = ["--model", "preview", "--narrative", "a fox leaps over a fence", "--tag", "camera.movement=pan",
+               "--width", "32", "--height", "32", "--frames", "5", "--fps", "8", "--steps", "2", "--seed", "11"]
+    rc, out, err = _run(studio_settings, capsys, "best-of-n", "--reward-model", str(folder), "--best-of", "2",
+                        *request, "--json")
+    assert rc == 0, err
+    ranked = json.loads(out)
+    assert [c["rank"] for c in ranked] == [1, 2] and sorted(c["seed"] for c in ranked) == [11, 12]
+    assert ranked[0]["score"]["reward"] >= ranked[1]["score"]["reward"]
+    rows = {r.id: r for r in _history(studio_settings)}
+    assert {(rows[c["history_id"]].source, rows[c["history_id"]].status) for c in ranked} == {("best_of_n", "done")}
+    db = open_database(studio_settings.database)
+    try:
+        key = RewardModel.load(folder).key
+        assert set(RewardRepository(db).for_model(key)) == {c["history_id"] for c in ranked}
+    finally:
+        db.dispose()
+
+    before = len(_history(studio_settings))
+    for argv, words in (
+        (["--reward-model", str(folder), "--best-of", "0", *request], "--best-of"),
+        (["--reward-model", str(tmp_path), "--best-of", "2", *request], "is not a reward-model checkpoint"),
+        (["--reward-model", str(folder), "--best-of", "2", *request[:-2], "--frames", "6"], "num_frames"),
+        (["--reward-model", str(folder), "--best-of", "2", *request, "--tag", "camera.movement=moonwalk"], "moonwalk"),
+    ):
+        rc, out, err = _run(studio_settings, capsys, "best-of-n", *argv)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, err
+    assert len(_history(studio_settings)) == before  # nothing queued or recorded

@@ -1,0 +1,109 @@
+"""Two on-policy rounds end to end on the preview model, from the command line only
+(`python -m engine loop round`): candidates in the history, pairs by reward margin, the DPO stage
+from the parent adapter, held-out evaluation, pairs queued for animators, and the provenance chain."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.cli import main
+from engine.core.settings import Settings
+from engine.reward.config import RewardConfig
+from engine.reward.model import RewardModel
+from engine.storage.clips import HistoryService
+from engine.storage.db import open_database
+from support.rating import ADMIN, PASSWORD
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+TINY = RewardConfig(num_frames=8, segments=2, d_model=16, n_heads=2, motion_size=16, text_buckets=64)
+
+
+def _cli(settings: Settings, capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = main(["--data-dir", str(settings.data_dir), "--device", "cpu", *argv])
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_two_rounds_from_the_command_line(studio_settings: Settings, tmp_path: Path, capsys) -> None:
+    reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")  # what `reward train` writes
+    secret = tmp_path / "pw.txt"
+    secret.write_text(PASSWORD + "\n")
+    assert _cli(studio_settings, capsys, "rating", "rater", "add", ADMIN, "--role", "admin",
+                "--password-file", str(secret))[0] == 0
+    config = {
+        "model": "preview", "output_dir": str(tmp_path / "loop"), "reward_model": str(reward), "seed": 3,
+        "prompts": [{"narrative": "a red square slides right", "tags": {"camera.movement": "pan"}},
+                    {"narrative": "a blue square falls", "tags": {"camera.movement": "tilt"}}],
+        "heldout": [{"narrative": "a green square jumps"}],
+        "candidates": 3, "queue_pairs": 1, "queue_admin": ADMIN,
+        "generation": {"width": 32, "height": 32, "num_frames": 5, "fps": 8, "steps": 2, "guidance": 1.0},
+        "training": {"adapter": {"rank": 4, "alpha": 4}, "optimizer": {"lr": 3e-3}, "seed": 1,
+                     "cache": {"dtype": "float32"}, "train": {"max_steps": 3, "batch_size": 1},
+                     "dpo": {"beta": 1000.0}},
+    }
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    reports = []
+    for _ in range(2):
+        rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(path), "--json")
+        assert rc == 0, err
+        reports.append(json.loads(out))
+    one, two = reports
+    assert (one["round"], two["round"]) == (1, 2)
+    assert one["parent_adapter"] is None and two["parent_adapter"] == one["adapter"]  # the chain
+    assert one["adapter"] != two["adapter"] and all(Path(r["adapter"]).is_dir() for r in reports)
+    assert json.loads((Path(two["adapter"]).parent / "provenance.json").read_text())["parent_adapter"] == one["adapter"]
+    assert one["candidates"] == 6 and 1 <= one["pairs"] <= 2 and two["train"]["steps"] == 3
+    assert abs(two["train"]["first_loss"] - 0.6931) < 1e-3  # from the parent's frozen snapshot: log 2
+    assert set(one["heldout"]) == {"before", "after"} and len(one["queued_pairs"]) == 1
+
+    db = open_database(studio_settings.database)
+    try:
+        rows = HistoryService(db, studio_settings.media_dir).list(limit=100).items
+    finally:
+        db.dispose()
+    by_batch: dict[str, list] = {}
+    for row in rows:
+        by_batch.setdefault(row.batch or "", []).append(row)
+    first, second = by_batch[one["batch"]], by_batch[two["batch"]]
+    cands1 = [r for r in first if r.source == "loop"]
+    cands2 = [r for r in second if r.source == "loop"]
+    assert len(cands1) == 6 and all(not r.request.adapters for r in cands1)  # round 1: the base model
+    assert len(cands2) == 6 and all(r.request.adapters[0].path == one["adapter"] for r in cands2)
+    evals2 = sorted((r for r in second if r.source == "loop_eval"), key=lambda r: r.id)
+    assert [e.request.adapters[0].path for e in evals2] == [one["adapter"], two["adapter"]]  # before / after
+    pairs_file = Path(two["adapter"]).parent.parent / "pairs.jsonl"
+    chosen = {json.loads(line)["chosen_generation_id"] for line in pairs_file.read_text().splitlines()}
+    assert chosen <= {r.id for r in cands2}
+
+    rc, out, err = _cli(studio_settings, capsys, "rating", "pairs", "list", "--json", "--admin", ADMIN)
+    assert rc == 0 and {p["id"] for p in json.loads(out)} >= set(one["queued_pairs"] + two["queued_pairs"])
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**config, "training": {**config["training"], "dpo": {"reference": "ema"}}}))
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(bad))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "training.dpo.reference" in err
+
+
+def test_a_reward_weighted_round(studio_settings: Settings, tmp_path: Path, capsys) -> None:
+    reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")
+    config = {"model": "preview", "output_dir": str(tmp_path / "rwr-loop"), "reward_model": str(reward),
+              "objective": "rwr", "candidates": 2, "prompts": [{"narrative": "a red square slides right"}],
+              "generation": {"width": 32, "height": 32, "num_frames": 5, "fps": 8, "steps": 2, "guidance": 1.0},
+              "training": {"adapter": {"rank": 4, "alpha": 4}, "cache": {"dtype": "float32"},
+                           "train": {"max_steps": 2, "batch_size": 1}, "rwr": {"temperature": 0.5}}}
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(path), "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    folder = Path(report["adapter"]).parent.parent
+    assert report["train"]["steps"] == 2 and len((folder / "scores.jsonl").read_text().splitlines()) == 2
+    assert "rwr: 2 scored clips" in err
