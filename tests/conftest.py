@@ -64,4 +64,4 @@ def one_torch_thread():
 
 
 # The rating studio template and its fixtures (`template`, `studio`), shared by the rating, reward and UI tests.
-pytest_plugins = ("support.rating",)
+pytest_plugins = ("support.rating", "support.postgres")

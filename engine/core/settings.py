@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, shown
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -27,11 +27,17 @@ class Settings:
     default_model: str = "wan2.1-t2v-1.3b"
     device: str = "auto"
     hf_cache_dir: Path | None = None
+    # A shared PostgreSQL database ("postgresql+psycopg://user@host/db") instead of the data
+    # folder's SQLite file; the media files stay under data_dir, which the workers must all see.
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.db_path is not None:
             object.__setattr__(self, "db_path", Path(self.db_path).expanduser())
+        if self.database_url is not None and not str(self.database_url).startswith(("postgresql", "postgres://")):
+            raise InvalidRequest("database_url", "must be a PostgreSQL URL such as "
+                                                 f"postgresql+psycopg://user@host/studio, got {shown(self.database_url)}")
         if self.device not in _DEVICES:
             raise InvalidRequest("device", f"'{self.device}' is not one of {', '.join(_DEVICES)}")
 
@@ -39,6 +45,11 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.db_path or self.data_dir / "studio.db"
+
+    @property
+    def database_target(self) -> Path | str:
+        """What `open_database` takes: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url or self.database
 
     @property
     def media_dir(self) -> Path:

@@ -9,7 +9,9 @@ the path exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidRequest
 from .registry import REGISTRY
@@ -51,3 +53,14 @@ def confine_to_data_dir(request: GenerationRequest, data_dir: Path,
     for field, value in checks:
         if value is not None and _looks_like_path(value) and not _inside(value, root):
             raise InvalidRequest(field, f"must be a file or folder under the data folder ({HINT})")
+
+
+def confine_clip_request(request: GenerationRequest, embedded: Mapping[str, Any], typed: Mapping[str, Any],
+                         data_dir: Path) -> None:
+    """`--from CLIP`: what the clip names must lie under the data folder; what the user typed on
+    the command line (`typed` values that are set) is theirs to choose. Errors name `--from`."""
+    fields = tuple(f for f in SOURCE_FIELDS if not typed.get(f) and f in embedded)
+    try:
+        confine_to_data_dir(request, data_dir, fields)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"--from ({exc.field})", exc.reason) from None

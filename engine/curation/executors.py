@@ -13,12 +13,42 @@ live on storage every node sees (a shared mount) because each task reads its cli
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable
 
 from ..core.errors import InvalidRequest
 
 RAY_RETRIES = 3
+
+_WORKER: dict[str, Any] = {}  # objects a worker process needs (the aesthetic scorer)
+
+
+def _init_worker(objects: dict[str, Any], threads: int = 1) -> None:
+    """Spawned worker set-up: shared objects, and one thread per library so N workers use N cores."""
+    _WORKER.clear()
+    _WORKER.update(objects, threads=threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+
+class ItemFailed(RuntimeError):
+    """An item's error carried back from a worker as plain text.
+
+    The engine's exceptions take two or three constructor arguments and so cannot be unpickled
+    (the pool would report a broken process instead); this one carries the message only.
+    """
+
+
+def _in_worker(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - becomes the item's failure in the parent
+        text = exc.reason if isinstance(exc, InvalidRequest) else f"{type(exc).__name__}: {exc}"
+        raise ItemFailed(text) from None
+
 
 
 class RayPool:
@@ -52,11 +82,9 @@ class RayPool:
 
 
 def _ray_task(objects: dict[str, Any], threads: int, fn: Callable[..., Any], *args: Any) -> Any:
-    from . import pipeline
-
-    if not pipeline._WORKER:  # once per Ray worker process: the same set-up as a spawn worker
-        pipeline._init_worker(objects, threads)
-    return pipeline._in_worker(fn, *args)
+    if not _WORKER:  # once per Ray worker process: the same set-up as a spawn worker
+        _init_worker(objects, threads)
+    return _in_worker(fn, *args)
 
 
 def local_pool(workers: int, objects: dict[str, Any], initializer: Callable[..., None]) -> ProcessPoolExecutor:

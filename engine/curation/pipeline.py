@@ -11,7 +11,6 @@ sorted by source name and start time, so serial and parallel runs give the same 
 from __future__ import annotations
 
 import functools
-import os
 from collections import Counter
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -24,42 +23,13 @@ from ..core.settings import Settings
 from . import manifest as mf
 from .aesthetic import AestheticScorer, make_scorer, sample_indices
 from .caption import Captioner, TaxonomyCaptioner
-from .executors import RayPool, local_pool
+from .executors import _WORKER, ItemFailed, RayPool, _in_worker, _init_worker, local_pool
 from .explain import admission_hints
 from .config import STAGES, CurationConfig
 from .ingest import Candidate, SourceInfo, content_id, discover, probe_source
 from .selection import Borders, decide
 from .shots import ClipPlan, ShotPlan, detect_shots, plan_clips
 from .state import StateStore, write_json_atomic
-
-_WORKER: dict[str, Any] = {}  # objects a worker process needs (the aesthetic scorer)
-
-
-def _init_worker(objects: dict[str, Any], threads: int = 1) -> None:
-    """Spawned worker set-up: shared objects, and one thread per library so N workers use N cores."""
-    _WORKER.clear()
-    _WORKER.update(objects, threads=threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import cv2
-
-    cv2.setNumThreads(threads)
-
-
-class ItemFailed(RuntimeError):
-    """An item's error carried back from a worker as plain text.
-
-    The engine's exceptions take two or three constructor arguments and so cannot be unpickled
-    (the pool would report a broken process instead); this one carries the message only.
-    """
-
-
-def _in_worker(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - becomes the item's failure in the parent
-        text = exc.reason if isinstance(exc, InvalidRequest) else f"{type(exc).__name__}: {exc}"
-        raise ItemFailed(text) from None
-
 
 # ------------------------------------------------------------------- per-item work (picklable)
 def _ingest_one(candidate: Candidate) -> dict[str, Any]:

@@ -256,6 +256,19 @@ class HistoryService:
         self._sweep_temp()
         return count
 
+    def requeue_interrupted(self, reason: str = INTERRUPTED_REASON, *, lease_s: float = LEASE_S,
+                            live_here: frozenset[str] = frozenset()) -> tuple[builtins.list[int], int]:
+        """For a pool of workers: jobs whose worker is gone go back in the queue, so another worker
+        runs them; a CLI run that was cut off fails (nobody would collect it). Returns (requeued
+        ids, failed count)."""
+        now = utc_now()
+        cut = [i for i, worker, beat in self.repository.running_leases()
+               if is_cut_off(worker, beat, now, lease_s, live_here)]
+        requeued = self.repository.requeue(cut)
+        failed = self.repository.fail_interrupted(reason, [i for i in cut if i not in requeued])
+        self._sweep_temp()
+        return requeued, failed
+
     # -- helpers --------------------------------------------------------------------------------
     def _check_running(self, record: GenerationRecord) -> None:
         if record.status == "cancelled":

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..core.errors import EngineError, StorageError
+from .postgres import create_pg_engine, display, is_postgres_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
@@ -44,8 +45,8 @@ __all__ = [
 class Database:
     """An open history database: the engine and its two session factories."""
 
-    def __init__(self, path: Path, engine: Engine, busy_timeout_s: float) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, engine: Engine, busy_timeout_s: float) -> None:
+        self.path = path  # the SQLite file, or the PostgreSQL URL without its password
         self.engine = engine
         self.busy_timeout_s = busy_timeout_s
         # expire_on_commit=False: records are copied out inside the transaction anyway, and
@@ -162,6 +163,9 @@ def upgrade(db: Database, revision: str = "head") -> None:
     """
     doing = f"could not prepare the history database {db.path}"
     cfg = alembic_config(db.engine.url)
+    if db.engine.dialect.name == "postgresql":
+        _upgrade_postgres(db, cfg, revision, doing)
+        return
     try:
         with db.write_engine().connect() as conn:
             raw = conn.connection.dbapi_connection
@@ -189,11 +193,41 @@ def upgrade(db: Database, revision: str = "head") -> None:
         raise StorageError(describe_db_error(exc, doing)) from exc
 
 
-def open_database(path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Database:
-    """Open (or create) the history database at `path` and migrate it to the newest schema.
+def _upgrade_postgres(db: Database, cfg: Config, revision: str, doing: str) -> None:
+    # The write engine's first statement takes the writers' advisory lock: one migrator at a time.
+    try:
+        with db.write_engine().connect() as conn, conn.begin():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except CommandError as exc:
+        raise StorageError(f"{doing}: {exc}. The database may have been written by a newer version of the "
+                           "studio.") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(describe_db_error(exc, doing)) from exc
 
-    Safe to call from several processes at once and again on an up-to-date file.
+
+def open_database(path: Path | str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Database:
+    """Open (or create) the history database and migrate it to the newest schema: a SQLite file
+    at `path`, or a PostgreSQL server given as a `postgresql+psycopg://` URL (engine/storage/postgres.py).
+
+    Safe to call from several processes at once and again on an up-to-date database.
     """
+    if is_postgres_url(path):
+        url = str(path)
+        try:
+            engine = create_pg_engine(url, busy_timeout_s)
+        except ImportError:
+            raise StorageError(f"the database URL {display(url)} needs the PostgreSQL driver: "
+                               "pip install 'psycopg[binary]'") from None
+        except (SQLAlchemyError, ValueError) as exc:
+            raise StorageError(f"cannot use the database URL {display(url)}: {exc}") from None
+        pg = Database(display(url), engine, busy_timeout_s)
+        try:
+            upgrade(pg)
+        except BaseException:
+            pg.dispose()
+            raise
+        return pg
     path = Path(path).expanduser().absolute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -305,7 +305,8 @@ def test_explain_prints_one_clips_numbers_against_each_threshold(serial_run: Any
 
     result, _ = serial_run
     static = next(r for r in result.rows if r["reason"] == "static")
-    args = ["curate", "--input", str(footage), "--out", str(result.output_dir),
+    args = ["--data-dir", str(result.output_dir / "studio"), "curate", "--input", str(footage), "--out",
+            str(result.output_dir),
             "--set", "selection.min_width=64", "--set", "selection.min_height=64", "--set", "selection.theta=8"]
     assert main([*args, "--explain", static["clip_id"]]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -226,7 +226,9 @@ def test_missing_models_give_clear_messages(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- CLI
-def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANIMATRIX_DATA_DIR", str(tmp_path / "data"))  # a chosen data folder: no note about it
     videos = tmp_path / "videos"
     videos.mkdir()
     cfg = tmp_path / "c.yaml"

@@ -37,9 +37,11 @@ def _request(narrative: str = "a girl runs through rain", **kw: Any) -> Generati
     return GenerationRequest(narrative=narrative, model=kw.pop("model", "preview"), **kw)
 
 
-@pytest.fixture
-def db(settings: Settings) -> Any:
-    database = open_database(settings.database)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, settings: Settings) -> Any:
+    """The same repository tests on a SQLite file and on a PostgreSQL server (skipped without one)."""
+    target = request.getfixturevalue("postgres_url") if request.param == "postgresql" else settings.database
+    database = open_database(target)
     yield database
     database.dispose()
 
@@ -56,8 +58,16 @@ def test_importing_storage_does_not_load_sqlalchemy() -> None:
 
 
 def test_migrations_build_the_schema_on_an_empty_database(settings: Settings, db: Database) -> None:
-    assert settings.database.is_file()
     assert current_revision(db) == head_revision() is not None
+    if db.engine.dialect.name == "postgresql":
+        insp = inspect(db.engine)
+        assert {"generations", "alembic_version", "raters", "assignments"} <= set(insp.get_table_names())
+        names = {i["name"] for i in insp.get_indexes("generations")}
+        assert {"ix_generations_status", "ix_generations_owner", "ix_generations_batch"} <= names
+        checks = {c["name"] for c in insp.get_check_constraints("generations")}
+        assert "ck_generations_status" in checks
+        return
+    assert settings.database.is_file()
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -266,8 +276,18 @@ def test_locked_database_is_a_readable_storage_error(settings: Settings) -> None
 
 
 # -- several processes at once -------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, settings: Settings) -> str:
+    """Where several processes meet: a SQLite file, or a PostgreSQL database (skipped without one)."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else str(settings.database)
+
+
+def _open(target: str) -> Database:
+    return open_database(target if target.startswith("postgresql") else Path(target))
+
+
 def _add_jobs(db_path: str, worker: int, count: int, barrier: Any) -> None:
-    db = open_database(Path(db_path))
+    db = _open(db_path)
     repo = HistoryRepository(db)
     barrier.wait(timeout=60)
     for i in range(count):
@@ -276,7 +296,7 @@ def _add_jobs(db_path: str, worker: int, count: int, barrier: Any) -> None:
 
 
 def _claim_all(db_path: str, barrier: Any, results: Any) -> None:
-    db = open_database(Path(db_path))
+    db = _open(db_path)
     repo = HistoryRepository(db)
     barrier.wait(timeout=60)
     claimed = []
@@ -286,17 +306,17 @@ def _claim_all(db_path: str, barrier: Any, results: Any) -> None:
     db.dispose()
 
 
-def test_concurrent_writers_lose_nothing(settings: Settings) -> None:
+def test_concurrent_writers_lose_nothing(target: str) -> None:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(4)
-    # No migration run beforehand: the four start-ups race on an empty file too.
-    procs = [ctx.Process(target=_add_jobs, args=(str(settings.database), w, 25, barrier)) for w in range(4)]
+    # No migration run beforehand: the four start-ups race on an empty database too.
+    procs = [ctx.Process(target=_add_jobs, args=(target, w, 25, barrier)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    db = open_database(settings.database)
+    db = _open(target)
     try:
         page = HistoryRepository(db).list(limit=500)
         assert page.total == 100
@@ -305,14 +325,14 @@ def test_concurrent_writers_lose_nothing(settings: Settings) -> None:
         db.dispose()
 
 
-def test_concurrent_workers_never_claim_the_same_job(settings: Settings) -> None:
-    db = open_database(settings.database)
+def test_concurrent_workers_never_claim_the_same_job(target: str) -> None:
+    db = _open(target)
     repo = HistoryRepository(db)
     ids = {repo.add_job(_request(f"job {i}"), source="studio").id for i in range(40)}
     db.dispose()
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_claim_all, args=(str(settings.database), barrier, results)) for _ in range(4)]
+    procs = [ctx.Process(target=_claim_all, args=(target, barrier, results)) for _ in range(4)]
     for p in procs:
         p.start()
     claimed = [results.get(timeout=120) for _ in procs]
