@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from engine.rating.service import RatingService
@@ -17,8 +18,12 @@ from support.rating import PASSWORD, Studio, full_form
 
 
 
+def _open(target: str) -> Any:
+    return open_database(target if target.startswith("postgresql") else Path(target))
+
+
 def _vote_until_done(db_path: str, media_dir: str, name: str, seed: int, barrier: Any, results: Any) -> None:
-    db = open_database(Path(db_path))
+    db = _open(db_path)
     try:
         config = RatingConfig(gold_share=0.2, repeat_share=0.3, repeat_min_gap=1)
         service = RatingService(db, Path(media_dir), config, rng=random.Random(seed))
@@ -35,7 +40,14 @@ def _vote_until_done(db_path: str, media_dir: str, name: str, seed: int, barrier
         db.dispose()
 
 
-def test_concurrent_raters_lose_no_judgement(studio: Studio) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_studio(request: pytest.FixtureRequest) -> Studio:
+    """The rating studio on a SQLite file, and on a PostgreSQL server (skipped without one)."""
+    return request.getfixturevalue("postgres_studio" if request.param == "postgresql" else "studio")
+
+
+def test_concurrent_raters_lose_no_judgement(any_studio: Studio) -> None:
+    studio = any_studio
     admin = studio.service().rater_by_name("director")
     first = studio.service().list_pairs(admin)[0]
     studio.service().set_gold(admin, first.id, {"visual_quality": first.generation_a_id})
@@ -43,7 +55,7 @@ def test_concurrent_raters_lose_no_judgement(studio: Studio) -> None:
     workers = ["aki", "aki", "ben"]  # aki signed in twice (say, two tabs served by two studio processes)
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(len(workers)), ctx.Queue()
-    procs = [ctx.Process(target=_vote_until_done, args=(str(studio.settings.database), str(studio.settings.media_dir),
+    procs = [ctx.Process(target=_vote_until_done, args=(str(studio.settings.database_target), str(studio.settings.media_dir),
                                                         name, n, barrier, results))
              for n, name in enumerate(workers)]
     for p in procs:
@@ -53,7 +65,7 @@ def test_concurrent_raters_lose_no_judgement(studio: Studio) -> None:
         p.join(timeout=60)
     assert [p.exitcode for p in procs] == [0] * len(workers)
 
-    db = open_database(studio.settings.database)
+    db = _open(str(studio.settings.database_target))
     try:
         with db.engine.connect() as conn:
             rows = conn.execute(text("SELECT a.id, r.name, a.comparison_id, a.is_repeat, a.status, "

@@ -68,7 +68,12 @@ def make_settings(data_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     settings = make_settings(tmp_path_factory.mktemp("rating-template") / "data")
-    db = open_database(settings.database)
+    return build_template(settings)
+
+
+def build_template(settings: Settings) -> Template:
+    """The rating data set (clips, raters, pairs) in `settings`' database and media folder."""
+    db = open_database(settings.database_target)
     history = HistoryService(db, settings.media_dir)
     clips: dict[str, int] = {}
     # N1: three models; animegen's clip is 12 fps, 12 frames, 48 px wide (playback must even it out).
@@ -114,6 +119,18 @@ def studio(template: Template, tmp_path: Path) -> Iterator[Studio]:
     settings = make_settings(data_dir)
     db = open_database(settings.database)
     yield Studio(settings, db, dict(template.clips), template.picked_pair)
+    db.dispose()
+
+
+@pytest.fixture
+def postgres_studio(postgres_url: str, tmp_path: Path) -> Iterator[Studio]:
+    """The same rating data set, built afresh on a PostgreSQL database (skipped without a server)."""
+    from dataclasses import replace
+
+    settings = replace(make_settings(tmp_path / "data"), database_url=postgres_url)
+    built = build_template(settings)
+    db = open_database(settings.database_target)
+    yield Studio(settings, db, dict(built.clips), built.picked_pair)
     db.dispose()
 
 
