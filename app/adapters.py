@@ -30,6 +30,7 @@ VAE_TILING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 SCALAR_KEYS: tuple[str, ...] = (
     "model", "narrative", "negative_prompt", "random_seed", "seed", "width", "height", "num_frames", "fps",
     "steps", "guidance", "quantization", "offload", "vae_tiling", "transformer_file",
+    "speed", "cache", "compile_blocks", "attention",
 )
 INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps")
 TAG_ENCODER_KEYS: tuple[str, ...] = ("tag_encoder", "tag_guidance", "tags_in_prompt")  # after the adapter slots
@@ -47,6 +48,8 @@ FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     "adapters.kind": "Adapter kind", "adapters.fuse": "Adapter merge",
     "tag_encoder": "Tag encoder", "tag_guidance": "Tag guidance", "tags_in_prompt": "Also write tags into the prompt",
     "transformer_file": "Transformer file",
+    "speed": "Speed", "cache": "Step cache", "cache_threshold": "Step cache", "compile_blocks": "Compile blocks",
+    "attention": "Attention backend", "parallel": "Parallel GPUs",
 })
 NO_TRANSFORMER_FILE = "none"  # the dropdown's word for "the model folder's own transformer"
 
@@ -77,6 +80,10 @@ class FormValues:
     tag_encoder: str = ""  # folder of a saved tag encoder; "" for none (tags go through the prompt only)
     tag_guidance: float | None = None  # None: plain CFG over text and tags together
     tags_in_prompt: bool = True
+    speed: str = "quality"
+    cache: str = ""  # KIND[:NUMBER]; "" for the speed profile's own
+    compile_blocks: bool = False
+    attention: str = "auto"
 
 
 def adapter_keys() -> tuple[str, ...]:
@@ -164,6 +171,39 @@ def _transformer_file(value: Any) -> str:
     return value.strip()  # whether the file exists and fits is the engine's check, when the job is submitted
 
 
+def _cache_text(value: Any) -> str:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "profile")):
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest("cache", f"must be KIND or KIND:NUMBER (e.g. first-block:0.1), got {value!r}")
+    return value.strip()
+
+
+def _cache_parts(text: str) -> tuple[str | None, float | None]:
+    """The form's "KIND[:NUMBER]" as (kind, number); ("", ) is the profile's own: (None, None)."""
+    if not text:
+        return None, None
+    kind, sep, number = text.partition(":")
+    try:
+        return kind.strip(), float(number) if sep else None
+    except ValueError:
+        raise InvalidRequest("cache", f"'{text}' is not KIND or KIND:NUMBER (e.g. first-block:0.1)") from None
+
+
+def _cache_of(request: GenerationRequest) -> str:
+    """A request's cache as the form writes it: "" when it is just what its speed profile stands for."""
+    if request.cache is None:
+        return ""
+    spec = model_spec(request.model)
+    if spec is not None:
+        from engine.core.speed import resolve_speed
+
+        profile = resolve_speed(replace(request, cache=None, cache_threshold=None), spec.family)
+        if (profile.cache, profile.cache_threshold) == (request.cache, request.cache_threshold):
+            return ""
+    return request.cache if request.cache_threshold is None else f"{request.cache}:{request.cache_threshold:g}"
+
+
 def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
     """Build a FormValues from handler arguments given in `form_keys()` order."""
     keys = form_keys(taxonomy)
@@ -193,6 +233,10 @@ def form_from_values(values: Sequence[Any], taxonomy: Taxonomy) -> FormValues:
         tag_encoder=_tag_encoder(raw["tag_encoder"]),
         tag_guidance=_number("tag_guidance", raw["tag_guidance"]),
         tags_in_prompt=bool(raw["tags_in_prompt"]) if raw["tags_in_prompt"] is not None else True,
+        speed=str(raw["speed"] or "quality"),
+        cache=_cache_text(raw["cache"]),
+        compile_blocks=bool(raw["compile_blocks"]),
+        attention=str(raw["attention"] or "auto"),
     )
 
 
@@ -229,6 +273,7 @@ def request_from_form(form: FormValues) -> GenerationRequest:
     if not form.random_seed and form.seed is None:
         raise InvalidRequest("seed", "enter a seed, or tick Random")
     random_seed = form.random_seed or form.seed == -1  # -1 is the usual spelling of "random"
+    cache, cache_threshold = _cache_parts(form.cache)
     return GenerationRequest(
         narrative=form.narrative,
         model=form.model,
@@ -249,6 +294,11 @@ def request_from_form(form: FormValues) -> GenerationRequest:
         tag_encoder=form.tag_encoder or None,
         tag_guidance=form.tag_guidance,
         tags_in_prompt=form.tags_in_prompt,
+        speed=form.speed,
+        cache=cache,
+        cache_threshold=cache_threshold,
+        compile_blocks=True if form.compile_blocks else None,
+        attention=form.attention,
     )
 
 
@@ -279,6 +329,10 @@ def form_from_request(request: GenerationRequest) -> FormValues:
         tag_encoder=request.tag_encoder or "",
         tag_guidance=request.tag_guidance,
         tags_in_prompt=request.tags_in_prompt,
+        speed=request.speed,
+        cache=_cache_of(request),
+        compile_blocks=bool(request.compile_blocks),
+        attention=request.attention,
     )
 
 

@@ -45,6 +45,8 @@ class LaunchOptions:
     max_megapixel_frames_per_hour: int | None = None  # None: the scope's default; 0: no cap
     allow_local_models: bool | None = None  # None: allowed in a shared studio only
     on_space: bool = False  # SPACE_ID is set: a Hugging Face Space is public by default
+    database_url: str | None = None  # a shared PostgreSQL database instead of the data folder's SQLite file
+    no_worker: bool = False  # run no jobs here: `python -m engine worker` processes do
     gradio_host: str | None = None  # GRADIO_SERVER_NAME, which Gradio uses when --host is not given
 
     @property
@@ -115,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="width x height x frames one user may queue per hour, in millions; 0: no cap (env "
                         f"ANIMATRIX_MAX_MEGAPIXEL_FRAMES_PER_HOUR; default {DEFAULT_MEGAPIXEL_FRAMES_PER_HOUR} "
                         "for an owned history, none for a shared one)")
+    p.add_argument("--database-url", help="a shared PostgreSQL database, postgresql+psycopg://USER@HOST/DB "
+                                          "(env ANIMATRIX_DATABASE_URL; default: the data folder's SQLite file)")
+    p.add_argument("--no-worker", action="store_true",
+                   help="run no jobs in this process: `python -m engine worker` processes run the queue "
+                        "(e.g. a rating front-end without a GPU)")
     p.add_argument("--allow-local-models", action=argparse.BooleanOptionalAction, default=None,
                    help="let the page load models and transformer files from any folder of this machine, not "
                         "only under the data folder (default: yes for a shared history, no for an owned one)")
@@ -184,6 +191,8 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         max_megapixel_frames_per_hour=(parse_count(mpf_text, mpf_where, 10**9) if mpf_text is not None else None),
         allow_local_models=args.allow_local_models,
         on_space=bool(env.get("SPACE_ID")),
+        database_url=pick(args.database_url, "DATABASE_URL")[0],
+        no_worker=bool(args.no_worker),
         gradio_host=env.get("GRADIO_SERVER_NAME") or None,
         host=host.strip() if host else None,
         port=parse_port(port_text, port_where) if port_text is not None else None,

@@ -100,14 +100,25 @@ def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[st
     if record.compiled_prompt:
         rows.append(("Compiled prompt", plain(record.compiled_prompt)))
     if record.timings:
-        order = ("load_s", "encode_s", "denoise_s", "decode_s", "total_s")
-        parts = [f"{k[:-2]} {record.timings[k]:.1f} s" for k in order if k in record.timings]
-        rows.append(("Timings", " · ".join(parts)))
+        rows.append(("Timings", timings_line(record.timings)))
     if record.peak_memory_bytes:
         rows.append(("Peak memory", human_bytes(record.peak_memory_bytes)))
     checkpoint = f" · checkpoint {record.checkpoint}" if record.checkpoint else ""
     rows.append(("Engine", record.engine_version + checkpoint))
     return rows
+
+
+def timings_line(timings: Any) -> str:
+    """The stages' seconds, and what the total holds besides them (on a first job: importing the
+    libraries and setting the model up), so the parts add up to the total."""
+    stages = ("load_s", "encode_s", "denoise_s", "decode_s")
+    parts = [f"{k[:-2]} {timings[k]:.1f} s" for k in stages if k in timings]
+    if "total_s" in timings:
+        rest = timings["total_s"] - sum(timings[k] for k in stages if k in timings)
+        if rest >= 0.5:
+            parts.append(f"set-up and saving {rest:.1f} s (longest on the first job: libraries and model load)")
+        parts.append(f"total {timings['total_s']:.1f} s")
+    return " · ".join(parts)
 
 
 def settings_markdown(record: GenerationRecord, taxonomy: Taxonomy) -> str:
@@ -159,6 +170,22 @@ def tag_labels(tags: Any, taxonomy: Taxonomy) -> list[str]:
             except EngineError:
                 out.append(value_id)
     return out
+
+
+def tag_label(taxonomy: Taxonomy, field_id: str, value_id: str) -> str:
+    """"Camera · Movement: Whip pan", as the dropdowns read (the ids when the taxonomy lacks them)."""
+    try:
+        f = taxonomy.field(field_id)
+        return f"{taxonomy.axis(f.axis).label} · {f.label}: {f.value(value_id).label}"
+    except (EngineError, KeyError):
+        return f"{field_id}={value_id}"
+
+
+def contradiction_text(contradiction: Any, taxonomy: Taxonomy) -> str:
+    """A contradiction between two tags, named with the dropdowns' own labels."""
+    c = contradiction
+    return (f"**{tag_label(taxonomy, c.a_field, c.a_value)}** contradicts "
+            f"**{tag_label(taxonomy, c.b_field, c.b_value)}**: {c.reason}")
 
 
 def tags_summary(preset: Preset, taxonomy: Taxonomy, limit: int = 70) -> str:

@@ -52,11 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env().with_overrides(data_dir=options.data_dir, device=options.device,
-                                                      default_model=options.default_model)
+                                                      default_model=options.default_model,
+                                                      database_url=options.database_url)
         resolve_model(settings.default_model)  # a typo in the default model is a bad flag too
     except InvalidRequest as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
-    # The studio's own messages (recovered jobs, background runs); libraries only when they warn.
+    # The studio's own messages (recovered jobs, background runs, one line per refused input);
+    # libraries only when they warn, minus the harmless torchao kernel lines of a CPU machine.
+    from engine.cli import quiet_libraries
+
+    quiet_libraries()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(logging.INFO)
     return serve(settings, options)
@@ -74,7 +79,8 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     from .ui import build_app
 
     try:
-        services = StudioServices.create(settings, access=access_policy(options), identity=identity_of(options))
+        services = StudioServices.create(settings, access=access_policy(options), identity=identity_of(options),
+                                         executes=not options.no_worker)
     except EngineError as exc:
         return _error(str(exc), 1)
     log.info("history: %s%s", options.history_scope, "" if options.history_scope == "shared" else
@@ -87,9 +93,13 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
 
         extra["app_kwargs"] = {"middleware": [Middleware(ClientAddressMiddleware)]}
     try:
-        app.launch(server_name=options.host, server_port=options.port, share=options.share,
-                   auth=auth, auth_message="AniMatrix Studio: please log in.",
-                   max_file_size=f"{options.max_upload_mb}mb", **extra)
+        # quiet: Gradio's own lines tell a script user to "set share=True in launch()"; ours name the flag.
+        _, local_url, share_url = app.launch(server_name=options.host, server_port=options.port, share=options.share,
+                                             auth=auth, auth_message="AniMatrix Studio: please log in.",
+                                             max_file_size=f"{options.max_upload_mb}mb", quiet=True,
+                                             prevent_thread_lock=True, **extra)
+        print(launch_lines(local_url, share_url), flush=True)
+        app.blocks.block_thread()
     except OSError as exc:  # e.g. the port is taken
         return _error(str(exc), 1)
     except KeyboardInterrupt:
@@ -97,6 +107,14 @@ def serve(settings: Settings, options: LaunchOptions) -> int:
     finally:
         services.close()
     return 0
+
+
+def launch_lines(local_url: str, share_url: str | None) -> str:
+    """What the console says once the studio is up (instead of Gradio's launch() advice)."""
+    lines = [f"AniMatrix Studio is running at {local_url}"]
+    lines.append(f"Public link (--share): {share_url}" if share_url else
+                 "For a temporary public link, start it with --share.")
+    return "\n".join(lines)
 
 
 def access_policy(options: LaunchOptions) -> Any:

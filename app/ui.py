@@ -16,6 +16,8 @@ from engine.core.registry import PREVIEW_ID
 
 from . import adapters
 from .services.context import DEFAULT_DOWNLOAD_MODEL, StudioServices
+from .services.downloads import downloads_dir
+from .services.identity import VisitorCookieMiddleware
 from .tabs import create as create_tab
 from .tabs import history as history_tab
 from .tabs import rating as rating_tab
@@ -36,7 +38,9 @@ class StudioApp:
 
     def launch(self, **kwargs: Any) -> tuple[Any, str, str]:
         settings = self.services.settings
-        kwargs.setdefault("allowed_paths", [str(settings.media_dir)])
+        # The media folder (clip names carry a random part) and this studio's own downloads folder.
+        kwargs.setdefault("allowed_paths", [str(settings.media_dir), str(downloads_dir(settings))])
+        kwargs["app_kwargs"] = with_visitor_cookie(kwargs.get("app_kwargs"))
         kwargs.setdefault("footer_links", ["api", "settings"])
         kwargs.setdefault("show_error", True)
         self.blocks.queue(default_concurrency_limit=4)
@@ -47,6 +51,15 @@ class StudioApp:
     def close(self) -> None:
         self.blocks.close()
         self.services.close()
+
+
+def with_visitor_cookie(app_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Gradio's `app_kwargs` plus the middleware that gives each browser its visitor cookie."""
+    from starlette.middleware import Middleware
+
+    out = dict(app_kwargs or {})
+    out["middleware"] = [*(out.get("middleware") or []), Middleware(VisitorCookieMiddleware)]
+    return out
 
 
 def theme() -> gr.themes.Base:
@@ -92,7 +105,7 @@ def build_app(services: StudioServices) -> StudioApp:
             gr.Markdown(recovered_text(services.recovered), elem_classes=["banner", "muted"], elem_id="recovered")
         with gr.Tabs(selected="create", elem_id="main-tabs") as tabs:
             # render_children: "Reuse settings" fills the Create tab while History is the one shown.
-            with gr.Tab("Create", id="create", elem_id="tab-create", render_children=True):
+            with gr.Tab("Create", id="create", elem_id="tab-create", render_children=True) as create_page:
                 create = create_tab.build(services)
             with gr.Tab("Presets", id="presets", elem_id="tab-presets", render_children=True) as presets_page:
                 presets = presets_tab.build(services)
@@ -112,6 +125,9 @@ def build_app(services: StudioServices) -> StudioApp:
 
         history_tab.wire(history, services, tabs=tabs, history_tab=hist_tab,
                          reuse_outputs=[*create.fill_outputs(), *preset_reset], reuse_values=reuse_values)
+        # A rater (`--auth raters`, role rater) gets the Rate tab only; the handlers refuse them anyway.
+        blocks.load(rating_tab.studio_view(services), outputs=[create_page, presets_page, hist_tab, banner, tabs],
+                    show_progress="hidden", api_visibility="private")
         blocks.load(lambda: gr.update(choices=create_tab.preset_choices(services)), outputs=create.preset,
                     show_progress="hidden", api_visibility="private")
         use_preview.click(create_tab.use_model(services, PREVIEW_ID), inputs=create.inputs(),

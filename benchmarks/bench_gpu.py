@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gpu.py --budget-s 480            # on a CUDA machine: real-size Wan2.1-1.3B, then 14B
     python benchmarks/bench_gpu.py --tiny --budget-s 120     # anywhere: the same code on the preview's sizes
+    python benchmarks/bench_gpu.py --speed --skip-14b        # also the speed profiles (benchmarks/bench_speed.py)
 
 A Wan pipeline of the published architecture (transformer, UMT5-XXL text encoder, VAE; random
 weights, nothing downloaded) is written once as a diffusers folder, plus GGUF files of its
@@ -10,7 +11,9 @@ transformer (Q8_0 and Q4_0, random blocks). Each row loads it through the studio
 reports the seconds per step, `torch.cuda.max_memory_allocated` and the reserved memory
 `nvidia-smi` shows. Rows that cannot run here (offload without CUDA, fp8 without an fp8 GPU) say
 why; rows past the time budget are skipped and say so. Then the 14B architecture in the profiles a
-24 GB card needs. Output: one markdown table per model.
+24 GB card needs. Output: one markdown table per model. `--speed` adds the speed-profile table of
+bench_speed.py at a GPU size (each step cache, the profiles, and compiled blocks after warm-up) in
+what is left of the budget.
 """
 from __future__ import annotations
 
@@ -139,6 +142,23 @@ def table(title: str, folder: Path, rows: list[tuple[str, str]], ggufs: dict[str
     return lines
 
 
+SPEED_GPU_ARGS = ("--width", "832", "--height", "480", "--frames", "33", "--steps", "20", "--text-tokens", "512",
+                  "--profiles", "--compile")
+
+
+def speed_table(tiny: bool, timeout: float) -> list[str]:
+    """bench_speed.py's table, at a GPU size (the preview's with --tiny), or why it is missing."""
+    extra = ("--tiny", "--steps", "4", "--caches", "first-block:0.1,taylorseer:3") if tiny else SPEED_GPU_ARGS
+    try:
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_speed.py"), *extra],
+                             capture_output=True, text=True, timeout=max(timeout, 1))
+    except subprocess.TimeoutExpired:
+        return ["### Speed profiles", "", "skipped: over the time budget"]
+    if out.returncode:
+        return ["### Speed profiles", "", f"failed: {(out.stderr.strip().splitlines() or ['?'])[-1][-200:]}"]
+    return out.stdout.strip().splitlines()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--budget-s", type=float, default=480.0)
@@ -146,6 +166,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, help="keep the written models here (default: a temp folder)")
     p.add_argument("--skip-14b", action="store_true")
     p.add_argument("--only", help="comma-separated quantizations to run (default: all)")
+    p.add_argument("--speed", action="store_true", help="also the speed profiles (benchmarks/bench_speed.py)")
     args = p.parse_args()
     wanted = tuple(args.only.split(",")) if args.only else QUANTIZATIONS
     deadline = time.monotonic() + args.budget_s
@@ -173,6 +194,8 @@ def main() -> None:
             ggufs[f"gguf-{q}"] = path
         data = work / "data"
         out += table(title, folder, rows, ggufs, size, data, deadline) + [""]
+    if args.speed:
+        out += speed_table(args.tiny, deadline - time.monotonic()) + [""]
     print("\n".join(out))
     print(json.dumps({"budget_s": args.budget_s, "used_s": round(args.budget_s - (deadline - time.monotonic()), 1)}))
     if args.work is None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.settings import Settings
 
@@ -41,13 +43,22 @@ def _adapter(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"'{text}' is not PATH or PATH:STRENGTH") from None
 
 
+def _cache(text: str) -> tuple[str, float | None]:
+    kind, sep, number = text.partition(":")
+    try:
+        return kind.strip(), float(number) if sep else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KIND or KIND:NUMBER (e.g. first-block:0.1)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core.registry import model_ids
-    from .core.requests import OFFLOAD_MODES, QUANTIZATION_MODES
+    from .core.requests import ATTENTION_BACKENDS, OFFLOAD_MODES, PARALLEL_MODES, QUANTIZATION_MODES, SPEED_PROFILES
 
     p = _Parser(prog="python -m engine", description="AniMatrix Studio engine")
     p.add_argument("--data-dir", type=Path, help="where the history database and clips live (env ANIMATRIX_DATA_DIR)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="device to run on (default auto)")
+    p.add_argument("--database-url", help="a shared PostgreSQL database (env ANIMATRIX_DATABASE_URL)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -78,8 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="separate guidance scale on the tags (needs --tag-encoder)")
     g.add_argument("--tags-in-prompt", dest="tags_in_prompt", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the tags into the text prompt (default on)")
+    g.add_argument("--speed", choices=SPEED_PROFILES, help="speed profile (docs/speed.md; default quality)")
+    g.add_argument("--cache", type=_cache, metavar="KIND[:NUMBER]", help="step cache instead of the profile's: none, "
+                   "first-block[:threshold], taylorseer[:interval]")
+    g.add_argument("--compile", dest="compile_blocks", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the repeated transformer blocks (slow first job)")
+    g.add_argument("--attention", choices=ATTENTION_BACKENDS, help="diffusers attention backend (default auto)")
+    g.add_argument("--parallel", choices=PARALLEL_MODES, help="one clip over several GPUs (under torchrun)")
     g.add_argument("--from", dest="from_file", type=Path, help="reproduce the clip whose settings this mp4 holds")
     g.add_argument("--from-history", type=int, metavar="ID", help="reproduce a history entry")
+    g.add_argument("--allow-local-models", action="store_true", help="let --from name weights outside the data dir")
     g.add_argument("--out", type=Path, help="also copy the mp4 here")
     g.add_argument("--webp", action="store_true", help="also write an animated WebP")
     g.add_argument("--gif", action="store_true", help="also write an animated GIF")
@@ -110,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--quantization", required=True, choices=("quanto-int8", "quanto-int4", "quanto-fp8"))
     d = sub.add_parser("download", help="download a model's weights into the hub cache")
     d.add_argument("model")
+    worker_cli.add_parser(sub)
 
     from .curation.cli import add_parser as add_curate_parser
 
@@ -123,17 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     from .reward import cli as reward_cli
 
     reward_cli.add_parser(sub)
+    from .training.onpolicy import add_parser as add_loop_parser
+
+    add_loop_parser(sub)
+    from .eval import cli as eval_cli
+
+    eval_cli.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else argv))
     try:
-        settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device)
-        handler = {"generate": _generate, "history": _history, "info": _info, "models": _models,
-                   "download": _download, "quantize": _quantize, "curate": _curate, "rating": _rating,
-                   "train": _train, "reward": _reward}[args.command]
-        return handler(args, settings)
+        settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device,
+                                                      database_url=args.database_url)
+        fresh = args.data_dir is None and not os.environ.get("ANIMATRIX_DATA_DIR") and not settings.data_dir.exists()
+        handler = {"generate": _generate, "history": _history, "info": _info, "models": _models, "download": _download,
+                   "quantize": _quantize, "curate": _curate, "rating": _rating, "train": _train, "reward": _reward,
+                   "loop": _loop, "eval": _eval, "worker": worker_cli.run}[args.command]
+        code = handler(args, settings)
+        _say_where(settings, fresh=fresh and code == 0)  # after the command: an error stays one line
+        return code
     except GenerationCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return 130
@@ -150,7 +181,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-_GLOBAL_FLAGS = {"--data-dir": True, "--device": True, "--debug": False}  # flag -> takes a value
+_GLOBAL_FLAGS = {"--data-dir": True, "--device": True, "--database-url": True, "--debug": False}  # flag -> takes a value
+
+
+# Library lines that read like failures but are not (a CPU machine has no CUDA kernels or Triton).
+_LIBRARY_NOISE = {
+    "torchao": "Failed to load",  # torchao's CUDA-only .so files
+    "torchao.kernel.intmm": "Detected no triton",
+    "torch.utils._pytree": "is an Enum subclass",  # torchao registering its enums with an older API
+    "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor objects",
+}
+
+
+class _LibraryNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        words = _LIBRARY_NOISE.get(record.name)
+        return not (words and words in str(record.msg))
+
+
+def quiet_libraries() -> None:
+    """Drop the lines in `_LIBRARY_NOISE` (before torchao is imported, which logs them)."""
+    noise = _LibraryNoise()
+    for name in _LIBRARY_NOISE:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _LibraryNoise) for f in logger.filters):
+            logger.addFilter(noise)
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """ARGS with the global flags (--data-dir, --device, --debug) moved in front of the command, so
+    they may stand anywhere (`generate --data-dir X ...`); everything after `--` stays as it is."""
+    rest = list(argv)
+    head: list[str] = []
+    i = 0
+    while i < len(rest) and rest[i] != "--":
+        flag, eq, _value = rest[i].partition("=")
+        if flag in _GLOBAL_FLAGS:
+            takes_value = _GLOBAL_FLAGS[flag] and not eq
+            head += rest[i:i + 1 + takes_value]
+            del rest[i:i + 1 + takes_value]
+        else:
+            i += 1
+    return [*head, *rest]
+
+
+def _say_where(settings: Settings, *, fresh: bool) -> None:  # once, when a command created the default folder
+    if fresh and settings.data_dir.exists():
+        print(f"note: keeping the history, clips and models in {settings.data_dir} (created now; choose another "
+              "with --data-dir or ANIMATRIX_DATA_DIR)", file=sys.stderr)
 
 
 def main_for(command: str, argv: Sequence[str] | None = None) -> int:
@@ -159,18 +237,7 @@ def main_for(command: str, argv: Sequence[str] | None = None) -> int:
     The stand-alone entries of the sub-packages share this one parser and error handling; the
     global flags (--data-dir, --device, --debug) may stand anywhere in ARGS.
     """
-    rest = list(sys.argv[1:] if argv is None else argv)
-    head: list[str] = []
-    i = 0
-    while i < len(rest):
-        flag, eq, _value = rest[i].partition("=")
-        if flag in _GLOBAL_FLAGS:
-            takes_value = _GLOBAL_FLAGS[flag] and not eq
-            head += rest[i:i + 1 + takes_value]
-            del rest[i:i + 1 + takes_value]
-        else:
-            i += 1
-    return main([*head, command, *rest])
+    return main([command, *(sys.argv[1:] if argv is None else argv)])
 
 
 # -- generate ---------------------------------------------------------------------------------
@@ -199,6 +266,7 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
                                                  "offload", "vae_tiling", "tag_encoder", "tag_guidance",
                                                  "tags_in_prompt", "transformer_file")}
     base.update({k: v for k, v in overrides.items() if v is not None})
+    _speed_overrides(args, base)
     if args.tag:
         tags: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v]
                                       for k, v in base.get("tags", {}).items()}
@@ -212,7 +280,25 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
     base.setdefault("model", settings.default_model)
     if "narrative" not in base:
         raise InvalidRequest("--narrative", "is required (or start from --from, --from-history or --preset)")
-    return GenerationRequest.from_dict(base)
+    request = GenerationRequest.from_dict(base)
+    if args.from_file is not None and not args.allow_local_models:
+        from .core.sources import confine_clip_request
+
+        typed = {"model": args.model, "transformer_file": args.transformer_file, "tag_encoder": args.tag_encoder,
+                 "adapters": args.adapter}
+        confine_clip_request(request, embedded["request"], typed, settings.data_dir)
+    return request
+
+
+def _speed_overrides(args: argparse.Namespace, base: dict[str, Any]) -> None:
+    """--speed picks a profile afresh (a reproduced clip's cache gives way); --cache/--compile set parts."""
+    if args.speed is not None:
+        base["speed"] = args.speed
+        for key in ("cache", "cache_threshold", "compile_blocks"):
+            base.pop(key, None)
+    if args.cache is not None:
+        base["cache"], base["cache_threshold"] = args.cache
+    base.update({k: v for k in ("compile_blocks", "attention", "parallel") if (v := getattr(args, k)) is not None})
 
 
 def _check_out_path(out: Path | None) -> None:
@@ -396,7 +482,19 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _loop(args: argparse.Namespace, settings: Settings) -> int:
+    from .training.onpolicy import run
+
+    return run(args, settings)
+
+
 def _reward(args: argparse.Namespace, settings: Settings) -> int:
     from .reward import cli as reward_cli
 
     return reward_cli.run(args, settings)
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from .eval import cli as eval_cli
+
+    return eval_cli.run(args, settings)

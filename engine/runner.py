@@ -90,8 +90,11 @@ class JobCancelToken(CancelToken):
 
 class JobRunner:
     def __init__(self, studio: Studio, *, orphan_grace_s: float = 20.0, poll_s: float = 2.0,
-                 access: AccessPolicy | None = None) -> None:
+                 access: AccessPolicy | None = None, executes: bool = True) -> None:
         self.studio = studio
+        # False: a front-end with no GPU of its own (`app.py --no-worker`): `run` waits for a
+        # `python -m engine worker` to finish the job instead of running it here.
+        self.executes = executes
         self.history = studio.history
         self.access = access or AccessPolicy()
         self._gate = UsageGate(self.history.repository, self.access.limits)
@@ -162,6 +165,8 @@ class JobRunner:
         record = self.history.get(job_id)
         if record.status not in ("queued", "running"):
             return JobOutcome(record, False)
+        if not self.executes:
+            return JobOutcome(self._wait_for_worker(job_id, on_wait, cancel), False)
         if not self._acquire(job_id, on_wait, cancel):
             return JobOutcome(self.history.get(job_id), False)
         try:
@@ -188,6 +193,21 @@ class JobRunner:
             self._touch()
             GPU_LOCK.release()
             self._wake.set()
+
+    def _wait_for_worker(self, job_id: int, on_wait: Callable[[], None] | None,
+                         cancel: CancelToken | None) -> GenerationRecord:
+        """The job's final record, once a worker process has run it (or it was removed)."""
+        if on_wait is not None:
+            on_wait()
+        asked = False
+        while True:
+            record = self.history.get(job_id)
+            if record.is_finished:
+                return record
+            if cancel is not None and cancel.cancelled and not asked:  # the worker's token reads the row
+                self.history.cancel(job_id, REMOVED_REASON if record.status == "queued" else "cancelled by the user")
+                asked = True
+            time.sleep(min(self.poll_s, 0.5))
 
     def _acquire(self, job_id: int, on_wait: Callable[[], None] | None, cancel: CancelToken | None = None) -> bool:
         """Wait for the GPU; gives up (False) once the job is removed (or its caller cancels) while it waits."""

@@ -31,7 +31,7 @@ class Studio:
         settings.ensure_dirs()
         self.settings = settings
         self.engine = engine or Engine(settings)
-        self.db = open_database(settings.database)
+        self.db = open_database(settings.database_target)
         self.history = HistoryService(self.db, settings.media_dir)
         self._queued: dict[int, PreparedRequest] = {}  # jobs this process queued, as prepared
         self._queued_lock = threading.Lock()

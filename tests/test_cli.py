@@ -129,3 +129,55 @@ def test_offline_hub_model_exits_2_naming_the_repo(settings: Settings) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: model 'wan2.1-t2v-1.3b' is not available here")
     assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in last and "Traceback" not in proc.stderr
+
+
+def _engine(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m engine ARGS` in its own process, from the repository root."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_global_flags_after_the_command_and_a_refusal_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = _engine("generate", "--model", "preview", "--narrative", "a cat naps", "--frames", "10000",
+                   "--data-dir", str(data), "--device", "cpu")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: num_frames: this model takes at most 33 frames, got 10000"]
+    assert proc.stdout == "" and not list(data.rglob("*.mp4"))  # refused before anything is generated
+    proc = _engine("history", "list", "--data-dir=" + str(data), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [] and (data / "studio.db").is_file()  # no row for the refused job
+    assert "note:" not in proc.stderr  # the folder was chosen: nothing to explain
+    proc = _engine("history", "list", "--colour")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--colour" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_default_data_folder_is_named_once_when_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = tmp_path / "fresh-data"
+    # The default location, moved into this test's folder (the real one is <repository>/data).
+    monkeypatch.delenv("ANIMATRIX_DATA_DIR", raising=False)
+    monkeypatch.setattr(Settings.__init__, "__defaults__", (fresh, *Settings.__init__.__defaults__[1:]))
+    assert main(["history", "list", "--json"]) == 0
+    first = capsys.readouterr().err
+    assert first.count("note:") == 1 and str(fresh) in first and "--data-dir" in first
+    assert main(["history", "list", "--json"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_torchao_kernel_lines_stay_out_of_the_console() -> None:
+    pytest.importorskip("torchao")
+    code = "from engine.cli import quiet_libraries; quiet_libraries(); import torchao, torchao.kernel.intmm"
+    loud = subprocess.run([sys.executable, "-c", "import torchao, torchao.kernel.intmm"], capture_output=True,
+                          text=True, timeout=300)
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert quiet.returncode == 0, quiet.stderr
+    for line in ("_C_mxfp8", "is an Enum subclass", "Detected no triton"):
+        assert line not in quiet.stderr
+    if "_C_mxfp8" not in loud.stderr:
+        pytest.skip("this torchao build loads its kernels; there is nothing to silence here")

@@ -10,7 +10,9 @@ for the tabs that import them from this module.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -24,7 +26,7 @@ from engine.core.settings import Settings
 from engine.reward.catalog import RewardEntry, RewardModelCache, find_reward_models
 from engine.studio import Studio
 
-from engine.access import AccessPolicy
+from engine.access import AccessPolicy, Viewer
 
 from .identity import Identity
 from .jobs import JobRunner, on_zero_gpu
@@ -57,9 +59,25 @@ class StudioServices:
     _adapter_catalog: AdapterCatalog | None = field(default=None, repr=False)
     _rating: "RatingService | None" = field(default=None, repr=False)
     _reward_cache: RewardModelCache = field(init=False, repr=False)  # keeps Best of N's model loaded
+    _libraries: dict[str, PresetLibrary] = field(default_factory=dict, repr=False)  # per owner (owned studio)
+    _libraries_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._reward_cache = RewardModelCache(self.settings.reward_dir)
+
+    def presets_for(self, viewer: Viewer) -> PresetLibrary:
+        """The presets a viewer lists and changes: the studio's own folder in a shared studio and for
+        admins; in an owned studio a folder of each user's own (`presets/users/<digest>`)."""
+        if self.access.sees_all(viewer):
+            return self.presets
+        key = hashlib.sha256(viewer.owner.encode("utf-8")).hexdigest()[:20]
+        with self._libraries_lock:
+            library = self._libraries.get(key)
+            if library is None:
+                library = PresetLibrary(builtin_presets_dir(), self.settings.presets_dir / "users" / key,
+                                        self.taxonomy)
+                self._libraries[key] = library
+            return library
 
     @property
     def access(self) -> AccessPolicy:
@@ -94,20 +112,22 @@ class StudioServices:
 
     @classmethod
     def create(cls, settings: Settings, *, start_worker: bool | None = None, orphan_grace_s: float = 20.0,
-               access: AccessPolicy | None = None, identity: Identity | None = None) -> "StudioServices":
+               access: AccessPolicy | None = None, identity: Identity | None = None,
+               executes: bool = True) -> "StudioServices":
         """`start_worker` defaults to True except on ZeroGPU, where a thread outside a request gets
         no GPU (queued jobs then stay queued, shown, and can be removed)."""
         studio = Studio(settings)
-        recovered = studio.recover_interrupted()  # only jobs whose worker is gone
+        # Only jobs whose worker is gone; with separate workers (`executes=False`) they requeue those.
+        recovered = studio.recover_interrupted() if executes else 0
         if recovered:
             log.warning("%d job(s) were cut off by the last shutdown and are marked failed", recovered)
         taxonomy = load_taxonomy()
         presets = PresetLibrary(builtin_presets_dir(), settings.presets_dir, taxonomy)
-        runner = JobRunner(studio, orphan_grace_s=orphan_grace_s, access=access)
+        runner = JobRunner(studio, orphan_grace_s=orphan_grace_s, access=access, executes=executes)
         services = cls(settings, studio, taxonomy, presets, runner, recovered, identity=identity or Identity())
         services.refresh_availability()
         if start_worker is None:
-            start_worker = not on_zero_gpu()
+            start_worker = executes and not on_zero_gpu()
         if start_worker:
             runner.start(resume=True)
         return services

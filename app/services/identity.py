@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from engine.access import PermissionDenied, Viewer
-
-if TYPE_CHECKING:
-    from .context import StudioServices
 
 VISITOR_COOKIE = "animatrix-visitor"
 AuthMode = Literal["none", "table", "raters"]
@@ -33,13 +30,23 @@ class Identity:
     admins: frozenset[str] = field(default_factory=frozenset)
 
 
+class StudioServices(Protocol):
+    """What this module reads of app.services.context.StudioServices (which imports this module)."""
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def rating(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Person:
     viewer: Viewer
     rater_only: bool = False  # a rater account of a --auth raters studio
 
 
-def person(services: "StudioServices", request: Any) -> Person:
+def person(services: StudioServices, request: Any) -> Person:
     """The person behind a Gradio request (None when a handler is called outside Gradio)."""
     identity = services.identity
     username = getattr(request, "username", None) if request is not None else None
@@ -57,11 +64,11 @@ def person(services: "StudioServices", request: Any) -> Person:
     return Person(Viewer.anonymous(token))
 
 
-def viewer(services: "StudioServices", request: Any) -> Viewer:
+def viewer(services: StudioServices, request: Any) -> Viewer:
     return person(services, request).viewer
 
 
-def require_creator(services: "StudioServices", request: Any) -> Viewer:
+def require_creator(services: StudioServices, request: Any) -> Viewer:
     """The viewer for a Create / Presets / History handler; raters are refused."""
     who = person(services, request)
     if who.rater_only:

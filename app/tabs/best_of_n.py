@@ -35,6 +35,7 @@ from engine.access import Viewer
 from engine.core.requests import GenerationRequest
 
 from ..adapters import ui_message
+from ..feedback import Refusal, refuse, refusals
 from ..formatting import (best_of_n_caption, best_of_n_details, best_of_n_dimensions, best_of_n_headers,
                           best_of_n_rows, best_of_n_status, candidate_status, is_preview, reward_found_note,
                           reward_missing_note, settings_markdown)
@@ -99,8 +100,7 @@ class RunRegistry:
     def start(self, session: str, token: CancelToken) -> None:
         with self._lock:
             if session in self._tokens:
-                raise gr.Error("A Best of N of yours is already running; wait for it or press Cancel.",
-                               title="Best of N")
+                refuse("A Best of N of yours is already running; wait for it or press Cancel.")
             self._tokens[session] = token
 
     def finish(self, session: str, token: CancelToken) -> None:
@@ -149,18 +149,18 @@ def reward_listing(services: StudioServices) -> list[Any]:
 def check_count(n: Any) -> int:
     ok = isinstance(n, (int, float)) and not isinstance(n, bool) and float(n).is_integer()
     if not ok or not N_MIN <= int(n) <= N_MAX:
-        raise gr.Error(f"N: must be a whole number from {N_MIN} to {N_MAX}, got {n!r}", title="Best of N")
+        refuse(f"N: must be a whole number from {N_MIN} to {N_MAX}, got {n!r}")
     return int(n)
 
 
 def check_reward(services: StudioServices, name: Any) -> RewardEntry:
     entries = services.reward_models()
     if not entries:
-        raise gr.Error(reward_missing_note(services.reward_dir).replace("**", ""), title="Best of N")
+        refuse(reward_missing_note(services.reward_dir).replace("**", ""))
     entry = next((e for e in entries if e.name == name), None)
     if entry is None:
         names = ", ".join(e.name for e in entries)
-        raise gr.Error(f"Reward model: pick one of the list ({names}); got {name!r}", title="Best of N")
+        refuse(f"Reward model: pick one of the list ({names}); got {name!r}")
     return entry
 
 
@@ -201,7 +201,7 @@ def build_results(panel: BestOfNPanel) -> None:
 # -- wire -------------------------------------------------------------------------------------------
 def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
          validate: Callable[[Sequence[Any]], GenerationRequest]) -> None:
-    """`validate` is the Create tab's own check (form -> request, gr.Error naming the field)."""
+    """`validate` is the Create tab's own check (form -> request; a refusal naming the field)."""
     if panel.results is None or panel.gallery is None or panel.table is None or panel.details is None:
         raise ValueError("call build_results(panel) while building the page, before wire")
     tax = services.taxonomy
@@ -237,7 +237,7 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
                 model = services.load_reward_model(reward_name)
             except (EngineError, OSError, RuntimeError) as exc:
                 reason = exc.reason if isinstance(exc, InvalidRequest) else str(exc)
-                raise gr.Error(f"Reward model: {reason}", title="Best of N") from None
+                refuse(f"Reward model: {reason}")
             # The job runner queues the N candidates (each checked once) and runs them under its GPU lock.
             ranked = best_of_n(services.runner, request, n, model, progress=report_to(progress, n), cancel=token,
                                viewer=viewer)
@@ -245,7 +245,7 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
             gr.Info("Best of N cancelled.")
             return cancelled_outputs(str(exc), request.model)
         except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+            refuse(ui_message(exc, tax), "Cannot generate")
         return ranked_outputs(ranked, time.perf_counter() - started)
 
     def duration(request_json: str, n: int, *_: Any, **__: Any) -> int:
@@ -255,26 +255,26 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
         return int(min(30 + n * one, 1800))
 
     run_on_gpu = gpu_function(on_gpu, duration)
+    outputs = [tab.video, tab.clip_settings, tab.noise_note, tab.status, tab.last_seed, panel.results,
+               panel.gallery, panel.table, panel.details, panel.ranking]
 
+    @refusals("Best of N", outputs=len(outputs), taxonomy=tax)
     def start(session: gr.Request, progress: gr.Progress = gr.Progress(), *args: Any) -> list[Any]:
         n_raw, reward_name, *values = args
         n = check_count(n_raw)
         entry = check_reward(services, reward_name)
         request = validate(values)  # types only: the engine checks the rest when the candidates are queued
-        try:
-            viewer = require_creator(services, session)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Best of N") from None
+        viewer = require_creator(services, session)
         token = CancelToken()
         key = getattr(session, "session_hash", None) or f"anonymous-{id(token)}"
         RUNS.start(key, token)
         try:
             return run_on_gpu(request.to_json(), n, entry.name, key, viewer, progress)
-        except gr.Error:
+        except (gr.Error, Refusal, EngineError):
             raise
         except Exception as exc:  # noqa: BLE001 - the failed candidate is recorded; the app keeps running
             log.exception("Best of N failed")
-            raise gr.Error(f"{type(exc).__name__}: {exc}", title="Best of N failed") from None
+            refuse(f"{type(exc).__name__}: {exc}", "Best of N failed")
         finally:
             RUNS.finish(key, token)
 
@@ -297,24 +297,19 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
                 gr.update(visible=False), [], {"headers": best_of_n_headers(DEFAULT_DIMENSIONS), "data": []},
                 "", []]
 
+    @refusals("Best of N", outputs=4, taxonomy=tax)
     def show_candidate(ranking: list[list[Any]] | None, evt: gr.SelectData) -> tuple[Any, str, Any, str]:
         rows = ranking or []
         if not isinstance(evt.index, int) or not 0 <= evt.index < len(rows):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         history_id, seed, reward = rows[evt.index]
-        try:
-            record = history.get(int(history_id))
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Best of N") from None
+        record = history.get(int(history_id))
         video = history.video_path(record)
         if video is None or not video.is_file():
-            raise gr.Error(f"Entry #{history_id} has no video any more (deleted from the History?).",
-                           title="Best of N")
+            refuse(f"Entry #{history_id} has no video any more (deleted from the History?).")
         return (str(video), settings_markdown(record, tax), gr.update(visible=is_preview(record.model)),
                 candidate_status(evt.index + 1, len(rows), int(history_id), int(seed), float(reward)))
 
-    outputs = [tab.video, tab.clip_settings, tab.noise_note, tab.status, tab.last_seed, panel.results,
-               panel.gallery, panel.table, panel.details, panel.ranking]
     gr.on(None, listing, outputs=panel.listing_outputs(), show_progress="hidden", api_visibility="private")
     panel.rescan.click(listing, outputs=panel.listing_outputs(), api_name="best_of_n_models", show_progress="hidden")
     ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs()], outputs=outputs,

@@ -24,14 +24,17 @@ from engine.core.requests import GenerationRequest
 
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message
-from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_title, is_preview
+from ..feedback import from_api, refuse, refusals
+from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_title, contradiction_text, is_preview
 from ..services.context import StudioServices
 from . import best_of_n as best_of_n_box
-from . import create_extras, create_memory, create_run
+from . import create_api, create_extras, create_memory, create_recent, create_run
 from . import queue as queue_panel
 from .create_extras import NO_ADAPTER, NO_TAG_ENCODER, TAG_ENCODER_NOTE
 
 NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
+NUMBER_LABELS = {"width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS", "steps": "Steps",
+                 "guidance": "Guidance"}
 
 
 @dataclass
@@ -78,13 +81,14 @@ class CreateTab:
     tag_encoder_rescan: gr.Button
     preset_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> (name, description)
     best_of_n: best_of_n_box.BestOfNPanel | None = None  # the "Best of N" box under Generate
+    recent: create_recent.RecentStrip | None = None  # the latest clips under the form
+    api: dict[str, Any] | None = None  # the hidden components of the one-call `/generate` endpoint
 
     def inputs(self) -> list[Any]:
         """The form's components in `adapters.form_keys()` order."""
         scalar = {"model": self.model, "narrative": self.narrative, "negative_prompt": self.negative_prompt,
-                  "random_seed": self.random_seed, "seed": self.seed, "quantization": self.memory.quantization,
-                  "offload": self.memory.offload, "vae_tiling": self.memory.vae_tiling,
-                  "transformer_file": self.memory.transformer_file, **self.numbers}
+                  "random_seed": self.random_seed, "seed": self.seed, **create_memory.inputs(self.memory),
+                  **self.numbers}
         slots = [c for pair in zip(self.adapter_paths, self.adapter_strengths) for c in pair]
         return ([scalar[k] for k in adapters.SCALAR_KEYS] + list(self.tags.values()) + slots
                 + [self.tag_encoder, self.tag_guidance, self.tags_in_prompt])
@@ -184,7 +188,7 @@ def preset_fill(tab: CreateTab, services: StudioServices, slug: str | None, valu
         preset = services.presets.get(slug)
         applied, adjusted = adapters.fit_preset_to_model(adapters.apply_preset(form, preset), preset)
     except EngineError as exc:
-        raise gr.Error(ui_message(exc, tax), title="Preset") from None
+        refuse(ui_message(exc, tax), "Preset")
     if adjusted:
         gr.Info(f"{preset.name} asks for more than this model takes; kept the model's "
                 f"{', '.join(adjusted)}.", duration=6)
@@ -197,7 +201,7 @@ def read_form(services: StudioServices, values: Sequence[Any]) -> FormValues:
     try:
         return form_from_values(values, services.taxonomy)
     except InvalidRequest as exc:
-        raise gr.Error(ui_message(exc, services.taxonomy), title="Check the form") from None
+        refuse(ui_message(exc, services.taxonomy), "Check the form")
 
 
 def presets_changed(renamed: dict[str, str] | None = None) -> dict[str, Any]:
@@ -230,7 +234,7 @@ def build(services: StudioServices) -> CreateTab:
                                 tags[f.id] = gr.Dropdown(
                                     tag_choices(f), value=[] if f.multi else adapters.UNSET, multiselect=f.multi,
                                     label=f.label + (" (several)" if f.multi else ""), info=f.description,
-                                    min_width=260, elem_id=f"tag-{f.id.replace('.', '-')}",
+                                    min_width=200, elem_id=f"tag-{f.id.replace('.', '-')}",
                                 )
             tags = {f.id: tags[f.id] for f in tax.fields}  # taxonomy order, whatever the layout
             compiled = gr.Textbox(label="Compiled prompt", lines=2, max_lines=6, interactive=False,
@@ -238,6 +242,7 @@ def build(services: StudioServices) -> CreateTab:
                                   placeholder="pick tags and write a narrative", elem_id="compiled-prompt",
                                   buttons=["copy"])
             tag_warning = gr.Markdown("", elem_classes=["warning"], elem_id="tag-warning")
+            recent = create_recent.build()
             with gr.Accordion("Save as preset", open=False, elem_id="save-preset-box"):
                 with gr.Row(equal_height=True):
                     save_name = gr.Textbox(label="Preset name", max_lines=1, min_width=180, scale=2,
@@ -260,9 +265,9 @@ def build(services: StudioServices) -> CreateTab:
                                  info="-1 also means random")
                 reuse_seed = gr.Button("Reuse last seed", size="sm", min_width=120, scale=0, elem_id="reuse-seed")
             numbers: dict[str, gr.Number] = {}
-            labels = {"width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS", "steps": "Steps",
-                      "guidance": "Guidance"}
-            for pair in (("width", "height"), ("num_frames", "fps"), ("steps", "guidance")):
+            labels = NUMBER_LABELS
+            # Three to a row: the common settings stay in view beside the form at 1280 px.
+            for pair in (("width", "height", "num_frames"), ("fps", "steps", "guidance")):
                 with gr.Row():
                     for key in pair:
                         numbers[key] = gr.Number(getattr(form, key), label=labels[key],
@@ -313,10 +318,11 @@ def build(services: StudioServices) -> CreateTab:
             noise_note = gr.Markdown(NOISE_NOTE, visible=is_preview(form.model), elem_classes=["noise-note"],
                                      elem_id="noise-note")
             video = gr.Video(label="Clip", interactive=False, autoplay=True, loop=True, buttons=["download"],
-                             height=360, elem_id="clip")
+                             height=300, elem_id="clip")
             with gr.Accordion("Clip settings", open=True):
                 clip_settings = gr.Markdown("", elem_id="clip-settings", elem_classes=["settings-table"])
     best_of_n_box.build_results(best_of_n)
+    api = create_api.build()
     return CreateTab(
         preset, preset_badge, gr.State(None), narrative, negative, tags, compiled, tag_warning, model,
         note, random_seed, seed, reuse_seed, numbers, memory, generate,
@@ -324,7 +330,7 @@ def build(services: StudioServices) -> CreateTab:
         paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
         gr.State({"at": 0, "renamed": {}}), tag_encoder=tag_encoder, tag_guidance=tag_guidance,
         tags_in_prompt=tags_in_prompt, tag_encoder_note=tag_encoder_note, tag_encoder_rescan=tag_rescan,
-        best_of_n=best_of_n,
+        best_of_n=best_of_n, recent=recent, api=api,
     )
 
 
@@ -344,18 +350,22 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             form = form_from_values(values, tax)
         except InvalidRequest as exc:
             return gr.skip(), f"⚠ {ui_message(exc, tax)}", gr.skip()
-        warnings = [f"⚠ {c.message()}" for c in tax.find_contradictions(form.tags)]
+        warnings = [f"⚠ {contradiction_text(c, tax)}" for c in tax.find_contradictions(form.tags)]
         try:
             # Tags off the prompt (they then reach the model through the tag encoder only): narrative only.
             prompt = tax.compile_prompt(form.narrative, form.tags if form.tags_in_prompt else {})
         except InvalidRequest as exc:
-            prompt = ""
+            prompt = gr.skip()  # the last prompt that compiled stays readable while the tags are fixed
             warnings = warnings or [f"⚠ {ui_message(exc, tax)}"]
         return prompt, "\n\n".join(warnings), badge(slug, adapters.is_modified(snapshot, form))
 
+    fill_count = len(tab.fill_outputs())
+
+    @refusals("Preset", outputs=fill_count + 2, taxonomy=tax)
     def on_preset(slug: str | None, *values: Any) -> list[Any]:
         return preset_fill(tab, services, slug, values)
 
+    @refusals("Model", outputs=fill_count, taxonomy=tax)
     def on_model(*values: Any) -> list[Any]:
         form = create_extras.drop_misfits(services, read(values))
         return fill_values(services, adapters.with_model_defaults(form, form.model))
@@ -363,30 +373,34 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     def validated(values: Sequence[Any]) -> GenerationRequest:
         """The form as a request (Generate and Best of N): a value of the wrong type -> a toast naming the
         field. Everything else is checked once, by the engine, when the job is submitted."""
+        form = read(values)
+        if not from_api():  # the page always fills these boxes: an empty one was emptied by hand
+            props = number_props(adapters.model_spec(form.model))
+            for key in NUMBER_KEYS:
+                if getattr(form, key) is None:
+                    refuse(f"{NUMBER_LABELS[key]}: must not be empty ({props[key]['info']})", "Cannot generate")
         try:
-            return adapters.request_from_form(read(values))
+            return adapters.request_from_form(form)
         except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+            refuse(ui_message(exc, tax), "Cannot generate")
 
+    @refusals("Save as preset", outputs=4, taxonomy=tax)
     def save_as_preset(name: str | None, description: str | None, current: str | None,
                        *values: Any) -> tuple[Any, Any, str, dict[str, Any]]:
         form = read(values)
         presets = services.presets
-        try:
-            preset = adapters.preset_from_form(form, name or "", description or "")
-            # Saving under the name of the user preset the form started from updates it; any
-            # other existing name is refused, so a click never overwrites another preset.
-            current = current or ""
-            update = (bool(current) and preset.slug == current and presets.exists(current)
-                      and not presets.get(current).builtin)
-            if not update and presets.exists(preset.slug) and not presets.get(preset.slug).builtin:
-                raise InvalidRequest("name", f"'{preset.name}' is already one of your presets; choose another "
-                                             "name, or pick that preset first to update it")
-            if update and not (description or "").strip():  # an empty box keeps the description it had
-                preset = replace(preset, description=presets.get(current).description)
-            saved = presets.save(preset, overwrite=update)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Save as preset") from None
+        preset = adapters.preset_from_form(form, name or "", description or "")
+        # Saving under the name of the user preset the form started from updates it; any
+        # other existing name is refused, so a click never overwrites another preset.
+        current = current or ""
+        update = (bool(current) and preset.slug == current and presets.exists(current)
+                  and not presets.get(current).builtin)
+        if not update and presets.exists(preset.slug) and not presets.get(preset.slug).builtin:
+            raise InvalidRequest("name", f"'{preset.name}' is already one of your presets; choose another "
+                                         "name, or pick that preset first to update it")
+        if update and not (description or "").strip():  # an empty box keeps the description it had
+            preset = replace(preset, description=presets.get(current).description)
+        saved = presets.save(preset, overwrite=update)
         tab.preset_names[saved.slug] = (saved.name, saved.description)
         gr.Info(f"Preset '{saved.name}' {'updated' if update else 'saved'}.")
         return (gr.update(choices=preset_choices(services), value=saved.slug), adapters.preset_snapshot(form, saved),
@@ -415,7 +429,13 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                     api_visibility="private")
     tab.random_seed.change(lambda r: gr.update(visible=not r), inputs=tab.random_seed, outputs=tab.seed,
                            show_progress="hidden", api_visibility="private")
-    create_run.wire(tab, services, inputs, validated)
+    ran = create_run.wire(tab, services, inputs, validated)
+    if tab.api is not None:
+        create_api.wire(tab.api, services)
+    if tab.recent is not None:
+        create_recent.wire(tab.recent, services, player=[tab.video, tab.clip_settings, tab.noise_note, tab.status],
+                           fill_outputs=tab.fill_outputs(), fill=lambda form: fill_values(services, form),
+                           refresh_after=[ran])
     create_memory.wire(tab.memory, services)
     if tab.best_of_n is not None:
         best_of_n_box.wire(tab.best_of_n, tab, services, validate=validated)
@@ -441,10 +461,8 @@ def fill_from(services: StudioServices, form: FormValues) -> list[Any]:
 
 def use_model(services: StudioServices, model: str) -> Callable[..., list[Any]]:
     """A handler that switches the form to `model` with its defaults (the offline banner's button)."""
+    @refusals("Check the form", outputs=len(adapters.form_keys(services.taxonomy)) + 2, taxonomy=services.taxonomy)
     def handler(*values: Any) -> list[Any]:
-        try:
-            form = form_from_values(values, services.taxonomy)
-        except InvalidRequest as exc:
-            raise gr.Error(ui_message(exc, services.taxonomy), title="Check the form") from None
+        form = form_from_values(values, services.taxonomy)
         return fill_values(services, adapters.with_model_defaults(replace(form, model=model), model))
     return handler

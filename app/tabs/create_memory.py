@@ -1,4 +1,9 @@
-"""Create tab, "Memory and speed": quantization, offload, VAE tiling, a transformer file, Free memory.
+"""Create tab, "Memory and speed": quantization, offload, VAE tiling, a transformer file, the speed
+profile and its parts (step cache, compiled blocks, attention backend), Free memory.
+
+Each speed profile shows what it was measured to gain and to cost (docs/benchmarks.md); picking
+one clears a typed step cache so the profile's own applies. Combinations that cannot run here are
+the engine's to refuse, when the job is submitted, as a toast naming the field.
 
 A transformer file replaces the model folder's transformer with one file: a community GGUF (Q8_0,
 Q4_K_M, …) or a single .safetensors. The files under `<data dir>/models/gguf/` are listed on page
@@ -12,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.core.requests import OFFLOAD_MODES, QUANTIZATION_MODES
+from engine.core.requests import ATTENTION_BACKENDS, OFFLOAD_MODES, QUANTIZATION_MODES, SPEED_PROFILES
 from engine.core.settings import Settings
 from engine.core.single_file import listed_files
 
@@ -24,6 +29,20 @@ from ..services.context import StudioServices
 NO_TRANSFORMER_FILE: tuple[str, str] = (adapters.NO_TRANSFORMER_FILE, "")
 TRANSFORMER_FILE_INFO = ("replaces the model folder's transformer: a community GGUF (Q8_0, Q4_K_M, …) or one "
                          ".safetensors, from models/gguf or a path you type; needs quantization none")
+CACHE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("the profile's", ""), ("none", "none"), ("first-block:0.05", "first-block:0.05"),
+    ("first-block:0.1", "first-block:0.1"), ("first-block:0.2", "first-block:0.2"),
+    ("taylorseer:3", "taylorseer:3"), ("taylorseer:4", "taylorseer:4"),
+)
+CACHE_INFO = ("reuse work between steps: first-block:THRESHOLD (higher skips more) or taylorseer:INTERVAL "
+              "(a full step every INTERVAL); empty: the speed profile's")
+
+
+def speed_choices() -> list[tuple[str, str]]:
+    """Each profile with what it was measured to gain and cost (engine.core.speed.PROFILE_NOTES)."""
+    from engine.core.speed import PROFILE_NOTES
+
+    return [(f"{name} — {PROFILE_NOTES[name]}", name) for name in SPEED_PROFILES]
 
 
 @dataclass
@@ -35,6 +54,10 @@ class MemoryBox:
     transformer_note: gr.Markdown
     transformer_rescan: gr.Button
     free_memory: gr.Button
+    speed: gr.Dropdown
+    cache: gr.Dropdown
+    compile_blocks: gr.Checkbox
+    attention: gr.Dropdown
 
 
 def _size(path: Path) -> str:
@@ -69,10 +92,28 @@ def build(form: FormValues) -> MemoryBox:
         transformer_file = gr.Dropdown([NO_TRANSFORMER_FILE], value=form.transformer_file, label="Transformer file",
                                        allow_custom_value=True, info=TRANSFORMER_FILE_INFO, elem_id="transformer-file")
         transformer_note = gr.Markdown("", elem_classes=["muted"], elem_id="transformer-file-note")
+        speed = gr.Dropdown(speed_choices(), value=form.speed, label="Speed", elem_id="speed",
+                            info="measured on the real-size Wan2.1-1.3B; see docs/speed.md")
+        with gr.Row():
+            cache = gr.Dropdown(list(CACHE_CHOICES), value=form.cache, label="Step cache", allow_custom_value=True,
+                                info=CACHE_INFO, elem_id="speed-cache", min_width=150)
+            attention = gr.Dropdown(list(ATTENTION_BACKENDS), value=form.attention, label="Attention backend",
+                                    info="auto: PyTorch's own; flash / sage need their package and a GPU",
+                                    elem_id="speed-attention", min_width=150)
+        compile_blocks = gr.Checkbox(value=form.compile_blocks, label="Compile blocks (torch.compile; the first job "
+                                     "after loading spends minutes compiling)", elem_id="speed-compile")
         with gr.Row():
             rescan = gr.Button("Rescan transformer files", size="sm", elem_id="transformer-file-rescan")
             free_memory = gr.Button("Free memory", size="sm", elem_id="free-memory")
-    return MemoryBox(quantization, offload, vae_tiling, transformer_file, transformer_note, rescan, free_memory)
+    return MemoryBox(quantization, offload, vae_tiling, transformer_file, transformer_note, rescan, free_memory,
+                     speed, cache, compile_blocks, attention)
+
+
+def inputs(box: MemoryBox) -> dict[str, object]:
+    """This section's form components by form key (app.adapters.SCALAR_KEYS)."""
+    return {"quantization": box.quantization, "offload": box.offload, "vae_tiling": box.vae_tiling,
+            "transformer_file": box.transformer_file, "speed": box.speed, "cache": box.cache,
+            "compile_blocks": box.compile_blocks, "attention": box.attention}
 
 
 def wire(box: MemoryBox, services: StudioServices) -> None:
@@ -88,6 +129,8 @@ def wire(box: MemoryBox, services: StudioServices) -> None:
             gr.Info(f"Freed {freed} loaded model from memory.")
 
     box.free_memory.click(free_memory, api_name="free_memory")
+    # A new profile brings its own cache; a typed one would otherwise silently win over it.
+    box.speed.input(lambda: "", outputs=box.cache, show_progress="hidden", api_visibility="private")
     listing = [box.transformer_file, box.transformer_note]
     gr.on(None, lambda: transformer_file_list(services), outputs=listing, show_progress="hidden",
           api_visibility="private")

@@ -16,6 +16,7 @@ from engine.core.generation import Progress
 from engine.core.requests import GenerationRequest
 
 from ..adapters import ui_message
+from ..feedback import Refusal, refuse, refusals, warn
 from ..formatting import is_preview, settings_markdown
 from ..services.context import StudioServices
 from ..services.identity import require_creator
@@ -45,32 +46,36 @@ class RunControls(Protocol):
 
 
 def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
-         validated: Callable[[Sequence[Any]], GenerationRequest]) -> None:
-    """Generate / run / cancel / reuse seed; `validated` turns the form's values into a request."""
+         validated: Callable[[Sequence[Any]], GenerationRequest]) -> Any:
+    """Generate / run / cancel / reuse seed; `validated` turns the form's values into a request.
+    Returns the run event, for what should follow each job (the recent-results strip)."""
     tax = services.taxonomy
     runner = services.runner
     history = services.studio.history
 
-    def submit(session_jobs: list[int] | None, who: gr.Request, *values: Any) -> tuple[int, list[int], int | None, str]:
-        request = validated(values)
+    def submit(session_jobs: list[int] | None, who: gr.Request, *values: Any) -> tuple[Any, Any, Any, Any]:
         try:
+            request = validated(values)
             job_id = runner.submit(request, viewer=require_creator(services, who))
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cannot generate") from None
+        except (Refusal, EngineError) as exc:
+            # A toast naming the field; the form, the clip and the status stay. The job number is
+            # cleared so the chained run (which always follows) knows there is nothing to run.
+            message = exc.message if isinstance(exc, Refusal) else ui_message(exc, tax)
+            warn(message, "Cannot generate")
+            return None, gr.skip(), gr.skip(), gr.skip()
         prepared = runner.prepared(job_id)
         seed = prepared.request.seed if prepared is not None else history.get(job_id).seed
         position = history.queue_positions().get(job_id)
         where = f"position {position} in the queue" if position else "starting"
         return job_id, [*(session_jobs or []), job_id], seed, f"Job #{job_id} queued ({where}, seed {seed})."
 
-    def run(job_id: float | None, who: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any, str]:
-        if job_id is None:
-            raise gr.Error("There is no job to run; press Generate first.", title="Generate")
+    @refusals("Generate", outputs=4, taxonomy=tax)
+    def run(job_id: float | None, who: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, Any, Any, Any]:
+        if job_id is None:  # the submit was refused (its toast said why) or nothing was submitted
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         jid = int(job_id)
-        try:  # the job number comes from the browser: it must be this viewer's
-            services.access.check(require_creator(services, who), history.get(jid), "run")
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Generate") from None
+        # the job number comes from the browser: it must be this viewer's
+        services.access.check(require_creator(services, who), history.get(jid), "run")
 
         def report(p: Progress) -> None:
             if p.stage == "denoising":
@@ -85,11 +90,16 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
             gr.Info(f"Job #{jid} cancelled.")
             return None, "", gr.update(visible=False), f"Job #{jid} cancelled: {exc}"
         except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title=f"Job #{jid} failed") from None
+            return failed(jid, ui_message(exc, tax))
         except Exception as exc:  # noqa: BLE001 - recorded as failed by the studio; the app keeps running
             log.exception("job #%s failed", jid)
-            raise gr.Error(f"{type(exc).__name__}: {exc}", title=f"Job #{jid} failed") from None
+            return failed(jid, f"{type(exc).__name__}: {exc}")
         return show_outcome(outcome)
+
+    def failed(jid: int, message: str) -> tuple[Any, Any, Any, str]:
+        """A failed job: a toast and the status line say why; the last clip stays on screen."""
+        warn(message, f"Job #{jid} failed")
+        return gr.skip(), gr.skip(), gr.skip(), f"Job #{jid} failed: {message}"
 
     def show_outcome(outcome: JobOutcome) -> tuple[Any, str, Any, str]:
         record = outcome.record
@@ -108,6 +118,7 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
         except (EngineError, ValueError):
             return 120
 
+    @refusals("Cancel", outputs=1, taxonomy=tax)
     def cancel(session_jobs: list[int] | None, request: gr.Request) -> Any:
         mine = list(session_jobs or [])
         running = runner.running_job()
@@ -125,23 +136,18 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
         if target is None:
             gr.Info("Nothing of yours is queued or running.")
             return gr.skip()
-        try:
-            message = runner.cancel(target, viewer=require_creator(services, request))
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Cancel") from None
+        message = runner.cancel(target, viewer=require_creator(services, request))
         gr.Info(message)
         return message
 
+    @refusals("Seed", outputs=2, taxonomy=tax)
     def reuse_last(last_seed: int | None, who: gr.Request) -> tuple[bool, int]:
         if last_seed is None:
-            try:
-                owners = services.access.owners_filter(require_creator(services, who))
-            except EngineError as exc:
-                raise gr.Error(ui_message(exc, tax), title="Seed") from None
+            owners = services.access.owners_filter(require_creator(services, who))
             page = history.list(owners=owners, limit=1)
             last_seed = page.items[0].seed if page.items else None
         if last_seed is None:
-            raise gr.Error("No clip has been generated yet, so there is no seed to reuse.", title="Seed")
+            refuse("Seed: no clip has been generated yet, so there is no seed to reuse.")
         return False, last_seed
 
     tab.reuse_seed.click(reuse_last, inputs=tab.last_seed, outputs=[tab.random_seed, tab.seed], api_name="reuse_seed")
@@ -163,3 +169,4 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
                    api_visibility="private")
     tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
     queue_panel.wire(tab.queue, services)
+    return ran

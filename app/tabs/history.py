@@ -20,6 +20,7 @@ from engine.storage.clips import GenerationRecord, HistoryPage
 from engine.storage.models import STATUSES
 
 from .. import adapters
+from ..feedback import refuse, refusals
 from ..formatting import NOISE_NOTE, STATUS_ICONS, caption, details_markdown, error_markdown, is_preview
 from ..services.context import StudioServices
 from ..services.identity import require_creator
@@ -142,6 +143,7 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
     tax = services.taxonomy
     history = services.studio.history
 
+    @refusals("History", outputs=len(tab.list_outputs()), taxonomy=tax)
     def list_page(text: str | None, tag: str | None, model: str | None, status: str | None,
                   page: float | None, request: gr.Request) -> tuple[list[Any], list[int], int, str]:
         number = max(int(page or 1), 1)
@@ -150,17 +152,18 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
             return history.list(text=text or None, tag=tag or None, model=model or None, status=status or None,
                                 owners=owners, limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
 
-        try:
-            owners = services.access.owners_filter(require_creator(services, request))  # what is theirs
+        owners = services.access.owners_filter(require_creator(services, request))  # what is theirs
+        result = fetch(number)
+        pages = max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        if number > pages:  # e.g. the last entry of the last page was just deleted
+            number = pages
             result = fetch(number)
-            pages = max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-            if number > pages:  # e.g. the last entry of the last page was just deleted
-                number = pages
-                result = fetch(number)
-        except EngineError as exc:
-            raise gr.Error(adapters.ui_message(exc, tax), title="History") from None
         items = [_gallery_item(services, r) for r in result.items]
         label = f"Page {number} of {pages} · {result.total} entr{'y' if result.total == 1 else 'ies'}"
+        if not result.total:  # an empty gallery alone reads as broken
+            filtered = any((text, tag, model, status))
+            label = ("No clip matches these filters; clear one to see more." if filtered else
+                     "No clips yet: generate one in the Create tab and it shows up here.")
         return items, [r.id for r in result.items], number, label
 
     def first_page(text: str | None, tag: str | None, model: str | None, status: str | None,
@@ -181,15 +184,13 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
         index = evt.index if isinstance(evt.index, int) else None
         return str(ids[index]) if index is not None and 0 <= index < len(ids) else gr.skip()
 
+    @refusals("History", outputs=len(tab.entry_outputs()), taxonomy=tax)
     def show(selected: str | int | None, request: gr.Request | None = None) -> tuple[Any, ...]:
         hidden = gr.update(visible=False)
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
             return None, hidden, "", "", gr.update(interactive=False), gr.update(interactive=False), hidden, hidden
-        try:
-            record = entry(entry_id, request, "open")
-        except EngineError as exc:
-            raise gr.Error(adapters.ui_message(exc, tax), title="History") from None
+        record = entry(entry_id, request, "open")
         path = history.video_path(record)
         video = str(path) if path is not None and path.is_file() else None
         try:
@@ -201,38 +202,32 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
                 details_markdown(record, tax, scores), gr.update(interactive=True),
                 gr.update(interactive=record.status != "running"), hidden, gr.update(visible=video is not None))
 
+    @refusals("Reuse settings", outputs=len(reuse_outputs) + 1, taxonomy=tax)
     def reuse(selected: str | int | None, request: gr.Request) -> list[Any]:
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
-            raise gr.Error("Pick an entry first.", title="Reuse settings")
-        try:
-            record = entry(entry_id, request, "reuse")
-            values = reuse_values(record)
-        except EngineError as exc:
-            raise gr.Error(adapters.ui_message(exc, tax), title="Reuse settings") from None
+            refuse("Entry #: pick a clip in the gallery or type its number first.")
+        record = entry(entry_id, request, "reuse")
+        values = reuse_values(record)
         gr.Info(f"Settings of entry #{record.id} are in the Create tab.")
         return values + [gr.Tabs(selected="create")]
 
+    @refusals("Delete", outputs=2, taxonomy=tax)
     def ask(selected: str | int | None, request: gr.Request) -> tuple[Any, str]:
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
-            raise gr.Error("Pick an entry first.", title="Delete")
-        try:
-            entry(entry_id, request, "delete")
-        except EngineError as exc:
-            raise gr.Error(adapters.ui_message(exc, tax), title="Delete") from None
+            refuse("Entry #: pick a clip in the gallery or type its number first.")
+        entry(entry_id, request, "delete")
         return gr.update(visible=True), f"Delete entry **#{entry_id}** and its files? This cannot be undone."
 
+    @refusals("Delete", outputs=len(tab.list_outputs()) + 1 + len(tab.entry_outputs()), taxonomy=tax)
     def delete(selected: str | int | None, text: str | None, tag: str | None, model: str | None,
                status: str | None, page: float | None, request: gr.Request) -> list[Any]:
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
-            raise gr.Error("Pick an entry first.", title="Delete")
-        try:
-            entry(entry_id, request, "delete")
-            history.delete(entry_id)
-        except EngineError as exc:
-            raise gr.Error(adapters.ui_message(exc, tax), title="Delete") from None
+            refuse("Entry #: pick a clip in the gallery or type its number first.")
+        entry(entry_id, request, "delete")
+        history.delete(entry_id)
         gr.Info(f"Deleted entry #{entry_id} and its files.")
         return [*list_page(text, tag, model, status, page, request), "", *show(None)]
 

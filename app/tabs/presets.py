@@ -19,6 +19,7 @@ from engine.core.errors import EngineError, InvalidRequest
 from engine.core.presets import Preset, slugify
 
 from ..adapters import ui_message
+from ..feedback import refuse, refusals, warn
 from ..formatting import PRESET_HEADERS, preset_cell, preset_details, preset_rows, preset_summary
 from ..services.context import StudioServices
 from ..services.downloads import new_download
@@ -133,7 +134,7 @@ def details(services: StudioServices, slug: str | None) -> list[Any]:
         compiled = services.taxonomy.compile_prompt(preset.narrative, preset.tags)
         path = export_file(services, preset)
     except EngineError as exc:
-        raise gr.Error(ui_message(exc, services.taxonomy), title="Presets") from None
+        refuse(ui_message(exc, services.taxonomy), "Presets")
     on, editable = gr.update(interactive=True), gr.update(interactive=not preset.builtin)  # built-ins: read-only
     return [preset_summary(preset), preset_details(preset, services.taxonomy), compiled, preset.name,
             on, editable, on, gr.update(value=path, interactive=True), editable, gr.update(visible=False)]
@@ -165,12 +166,14 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
         slug = (names or {}).get(str(row[0])) if row else None
         return slug if slug else gr.skip()
 
+    @refusals("Presets", outputs=len(tab.detail_outputs()), taxonomy=tax)
     def show(slug: str | None) -> list[Any]:
         return details(services, slug)
 
+    @refusals("Use in Create", outputs=len(create.fill_outputs()) + 4, taxonomy=tax)
     def use(slug: str | None, *values: Any) -> list[Any]:
         if not slug:
-            raise gr.Error("Select a preset first.", title="Use in Create")
+            refuse("Select a preset in the table first.")
         filled = create_tab.preset_fill(create, services, slug, values)
         gr.Info(f"Preset '{create.preset_names[slug][0]}' is in the Create tab.")
         return [gr.update(value=slug), *filled, gr.Tabs(selected="create")]
@@ -178,53 +181,43 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
     def changed(query: str | None, slug: str, renamed: dict[str, str] | None = None) -> list[Any]:
         return [*listing(services, query), slug, create_tab.presets_changed(renamed)]
 
+    @refusals("Rename", outputs=5, taxonomy=tax)
     def rename(slug: str | None, new_name: str | None, query: str | None) -> list[Any]:
         if not slug:
-            raise gr.Error("Select a preset first.", title="Rename")
-        try:
-            old = library.get(slug)
-            if (new_name or "").strip() == old.name:
-                gr.Info("The name is unchanged; type a new one first.")
-                return [gr.skip()] * 5
-            renamed = library.rename(slug, new_name or "")
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Rename") from None
+            refuse("Select a preset in the table first.")
+        old = library.get(slug)
+        if (new_name or "").strip() == old.name:
+            refuse("Name: it is unchanged; type a new name first.")
+        renamed = library.rename(slug, new_name or "")
         gr.Info(f"Renamed '{old.name}' to '{renamed.name}'.")
         return changed(query, renamed.slug, {slug: renamed.slug})
 
+    @refusals("Duplicate", outputs=5, taxonomy=tax)
     def duplicate(slug: str | None, new_name: str | None, query: str | None) -> list[Any]:
         if not slug:
-            raise gr.Error("Select a preset first.", title="Duplicate")
-        try:
-            source = library.get(slug)
-            name = (new_name or "").strip()
-            name = copy_name(services, source.name) if not name or name == source.name else name
-            copy = library.duplicate(slug, name)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Duplicate") from None
+            refuse("Select a preset in the table first.")
+        source = library.get(slug)
+        name = (new_name or "").strip()
+        name = copy_name(services, source.name) if not name or name == source.name else name
+        copy = library.duplicate(slug, name)
         gr.Info(f"Saved a copy of '{source.name}' as '{copy.name}' (yours, editable).")
         return changed(query, copy.slug)
 
+    @refusals("Delete", outputs=2, taxonomy=tax)
     def ask(slug: str | None) -> tuple[Any, str]:
         if not slug:
-            raise gr.Error("Select a preset first.", title="Delete")
-        try:
-            preset = library.get(slug)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Delete") from None
+            refuse("Select a preset in the table first.")
+        preset = library.get(slug)
         if preset.builtin:
-            raise gr.Error(f"'{preset.name}' is a built-in preset and read-only; duplicate it to make your own.",
-                           title="Delete")
+            refuse(f"'{preset.name}' is a built-in preset and read-only; duplicate it to make your own.")
         return gr.update(visible=True), f"Delete your preset **{preset.name}**? Its file is removed for good."
 
+    @refusals("Delete", outputs=5, taxonomy=tax)
     def delete(slug: str | None, query: str | None) -> list[Any]:
         if not slug:
-            raise gr.Error("Select a preset first.", title="Delete")
-        try:
-            name = library.get(slug).name
-            library.delete(slug)
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, tax), title="Delete") from None
+            refuse("Select a preset in the table first.")
+        name = library.get(slug).name
+        library.delete(slug)
         gr.Info(f"Deleted preset '{name}'.")
         return changed(query, "")
 
@@ -234,8 +227,10 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
         try:
             preset = library.import_file(Path(path))
         except EngineError as exc:
-            # The file is refused as a whole, naming the key and the file; nothing was written.
-            raise gr.Error(f"Import refused — {ui_message(exc, tax)}", title="Import preset") from None
+            # The file is refused as a whole, naming the key and the file; nothing was written. The
+            # table and the selection stay; the upload box is emptied, ready for a corrected file.
+            warn(f"Import refused — {ui_message(exc, tax)}", "Import preset")
+            return [gr.skip()] * 5 + [None]
         gr.Info(f"Imported '{preset.name}' as one of your presets.")
         return [*changed(query, preset.slug), None]
 

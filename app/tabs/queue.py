@@ -10,9 +10,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.core.errors import EngineError
-
-from ..adapters import parse_id, ui_message
+from ..adapters import parse_id
+from ..feedback import refuse, refusals
 from ..formatting import QUEUE_HEADERS, queue_summary, queue_table
 from ..services.context import StudioServices
 from ..services.identity import person, require_creator
@@ -50,7 +49,8 @@ def refresher(services: StudioServices) -> Callable[[gr.Request], tuple[str, lis
 
 def build(services: StudioServices) -> QueuePanel:
     summary_text, rows = snapshot(services, request=_NOBODY)
-    with gr.Accordion("Queue", open=True, elem_id="queue-panel"):
+    # Folded: the Generate status and progress follow your own job; open it to see every job.
+    with gr.Accordion("Queue", open=False, elem_id="queue-panel"):
         summary = gr.Markdown(summary_text, elem_id="queue-summary")
         table = gr.Dataframe(
             value=rows, headers=list(QUEUE_HEADERS), interactive=False, wrap=True, max_height=260,
@@ -73,14 +73,12 @@ def wire(panel: QueuePanel, services: StudioServices) -> None:
         row = evt.row_value or []
         return str(row[1]) if len(row) > 1 and str(row[1]).isdigit() else gr.skip()
 
+    @refusals("Queue", outputs=len(panel.outputs()), taxonomy=services.taxonomy)
     def remove(job: str | int | None, request: gr.Request) -> tuple[str, list[list[Any]]]:
         job_id = parse_id(job)
         if job_id is None:
-            raise gr.Error("Pick a job first: click its row or type its number.", title="Queue")
-        try:
-            gr.Info(services.runner.cancel(job_id, viewer=require_creator(services, request)))
-        except EngineError as exc:
-            raise gr.Error(ui_message(exc, services.taxonomy), title="Queue") from None
+            refuse("Job #: click its row in the queue or type its number first.")
+        gr.Info(services.runner.cancel(job_id, viewer=require_creator(services, request)))
         return snapshot(services, request)
 
     # The timer only reads the database; hidden progress keeps the table from flickering.

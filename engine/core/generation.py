@@ -139,6 +139,7 @@ class Engine:
         check_combination(request.quantization, request.offload, device)
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = spec.resolve(replace(request, tags=tags), seed)  # the model's shape rules
+        resolved = self._check_speed(resolved, spec, device)
         if spec.family.has_second_expert and (request.adapters or request.tag_encoder is not None):
             # Both experts would need their own weights; applying them to one would change half the steps.
             what = "adapters" if request.adapters else "tag_encoder"
@@ -160,6 +161,16 @@ class Engine:
         transformer_file = self._check_transformer_file(request, spec)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})
         return PreparedRequest(resolved, spec, prompt, taxonomy.version, device, transformer_file)
+
+    def _check_speed(self, request: GenerationRequest, spec: ModelSpec, device: str) -> GenerationRequest:
+        """The speed profile's parts written into the request, and refused here if they cannot run."""
+        from .speed import check_speed, resolve_speed
+
+        resolved = resolve_speed(request, spec.family)
+        config = transformer_config(spec, self.settings) if resolved.parallel != "none" else None
+        heads = int(config["num_attention_heads"]) if config and "num_attention_heads" in config else None
+        check_speed(resolved, spec.family, device, offline=self.settings.offline, num_heads=heads)
+        return resolved
 
     def _check_transformer_file(self, request: GenerationRequest, spec: ModelSpec) -> str | None:
         """A GGUF / .safetensors transformer: found, readable, and shaped like the model's (no weights read)."""
@@ -216,6 +227,9 @@ class Engine:
 
         # Called for every request: with no adapters it removes the previous request's ones.
         self._adapters = apply_adapters(pipe, req.adapters, req.model, previous=self._adapters)
+        from .speed import apply_speed
+
+        apply_speed(pipe, req, loaded.plan.offload)  # likewise: the previous job's cache hooks come off
         steps = int(req.steps or 1)
         on_cuda = prepared.device == "cuda"
         if on_cuda:

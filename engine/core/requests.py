@@ -18,6 +18,18 @@ QUANTIZATION_MODES: tuple[str, ...] = (
 )
 OFFLOAD_MODES: tuple[str, ...] = ("auto", "none", "model", "group", "sequential")
 ADAPTER_KINDS: tuple[str, ...] = ("auto", "lora", "hydralora")
+# Speed (docs/speed.md): a profile, or the parts it stands for. What a model family takes is checked in
+# Engine.prepare (engine/core/speed.py); here only what holds for every model.
+SPEED_PROFILES: tuple[str, ...] = ("quality", "balanced", "fast")
+CACHE_KINDS: tuple[str, ...] = ("none", "first-block", "taylorseer", "pab", "mag", "faster")
+# Step caches whose number is a relative-change threshold (0-1]; the others take a whole interval in steps.
+THRESHOLD_CACHES: tuple[str, ...] = ("first-block", "mag")
+MAX_CACHE_INTERVAL = 20
+ATTENTION_BACKENDS: tuple[str, ...] = (
+    "auto", "native", "_native_math", "_native_efficient", "_native_flash", "_native_cudnn", "flex",
+    "flash", "flash_varlen", "_flash_3", "flash_hub", "sage", "sage_varlen", "sage_hub", "xformers",
+)
+PARALLEL_MODES: tuple[str, ...] = ("none", "ulysses", "ring")
 MAX_NARRATIVE_CHARS = 4000
 MAX_SEED = 2**32 - 1
 
@@ -103,6 +115,12 @@ class GenerationRequest:
     tag_guidance: float | None = None  # separate guidance scale on the tags; None: plain CFG over both
     tags_in_prompt: bool = True  # also write the tags into the text prompt
     transformer_file: str | None = None  # a GGUF or single .safetensors transformer (path or name in models/gguf)
+    speed: str = "quality"  # a speed profile: what `cache` and `compile_blocks` are when unset
+    cache: str | None = None  # step cache kind (CACHE_KINDS); None: the profile's
+    cache_threshold: float | None = None  # the cache's threshold, or its interval in steps; None: the kind's default
+    compile_blocks: bool | None = None  # torch.compile the repeated transformer blocks; None: the profile's
+    attention: str = "auto"  # diffusers attention backend; auto: what diffusers picks (PyTorch SDPA)
+    parallel: str = "none"  # context parallelism over the GPUs of a torchrun launch
 
     def __post_init__(self) -> None:
         if not isinstance(self.narrative, str) or not self.narrative.strip():
@@ -155,6 +173,30 @@ class GenerationRequest:
         if not self.tags_in_prompt and self.tag_encoder is None:
             raise InvalidRequest("tags_in_prompt", "can be turned off only with a tag encoder, or the tags "
                                                    "would reach the model nowhere")
+
+        self._check_speed()
+
+    def _check_speed(self) -> None:
+        _one_of("speed", self.speed, SPEED_PROFILES)
+        if self.cache is not None:
+            _one_of("cache", self.cache, CACHE_KINDS)
+        if self.cache_threshold is not None:
+            if self.cache is None or self.cache == "none":
+                raise InvalidRequest("cache_threshold", "needs a cache kind (cache), e.g. first-block:0.1")
+            if self.cache in THRESHOLD_CACHES:
+                _float_in("cache_threshold", self.cache_threshold, 0.001, 1.0)
+                object.__setattr__(self, "cache_threshold", float(self.cache_threshold))
+            else:
+                value = self.cache_threshold
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                _int_in("cache_threshold", value, 2, MAX_CACHE_INTERVAL, f" steps (the {self.cache} interval)")
+                object.__setattr__(self, "cache_threshold", float(value))
+        if self.compile_blocks is not None and not isinstance(self.compile_blocks, bool):
+            raise InvalidRequest("compile_blocks", f"must be true, false or unset (the profile's), got "
+                                                   f"{self.compile_blocks!r}")
+        _one_of("attention", self.attention, ATTENTION_BACKENDS)
+        _one_of("parallel", self.parallel, PARALLEL_MODES)
 
     @property
     def is_resolved(self) -> bool:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from engine.core.errors import StorageError
 import yaml
 
 from engine.core.errors import InvalidRequest, NotFound
@@ -340,7 +342,7 @@ def test_failed_write_keeps_old_file(lib: PresetLibrary, settings: Settings, mon
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match="cannot save the preset in .*disk full"):
         lib.save(_mine(description="never written"))
     assert (settings.presets_dir / "lazy-rooftop-cat.yaml").read_bytes() == before
     assert _user_files(settings) == ["lazy-rooftop-cat.yaml"]

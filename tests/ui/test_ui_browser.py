@@ -39,7 +39,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, preview_folder: Path) -> It
 def open_studio(browser: sync_api.Browser, url: str, width: int = 1280, height: int = 800) -> sync_api.Page:
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(url)
-    for selector in ("#generate", "#narrative textarea", "#num-guidance input", "#queue-table table",
+    for selector in ("#generate", "#narrative textarea", "#num-guidance input", "#queue-panel",
                      "#tag-style-school input"):
         page.wait_for_selector(selector)
     page.wait_for_timeout(800)  # the last components finish mounting ("Loading..." goes away)
@@ -95,6 +95,17 @@ def test_pick_tags_generate_and_watch_the_clip(studio: tuple[StudioServices, str
     shoot(page, tmp_path, "create-1280")
 
     [record] = services.studio.history.list().items
+    # The strip of recent results shows it; a click plays it, and its settings can be reused.
+    thumb = page.locator("#recent-gallery button").first
+    thumb.wait_for(timeout=30_000)
+    expect(page.locator("#recent-gallery")).to_contain_text(f"#{record.id}")
+    thumb.click()
+    expect(page.locator("#run-status")).to_contain_text(f"Showing #{record.id}")
+    expect(page.locator("#recent-reuse")).to_be_enabled()
+    set_number(page, "steps", "3")
+    page.click("#recent-reuse")
+    expect(page.locator("#num-steps input")).to_have_value("2")
+    expect(page.locator("#run-status")).to_contain_text(f"Settings of #{record.id} loaded")
     assert record.status == "done" and record.request.steps == 2 and record.width == 64
     assert record.tags["style.school"] == ("cel_90s",) and "speed_lines" in record.tags["vfx.effects"]
     assert record.tags["camera.movement"] == ("whip_pan",)
@@ -144,4 +155,51 @@ def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[
     page.wait_for_timeout(500)
     assert services.studio.history.list().total == before
     assert services.runner.queue() == []
+    # The refusal is a toast only: no output turns into a red "Error" box, the form keeps what was typed.
+    assert page.locator(".error").count() == 0
+    sync_api.expect(page.locator("#num-num_frames input")).to_have_value("10000")
+    sync_api.expect(page.locator("#narrative textarea")).to_have_value("a cat naps on a warm windowsill")
+    sync_api.expect(page.locator("#generate")).to_be_enabled()
+    # An emptied box is refused with the limits its hint shows (it used to run at the default size).
+    set_number(page, "num_frames", "9")
+    set_number(page, "width", "")
+    page.click("#generate")
+    toast = page.get_by_text(re.compile(r"Width: must not be empty \(16–256 px, a multiple of 16"))
+    sync_api.expect(toast.first).to_be_visible(timeout=15_000)
+    assert services.studio.history.list().total == before and page.locator(".error").count() == 0
+
+    # History: an entry that does not exist is refused the same way; the gallery stays.
+    page.get_by_role("tab", name="History").click()
+    box = page.locator("#history-selected input")
+    box.fill("999999")
+    box.press("Enter")
+    sync_api.expect(page.get_by_text(re.compile(r"(id |#)999999")).first).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(500)
+    assert page.locator(".error").count() == 0
+    sync_api.expect(box).to_have_value("999999")
     page.close()
+
+
+def page_size(page: sync_api.Page) -> tuple[int, int]:
+    return tuple(page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"))
+
+
+def test_create_page_fits_1280_and_no_tab_scrolls_sideways_at_420(studio: tuple[StudioServices, str],
+                                                                 browser: sync_api.Browser) -> None:
+    _, url = studio
+    page = open_studio(browser, url)
+    use_preview(page)  # the offline banner goes
+    page.wait_for_timeout(500)
+    width, height = page_size(page)
+    # Form, Generate and the player without long scrolling (it was 1,800 px and more); the queue and
+    # the extras are folded.
+    assert width <= 1280 and height <= 1550, (width, height)
+    assert page.locator("#queue-summary").is_hidden() and page.locator("#generate").is_visible()
+    page.close()
+    narrow = open_studio(browser, url, width=420, height=900)
+    for name in ("Create", "Presets", "History", "Rate"):
+        narrow.get_by_role("tab", name=name).click()
+        narrow.wait_for_timeout(600)
+        width, _ = page_size(narrow)
+        assert width <= 420, f"{name} is {width} px wide in a 420 px window"
+    narrow.close()

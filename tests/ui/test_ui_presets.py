@@ -174,3 +174,29 @@ def test_adapters_listed_and_save_as_preset(studio: tuple[StudioServices, str], 
     expect(narrow.locator("#adapter-1 input")).to_have_value("None")
     expect(narrow.locator("#adapters-note")).to_contain_text("No adapter fits Wan2.1 T2V 1.3B")
     narrow.close()
+
+
+def test_refused_import_leaves_the_table_and_the_selection(studio: tuple[StudioServices, str],
+                                                          browser: sync_api.Browser, tmp_path: Path) -> None:
+    """A bad preset file: a warning toast naming the key; no red "Error" box over the table or fields."""
+    services, url = studio
+    bad = tmp_path / "teleport.yaml"
+    bad.write_text("schema_version: 1\nname: Teleport Shot\ntags:\n  camera.movement: teleport\n", encoding="utf-8")
+    before = sorted(p.name for p in services.settings.presets_dir.iterdir())
+    page = open_page(browser, url)
+    open_presets(page)
+    select_row(page, "Mecha Launch")
+    compiled = page.locator("#preset-compiled textarea").input_value()
+    page.locator("#presets-import input[type=file]").set_input_files(str(bad))
+    toast = page.get_by_text(re.compile(r"Import refused — .*teleport"))
+    expect(toast.first).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(500)  # an error status would have painted by now
+    assert page.locator(".error").count() == 0, "an output turned into an Error box"
+    expect_rows(page, len(services.presets.list()))
+    expect(page.locator("#presets-table")).to_contain_text("Mecha Launch")
+    expect(page.locator("#preset-summary")).to_contain_text("Mecha Launch")
+    expect(page.locator("#preset-compiled textarea")).to_have_value(compiled)
+    expect(page.locator("#presets-import")).not_to_contain_text("teleport.yaml")  # ready for a corrected file
+    shoot(page, tmp_path, "presets-refused-import-1280", full_page=False)
+    assert sorted(p.name for p in services.settings.presets_dir.iterdir()) == before  # nothing written
+    page.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidRequest
-from .base import ModelFamily, Site, TagChannelError, TagSites, module_at
+from .base import ModelFamily, Site, SpeedSupport, TagChannelError, TagSites, module_at
 from .hunyuan import HUNYUAN, HUNYUAN_TARGETS
 from .wan import WAN, WAN22_5B, WAN22_A14B, WAN_TARGETS
 
 __all__ = ["FAMILIES", "HUNYUAN", "HUNYUAN_TARGETS", "WAN", "WAN22_5B", "WAN22_A14B", "WAN_TARGETS", "ModelFamily",
-           "Site", "TagChannelError", "TagSites", "family_named", "family_of", "module_at"]
+           "Site", "SpeedSupport", "TagChannelError", "TagSites", "family_named", "family_of", "module_at"]
 
 FAMILIES: dict[str, ModelFamily] = {f.key: f for f in (WAN, HUNYUAN)}
 

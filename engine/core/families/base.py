@@ -82,6 +82,32 @@ def module_at(root: "nn.Module", path: str) -> Any:
 
 
 @dataclass(frozen=True)
+class SpeedSupport:
+    """What one family's pipelines take of diffusers' speed hooks (engine/core/speed.py applies them).
+
+    `profiles` maps each speed profile to a step cache and its number, measured on the family's
+    real-size architecture (docs/benchmarks.md, "Speed profiles"); `refused` says why a cache kind
+    diffusers has does not fit this family's pipelines. `probe` is (block list, submodule): the
+    submodule of the last block runs once per transformer evaluation that is really computed.
+    """
+
+    cache_kinds: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
+    profiles: tuple[tuple[str, str, float | None], ...] = (("quality", "none", None),)
+    probe: tuple[str, str] = ("blocks", "ffn")
+
+    def profile(self, name: str) -> tuple[str, float | None]:
+        """(cache kind, number) of a speed profile; a profile the family does not define runs uncached."""
+        for profile, kind, number in self.profiles:
+            if profile == name:
+                return kind, number
+        return "none", None
+
+    def why_not(self, kind: str) -> str:
+        return dict(self.refused).get(kind, "it has not been tried on this family")
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """One model family. `key` is what files store (tag encoders, adapters); `name` is what people read."""
 
@@ -95,6 +121,7 @@ class ModelFamily:
     encodes_prompt_up_front: bool  # the pipeline takes prompt_embeds (Wan) or needs the prompt text
     tag_sites: TagSites
     has_second_expert: bool = False  # Wan2.2 A14B: transformer_2 takes the low-noise steps
+    speed: SpeedSupport = SpeedSupport()  # step caches and speed profiles (engine/core/speed.py)
 
     def check_shape(self, num_frames: int, width: int, height: int, max_frames: int, max_side: int) -> None:
         """The family's shape rules, refused with the rule and the nearest values that work."""

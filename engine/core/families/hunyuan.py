@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .base import ModelFamily, Site, TagSites, module_at
-from .wan import split_heads
+from .base import ModelFamily, Site, SpeedSupport, TagSites, module_at
+from .wan import SEPARATE_GUIDANCE_REFUSALS, WAN_SPEED, split_heads
 
 if TYPE_CHECKING:
     import torch
@@ -74,8 +74,15 @@ HUNYUAN_TARGETS: tuple[str, ...] = (
     "single_transformer_blocks.*.proj_out",
 )
 
+# The same hooks fit; the profiles are Wan's until measured on HunyuanVideo's own architecture.
+HUNYUAN_SPEED = SpeedSupport(
+    cache_kinds=("first-block", "taylorseer"), refused=SEPARATE_GUIDANCE_REFUSALS, profiles=WAN_SPEED.profiles,
+    probe=("single_transformer_blocks", "proj_out"),
+)
+
 HUNYUAN = ModelFamily(
     key="hunyuanvideo", name="HunyuanVideo", pipeline_class="HunyuanVideoPipeline",
     transformer_class="HunyuanVideoTransformer3DModel", frame_stride=4, side_multiple=16,
     adapter_targets=HUNYUAN_TARGETS, encodes_prompt_up_front=False, tag_sites=HunyuanTagSites(),
+    speed=HUNYUAN_SPEED,
 )

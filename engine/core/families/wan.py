@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .base import ModelFamily, Site, TagSites, module_at
+from .base import ModelFamily, Site, SpeedSupport, TagSites, module_at
 
 if TYPE_CHECKING:
     import torch
@@ -60,10 +60,29 @@ WAN_TARGETS: tuple[str, ...] = (
     "blocks.*.ffn.net.0.proj", "blocks.*.ffn.net.2",
 )
 
+# Both of the families' pipelines run the conditional and the unconditional pass as two calls.
+SEPARATE_GUIDANCE_REFUSALS: tuple[tuple[str, str], ...] = (
+    ("pab", "diffusers' pyramid attention broadcast keeps one attention cache for both guidance passes, and this "
+            "pipeline runs the conditional and unconditional passes one after the other, so one pass would get the "
+            "other's attention"),
+    ("faster", "FasterCache expects the conditional and unconditional inputs in one batch; this pipeline runs them "
+               "as two calls"),
+    ("mag", "MagCache needs magnitude ratios calibrated for each checkpoint and step count; the studio ships none"),
+)
+# balanced / fast: measured on the real-size Wan2.1-1.3B architecture (docs/benchmarks.md, "Speed profiles"):
+# the most conservative setting that saves >= 1.3x (balanced) and >= 1.7x (fast) of the transformer work.
+# TaylorSeer's schedule does not depend on the content, so the saving holds for trained weights too;
+# first-block's does, and on random weights it falls off a cliff between 0.2 and 0.3, so it stays a choice.
+WAN_SPEED = SpeedSupport(
+    cache_kinds=("first-block", "taylorseer"), refused=SEPARATE_GUIDANCE_REFUSALS,
+    profiles=(("quality", "none", None), ("balanced", "taylorseer", 2.0), ("fast", "taylorseer", 3.0)),
+    probe=("blocks", "ffn"),
+)
+
 WAN = ModelFamily(
     key="wan", name="Wan", pipeline_class="WanPipeline", transformer_class="WanTransformer3DModel",
     frame_stride=4, side_multiple=16, adapter_targets=WAN_TARGETS, encodes_prompt_up_front=True,
-    tag_sites=WanTagSites(),
+    tag_sites=WanTagSites(), speed=WAN_SPEED,
 )
 # Wan2.2 TI2V 5B: a 16x spatial VAE, so sides go in steps of 32.
 WAN22_5B = WAN.variant(name="Wan2.2-5B", side_multiple=32)

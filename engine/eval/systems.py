@@ -1,0 +1,85 @@
+"""A *system* under evaluation: model x adapters x tag encoder x tag guidance x tags-in-prompt x
+quantization (plus optional steps/guidance), and the request it makes of a prompt and a seed.
+
+`use_tags: false` is the baseline that never sees the tags (the request carries none; the
+prompt's tags stay the truth it is scored against): what "ignoring the tags" measures as.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..core.errors import InvalidRequest
+from ..core.requests import AdapterRef, GenerationRequest
+
+SYSTEM_KEYS = ("id", "model", "adapters", "tag_encoder", "tag_guidance", "tags_in_prompt", "quantization",
+               "steps", "guidance", "transformer_file", "offload", "use_tags")
+GENERATION_KEYS = ("width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt", "offload",
+                   "vae_tiling")
+
+
+@dataclass(frozen=True)
+class System:
+    id: str
+    model: str
+    adapters: tuple[AdapterRef, ...] = ()
+    tag_encoder: str | None = None
+    tag_guidance: float | None = None
+    tags_in_prompt: bool = True
+    quantization: str = "none"
+    steps: int | None = None
+    guidance: float | None = None
+    transformer_file: str | None = None
+    offload: str | None = None
+    use_tags: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "System":
+        unknown = sorted(set(data) - set(SYSTEM_KEYS))
+        if unknown:
+            raise InvalidRequest(unknown[0], f"is not a system key; allowed: {', '.join(SYSTEM_KEYS)}")
+        if not isinstance(data.get("model"), str) or not data["model"].strip():
+            raise InvalidRequest("model", "every system names a model (a registry id or a diffusers folder)")
+        raw = data.get("adapters") or []
+        if not isinstance(raw, list):
+            raise InvalidRequest("adapters", "must be a list of {path, strength} or paths")
+        adapters = []
+        for a in raw:
+            if isinstance(a, str):
+                adapters.append(AdapterRef(a))
+            elif isinstance(a, Mapping):
+                adapters.append(AdapterRef(**{k: a[k] for k in a if k in ("path", "strength", "kind")}))
+            else:
+                raise InvalidRequest("adapters", f"an adapter is a path or {{path, strength}}, got {a!r}")
+        tip, use = data.get("tags_in_prompt", True), data.get("use_tags", True)
+        for key, value in (("tags_in_prompt", tip), ("use_tags", use)):
+            if not isinstance(value, bool):
+                raise InvalidRequest(key, f"must be true or false, got {value!r}")
+        return cls(str(data["id"]), data["model"].strip(), tuple(adapters), data.get("tag_encoder"),
+                   data.get("tag_guidance"), tip, data.get("quantization", "none"), data.get("steps"),
+                   data.get("guidance"), data.get("transformer_file"), data.get("offload"), use)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "model": self.model, "tags_in_prompt": self.tags_in_prompt,
+                               "quantization": self.quantization, "use_tags": self.use_tags}
+        if self.adapters:
+            out["adapters"] = [{"path": a.path, "strength": a.strength, "kind": a.kind} for a in self.adapters]
+        for key in ("tag_encoder", "tag_guidance", "steps", "guidance", "transformer_file", "offload"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def request(self, narrative: str, tags: Mapping[str, Any], seed: int,
+                generation: Mapping[str, Any]) -> GenerationRequest:
+        """The generation request of this system for one prompt and seed (checked when built)."""
+        data: dict[str, Any] = {k: v for k, v in generation.items() if v is not None}
+        data.update(narrative=narrative, tags=dict(tags) if self.use_tags else {}, seed=seed, model=self.model,
+                    quantization=self.quantization, tags_in_prompt=self.tags_in_prompt,
+                    adapters=[{"path": a.path, "strength": a.strength, "kind": a.kind} for a in self.adapters])
+        for key in ("tag_encoder", "tag_guidance", "steps", "guidance", "transformer_file", "offload"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return GenerationRequest.from_dict(data)
+
+
+__all__ = ["GENERATION_KEYS", "SYSTEM_KEYS", "System"]
