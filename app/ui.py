@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.core.errors import EngineError
 from engine.core.registry import PREVIEW_ID
 
 from . import adapters
@@ -128,7 +129,13 @@ def build_app(services: StudioServices) -> StudioApp:
         # A rater (`--auth raters`, role rater) gets the Rate tab only; the handlers refuse them anyway.
         blocks.load(rating_tab.studio_view(services), outputs=[create_page, presets_page, hist_tab, banner, tabs],
                     show_progress="hidden", api_visibility="private")
-        blocks.load(lambda: gr.update(choices=create_tab.preset_choices(services)), outputs=create.preset,
+        def own_presets(request: gr.Request) -> Any:  # each visitor's dropdown lists their own presets
+            try:
+                return gr.update(choices=create_tab.preset_choices(services.library_for(request)))
+            except EngineError:  # a rater: the Create tab is hidden from them
+                return gr.skip()
+
+        blocks.load(own_presets, outputs=create.preset,
                     show_progress="hidden", api_visibility="private")
         use_preview.click(create_tab.use_model(services, PREVIEW_ID), inputs=create.inputs(),
                           outputs=create.fill_outputs(), api_name="use_preview").then(

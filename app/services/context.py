@@ -28,7 +28,7 @@ from engine.studio import Studio
 
 from engine.access import AccessPolicy, Viewer
 
-from .identity import Identity
+from .identity import Identity, require_creator
 from .jobs import JobRunner, on_zero_gpu
 
 if TYPE_CHECKING:
@@ -78,6 +78,17 @@ class StudioServices:
                                         self.taxonomy)
                 self._libraries[key] = library
             return library
+
+    def page_presets(self) -> PresetLibrary:
+        """What a page shows before it knows who is looking: in an owned studio the built-ins only
+        (each visitor's own presets arrive with the page's load event)."""
+        if self.access.scope == "shared":
+            return self.presets
+        return PresetLibrary(builtin_presets_dir(), self.settings.presets_dir / "users" / "-", self.taxonomy)
+
+    def library_for(self, request: Any) -> PresetLibrary:
+        """The presets of the person behind a Gradio request; raters are refused (PermissionDenied)."""
+        return self.presets_for(require_creator(self, request))
 
     @property
     def access(self) -> AccessPolicy:

@@ -12,13 +12,14 @@ the transformer file).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import gradio as gr
 
 from engine.core.errors import EngineError, InvalidRequest
 from engine.core.pks import TagField
+from engine.core.presets import PresetLibrary
 from engine.core.registry import ModelSpec
 from engine.core.requests import GenerationRequest
 
@@ -79,7 +80,6 @@ class CreateTab:
     tags_in_prompt: gr.Checkbox
     tag_encoder_note: gr.Markdown
     tag_encoder_rescan: gr.Button
-    preset_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # slug -> (name, description)
     best_of_n: best_of_n_box.BestOfNPanel | None = None  # the "Best of N" box under Generate
     recent: create_recent.RecentStrip | None = None  # the latest clips under the form
     api: dict[str, Any] | None = None  # the hidden components of the one-call `/generate` endpoint
@@ -156,27 +156,28 @@ def default_form(services: StudioServices) -> FormValues:
 
 
 # -- presets, shared with the Presets tab --------------------------------------------------------------
-def preset_label(tab: CreateTab, services: StudioServices, slug: str) -> tuple[str, str]:
-    """(name, description) of a preset, cached; the slug itself when it no longer exists."""
-    if slug not in tab.preset_names:
-        try:
-            preset = services.presets.get(slug)
-        except EngineError:
-            return slug, ""
-        tab.preset_names[slug] = (preset.name, preset.description)
-    return tab.preset_names[slug]
+def preset_label(library: PresetLibrary, slug: str) -> tuple[str, str]:
+    """(name, description) of one of the user's presets; the slug itself when it no longer exists.
+    Read each time, not cached: in an owned studio two users may each have a preset of that slug."""
+    try:
+        preset = library.get(slug)
+    except EngineError:
+        return slug, ""
+    return preset.name, preset.description
 
 
-def badge_text(tab: CreateTab, services: StudioServices, slug: str | None, modified: bool) -> str:
+def badge_text(library: PresetLibrary, slug: str | None, modified: bool) -> str:
     if not slug:
         return ""
-    name, description = preset_label(tab, services, slug)
+    name, description = preset_label(library, slug)
     head = f"Preset **{name}**" + (" · `modified`" if modified else "")
     return f"{head}<br><small>{description}</small>" if description else head
 
 
-def preset_fill(tab: CreateTab, services: StudioServices, slug: str | None, values: Sequence[Any]) -> list[Any]:
-    """Values for [*fill_outputs(), preset_snapshot, preset_badge]: the form with preset `slug` applied.
+def preset_fill(services: StudioServices, library: PresetLibrary, slug: str | None,
+                values: Sequence[Any]) -> list[Any]:
+    """Values for [*fill_outputs(), preset_snapshot, preset_badge]: the form with preset `slug` of
+    `library` (the user's, `StudioServices.library_for`) applied.
 
     The Create dropdown and the Presets tab's "Use in Create" both come here.
     """
@@ -185,16 +186,15 @@ def preset_fill(tab: CreateTab, services: StudioServices, slug: str | None, valu
     if not slug:
         return fill_values(services, form) + [None, ""]
     try:
-        preset = services.presets.get(slug)
+        preset = library.get(slug)
         applied, adjusted = adapters.fit_preset_to_model(adapters.apply_preset(form, preset), preset)
     except EngineError as exc:
         refuse(ui_message(exc, tax), "Preset")
     if adjusted:
         gr.Info(f"{preset.name} asks for more than this model takes; kept the model's "
                 f"{', '.join(adjusted)}.", duration=6)
-    tab.preset_names[slug] = (preset.name, preset.description)
     snapshot = adapters.preset_snapshot(applied, preset)
-    return fill_values(services, applied) + [snapshot, badge_text(tab, services, slug, False)]
+    return fill_values(services, applied) + [snapshot, badge_text(library, slug, False)]
 
 
 def read_form(services: StudioServices, values: Sequence[Any]) -> FormValues:
@@ -216,7 +216,7 @@ def build(services: StudioServices) -> CreateTab:
     props = number_props(adapters.model_spec(form.model))
     with gr.Row(elem_id="create-row"):
         with gr.Column(scale=3, min_width=340):
-            preset = gr.Dropdown(preset_choices(services), value="", label="Preset", elem_id="preset",
+            preset = gr.Dropdown(preset_choices(services.page_presets()), value="", label="Preset", elem_id="preset",
                                  info="fills narrative, negative prompt, tags and settings")
             preset_badge = gr.Markdown("", elem_id="preset-badge")
             narrative = gr.Textbox(label="Narrative", lines=3, max_lines=8, elem_id="narrative",
@@ -337,15 +337,12 @@ def build(services: StudioServices) -> CreateTab:
 # -- wire -------------------------------------------------------------------------------------------
 def wire(tab: CreateTab, services: StudioServices) -> None:
     tax = services.taxonomy
-    tab.preset_names.update({p.slug: (p.name, p.description) for p in services.presets.list()})
 
     def read(values: Sequence[Any]) -> FormValues:
         return read_form(services, values)
 
-    def badge(slug: str | None, modified: bool) -> str:
-        return badge_text(tab, services, slug, modified)
-
-    def on_form_change(snapshot: dict[str, Any] | None, slug: str | None, *values: Any) -> tuple[Any, str, Any]:
+    def on_form_change(snapshot: dict[str, Any] | None, slug: str | None, request: gr.Request,
+                       *values: Any) -> tuple[Any, str, Any]:
         try:
             form = form_from_values(values, tax)
         except InvalidRequest as exc:
@@ -357,13 +354,17 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         except InvalidRequest as exc:
             prompt = gr.skip()  # the last prompt that compiled stays readable while the tags are fixed
             warnings = warnings or [f"⚠ {ui_message(exc, tax)}"]
-        return prompt, "\n\n".join(warnings), badge(slug, adapters.is_modified(snapshot, form))
+        try:
+            badge = badge_text(services.library_for(request), slug, adapters.is_modified(snapshot, form))
+        except EngineError:  # a rater: the Create tab is not theirs
+            badge = ""
+        return prompt, "\n\n".join(warnings), badge
 
     fill_count = len(tab.fill_outputs())
 
     @refusals("Preset", outputs=fill_count + 2, taxonomy=tax)
-    def on_preset(slug: str | None, *values: Any) -> list[Any]:
-        return preset_fill(tab, services, slug, values)
+    def on_preset(slug: str | None, request: gr.Request, *values: Any) -> list[Any]:
+        return preset_fill(services, services.library_for(request), slug, values)
 
     @refusals("Model", outputs=fill_count, taxonomy=tax)
     def on_model(*values: Any) -> list[Any]:
@@ -385,10 +386,10 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             refuse(ui_message(exc, tax), "Cannot generate")
 
     @refusals("Save as preset", outputs=4, taxonomy=tax)
-    def save_as_preset(name: str | None, description: str | None, current: str | None,
+    def save_as_preset(name: str | None, description: str | None, current: str | None, request: gr.Request,
                        *values: Any) -> tuple[Any, Any, str, dict[str, Any]]:
         form = read(values)
-        presets = services.presets
+        presets = services.library_for(request)
         preset = adapters.preset_from_form(form, name or "", description or "")
         # Saving under the name of the user preset the form started from updates it; any
         # other existing name is refused, so a click never overwrites another preset.
@@ -401,21 +402,22 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         if update and not (description or "").strip():  # an empty box keeps the description it had
             preset = replace(preset, description=presets.get(current).description)
         saved = presets.save(preset, overwrite=update)
-        tab.preset_names[saved.slug] = (saved.name, saved.description)
         gr.Info(f"Preset '{saved.name}' {'updated' if update else 'saved'}.")
-        return (gr.update(choices=preset_choices(services), value=saved.slug), adapters.preset_snapshot(form, saved),
-                badge(saved.slug, False), presets_changed())
+        return (gr.update(choices=preset_choices(presets), value=saved.slug), adapters.preset_snapshot(form, saved),
+                badge_text(presets, saved.slug, False), presets_changed())
 
-    def refresh_preset_list(change: dict[str, Any] | None, current: str | None) -> tuple[Any, Any, Any]:
-        tab.preset_names.clear()  # names and descriptions may have changed
+    @refusals("Presets", outputs=3, taxonomy=tax)
+    def refresh_preset_list(change: dict[str, Any] | None, current: str | None,
+                            request: gr.Request) -> tuple[Any, Any, Any]:
+        presets = services.library_for(request)
         renamed = (change or {}).get("renamed", {})
         slug = renamed.get(current, current) if current else current
-        if not slug or not services.presets.exists(slug):
+        if not slug or not presets.exists(slug):
             cleared = (gr.skip(), gr.skip()) if not current else (None, "")
-            return (gr.update(choices=preset_choices(services), value=""), *cleared)
+            return (gr.update(choices=preset_choices(presets), value=""), *cleared)
         moved = slug != current
-        return (gr.update(choices=preset_choices(services), value=slug), gr.skip(),
-                badge(slug, False) if moved else gr.skip())
+        return (gr.update(choices=preset_choices(presets), value=slug), gr.skip(),
+                badge_text(presets, slug, False) if moved else gr.skip())
 
     inputs = tab.inputs()
     triggers: list[Any] = [c.change for c in inputs] + [tab.preset_snapshot.change]
@@ -449,9 +451,9 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     create_extras.wire(tab, services)
 
 
-def preset_choices(services: StudioServices) -> list[tuple[str, str]]:
+def preset_choices(library: PresetLibrary) -> list[tuple[str, str]]:
     """Built-ins, then the user's presets (re-read on each page load, so new files show up)."""
-    return [("No preset", ""), *[(p.name + ("" if p.builtin else " (yours)"), p.slug) for p in services.presets.list()]]
+    return [("No preset", ""), *[(p.name + ("" if p.builtin else " (yours)"), p.slug) for p in library.list()]]
 
 
 def fill_from(services: StudioServices, form: FormValues) -> list[Any]:

@@ -14,6 +14,7 @@ import gradio as gr
 
 from engine.core.errors import InvalidRequest
 from engine.core.generation import Progress
+from engine.core.presets import PresetLibrary
 from engine.core.requests import GenerationRequest
 
 from ..adapters import ui_message
@@ -46,11 +47,13 @@ def parse_tags(tags: Any) -> dict[str, Any]:
 
 
 def build_request(services: StudioServices, narrative: str, tags: Any, preset: str, model: str,
-                  numbers: dict[str, Any], texts: dict[str, Any]) -> GenerationRequest:
-    """The call's parameters as a request: the preset first, then what the call names."""
+                  numbers: dict[str, Any], texts: dict[str, Any],
+                  library: PresetLibrary | None = None) -> GenerationRequest:
+    """The call's parameters as a request: the preset (of `library`, the caller's) first, then what
+    the call names."""
     base: dict[str, Any] = {}
     if preset and preset.strip():
-        base.update(services.presets.find(preset).to_request_overrides())
+        base.update((library or services.presets).find(preset).to_request_overrides())
     given = parse_tags(tags)
     if given:
         base["tags"] = {**base.get("tags", {}), **given}
@@ -115,14 +118,15 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
         name), a model and settings; returns the mp4 and its settings (history id, seed, request, timings)."""
         numbers = {"seed": seed, "frames": frames, "width": width, "height": height, "fps": fps, "steps": steps,
                    "guidance": guidance}
+        viewer = require_creator(services, request)
         try:
             job = build_request(services, narrative, tags, preset, model, numbers,
-                                {"quantization": quantization, "offload": offload})
+                                {"quantization": quantization, "offload": offload}, services.presets_for(viewer))
         except InvalidRequest as exc:  # before ValueError, which it is too
             refuse(ui_message(exc, tax))
         except (TypeError, ValueError) as exc:
             refuse(f"request: {exc}")
-        job_id = runner.submit(job, viewer=require_creator(services, request), source="api")
+        job_id = runner.submit(job, viewer=viewer, source="api")
         return on_gpu(job_id, progress)
 
     names = ("narrative", "tags", "preset", "model", *NUMBERS, *TEXTS)

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from engine.core.errors import EngineError, InvalidRequest
-from engine.core.presets import Preset, slugify
+from engine.core.presets import Preset, PresetLibrary, slugify
 
 from ..adapters import ui_message
 from ..feedback import refuse, refusals, warn
@@ -60,7 +60,7 @@ class PresetsTab:
 
 
 def build(services: StudioServices) -> PresetsTab:
-    rows, slugs, count_text = listing(services, "")
+    rows, slugs, count_text = listing(services, services.page_presets(), "")
     with gr.Row(elem_id="presets-row"):
         with gr.Column(scale=3, min_width=320):
             search = gr.Textbox(label="Search", placeholder="name, description or tag (e.g. whip pan, chibi)",
@@ -99,9 +99,10 @@ def build(services: StudioServices) -> PresetsTab:
                       use, new_name, rename, duplicate, export, delete, confirm_row, confirm_text, confirm, keep)
 
 
-def listing(services: StudioServices, query: str | None) -> tuple[list[list[str]], dict[str, str], str]:
-    """Rows for the table, their first cell -> slug map, and a count line."""
-    library = services.presets
+def listing(services: StudioServices, library: PresetLibrary,
+            query: str | None) -> tuple[list[list[str]], dict[str, str], str]:
+    """Rows for the table (built-ins and `library`'s own presets), their first cell -> slug map, and
+    a count line."""
     found = library.search(query or "")
     if not (query or "").strip():  # browsing: the user's own presets (the ones to manage) on top
         found = tuple(p for p in found if not p.builtin) + tuple(p for p in found if p.builtin)
@@ -118,21 +119,21 @@ def listing(services: StudioServices, query: str | None) -> tuple[list[list[str]
     return preset_rows(found, services.taxonomy), {preset_cell(p): p.slug for p in found}, count
 
 
-def export_file(services: StudioServices, preset: Preset) -> str:
+def export_file(services: StudioServices, library: PresetLibrary, preset: Preset) -> str:
     """The preset written to a file the browser can download."""
-    return str(services.presets.export(preset.slug, new_download(services.settings, f"{preset.slug}.yaml")))
+    return str(library.export(preset.slug, new_download(services.settings, f"{preset.slug}.yaml")))
 
 
-def details(services: StudioServices, slug: str | None) -> list[Any]:
+def details(services: StudioServices, library: PresetLibrary, slug: str | None) -> list[Any]:
     """Values for `PresetsTab.detail_outputs()`."""
     off = gr.update(interactive=False)
     if not slug:
         return [NOTHING_SELECTED, "", "", "", off, off, off, gr.update(value=None, interactive=False), off,
                 gr.update(visible=False)]
     try:
-        preset = services.presets.get(slug)
+        preset = library.get(slug)
         compiled = services.taxonomy.compile_prompt(preset.narrative, preset.tags)
-        path = export_file(services, preset)
+        path = export_file(services, library, preset)
     except EngineError as exc:
         refuse(ui_message(exc, services.taxonomy), "Presets")
     on, editable = gr.update(interactive=True), gr.update(interactive=not preset.builtin)  # built-ins: read-only
@@ -140,12 +141,12 @@ def details(services: StudioServices, slug: str | None) -> list[Any]:
             on, editable, on, gr.update(value=path, interactive=True), editable, gr.update(visible=False)]
 
 
-def copy_name(services: StudioServices, name: str) -> str:
+def copy_name(library: PresetLibrary, name: str) -> str:
     """"Name (copy)", "Name (copy 2)", ...: the first that is free."""
     for n in range(1, 100):
         candidate = f"{name} (copy)" if n == 1 else f"{name} (copy {n})"
         try:
-            if not services.presets.exists(slugify(candidate)):
+            if not library.exists(slugify(candidate)):
                 return candidate
         except InvalidRequest:
             break
@@ -156,10 +157,12 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
          presets_tab: gr.Tab) -> None:
     """`create` is the Create tab: "Use in Create" fills it through its own preset handler."""
     tax = services.taxonomy
-    library = services.presets
 
-    def refresh(query: str | None) -> tuple[Any, ...]:
-        return listing(services, query)
+    # Every handler works on the presets of the person asking (`library_for`: their own folder in an
+    # owned studio; raters are refused), so no one lists, renames or deletes another's presets.
+    @refusals("Presets", outputs=3, taxonomy=tax)
+    def refresh(query: str | None, request: gr.Request) -> tuple[Any, ...]:
+        return listing(services, services.library_for(request), query)
 
     def pick(names: dict[str, str] | None, evt: gr.SelectData) -> Any:
         row = evt.row_value or []
@@ -167,64 +170,70 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
         return slug if slug else gr.skip()
 
     @refusals("Presets", outputs=len(tab.detail_outputs()), taxonomy=tax)
-    def show(slug: str | None) -> list[Any]:
-        return details(services, slug)
+    def show(slug: str | None, request: gr.Request) -> list[Any]:
+        return details(services, services.library_for(request), slug)
 
     @refusals("Use in Create", outputs=len(create.fill_outputs()) + 4, taxonomy=tax)
-    def use(slug: str | None, *values: Any) -> list[Any]:
+    def use(slug: str | None, request: gr.Request, *values: Any) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
-        filled = create_tab.preset_fill(create, services, slug, values)
-        gr.Info(f"Preset '{create.preset_names[slug][0]}' is in the Create tab.")
+        library = services.library_for(request)
+        filled = create_tab.preset_fill(services, library, slug, values)
+        gr.Info(f"Preset '{create_tab.preset_label(library, slug)[0]}' is in the Create tab.")
         return [gr.update(value=slug), *filled, gr.Tabs(selected="create")]
 
-    def changed(query: str | None, slug: str, renamed: dict[str, str] | None = None) -> list[Any]:
-        return [*listing(services, query), slug, create_tab.presets_changed(renamed)]
+    def changed(library: PresetLibrary, query: str | None, slug: str,
+                renamed: dict[str, str] | None = None) -> list[Any]:
+        return [*listing(services, library, query), slug, create_tab.presets_changed(renamed)]
 
     @refusals("Rename", outputs=5, taxonomy=tax)
-    def rename(slug: str | None, new_name: str | None, query: str | None) -> list[Any]:
+    def rename(slug: str | None, new_name: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
+        library = services.library_for(request)
         old = library.get(slug)
         if (new_name or "").strip() == old.name:
             refuse("Name: it is unchanged; type a new name first.")
         renamed = library.rename(slug, new_name or "")
         gr.Info(f"Renamed '{old.name}' to '{renamed.name}'.")
-        return changed(query, renamed.slug, {slug: renamed.slug})
+        return changed(library, query, renamed.slug, {slug: renamed.slug})
 
     @refusals("Duplicate", outputs=5, taxonomy=tax)
-    def duplicate(slug: str | None, new_name: str | None, query: str | None) -> list[Any]:
+    def duplicate(slug: str | None, new_name: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
+        library = services.library_for(request)
         source = library.get(slug)
         name = (new_name or "").strip()
-        name = copy_name(services, source.name) if not name or name == source.name else name
+        name = copy_name(library, source.name) if not name or name == source.name else name
         copy = library.duplicate(slug, name)
         gr.Info(f"Saved a copy of '{source.name}' as '{copy.name}' (yours, editable).")
-        return changed(query, copy.slug)
+        return changed(library, query, copy.slug)
 
     @refusals("Delete", outputs=2, taxonomy=tax)
-    def ask(slug: str | None) -> tuple[Any, str]:
+    def ask(slug: str | None, request: gr.Request) -> tuple[Any, str]:
         if not slug:
             refuse("Select a preset in the table first.")
-        preset = library.get(slug)
+        preset = services.library_for(request).get(slug)
         if preset.builtin:
             refuse(f"'{preset.name}' is a built-in preset and read-only; duplicate it to make your own.")
         return gr.update(visible=True), f"Delete your preset **{preset.name}**? Its file is removed for good."
 
     @refusals("Delete", outputs=5, taxonomy=tax)
-    def delete(slug: str | None, query: str | None) -> list[Any]:
+    def delete(slug: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
+        library = services.library_for(request)
         name = library.get(slug).name
         library.delete(slug)
         gr.Info(f"Deleted preset '{name}'.")
-        return changed(query, "")
+        return changed(library, query, "")
 
-    def import_preset(path: str | None, query: str | None) -> list[Any]:
+    def import_preset(path: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not path:
             return [gr.skip()] * 6
         try:
+            library = services.library_for(request)
             preset = library.import_file(Path(path))
         except EngineError as exc:
             # The file is refused as a whole, naming the key and the file; nothing was written. The
@@ -232,7 +241,7 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
             warn(f"Import refused — {ui_message(exc, tax)}", "Import preset")
             return [gr.skip()] * 5 + [None]
         gr.Info(f"Imported '{preset.name}' as one of your presets.")
-        return [*changed(query, preset.slug), None]
+        return [*changed(library, query, preset.slug), None]
 
     lists = tab.list_outputs()
     after_change = [*lists, tab.selected, create.presets_changed]

@@ -97,6 +97,10 @@ def test_the_history_gives_a_rater_nothing_to_match_a_pair_against(server: Rater
             params = api[name]["parameters"]
             with pytest.raises(AppError, match="Rate tab"):
                 client.predict(*args[:len(params)], *[None] * (len(params) - len(args)), api_name=name)
+    #    The presets (which may hold the prompts and settings of what is being rated) are refused too.
+    for name, args in (("/presets", [""]), ("/preset_details", ["x"]), ("/delete_preset", ["x", ""])):
+        with pytest.raises(AppError, match="Rate tab"):
+            client.predict(*args, api_name=name)
     # 2. Fetch the originals by URL (here even knowing their exact paths): refused; the pair's own
     #    copies are served.
     media = server.services.settings.media_dir
