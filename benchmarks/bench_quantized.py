@@ -4,8 +4,9 @@
     python benchmarks/bench_quantized.py gguf-14b [--type Q4_0|Q8_0]   # a 14B GGUF on a 24 GiB machine
 
 `cache-1.3b`: the published Wan2.1-T2V-1.3B transformer config with random weights, saved in bf16;
-its quanto-int8 cache is written once through the studio's own code; then, each in a fresh process,
-the bf16 load (`from_pretrained`) and the cache load (`engine.core.quantized_cache.load`), every weight
+its quanto-int8 and torchao-int8 caches are written once through the studio's own code; then, each in a
+fresh process, the bf16 load (`from_pretrained`), the quantize-while/after-loading paths and the cache
+loads (`engine.core.quantized_cache.load` / `load_torchao`), every weight
 read once afterwards so all of it is resident: peak RSS (VmHWM) and seconds, side by side.
 `gguf-14b`: a Wan2.1-T2V-14B transformer (published config) written straight into a GGUF file with
 random quantized blocks, tensor by tensor (never whole in memory); then, in a fresh process, loaded
@@ -52,6 +53,15 @@ elif what == "cache":
     from engine.core import quantized_cache as qc
     entry = Path(sys.argv[3])
     m = qc.load(entry, Path(folder), "transformer", "WanTransformer3DModel", torch.bfloat16)
+elif what == "torchao-while-loading":
+    from diffusers import TorchAoConfig, WanTransformer3DModel
+    from torchao.quantization import Int8WeightOnlyConfig
+    m = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.bfloat16,
+                                              quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+elif what == "torchao-cache":
+    from pathlib import Path
+    from engine.core import quantized_cache as qc
+    m = qc.load_torchao(Path(sys.argv[3]), "transformer", "WanTransformer3DModel", torch.bfloat16)
 else:
     from pathlib import Path
     from engine.core.families import WAN
@@ -129,11 +139,24 @@ def cache_13b(keep: Path | None) -> None:
         qc.write(entry, model, key)
         del model
     cached = (entry / "weights.safetensors").stat().st_size
+    tao_entry = work / "cache-torchao" / "transformer"
+    tao_key = qc.source_key(folder, "transformer", "torchao-int8", "bfloat16")
+    if not qc.is_valid(tao_entry, tao_key):
+        from diffusers import TorchAoConfig
+        from torchao.quantization import Int8WeightOnlyConfig
+
+        model = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.bfloat16,
+                                                      quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+        qc.write_torchao(tao_entry, model, tao_key)
+        del model
+    tao_cached = sum(qc.cached_bytes(tao_entry.parent).values())
     print(f"bf16 {size / 2**30:.2f} GiB, cache {cached / 2**30:.2f} GiB, prepared in {time.perf_counter() - t:.0f}s",
           file=sys.stderr)
     bf16 = _child("bf16", str(folder))
     after = _child("quantize-after", str(folder))
     cache = _child("cache", str(folder), str(entry))
+    tao_after = _child("torchao-while-loading", str(folder))
+    tao_cache = _child("torchao-cache", str(folder), str(tao_entry))
     print("| Wan2.1-1.3B transformer, fresh process | on disk (GiB) | load (s) | peak RSS (GiB) | peak vs bf16 |")
     print("|---|---|---|---|---|")
     print(f"| bf16 `from_pretrained` | {size / 2**30:.2f} | {bf16['load_s']:.1f} | {bf16['peak_rss'] / 2**30:.2f} | 1.00 |")
@@ -141,6 +164,11 @@ def cache_13b(keep: Path | None) -> None:
           f"{after['peak_rss'] / 2**30:.2f} | {after['peak_rss'] / bf16['peak_rss']:.2f} |")
     print(f"| quanto-int8 quantized cache | {cached / 2**30:.2f} | {cache['load_s']:.1f} | "
           f"{cache['peak_rss'] / 2**30:.2f} | {cache['peak_rss'] / bf16['peak_rss']:.2f} |")
+    print(f"| torchao-int8 without the cache (quantized while loading) | {size / 2**30:.2f} | "
+          f"{tao_after['load_s']:.1f} | {tao_after['peak_rss'] / 2**30:.2f} | "
+          f"{tao_after['peak_rss'] / bf16['peak_rss']:.2f} |")
+    print(f"| torchao-int8 quantized cache | {tao_cached / 2**30:.2f} | {tao_cache['load_s']:.1f} | "
+          f"{tao_cache['peak_rss'] / 2**30:.2f} | {tao_cache['peak_rss'] / bf16['peak_rss']:.2f} |")
 
 
 def write_random_gguf(config: dict, path: Path, qtype: str) -> int:

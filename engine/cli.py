@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import model_commands
 from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
+from .core.quantized_cache import CACHEABLE_MODES
 from .core.settings import Settings
 
 EXIT_BAD_INPUT = 2
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     qz = sub.add_parser("quantize", help="write a model's quantized cache once (later loads skip full precision)")
     qz.add_argument("model")
-    qz.add_argument("--quantization", required=True, choices=("quanto-int8", "quanto-int4", "quanto-fp8"))
+    qz.add_argument("--quantization", required=True, choices=CACHEABLE_MODES)
     d = sub.add_parser("download", help="download a model's weights into the hub cache")
     d.add_argument("model")
     worker_cli.add_parser(sub)
@@ -159,8 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device,
                                                       database_url=args.database_url)
         fresh = args.data_dir is None and not os.environ.get("ANIMATRIX_DATA_DIR") and not settings.data_dir.exists()
-        handler = {"generate": _generate, "history": _history, "info": _info, "models": _models, "download": _download,
-                   "quantize": _quantize, "curate": _curate, "rating": _rating, "train": _train, "reward": _reward,
+        handler = {"generate": _generate, "history": _history, "info": _info, "models": model_commands.models,
+                   "download": model_commands.download, "quantize": model_commands.quantize, "curate": _curate, "rating": _rating, "train": _train, "reward": _reward,
                    "loop": _loop, "eval": _eval, "worker": worker_cli.run}[args.command]
         code = handler(args, settings)
         _say_where(settings, fresh=fresh and code == 0)  # after the command: an error stays one line
@@ -417,50 +419,6 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
     info = probe_video(args.file)
     print(json.dumps({"file": str(args.file), "video": {"frames": info.num_frames, "width": info.width,
                       "height": info.height, "fps": info.fps}, "settings": embedded}, indent=2, ensure_ascii=False))
-    return 0
-
-
-def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from .core.loading import is_available_locally
-    from .core.registry import REGISTRY
-
-    rows = [{"id": s.id, "repo": s.repo, "here": is_available_locally(s, settings), "vram": s.vram_note}
-            for s in REGISTRY.values()]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        for r in rows:
-            print(f"{r['id']:<16} {'here   ' if r['here'] else 'missing'}  {r['repo']:<38} {r['vram']}")
-    return 0
-
-
-def _download(args: argparse.Namespace, settings: Settings) -> int:
-    from .core.loading import locate_weights
-    from .core.registry import resolve_model
-
-    spec = resolve_model(args.model)
-    folder = locate_weights(spec, settings, allow_download=True)
-    print(f"{spec.id} is in {folder}")
-    return 0
-
-
-def _quantize(args: argparse.Namespace, settings: Settings) -> int:
-    from .core import quantized_cache as qc
-    from .core.loading import ModelManager, locate_weights
-    from .core.memory import check_combination, plan_memory, resolve_device
-    from .core.registry import resolve_model
-
-    spec = resolve_model(args.model)
-    device = resolve_device(settings.device)
-    check_combination(args.quantization, "none", device)
-    locate_weights(spec, settings)  # offline and missing: one clear line before anything loads
-    # Offload "model" keeps everything off the GPU until used: the cache is written from the CPU copy.
-    plan = plan_memory(args.quantization, "model" if device == "cuda" else "none", None, device, 0, 0)
-    loaded = ModelManager(settings).load(spec, plan)
-    root = qc.cache_root(settings.models_dir, spec.id, args.quantization)
-    sizes = {p.parent.name: p.stat().st_size for p in root.glob("*/weights.safetensors")}
-    shown = ", ".join(f"{name} {size / 2**30:.2f} GiB" for name, size in sorted(sizes.items()))
-    print(f"{spec.id} {args.quantization}: {shown or 'nothing to cache'} in {root} ({loaded.load_seconds:.1f} s)")
     return 0
 
 

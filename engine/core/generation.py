@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from .errors import GenerationCancelled, InvalidRequest, ModelUnavailable, OutOf
 from .loading import (LoadedModel, ModelManager, download_hint, is_available_locally, locate_weights,
                       transformer_config, weights_size)
 from .prompt_cache import PromptCache
-from .memory import check_combination, lower_profile, plan_memory, resolve_device
+from .memory import MemoryPlan, check_combination, lower_profile, plan_memory, resolve_device
 from .registry import ModelSpec, resolve_model
 from .requests import GenerationRequest, MAX_SEED
 from .settings import Settings
@@ -198,10 +199,11 @@ class Engine:
         started = time.perf_counter()
         try:
             report(Progress("loading", 0, req.steps or 0, 0.0, None))
-            loaded = self._load(prepared)
+            embeds = self._cached_prompt(prepared)
+            loaded = self._load(prepared, text_encoder=embeds is None)
             if cancel is not None and cancel.cancelled:
                 raise GenerationCancelled("cancelled before denoising started")
-            return self._run(prepared, loaded, report, cancel, started)
+            return self._run(prepared, loaded, report, cancel, started, embeds)
         except Exception as exc:
             if _is_oom(exc):
                 raise OutOfMemory(
@@ -210,15 +212,32 @@ class Engine:
                 ) from None
             raise
 
-    def _load(self, prepared: PreparedRequest) -> LoadedModel:
+    def _plan(self, prepared: PreparedRequest) -> tuple[Path, MemoryPlan]:
         req = prepared.request
         folder = locate_weights(prepared.spec, self.settings)
-        plan = plan_memory(req.quantization, req.offload, req.vae_tiling, prepared.device,
-                           weights_size(folder), (req.width or 0) * (req.height or 0), prepared.transformer_file)
-        return self.models.load(prepared.spec, plan)
+        return folder, plan_memory(req.quantization, req.offload, req.vae_tiling, prepared.device,
+                                   weights_size(folder), (req.width or 0) * (req.height or 0),
+                                   prepared.transformer_file)
+
+    def _load(self, prepared: PreparedRequest, *, text_encoder: bool = True) -> LoadedModel:
+        _folder, plan = self._plan(prepared)
+        return self.models.load(prepared.spec, plan, text_encoder=text_encoder)
+
+    def _prompt_key(self, prepared: PreparedRequest, folder: Path | None, dtype_name: str) -> str:
+        req = prepared.request
+        return self.prompts.key(folder, prepared.spec.id, prepared.compiled_prompt, req.negative_prompt,
+                                TEXT_TOKENS, (req.guidance or 0) > 1.0, dtype_name)
+
+    def _cached_prompt(self, prepared: PreparedRequest) -> tuple[Any, Any] | None:
+        """The job's encoded prompts from the prompt cache, read before loading (on the CPU), so a job
+        whose prompts are all there loads no text encoder; None when it must encode."""
+        if not prepared.spec.family.encodes_prompt_up_front:
+            return None
+        folder, plan = self._plan(prepared)
+        return self.prompts.get(self._prompt_key(prepared, folder, plan.dtype_name), "cpu", None)
 
     def _run(self, prepared: PreparedRequest, loaded: LoadedModel, report: ProgressCallback,
-             cancel: CancelToken | None, started: float) -> GenerationResult:
+             cancel: CancelToken | None, started: float, embeds: tuple[Any, Any] | None = None) -> GenerationResult:
         import torch
 
         req = prepared.request
@@ -245,12 +264,12 @@ class Engine:
             # Encoding once up front gives an honest encode time and the same embeddings diffusers would make;
             # kept on disk, a regeneration, a Best of N or a seed sweep never runs the text encoder again.
             with_negative = (req.guidance or 0) > 1.0
-            key = self.prompts.key(loaded.folder, prepared.spec.id, prepared.compiled_prompt, req.negative_prompt,
-                                   TEXT_TOKENS, with_negative, loaded.plan.dtype_name)
-            hit = self.prompts.get(key, pipe._execution_device, pipe.transformer.dtype)
-            if hit is not None:
-                pos, neg = hit
+            device, dtype = pipe._execution_device, pipe.transformer.dtype
+            if embeds is not None:
+                pos = embeds[0].to(device=device, dtype=dtype)
+                neg = None if embeds[1] is None else embeds[1].to(device=device, dtype=dtype)
             else:
+                key = self._prompt_key(prepared, loaded.folder, loaded.plan.dtype_name)
                 with torch.no_grad():
                     pos, neg = pipe.encode_prompt(
                         prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None,

@@ -52,6 +52,7 @@ class LoadedModel:
     pipe: Any
     load_seconds: float
     folder: Path | None = None  # where its files are (keys the prompt cache)
+    has_text_encoder: bool = True  # False: loaded for prompts already encoded (engine/core/prompt_cache.py)
 
 
 def download_hint(spec: ModelSpec) -> str:
@@ -123,10 +124,14 @@ class ModelManager:
         self._lock = threading.Lock()
         self._current: LoadedModel | None = None
 
-    def load(self, spec: ModelSpec, plan: MemoryPlan) -> LoadedModel:
+    def load(self, spec: ModelSpec, plan: MemoryPlan, *, text_encoder: bool = True) -> LoadedModel:
+        """The pipeline for `spec` placed as `plan` says. `text_encoder=False` (every prompt of the job
+        is in the prompt cache) leaves the text encoder, the largest part of a Wan model, unread; a
+        later job that needs it loads the pipeline again, with it."""
         with self._lock:
             cur = self._current
-            if cur is not None and cur.spec.id == spec.id and cur.plan == plan:
+            if (cur is not None and cur.spec.id == spec.id and cur.plan == plan
+                    and (cur.has_text_encoder or not text_encoder)):
                 return cur
             self._release()
             if not self._quieted:
@@ -134,16 +139,19 @@ class ModelManager:
                 self._quieted = True
             folder = locate_weights(spec, self._settings)
             started = time.perf_counter()
-            cached = self._from_cache(spec, folder, plan)
-            pipe = self._from_pretrained(spec, folder, plan, cached)
+            skip = () if text_encoder else ("text_encoder",)
+            cached = self._from_cache(spec, folder, plan, skip)
+            pipe = self._from_pretrained(spec, folder, plan, cached, skip)
             fresh = quantize_components(pipe, plan, tuple(cached))
-            self._write_cache(spec, folder, plan, pipe, fresh)
+            self._write_cache(spec, folder, plan, pipe, fresh, tuple(cached))
             place(pipe, plan)
             pipe.set_progress_bar_config(disable=True)
-            self._current = LoadedModel(spec, plan, pipe, time.perf_counter() - started, folder)
+            self._current = LoadedModel(spec, plan, pipe, time.perf_counter() - started, folder,
+                                        has_text_encoder=getattr(pipe, "text_encoder", None) is not None)
             return self._current
 
-    def _from_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan) -> dict[str, Any]:
+    def _from_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan,
+                    skip: tuple[str, ...] = ()) -> dict[str, Any]:
         """Components the quantized cache holds for this model and mode (engine/core/quantized_cache.py)."""
         from . import quantized_cache as qc
 
@@ -154,7 +162,7 @@ class ModelManager:
         out: dict[str, Any] = {}
         root = qc.cache_root(self._settings.models_dir, spec.id, plan.quantization)
         for name in qc.COMPONENTS:
-            if not (folder / name).is_dir():
+            if not (folder / name).is_dir() or name in skip:
                 continue
             entry = root / name
             if not entry.exists():
@@ -162,31 +170,39 @@ class ModelManager:
             if not qc.is_valid(entry, qc.source_key(folder, name, plan.quantization, plan.dtype_name)):
                 log.warning("the quantized cache %s is stale or damaged; it will be rebuilt", entry)
                 continue
+            dtype, family_class = getattr(torch, plan.dtype_name), spec.family.transformer_class
             try:
-                out[name] = qc.load(entry, folder, name, spec.family.transformer_class,
-                                    getattr(torch, plan.dtype_name))
+                if plan.quantization in qc.TORCHAO_MODES:
+                    out[name] = qc.load_torchao(entry, name, family_class, dtype)
+                else:
+                    out[name] = qc.load(entry, folder, name, family_class, dtype)
             except (EngineError, OSError, RuntimeError, ValueError, KeyError) as exc:
                 log.warning("the quantized cache %s could not be used (%s); it will be rebuilt", entry, exc)
         return out
 
     def _write_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan, pipe: Any,
-                     components: tuple[str, ...]) -> None:
-        """After a first load in a quanto mode: keep the quantized components for the next loads."""
+                     components: tuple[str, ...], cached: tuple[str, ...] = ()) -> None:
+        """After a first load in a quantizing mode: keep the quantized components for the next loads.
+        `components` are those quanto quantized; torchao quantized every component it loaded."""
         from . import quantized_cache as qc
 
         if plan.quantization not in qc.CACHEABLE_MODES or plan.transformer_file is not None:
             return
+        torchao = plan.quantization in qc.TORCHAO_MODES
+        if torchao:
+            components = tuple(n for n in qc.COMPONENTS if n not in cached and getattr(pipe, n, None) is not None)
         root = qc.cache_root(self._settings.models_dir, spec.id, plan.quantization)
         for name in components:
             if (folder / name).is_dir():
                 try:
-                    qc.write(root / name, getattr(pipe, name),
-                             qc.source_key(folder, name, plan.quantization, plan.dtype_name))
+                    write = qc.write_torchao if torchao else qc.write
+                    write(root / name, getattr(pipe, name), qc.source_key(folder, name, plan.quantization,
+                                                                           plan.dtype_name))
                 except OSError as exc:  # a full or read-only disk costs the next load time, not this one
                     log.warning("could not write the quantized cache %s: %s", root / name, exc)
 
     def _from_pretrained(self, spec: ModelSpec, folder: Path, plan: MemoryPlan,
-                         cached: dict[str, Any] | None = None) -> Any:
+                         cached: dict[str, Any] | None = None, skip: tuple[str, ...] = ()) -> Any:
         import torch
         import diffusers
         from diffusers import DiffusionPipeline
@@ -195,8 +211,8 @@ class ModelManager:
         quant = load_time_quantization(plan)
         if quant is not None:
             kwargs["quantization_config"] = quant
-        for name in cached or {}:
-            kwargs[name] = None  # loaded from the quantized cache: the folder's weights are never read
+        for name in (*(cached or {}), *skip):
+            kwargs[name] = None  # from the quantized cache, or not needed: the folder's weights are never read
         single = None
         if plan.transformer_file is not None:
             from .single_file import load_transformer_file

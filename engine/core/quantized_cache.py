@@ -1,14 +1,20 @@
 """The quantized cache: quantized weights written once, loaded back without the full-precision model.
 
-The first load in a quanto mode quantizes as before (full-precision weights, then optimum-quanto) and
-writes each quantized component (transformer, text encoder) under
-``<data dir>/models/quantized/<model>/<mode>/<component>/``: a safetensors file of the packed weights
-and scales, quanto's quantization map, and a key. Later loads build the component with empty
-(meta-device) weights, quantize that empty model (only module types change), then stream the tensors
-from disk into place one block at a time, so the full-precision model is never built.
+The first load in a quantizing mode quantizes as before and writes each quantized component
+(transformer, text encoder) under ``<data dir>/models/quantized/<model>/<mode>/<component>/``.
+
+- quanto modes: a safetensors file of the packed weights and scales, quanto's quantization map, and
+  a key. Later loads build the component with empty (meta-device) weights, quantize that empty model
+  (only module types change), then stream the tensors from disk into place one block at a time.
+- torchao modes: the component as diffusers / transformers save a torchao-quantized model
+  (`save_pretrained(safe_serialization=True)`: its config with the quantization config, and
+  safetensors of torchao's tensors). Later loads are the libraries' own pre-quantized load, which
+  builds the model on the meta device and puts the quantized tensors in place.
+
+Either way the full-precision model is never built on a cache hit.
 
 The key names what the cache was made from: the source files (name, size, mtime), the dtype, and
-the torch / diffusers / transformers / quanto versions. A stale key, a missing or truncated file, a
+the torch / diffusers / transformers / quanto / torchao versions. A stale key, a missing or truncated file, a
 checksum that differs or a tensor that does not fit is detected and the cache rebuilt, never used.
 """
 from __future__ import annotations
@@ -26,7 +32,9 @@ from .errors import InvalidRequest
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CACHEABLE_MODES = ("quanto-int8", "quanto-int4", "quanto-fp8")
+QUANTO_MODES = ("quanto-int8", "quanto-int4", "quanto-fp8")
+TORCHAO_MODES = ("torchao-int8", "torchao-fp8")
+CACHEABLE_MODES = (*QUANTO_MODES, *TORCHAO_MODES)
 COMPONENTS = ("transformer", "text_encoder")
 _WEIGHTS, _QMAP, _KEY = "weights.safetensors", "quantization_map.json", "cache.json"
 
@@ -40,7 +48,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "diffusers", "transformers", "optimum-quanto"):
+    for name in ("torch", "diffusers", "transformers", "optimum-quanto", "torchao"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -68,14 +76,67 @@ def _checksum(path: Path) -> str:
 
 
 def is_valid(entry: Path, key: str) -> bool:
-    """The entry exists, was made from these sources, and its weights file is whole."""
+    """The entry exists, was made from these sources, and its weights files are whole."""
     try:
         meta = json.loads((entry / _KEY).read_text(encoding="utf-8"))
+        if meta.get("key") != key:
+            return False
+        if meta.get("format") == "torchao":
+            files = meta["files"]
+            return bool(files) and all((entry / name).stat().st_size == size and _checksum(entry / name) == digest
+                                       for name, (size, digest) in files.items())
         weights = entry / _WEIGHTS
-        return (meta.get("key") == key and weights.stat().st_size == meta.get("size")
-                and _checksum(weights) == meta.get("checksum") and (entry / _QMAP).is_file())
-    except (OSError, ValueError, AttributeError):
+        return (weights.stat().st_size == meta.get("size") and _checksum(weights) == meta.get("checksum")
+                and (entry / _QMAP).is_file())
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return False
+
+
+def cached_bytes(root: Path) -> dict[str, int]:
+    """Bytes on disk per cached component of one model and mode (what `quantize` reports)."""
+    out: dict[str, int] = {}
+    for meta_path in sorted(root.glob(f"*/{_KEY}")):
+        entry = meta_path.parent
+        out[entry.name] = sum(p.stat().st_size for p in entry.iterdir() if p.is_file() and p.name != _KEY)
+    return out
+
+
+def _publish(staging: Path, entry: Path, meta: dict[str, Any]) -> None:
+    (staging / _KEY).write_text(json.dumps(meta), encoding="utf-8")  # last: an entry without it is no entry
+    if entry.exists():
+        shutil.rmtree(entry)
+    staging.rename(entry)
+
+
+def write_torchao(entry: Path, module: Any, key: str) -> None:
+    """Write a torchao-quantized component the libraries' own way; atomically, as `write`."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+    try:
+        module.save_pretrained(str(staging), safe_serialization=True)
+        files = {p.name: (p.stat().st_size, _checksum(p)) for p in sorted(staging.iterdir()) if p.is_file()}
+        _publish(staging, entry, {"key": key, "format": "torchao", "class": type(module).__name__, "files": files})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_torchao(entry: Path, component: str, family_class: str, dtype: Any) -> Any:
+    """The libraries' pre-quantized load: meta-device construction, then torchao's tensors put in place."""
+    meta = json.loads((entry / _KEY).read_text(encoding="utf-8"))
+    if component == "transformer":
+        import diffusers
+
+        cls = getattr(diffusers, family_class)
+        if meta.get("class") != family_class:
+            raise InvalidRequest("quantization", f"{entry} holds a {meta.get('class')}, not this model's "
+                                                 f"{family_class}")
+        return cls.from_pretrained(str(entry), torch_dtype=dtype).eval()
+    import transformers
+
+    cls = getattr(transformers, str(meta.get("class")), None)
+    if cls is None or not str(meta.get("class", "")).endswith("Model"):
+        raise InvalidRequest("quantization", f"{entry} holds an unknown text encoder ({meta.get('class')})")
+    return cls.from_pretrained(str(entry), dtype=dtype).eval()
 
 
 def write(entry: Path, module: Any, key: str) -> None:
@@ -100,10 +161,7 @@ def write(entry: Path, module: Any, key: str) -> None:
         (staging / _QMAP).write_text(json.dumps(quantization_map(module)), encoding="utf-8")
         meta = {"key": key, "size": (staging / _WEIGHTS).stat().st_size, "checksum": _checksum(staging / _WEIGHTS),
                 "class": type(module).__name__, "aliases": aliases}
-        (staging / _KEY).write_text(json.dumps(meta), encoding="utf-8")
-        if entry.exists():
-            shutil.rmtree(entry)
-        staging.rename(entry)
+        _publish(staging, entry, meta)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -45,3 +45,29 @@ def test_a_damaged_entry_is_dropped_and_encoded_again(studio_settings: Settings)
     fresh = Engine(studio_settings)
     assert np.array_equal(fresh.generate(_req()).frames, first.frames)
     assert fresh.prompts.hits == 0 and all(p.stat().st_size > 100 for p in fresh.prompts.folder.glob("*"))
+
+
+def test_a_job_whose_prompts_are_all_cached_loads_no_text_encoder(studio_settings: Settings) -> None:
+    first = Engine(studio_settings).generate(_req())
+    fresh = Engine(studio_settings)  # a restart, or a model loaded again after "free memory"
+    again = fresh.generate(_req())
+    loaded = fresh.models.current()
+    assert loaded is not None and not loaded.has_text_encoder and loaded.pipe.text_encoder is None
+    assert np.array_equal(again.frames, first.frames)
+    assert fresh.generate(_req(seed=9)).frames.shape == first.frames.shape  # no encoder still suffices
+    assert fresh.models.current() is loaded
+    # A new prompt needs the encoder: the pipeline is loaded again, with it, and encodes.
+    other = fresh.generate(_req(narrative="a cat sleeps"))
+    reloaded = fresh.models.current()
+    assert reloaded is not None and reloaded is not loaded and reloaded.pipe.text_encoder is not None
+    assert other.frames.shape == first.frames.shape and fresh.prompts.hits == 2
+
+
+def test_a_damaged_entry_read_before_loading_still_loads_the_encoder(studio_settings: Settings) -> None:
+    Engine(studio_settings).generate(_req())
+    for entry in (studio_settings.data_dir / "cache" / "prompt_embeds").glob("*.safetensors"):
+        entry.write_bytes(b"\x00" * 64)
+    fresh = Engine(studio_settings)
+    fresh.generate(_req())
+    loaded = fresh.models.current()
+    assert loaded is not None and loaded.has_text_encoder and fresh.prompts.hits == 0

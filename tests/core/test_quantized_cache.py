@@ -30,25 +30,35 @@ def _scramble_keeping_identity(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_first_load_writes_the_cache_and_later_loads_never_read_the_full_weights(studio_settings: Settings) -> None:
-    first = Engine(studio_settings).generate(_req())
-    root = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int8")
+@pytest.mark.parametrize("mode", ["quanto-int8", "torchao-int8"])
+def test_first_load_writes_the_cache_and_later_loads_never_read_the_full_weights(studio_settings: Settings,
+                                                                                 mode: str) -> None:
+    first = Engine(studio_settings).generate(_req(quantization=mode))
+    root = qc.cache_root(studio_settings.models_dir, "preview", mode)
     assert sorted(p.name for p in root.iterdir()) == ["text_encoder", "transformer"]
     folder = studio_settings.models_dir / "preview"
     for component in ("transformer", "text_encoder"):
         for weights in (folder / component).glob("*.safetensors"):
             _scramble_keeping_identity(weights)
     for component in ("transformer", "text_encoder"):
-        key = qc.source_key(folder, component, "quanto-int8", "float32")
+        key = qc.source_key(folder, component, mode, "float32")
         assert qc.is_valid(root / component, key), component
     engine = Engine(studio_settings)
-    again = engine.generate(_req())
-    assert np.array_equal(again.frames, first.frames)
-    from optimum.quanto import QTensor
-
+    again = engine.generate(_req(quantization=mode, narrative="a fox runs far"))  # encodes: the cached encoder
+    assert engine.generate(_req(quantization=mode)).frames.tolist() == first.frames.tolist()
+    assert again.frames.shape == first.frames.shape
     loaded = engine.models.current()
     assert loaded is not None
-    assert isinstance(loaded.pipe.transformer.blocks[0].attn1.to_q.weight, QTensor)
+    weight = loaded.pipe.transformer.blocks[0].attn1.to_q.weight
+    if mode.startswith("quanto"):
+        from optimum.quanto import QTensor
+
+        assert isinstance(weight, QTensor)
+    else:
+        from torchao.quantization import Int8Tensor
+
+        assert isinstance(weight, Int8Tensor) and isinstance(
+            loaded.pipe.text_encoder.encoder.block[0].layer[0].SelfAttention.q.weight, Int8Tensor)
 
 
 def test_a_damaged_or_stale_cache_is_rebuilt_not_used(studio_settings: Settings) -> None:
@@ -72,6 +82,22 @@ def test_a_cache_from_another_model_is_refused(studio_settings: Settings, tmp_pa
     entry = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int8") / "text_encoder"
     with pytest.raises(Exception, match="does not fit this model|lacks the model's tensor"):
         qc.load(entry, studio_settings.models_dir / "preview", "transformer", "WanTransformer3DModel", None)
+
+
+def test_a_torchao_cache_from_another_component_or_damaged_is_refused(studio_settings: Settings) -> None:
+    first = Engine(studio_settings).generate(_req(quantization="torchao-int8"))
+    root = qc.cache_root(studio_settings.models_dir, "preview", "torchao-int8")
+    with pytest.raises(Exception, match="holds a|not this model"):
+        qc.load_torchao(root / "text_encoder", "transformer", "WanTransformer3DModel", None)
+    weights = next((root / "transformer").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])  # damage, keep the size
+    weights.write_bytes(bytes(data))
+    key = qc.source_key(studio_settings.models_dir / "preview", "transformer", "torchao-int8", "float32")
+    assert not qc.is_valid(root / "transformer", key)
+    again = Engine(studio_settings).generate(_req(quantization="torchao-int8"))
+    assert np.array_equal(again.frames, first.frames) and qc.is_valid(root / "transformer", key)
 
 
 def test_the_quantize_command_writes_the_cache_once(studio_settings: Settings,
