@@ -328,7 +328,7 @@ def form_from_request(request: GenerationRequest) -> FormValues:
         adapters=tuple(AdapterRef(a.path, a.strength) for a in request.adapters),
         tag_encoder=request.tag_encoder or "",
         tag_guidance=request.tag_guidance,
-        tags_in_prompt=request.tags_in_prompt,
+        tags_in_prompt=request.tags_in_prompt if request.tags_in_prompt is not None else request.tag_encoder is None,
         speed=request.speed,
         cache=_cache_of(request),
         compile_blocks=bool(request.compile_blocks),

@@ -4,7 +4,7 @@
     python benchmarks/bench_quantized.py gguf-14b [--type Q4_0|Q8_0]   # a 14B GGUF on a 24 GiB machine
 
 `cache-1.3b`: the published Wan2.1-T2V-1.3B transformer config with random weights, saved in bf16;
-its quanto-int8 and torchao-int8 caches are written once through the studio's own code; then, each in a
+its quanto-int8, torchao-int8 and fp8-layerwise caches are written once through the studio's own code; then, each in a
 fresh process, the bf16 load (`from_pretrained`), the quantize-while/after-loading paths and the cache
 loads (`engine.core.quantized_cache.load` / `load_torchao`), every weight
 read once afterwards so all of it is resident: peak RSS (VmHWM) and seconds, side by side.
@@ -58,6 +58,15 @@ elif what == "torchao-while-loading":
     from torchao.quantization import Int8WeightOnlyConfig
     m = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.bfloat16,
                                               quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+elif what == "layerwise-after":
+    from diffusers import WanTransformer3DModel
+    from engine.core.memory import fp8_layerwise
+    m = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.bfloat16)
+    fp8_layerwise(m, "transformer", torch.bfloat16)
+elif what == "layerwise-cache":
+    from pathlib import Path
+    from engine.core import quantized_cache as qc
+    m = qc.load_layerwise(Path(sys.argv[3]), Path(folder), "transformer", "WanTransformer3DModel", torch.bfloat16)
 elif what == "torchao-cache":
     from pathlib import Path
     from engine.core import quantized_cache as qc
@@ -150,6 +159,16 @@ def cache_13b(keep: Path | None) -> None:
         qc.write_torchao(tao_entry, model, tao_key)
         del model
     tao_cached = sum(qc.cached_bytes(tao_entry.parent).values())
+    fp8_entry = work / "cache-fp8" / "transformer"
+    fp8_key = qc.source_key(folder, "transformer", "fp8-layerwise", "bfloat16")
+    if not qc.is_valid(fp8_entry, fp8_key):
+        from engine.core.memory import fp8_layerwise
+
+        model = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch.bfloat16)
+        fp8_layerwise(model, "transformer", torch.bfloat16)
+        qc.write(fp8_entry, model, fp8_key, kind="layerwise")
+        del model
+    fp8_cached = sum(qc.cached_bytes(fp8_entry.parent).values())
     print(f"bf16 {size / 2**30:.2f} GiB, cache {cached / 2**30:.2f} GiB, prepared in {time.perf_counter() - t:.0f}s",
           file=sys.stderr)
     bf16 = _child("bf16", str(folder))
@@ -157,6 +176,8 @@ def cache_13b(keep: Path | None) -> None:
     cache = _child("cache", str(folder), str(entry))
     tao_after = _child("torchao-while-loading", str(folder))
     tao_cache = _child("torchao-cache", str(folder), str(tao_entry))
+    fp8_after = _child("layerwise-after", str(folder))
+    fp8_cache = _child("layerwise-cache", str(folder), str(fp8_entry))
     print("| Wan2.1-1.3B transformer, fresh process | on disk (GiB) | load (s) | peak RSS (GiB) | peak vs bf16 |")
     print("|---|---|---|---|---|")
     print(f"| bf16 `from_pretrained` | {size / 2**30:.2f} | {bf16['load_s']:.1f} | {bf16['peak_rss'] / 2**30:.2f} | 1.00 |")
@@ -169,6 +190,11 @@ def cache_13b(keep: Path | None) -> None:
           f"{tao_after['peak_rss'] / bf16['peak_rss']:.2f} |")
     print(f"| torchao-int8 quantized cache | {tao_cached / 2**30:.2f} | {tao_cache['load_s']:.1f} | "
           f"{tao_cache['peak_rss'] / 2**30:.2f} | {tao_cache['peak_rss'] / bf16['peak_rss']:.2f} |")
+    print(f"| fp8-layerwise without the cache (bf16 load, then cast) | {size / 2**30:.2f} | "
+          f"{fp8_after['load_s']:.1f} | {fp8_after['peak_rss'] / 2**30:.2f} | "
+          f"{fp8_after['peak_rss'] / bf16['peak_rss']:.2f} |")
+    print(f"| fp8-layerwise quantized cache | {fp8_cached / 2**30:.2f} | {fp8_cache['load_s']:.1f} | "
+          f"{fp8_cache['peak_rss'] / 2**30:.2f} | {fp8_cache['peak_rss'] / bf16['peak_rss']:.2f} |")
 
 
 def write_random_gguf(config: dict, path: Path, qtype: str) -> int:

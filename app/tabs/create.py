@@ -273,6 +273,11 @@ def build(services: StudioServices) -> CreateTab:
                         numbers[key] = gr.Number(getattr(form, key), label=labels[key],
                                                  precision=None if key == "guidance" else 0, min_width=130,
                                                  elem_id=f"num-{key}", **props[key])
+            # Generate right under the common settings: in the first 1280x800 screen; the folded
+            # extras (adapters, tag encoder, memory) follow.
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=120)
+                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel", min_width=100)
             with gr.Accordion(adapters_title(0), open=False, elem_id="adapters") as adapters_box:
                 # Choices are filled on page load and on model change: the scan may import torch,
                 # which building the page must not.
@@ -309,9 +314,6 @@ def build(services: StudioServices) -> CreateTab:
                                                elem_id="tag-encoder-note")
                 tag_rescan = gr.Button("Rescan tag encoders", size="sm", elem_id="tag-encoder-rescan")
             memory = create_memory.build(form)
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=120)
-                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel", min_width=100)
             best_of_n = best_of_n_box.build(services)
             job_id = gr.Number(None, visible=False, precision=0, label="job id")
             status = gr.Markdown("", elem_id="run-status")

@@ -134,5 +134,10 @@ def wire(tab: ExtrasControls, services: StudioServices) -> None:
     tab.tag_encoder.change(tag_encoder_switches, inputs=tab.tag_encoder,
                            outputs=[tab.tag_guidance, tab.tags_in_prompt], show_progress="hidden",
                            api_visibility="private", queue=False)
+    # Picked by hand (not filled by Reuse, which keeps the clip's own choice): the engine's default with
+    # an encoder, tags off the text prompt (the dual channel); the switch stays.
+    tab.tag_encoder.input(lambda encoder: gr.update(value=not (encoder and encoder != "None")),
+                          inputs=tab.tag_encoder, outputs=tab.tags_in_prompt, show_progress="hidden",
+                          api_visibility="private", queue=False)
     gr.on([p.change for p in tab.adapter_paths], slot_rows, inputs=tab.adapter_paths, outputs=tab.adapter_rows,
           show_progress="hidden", api_visibility="private", queue=False)

@@ -141,6 +141,8 @@ class Engine:
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = spec.resolve(replace(request, tags=tags), seed)  # the model's shape rules
         resolved = self._check_speed(resolved, spec, device)
+        if resolved.tags_in_prompt is None:  # the dual channel by default: tags off the prompt with an encoder
+            resolved = replace(resolved, tags_in_prompt=resolved.tag_encoder is None)
         if spec.family.has_second_expert and (request.adapters or request.tag_encoder is not None):
             # Both experts would need their own weights; applying them to one would change half the steps.
             what = "adapters" if request.adapters else "tag_encoder"

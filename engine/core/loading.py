@@ -174,6 +174,8 @@ class ModelManager:
             try:
                 if plan.quantization in qc.TORCHAO_MODES:
                     out[name] = qc.load_torchao(entry, name, family_class, dtype)
+                elif plan.quantization in qc.LAYERWISE_MODES:
+                    out[name] = qc.load_layerwise(entry, folder, name, family_class, dtype)
                 else:
                     out[name] = qc.load(entry, folder, name, family_class, dtype)
             except (EngineError, OSError, RuntimeError, ValueError, KeyError) as exc:
@@ -183,7 +185,7 @@ class ModelManager:
     def _write_cache(self, spec: ModelSpec, folder: Path, plan: MemoryPlan, pipe: Any,
                      components: tuple[str, ...], cached: tuple[str, ...] = ()) -> None:
         """After a first load in a quantizing mode: keep the quantized components for the next loads.
-        `components` are those quanto quantized; torchao quantized every component it loaded."""
+        `components` are those quantized after loading; torchao quantized every component it loaded."""
         from . import quantized_cache as qc
 
         if plan.quantization not in qc.CACHEABLE_MODES or plan.transformer_file is not None:
@@ -195,9 +197,12 @@ class ModelManager:
         for name in components:
             if (folder / name).is_dir():
                 try:
-                    write = qc.write_torchao if torchao else qc.write
-                    write(root / name, getattr(pipe, name), qc.source_key(folder, name, plan.quantization,
-                                                                           plan.dtype_name))
+                    key = qc.source_key(folder, name, plan.quantization, plan.dtype_name)
+                    if torchao:
+                        qc.write_torchao(root / name, getattr(pipe, name), key)
+                    else:
+                        kind = "layerwise" if plan.quantization in qc.LAYERWISE_MODES else "quanto"
+                        qc.write(root / name, getattr(pipe, name), key, kind=kind)
                 except OSError as exc:  # a full or read-only disk costs the next load time, not this one
                     log.warning("could not write the quantized cache %s: %s", root / name, exc)
 

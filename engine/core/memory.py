@@ -135,7 +135,8 @@ def apply_after_load(pipe: Any, plan: MemoryPlan, already_quantized: tuple[str, 
 
 
 def quantize_components(pipe: Any, plan: MemoryPlan, already_quantized: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The quantization that happens after loading; returns the components quanto quantized."""
+    """The quantization that happens after loading; returns the components it quantized (what the
+    quantized cache may store)."""
     import torch
 
     done: list[str] = []
@@ -150,17 +151,26 @@ def quantize_components(pipe: Any, plan: MemoryPlan, already_quantized: tuple[st
                 freeze(module)
                 done.append(name)
     elif plan.quantization == "fp8-layerwise":
-        from diffusers.hooks import apply_layerwise_casting
-
-        compute = getattr(torch, plan.dtype_name)
-        pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
-        if getattr(pipe, "text_encoder", None) is not None:
-            # T5's feed-forward output ("wo") casts its input to the weight dtype itself, so it stays as is.
-            apply_layerwise_casting(
-                pipe.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute,
-                skip_modules_pattern=("shared", "norm", "relative_attention_bias", "wo"),
-            )
+        for name in QUANTIZED_COMPONENTS:
+            module = getattr(pipe, name, None)
+            if module is not None and name not in already_quantized:
+                fp8_layerwise(module, name, getattr(torch, plan.dtype_name))
+                done.append(name)
     return tuple(done)
+
+
+def fp8_layerwise(module: Any, component: str, compute_dtype: Any) -> None:
+    """Store `module`'s weights in float8, cast up one layer at a time (diffusers' layerwise casting).
+    Also applied to an empty (meta) module by the quantized cache, before the stored tensors go in."""
+    import torch
+    from diffusers.hooks import apply_layerwise_casting
+
+    if component == "transformer":
+        module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    else:
+        # T5's feed-forward output ("wo") casts its input to the weight dtype itself, so it stays as is.
+        apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
+                                skip_modules_pattern=("shared", "norm", "relative_attention_bias", "wo"))
 
 
 def place(pipe: Any, plan: MemoryPlan) -> None:

@@ -11,6 +11,10 @@ The first load in a quantizing mode quantizes as before and writes each quantize
   safetensors of torchao's tensors). Later loads are the libraries' own pre-quantized load, which
   builds the model on the meta device and puts the quantized tensors in place.
 
+- fp8-layerwise: the float8 weights (and the layers kept in full precision) as safetensors. Later
+  loads build the component empty, turn on layerwise casting (its hooks, and float8 parameters on
+  the meta device), then stream the tensors in as for quanto.
+
 Either way the full-precision model is never built on a cache hit.
 
 The key names what the cache was made from: the source files (name, size, mtime), the dtype, and
@@ -34,7 +38,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 QUANTO_MODES = ("quanto-int8", "quanto-int4", "quanto-fp8")
 TORCHAO_MODES = ("torchao-int8", "torchao-fp8")
-CACHEABLE_MODES = (*QUANTO_MODES, *TORCHAO_MODES)
+LAYERWISE_MODES = ("fp8-layerwise",)
+CACHEABLE_MODES = (*QUANTO_MODES, *TORCHAO_MODES, *LAYERWISE_MODES)
 COMPONENTS = ("transformer", "text_encoder")
 _WEIGHTS, _QMAP, _KEY = "weights.safetensors", "quantization_map.json", "cache.json"
 
@@ -87,7 +92,7 @@ def is_valid(entry: Path, key: str) -> bool:
                                        for name, (size, digest) in files.items())
         weights = entry / _WEIGHTS
         return (weights.stat().st_size == meta.get("size") and _checksum(weights) == meta.get("checksum")
-                and (entry / _QMAP).is_file())
+                and (meta.get("format") == "layerwise" or (entry / _QMAP).is_file()))
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return False
 
@@ -139,9 +144,9 @@ def load_torchao(entry: Path, component: str, family_class: str, dtype: Any) -> 
     return cls.from_pretrained(str(entry), dtype=dtype).eval()
 
 
-def write(entry: Path, module: Any, key: str) -> None:
-    """Write a quantized (frozen) module's weights, map and key; atomically, so a crash leaves no entry."""
-    from optimum.quanto import quantization_map
+def write(entry: Path, module: Any, key: str, *, kind: str = "quanto") -> None:
+    """Write a quantized module's weights (and for quanto, frozen, its quantization map) and key;
+    atomically, so a crash leaves no entry. `kind` is "quanto" or "layerwise" (fp8 layerwise casting)."""
     from safetensors.torch import save_file
 
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -158,9 +163,12 @@ def write(entry: Path, module: Any, key: str) -> None:
             owner[ident] = k
             state[k] = v.contiguous()
         save_file(state, str(staging / _WEIGHTS))
-        (staging / _QMAP).write_text(json.dumps(quantization_map(module)), encoding="utf-8")
+        if kind == "quanto":
+            from optimum.quanto import quantization_map
+
+            (staging / _QMAP).write_text(json.dumps(quantization_map(module)), encoding="utf-8")
         meta = {"key": key, "size": (staging / _WEIGHTS).stat().st_size, "checksum": _checksum(staging / _WEIGHTS),
-                "class": type(module).__name__, "aliases": aliases}
+                "class": type(module).__name__, "aliases": aliases, "format": kind}
         _publish(staging, entry, meta)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -188,18 +196,40 @@ def _empty_component(folder: Path, component: str, family_class: str, dtype: Any
 
 def load(entry: Path, folder: Path, component: str, family_class: str, dtype: Any) -> Any:
     """Build the component empty, quantize it empty, stream the cached tensors in; raises on a misfit."""
-    import torch
     from optimum.quanto import QModuleMixin, QTensor, qfloat8, qint4, qint8, quantize
-    from safetensors import safe_open
 
     qmap = json.loads((entry / _QMAP).read_text(encoding="utf-8"))
-    aliases = json.loads((entry / _KEY).read_text(encoding="utf-8")).get("aliases", {})
     weights_of = {"qint8": qint8, "qint4": qint4, "qfloat8": qfloat8, "qfloat8_e4m3fn": qfloat8}
     kinds = {v.get("weights") for v in qmap.values()}
     if len(kinds) != 1 or next(iter(kinds)) not in weights_of:
         raise InvalidRequest("quantization", f"{entry} holds an unknown quantization map ({sorted(map(str, kinds))})")
     module = _empty_component(folder, component, family_class, dtype)
     quantize(module, weights=weights_of[next(iter(kinds))])  # module types only; the cache brings the values
+    quantized = {name: sub for name, sub in module.named_modules() if isinstance(sub, QModuleMixin)}
+    return _stream_into(module, entry, skip_expected={f"{name}.weight" for name in quantized},
+                        check=lambda: sorted(f"{n}.weight" for n, sub in quantized.items()
+                                             if not isinstance(sub.weight, QTensor)))
+
+
+def load_layerwise(entry: Path, folder: Path, component: str, family_class: str, dtype: Any) -> Any:
+    """Build the component empty with fp8 layerwise casting on, stream the cached float8 tensors in."""
+    from .memory import fp8_layerwise
+
+    meta = json.loads((entry / _KEY).read_text(encoding="utf-8"))
+    if meta.get("format") != "layerwise":
+        raise InvalidRequest("quantization", f"{entry} is not an fp8-layerwise cache")
+    module = _empty_component(folder, component, family_class, dtype)
+    fp8_layerwise(module, component, dtype)  # the hooks, and float8 parameters (still on the meta device)
+    return _stream_into(module, entry)
+
+
+def _stream_into(module: Any, entry: Path, *, skip_expected: set[str] | None = None,
+                 check: Any = None) -> Any:
+    """Put the entry's tensors into an empty `module` one block at a time; raises on a misfit."""
+    import torch
+    from safetensors import safe_open
+
+    aliases = json.loads((entry / _KEY).read_text(encoding="utf-8")).get("aliases", {})
     for sub in module.modules():  # real, uninitialised storage (pages untouched until the tensors land)
         for name, tensor in list(sub.named_parameters(recurse=False)):
             if tensor.device.type == "meta":
@@ -207,8 +237,7 @@ def load(entry: Path, folder: Path, component: str, family_class: str, dtype: An
         for name, tensor in list(sub.named_buffers(recurse=False)):
             if tensor.device.type == "meta":
                 sub.register_buffer(name, torch.empty_like(tensor, device="cpu"))
-    quantized = {name: sub for name, sub in module.named_modules() if isinstance(sub, QModuleMixin)}
-    expected = set(module.state_dict()) - {f"{name}.weight" for name in quantized}
+    expected = set(module.state_dict()) - (skip_expected or set())
     seen: set[str] = set()
     with safe_open(str(entry / _WEIGHTS), framework="pt") as f:
         keys = list(f.keys())
@@ -230,8 +259,7 @@ def load(entry: Path, folder: Path, component: str, family_class: str, dtype: An
             alias_path, _, alias_name = alias.rpartition(".")
             setattr(module.get_submodule(alias_path), alias_name, getattr(module.get_submodule(owner_path), name))
             seen.add(alias)
-    missing = sorted(expected - seen) + sorted(f"{n}.weight" for n, sub in quantized.items()
-                                               if not isinstance(sub.weight, QTensor))
+    missing = sorted(expected - seen) + (check() if check is not None else [])
     if missing:
         raise InvalidRequest("quantization", f"{entry} lacks the model's tensor '{missing[0]}'")
     return module.eval()

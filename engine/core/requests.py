@@ -113,7 +113,10 @@ class GenerationRequest:
     adapters: tuple[AdapterRef, ...] = ()
     tag_encoder: str | None = None  # folder of a trained PKS tag encoder (dual-channel conditioning)
     tag_guidance: float | None = None  # separate guidance scale on the tags; None: plain CFG over both
-    tags_in_prompt: bool = True  # also write the tags into the text prompt
+    # Also write the tags into the text prompt. Unset: yes without a tag encoder, no with one (the
+    # tags then reach the model through their own channel, undiluted by the narrative); resolved by
+    # Engine.prepare, so a recorded request always says which.
+    tags_in_prompt: bool | None = None
     transformer_file: str | None = None  # a GGUF or single .safetensors transformer (path or name in models/gguf)
     speed: str = "quality"  # a speed profile: what `cache` and `compile_blocks` are when unset
     cache: str | None = None  # step cache kind (CACHE_KINDS); None: the profile's
@@ -168,9 +171,9 @@ class GenerationRequest:
         if self.transformer_file is not None and (not isinstance(self.transformer_file, str)
                                                   or not self.transformer_file.strip()):
             raise InvalidRequest("transformer_file", "must name a .gguf or .safetensors file, or be unset")
-        if not isinstance(self.tags_in_prompt, bool):
+        if self.tags_in_prompt is not None and not isinstance(self.tags_in_prompt, bool):
             raise InvalidRequest("tags_in_prompt", f"must be true or false, got {self.tags_in_prompt!r}")
-        if not self.tags_in_prompt and self.tag_encoder is None:
+        if self.tags_in_prompt is False and self.tag_encoder is None:
             raise InvalidRequest("tags_in_prompt", "can be turned off only with a tag encoder, or the tags "
                                                    "would reach the model nowhere")
 

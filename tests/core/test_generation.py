@@ -146,13 +146,19 @@ def test_tag_encoder_is_identity_when_fresh_and_steers_when_trained(studio_setti
 
     engine = Engine(studio_settings)
     plain = engine.generate(_req())
-    assert np.array_equal(engine.generate(_req(tag_encoder=str(tmp_path / "fresh"))).frames, plain.frames)
-    steered = engine.generate(_req(tag_encoder=str(tmp_path / "trained"), tag_guidance=3.0))
+    fresh_run = engine.generate(_req(tag_encoder=str(tmp_path / "fresh"), tags_in_prompt=True))
+    assert np.array_equal(fresh_run.frames, plain.frames)
+    steered = engine.generate(_req(tag_encoder=str(tmp_path / "trained"), tag_guidance=3.0, tags_in_prompt=True))
     assert not np.array_equal(steered.frames, plain.frames)
     assert np.array_equal(engine.generate(_req()).frames, plain.frames)  # hooks come off again
 
     only_channel = engine.prepare(_req(tag_encoder=str(tmp_path / "trained"), tags_in_prompt=False))
     assert only_channel.compiled_prompt == only_channel.request.narrative
+    # Unset, the switch follows the encoder: off the prompt with one (the dual channel), on without.
+    by_default = engine.prepare(_req(tag_encoder=str(tmp_path / "trained")))
+    assert by_default.request.tags_in_prompt is False and by_default.compiled_prompt == by_default.request.narrative
+    plain_default = engine.prepare(_req())
+    assert plain_default.request.tags_in_prompt is True and plain_default.compiled_prompt != _req().narrative
     with pytest.raises(InvalidRequest) as info:
         _req(tag_guidance=2.0)
     assert info.value.field == "tag_guidance"

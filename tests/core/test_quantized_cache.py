@@ -30,7 +30,7 @@ def _scramble_keeping_identity(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-@pytest.mark.parametrize("mode", ["quanto-int8", "torchao-int8"])
+@pytest.mark.parametrize("mode", ["quanto-int8", "torchao-int8", "fp8-layerwise"])
 def test_first_load_writes_the_cache_and_later_loads_never_read_the_full_weights(studio_settings: Settings,
                                                                                  mode: str) -> None:
     first = Engine(studio_settings).generate(_req(quantization=mode))
@@ -54,6 +54,12 @@ def test_first_load_writes_the_cache_and_later_loads_never_read_the_full_weights
         from optimum.quanto import QTensor
 
         assert isinstance(weight, QTensor)
+    elif mode == "fp8-layerwise":
+        import torch
+
+        encoder_q = loaded.pipe.text_encoder.encoder.block[0].layer[0].SelfAttention.q.weight
+        assert weight.dtype == torch.float8_e4m3fn and encoder_q.dtype == torch.float8_e4m3fn
+        assert weight.device.type == "cpu"
     else:
         from torchao.quantization import Int8Tensor
 

@@ -189,12 +189,19 @@ def test_create_page_fits_1280_and_no_tab_scrolls_sideways_at_420(studio: tuple[
     _, url = studio
     page = open_studio(browser, url)
     use_preview(page)  # the offline banner goes
+    sync_api.expect(page.locator("#offline-banner")).to_be_hidden()
     page.wait_for_timeout(500)
     width, height = page_size(page)
     # Form, Generate and the player without long scrolling (it was 1,800 px and more); the queue and
     # the extras are folded.
     assert width <= 1280 and height <= 1550, (width, height)
     assert page.locator("#queue-summary").is_hidden() and page.locator("#generate").is_visible()
+    # The common controls sit in the first 1280x800 screen, no scrolling: narrative, tags, model,
+    # seed, size/frames and Generate.
+    for selector in ("#narrative textarea", "#tag-style-school input", "#random-seed", "#num-width input",
+                     "#num-num_frames input", "#generate"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 800, f"{selector} is below the fold: {box}"
     page.close()
     narrow = open_studio(browser, url, width=420, height=900)
     for name in ("Create", "Presets", "History", "Rate"):
