@@ -1,4 +1,4 @@
-"""The one place that assembles the studio: header, banners, the Create and History tabs.
+"""The one place that assembles the studio: header, banners, the Create, Presets, History, Rate and Eval tabs.
 
 `build_app` takes the services (database, runner, taxonomy, presets) and returns a `StudioApp`
 whose `launch` adds what Gradio 6 takes at launch time (theme, CSS, the media folder as an
@@ -20,6 +20,7 @@ from .services.context import DEFAULT_DOWNLOAD_MODEL, StudioServices
 from .services.downloads import downloads_dir
 from .services.identity import VisitorCookieMiddleware
 from .tabs import create as create_tab
+from .tabs import eval as eval_tab
 from .tabs import history as history_tab
 from .tabs import rating as rating_tab
 from .tabs import presets as presets_tab
@@ -36,6 +37,7 @@ class StudioApp:
     history: history_tab.HistoryTab
     banner: gr.Row
     rating: rating_tab.RatingTab | None = None
+    eval: eval_tab.EvalTab | None = None
 
     def launch(self, **kwargs: Any) -> tuple[Any, str, str]:
         settings = self.services.settings
@@ -115,9 +117,13 @@ def build_app(services: StudioServices) -> StudioApp:
                 history = history_tab.build(services)
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
                 rating = rating_tab.build(services)
+            with gr.Tab("Eval", id="eval", elem_id="tab-eval") as eval_page:
+                evaluation = eval_tab.build(services)
 
         create_tab.wire(create, services)
         rating_tab.wire(rating, services, blocks=blocks, main_tab=rate_tab)
+        # Pairs are sent as the admin signed in to the Rate tab: its session state is the one input shared.
+        eval_tab.wire(evaluation, services, session=rating.session, eval_page=eval_page, blocks=blocks)
         preset_reset = [create.preset, create.preset_snapshot, create.preset_badge]
 
         def reuse_values(record: Any) -> list[Any]:
@@ -140,4 +146,4 @@ def build_app(services: StudioServices) -> StudioApp:
         use_preview.click(create_tab.use_model(services, PREVIEW_ID), inputs=create.inputs(),
                           outputs=create.fill_outputs(), api_name="use_preview").then(
             hide_banner, outputs=banner, api_visibility="private")
-    return StudioApp(blocks, services, create, history, banner, rating)
+    return StudioApp(blocks, services, create, history, banner, rating, evaluation)

@@ -21,10 +21,15 @@ def _metric_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--max-side", type=int, default=192, help="analyse frames at most this many px on the long side")
     sp.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default="fast",
                     help="OpenCV DIS preset of the optical flow (default fast)")
+    sp.add_argument("--learned", action="append", default=[], metavar="NAME[=PATH]",
+                    help="also score with a metric that needs weights: clip[=FOLDER|REPO], aesthetic[=HEAD|FOLDER], "
+                         "videoscore[=FOLDER|REPO], reward[=DIR|NAME] (repeatable; missing weights stop the command "
+                         "with what to put where)")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("eval", help="evaluate: a prompt suite x seeds x systems, scored from pixels")
+    p = subparsers.add_parser("eval", help="evaluate: a prompt suite x seeds x systems, scored from pixels "
+                                           "(and, with --learned, by models)")
     es = p.add_subparsers(dest="eval_command", required=True)
 
     r = es.add_parser("run", help="generate and score a suite (resumes; --shard I/N)")
@@ -38,6 +43,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", type=Path)
     s.add_argument("--tag", action="append", default=[], metavar="FIELD=VALUE",
                    help="the tags to check adherence against (default: those embedded in the clip)")
+    s.add_argument("--narrative", help="the text the learned metrics compare with (default: the clip's own)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     _metric_flags(s)
 
@@ -53,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c = es.add_parser("compare", help="two systems side by side, paired over (prompt, seed)")
     c.add_argument("a", help="RUN or RUN:SYSTEM")
     c.add_argument("b", help="RUN or RUN:SYSTEM")
-    c.add_argument("--out", type=Path, help="also write the comparison here (.md, .json or .html)")
+    c.add_argument("--out", type=Path, help="also write the comparison here (.md, .json, .html, or .png: B - A per metric)")
     c.add_argument("--json", action="store_true")
 
     su = es.add_parser("suite", help="write the built-in suite as YAML, to copy and edit")
@@ -79,6 +85,18 @@ def _metrics(args: argparse.Namespace) -> Any:
         raise InvalidRequest(f"--{exc.field.replace('_', '-')}", exc.reason) from None
 
 
+def _learned(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """The requested learned metrics, checked and loaded (InvalidRequest naming what is missing)."""
+    from .learned import build_metrics, parse_learned, require_ready
+
+    specs = parse_learned(args.learned)
+    if not specs:
+        return []
+    metrics = build_metrics(specs, settings)
+    require_ready(metrics, settings)
+    return metrics
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from ..runner import JobRunner
     from ..studio import Studio
@@ -94,13 +112,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not RUN_ID_RE.match(run_id):
         raise InvalidRequest("--run", f"a run id is 1-64 letters, digits, '_', '.' or '-', got '{run_id}'")
     folder = RunFolder(_eval_dir(settings) / run_id)
+    learned = _learned(args, settings)  # before the studio: missing weights change nothing on disk
     studio = Studio(settings)
     try:
-        summary = EvalRunner(JobRunner(studio), suite, folder, shard=shard, metrics=metrics).run()
+        summary = EvalRunner(JobRunner(studio), suite, folder, shard=shard, metrics=metrics, learned=learned).run()
     finally:
         studio.close()
+    rescored = f", {summary.rescored} given learned scores" if summary.rescored else ""
     print(f"run {summary.run_id}: {summary.total} clips in shard {shard[0]}/{shard[1]}, {summary.generated} "
-          f"generated, {summary.reused} already done, {summary.failed} failed; folder {folder.root}")
+          f"generated, {summary.reused} already done{rescored}, {summary.failed} failed; folder {folder.root}")
     if not args.no_report:
         paths = write_report(folder)
         print(f"report: {paths[0]}")
@@ -130,9 +150,15 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     for path in args.files:  # every file is checked before the first line is printed
         if not path.is_file():
             raise InvalidRequest("file", f"{path} does not exist")
+    learned = _learned(args, settings)
     for path in args.files:
         result = score_file(path, metrics, tags)
         data = {"file": str(path), **result.to_json()}
+        if learned:
+            from .learned import embedded_narrative, learned_scores
+
+            narrative = embedded_narrative(path) if args.narrative is None else args.narrative
+            data["learned"], data["learned_from"] = learned_scores(learned, path, narrative, result.tags)
         if args.json:
             print(json.dumps(data, ensure_ascii=False), flush=True)
         else:
@@ -141,8 +167,13 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
                   f"{' ' + data['camera.direction'] if data['camera.direction'] else ''}, timing {data['style.timing']}, "
                   f"motion {data['motion_per_drawing']:.2f}% diag/drawing ({data['motion.intensity']}), "
                   f"dynamic {'yes' if data['dynamic_degree'] else 'no'}, flicker {data['flicker']:.2f}, "
-                  f"consistency {data['consistency']:.3f}{'; follows: ' + adh if adh else ''}")
+                  f"consistency {data['consistency']:.3f}{'; follows: ' + adh if adh else ''}{_learned_text(data)}")
     return 0
+
+
+def _learned_text(data: dict[str, Any]) -> str:
+    parts = [f"{m}.{d} {v:.3f}" for m, dims in (data.get("learned") or {}).items() for d, v in dims.items()]
+    return "; learned: " + ", ".join(parts) if parts else ""
 
 
 def _merge(args: argparse.Namespace, settings: Settings) -> int:
@@ -175,11 +206,15 @@ def _compare(args: argparse.Namespace, settings: Settings) -> int:
     from ..core.toolkit.files import write_json, write_text
     from .compare import compare, render_html, render_markdown
 
-    if args.out is not None and args.out.suffix not in (".md", ".json", ".html"):
-        raise InvalidRequest("--out", f"must end in .md, .json or .html, got '{args.out.name}'")
+    if args.out is not None and args.out.suffix not in (".md", ".json", ".html", ".png"):
+        raise InvalidRequest("--out", f"must end in .md, .json, .html or .png, got '{args.out.name}'")
     result = compare(_eval_dir(settings), args.a, args.b)
     if args.out is not None:
-        if args.out.suffix == ".json":
+        if args.out.suffix == ".png":
+            from .plots import plot_comparison
+
+            plot_comparison(result, args.out)
+        elif args.out.suffix == ".json":
             write_json(args.out, result, indent=1)
         else:
             write_text(args.out, render_html(result) if args.out.suffix == ".html" else render_markdown(result))

@@ -4,7 +4,8 @@ Each side is ``RUN`` or ``RUN:SYSTEM`` (the system may be left out when the run 
 (prompt, seed) pairs both sides finished are compared. Per metric: both means, the mean paired
 difference B - A with its bootstrap 95 % CI, and the sign-flip permutation p-value
 (engine/eval/stats.py). A difference is reported as better/worse only when p < 0.05, in the
-metric's own direction (flicker: lower is better).
+metric's own direction (flicker and P(failure): lower is better). Learned metrics both sides hold
+(``learned.<metric>.<dim>``) are compared too. `eval compare --out X.png` draws B - A per metric.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest
-from .report import METRICS, item_values
+from .report import higher_is_better, item_values, metric_label, metric_names
 from .state import RunFolder
 from .stats import paired_test
 
@@ -41,7 +42,8 @@ def compare_items(a: Mapping[tuple[str, int], Mapping[str, float]],
                   b: Mapping[tuple[str, int], Mapping[str, float]]) -> dict[str, Any]:
     shared = sorted(set(a) & set(b))
     out: dict[str, Any] = {"pairs": len(shared), "metrics": {}}
-    for name, (label, higher_better) in METRICS.items():
+    for name in metric_names(n for k in shared for n in (*a[k], *b[k])):
+        label, higher_better = metric_label(name), higher_is_better(name)
         keys = [k for k in shared if name in a[k] and name in b[k]]
         if not keys:
             continue

@@ -4,7 +4,9 @@ confusion matrices for camera and timing, and the dilution table (adherence by n
 Axes: Camera is `camera.movement` adherence, Style is `style.timing` adherence, Motion is
 `motion.intensity` (exact bin, and Spearman's rho of tag rank vs motion per drawing over the
 system's clips). VFX has no pixel metric: the report says so instead of leaving it out.
-Written as Markdown, JSON and a self-contained HTML page (tables and CSS bars, no scripts).
+Learned metrics (engine/eval/learned.py) are averaged the same way as ``learned.<metric>.<dim>``.
+Written as Markdown, JSON, a self-contained HTML page (tables and CSS bars, no scripts) and PNG
+plots under ``plots/`` (engine/eval/plots.py), which the Markdown and HTML link.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "motion_per_drawing": ("motion per drawing (% diag)", True),
 }
 DILUTION_BINS = ((0, 25, "short (< 25 words)"), (25, 150, "medium (25-149 words)"), (150, 10**9, "long (150+ words)"))
-FORMATS = ("md", "json", "html")
+FORMATS = ("md", "json", "html", "png")
+LEARNED_PREFIX = "learned."
 
 
 def item_values(item: Mapping[str, Any]) -> dict[str, float]:
@@ -44,7 +47,28 @@ def item_values(item: Mapping[str, Any]) -> dict[str, float]:
             out[key] = float(s[key])
     if isinstance(s.get("dynamic_degree"), bool):
         out["dynamic_degree"] = float(s["dynamic_degree"])
+    for metric, dims in (s.get("learned") or {}).items():
+        for dim, value in (dims or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                out[f"{LEARNED_PREFIX}{metric}.{dim}"] = float(value)
     return out
+
+
+def metric_label(name: str) -> str:
+    return METRICS[name][0] if name in METRICS else name
+
+
+def higher_is_better(name: str) -> bool:
+    from .learned import LOWER_IS_BETTER
+
+    if name in METRICS:
+        return METRICS[name][1]
+    return name.rsplit(".", 1)[-1] not in LOWER_IS_BETTER
+
+
+def metric_names(found: Iterable[str]) -> list[str]:
+    """The pixel metrics in their fixed order, then the learned ones found, sorted."""
+    return [*METRICS, *sorted({n for n in found if n.startswith(LEARNED_PREFIX)})]
 
 
 def _mean_ci(values: list[float]) -> dict[str, Any]:
@@ -64,7 +88,8 @@ def _confusion(pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
 def system_report(items: list[Mapping[str, Any]], prompts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     done = [it for it in items if it.get("status") == "done"]
     values = [item_values(it) for it in done]
-    metrics = {name: _mean_ci([v[name] for v in values if name in v]) for name in METRICS}
+    metrics = {name: _mean_ci([v[name] for v in values if name in v])
+               for name in metric_names(k for v in values for k in v)}
     ranks, speeds = [], []
     cam_pairs, timing_pairs = [], []
     by_bin: dict[str, list[float]] = defaultdict(list)
@@ -89,7 +114,8 @@ def system_report(items: list[Mapping[str, Any]], prompts: Mapping[str, Mapping[
     rho_ci = _rank_ci(ranks, speeds)
     axes = {"camera": metrics["camera_adherence"], "style (timing)": metrics["timing_adherence"],
             "motion (intensity)": metrics["intensity_adherence"],
-            "vfx": {"n": 0, "mean": None, "ci": [None, None], "note": "no pixel metric; needs model weights"}}
+            "vfx": {"n": 0, "mean": None, "ci": [None, None], "note": "no pixel metric; needs model weights" + (
+                "; see learned.clip.vfx" if "learned.clip.vfx" in metrics else " (--learned clip)")}}
     return {
         "clips": len(done), "failed": len(items) - len(done), "metrics": metrics, "axes": axes,
         "intensity_spearman": {"n": len(ranks), "rho": None if math.isnan(rho) else round(rho, 4),
@@ -129,6 +155,7 @@ def build_report(folder: RunFolder) -> dict[str, Any]:
     order = [s["id"] for s in suite.get("systems", [])]
     expected = {s: sum(len(p.get("seeds", [])) for p in prompts.values()) for s in order}
     return {"run": folder.run_id, "suite": suite.get("name"), "fingerprint": meta.get("fingerprint"),
+            "dilution_bins": [lbl for _, _, lbl in DILUTION_BINS],
             "systems": {s: {**system_report(by_system.get(s, []), prompts), "expected": expected[s],
                             "config": next(x for x in suite["systems"] if x["id"] == s)} for s in order}}
 
@@ -147,9 +174,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
               "| metric | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
     lines.append("| clips (failed) | " + " | ".join(f"{r['clips']}/{r['expected']} ({r['failed']})"
                                                     for r in systems.values()) + " |")
-    for name, (label, better) in METRICS.items():
-        arrow = "↑" if better else "↓"
-        lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(r["metrics"][name]) for r in systems.values()) + " |")
+    for name in metric_names(k for r in systems.values() for k in r["metrics"]):
+        arrow = "↑" if higher_is_better(name) else "↓"
+        lines.append(f"| {metric_label(name)} {arrow} | " + " | ".join(_fmt(r["metrics"].get(name, {}))
+                                                                     for r in systems.values()) + " |")
     lines.append("| intensity Spearman ρ | " + " | ".join(
         f"{r['intensity_spearman']['rho']} {r['intensity_spearman']['ci']}" for r in systems.values()) + " |")
     lines += ["", "## Adherence per PKS axis", "", "| axis | " + " | ".join(systems) + " |",
@@ -169,6 +197,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines += ["", f"## {sid}: {kind} confusion (rows: tagged, columns: measured)", "",
                       "| tagged | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
             lines += [f"| {t} | " + " | ".join(str(row.get(c, 0)) for c in cols) + " |" for t, row in table.items()]
+    plots = report.get("plots")
+    if plots:
+        lines += ["", "## Plots", ""]
+        for name, path in plots["files"].items():  # a paragraph each, so they stack rather than sit in a row
+            lines += [f"![{name}]({path})", ""]
+        lines += [f"- {name}: not drawn, {why}" for name, why in plots["not_drawn"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -184,7 +218,12 @@ def render_html(report: Mapping[str, Any]) -> str:
             cells.append(f"<td>{html.escape(_fmt(m))}<div class='bar' style='width:{width * 100:.0f}%'></div></td>")
         rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
     head = "".join(f"<th>{html.escape(s)}</th>" for s in systems)
-    body = markdown_tables_as_pre(render_markdown(report))
+    body = markdown_tables_as_pre(render_markdown({k: v for k, v in report.items() if k != "plots"}))
+    plots = report.get("plots") or {"files": {}, "not_drawn": {}}
+    body += "".join(f"<figure><img src='{html.escape(path)}' alt='{html.escape(name)}' style='max-width:100%'>"
+                    f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, path in plots["files"].items())
+    body += "".join(f"<p>{html.escape(name)}: not drawn, {html.escape(why)}</p>"
+                    for name, why in plots["not_drawn"].items())
     return ("<!doctype html><meta charset='utf-8'><title>Eval " + html.escape(report["run"]) + "</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
             "text-align:left}.bar{height:6px;background:#5b6bd6}</style>"
@@ -197,10 +236,20 @@ def markdown_tables_as_pre(text: str) -> str:
 
 
 def write_report(folder: RunFolder, out: Path | None = None, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write report.<fmt> for each format (and plots/*.png for "png", linked from the others)."""
     report = build_report(folder)
     out = out or folder.root
-    written = []
+    formats = list(formats)
+    written: list[Path] = []
+    pictures: list[Path] = []
+    if "png" in formats:  # first: the Markdown and HTML link what was drawn and say what was not
+        from .plots import write_plots
+
+        report["plots"] = write_plots(report, out)
+        pictures = [out / p for p in report["plots"]["files"].values()]
     for fmt in formats:
+        if fmt == "png":
+            continue
         path = out / f"report.{fmt}"
         if fmt == "json":
             write_json(path, report, indent=1)
@@ -209,8 +258,8 @@ def write_report(folder: RunFolder, out: Path | None = None, formats: Iterable[s
         else:
             write_text(path, render_html(report))
         written.append(path)
-    return written
+    return written + pictures
 
 
-__all__ = ["FORMATS", "METRICS", "build_report", "item_values", "render_html", "render_markdown", "system_report",
-           "write_report"]
+__all__ = ["FORMATS", "LEARNED_PREFIX", "METRICS", "build_report", "higher_is_better", "item_values", "metric_label",
+           "metric_names", "render_html", "render_markdown", "system_report", "write_report"]

@@ -10,18 +10,25 @@ between the clip's save and the state write loses no work).
 Before the first clip, every system's request is prepared by the engine (model, weights,
 adapters, tag encoder, shapes), so a suite that cannot run stops with one line, having
 generated nothing. Shards (`--shard I/N`) take every N-th item from the I-th on.
+
+Learned metrics (engine/eval/learned.py) are checked and loaded before that too, score every clip
+after its pixel metrics, and are added to finished clips that lack them (or were scored by other
+weights) without regenerating: such an item is rewritten with `rev` one higher, so it wins over
+older copies of it in other state files or results.json.
 """
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from ..core.errors import EngineError, GenerationCancelled, InvalidRequest
 from ..core.generation import CancelToken
 from ..core.requests import GenerationRequest
 from ..runner import JobRunner
+from .learned import LearnedMetric, learned_scores, needs_learned, require_ready
 from .metrics.score import MetricConfig, score_file
 from .state import RunFolder, item_key
 from .suite import Prompt, Suite
@@ -40,6 +47,7 @@ class RunSummary:
     generated: int  # clips made now
     reused: int  # found finished (state file or history)
     failed: int
+    rescored: int = 0  # finished clips given learned scores they lacked
 
 
 def batch_label(run_id: str) -> str:
@@ -59,7 +67,7 @@ def _eta(seconds: float) -> str:
 class EvalRunner:
     def __init__(self, runner: JobRunner, suite: Suite, folder: RunFolder, *, shard: tuple[int, int] = (1, 1),
                  metrics: MetricConfig | None = None, stream: TextIO | None = None,
-                 cancel: CancelToken | None = None) -> None:
+                 cancel: CancelToken | None = None, learned: Sequence[LearnedMetric] = ()) -> None:
         self.runner = runner
         self.history = runner.history
         self.suite = suite
@@ -68,6 +76,7 @@ class EvalRunner:
         self.metrics = metrics or MetricConfig()
         self.stream = stream if stream is not None else sys.stderr
         self.cancel = cancel
+        self.learned = tuple(learned)
 
     @property
     def batch(self) -> str:
@@ -101,7 +110,35 @@ class EvalRunner:
             if not page.items or offset >= page.total:
                 return None
 
+    def _add_learned(self, scores: dict[str, Any], video: Any, prompt: Prompt) -> None:
+        values, sources = learned_scores(self.learned, video, prompt.narrative, prompt.tags)
+        scores["learned"] = {**(scores.get("learned") or {}), **values}
+        scores["learned_from"] = {**(scores.get("learned_from") or {}), **sources}
+
+    def _rescore(self, todo: list[tuple[System, Prompt, int]], everything: dict[str, Any],
+                 state: dict[str, Any]) -> int:
+        """Learned scores for this shard's finished clips that lack them (their videos are kept)."""
+        done = 0
+        for system, prompt, seed in todo:
+            key = item_key(system.id, prompt.id, seed)
+            item = everything.get(key)
+            if not item or item.get("status") != "done" or not needs_learned(item.get("scores") or {}, self.learned):
+                continue
+            video = item.get("video")
+            if not video or not Path(video).is_file():
+                raise InvalidRequest("--learned", f"{key} is finished but its video {video} is gone; the learned "
+                                                  "metrics need it (delete the item from the state files to redo it)")
+            new = {**item, "scores": dict(item.get("scores") or {}), "rev": int(item.get("rev", 0) or 0) + 1}
+            self._add_learned(new["scores"], video, prompt)
+            state[key] = new
+            self.folder.write_state(self.shard, state)
+            done += 1
+            self.stream.write(f"[learned] {key} rescored\n")
+            self.stream.flush()
+        return done
+
     def run(self, on_item: Callable[[str, dict[str, Any]], None] | None = None) -> RunSummary:
+        require_ready(self.learned, self.runner.studio.settings)  # before anything is written or generated
         self.folder.start(self.suite)
         state = self.folder.read_state(self.folder.state_path(self.shard))
         everything = self.folder.all_items()
@@ -111,6 +148,7 @@ class EvalRunner:
         pending = [it for it in todo if item_key(it[0].id, it[1].id, it[2]) not in finished]
         if pending:
             self.preflight()
+        rescored = self._rescore(todo, everything, state) if self.learned else 0
         generated = reused = failed = 0
         reused += len(todo) - len(pending)
         spent: list[float] = []
@@ -130,8 +168,10 @@ class EvalRunner:
                 video = self.history.video_path(record)
                 if video is None:
                     raise InvalidRequest("video", f"history entry {record.id} has no video file")
-                scores = score_file(video, self.metrics, tags=prompt.tags)
-                item.update(status="done", history_id=record.id, video=str(video), scores=scores.to_json())
+                scores = score_file(video, self.metrics, tags=prompt.tags).to_json()
+                if self.learned:
+                    self._add_learned(scores, video, prompt)
+                item.update(status="done", history_id=record.id, video=str(video), scores=scores)
             except GenerationCancelled:
                 raise
             except EngineError as exc:
@@ -147,7 +187,7 @@ class EvalRunner:
             self.stream.flush()
             if on_item is not None:
                 on_item(key, item)
-        return RunSummary(self.folder.run_id, len(todo), generated, reused, failed)
+        return RunSummary(self.folder.run_id, len(todo), generated, reused, failed, rescored)
 
 
 __all__ = ["EvalRunner", "RunSummary", "batch_label"]

@@ -27,6 +27,11 @@ def item_key(system: str, prompt: str, seed: int) -> str:
     return f"{system}|{prompt}|{seed}"
 
 
+def _rank(item: Mapping[str, Any]) -> tuple[bool, int]:
+    """Which of two copies of an item wins: finished over not, then the later rescoring (`rev`)."""
+    return (item.get("status") == "done", int(item.get("rev", 0) or 0))
+
+
 def default_run_id(suite: Suite) -> str:
     """The same suite gives the same run id, so running the same command again resumes it."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", suite.name).strip("-.")[:40] or "suite"
@@ -97,12 +102,12 @@ class RunFolder:
         return sorted(p for p in folder.glob("state-*.json") if STATE_RE.match(p.name)) if folder.is_dir() else []
 
     def all_items(self) -> dict[str, Any]:
-        """Every shard's items (finished ones win over failed ones), plus merged results."""
+        """Every shard's items (finished ones win over failed ones, rescored ones over older), plus merged results."""
         out: dict[str, Any] = {}
         sources: list[Path] = [self.root / "results.json"] if (self.root / "results.json").is_file() else []
         for path in [*sources, *self.state_files()]:
             for key, item in self.read_state(path).items():
-                if key not in out or (item.get("status") == "done" and out[key].get("status") != "done"):
+                if key not in out or _rank(item) > _rank(out[key]):
                     out[key] = item
         return out
 
@@ -115,7 +120,7 @@ class RunFolder:
                 raise InvalidRequest("merge", f"{other.root} holds a different suite than {self.root}; "
                                               "only shards of one run merge")
             for key, item in other.all_items().items():
-                if key not in items or (item.get("status") == "done" and items[key].get("status") != "done"):
+                if key not in items or _rank(item) > _rank(items[key]):
                     items[key] = item
         write_json(self.root / "results.json", {"run": self.run_id, "items": items})
         return items
