@@ -71,12 +71,6 @@ def build(services: StudioServices) -> EvalTab:
     root = view.eval_dir(services.settings.data_dir)
     status = gr.Markdown(view.empty_text(root) if not view.list_runs(root) else "Pick a run.", elem_id="eval-status")
     with gr.Column(visible=False, elem_id="eval-body") as body:
-        with gr.Accordion("Report", open=True, elem_id="eval-report-box"):
-            report = gr.Markdown("", elem_id="eval-report", elem_classes=["settings-table"])
-        with gr.Accordion("Plots", open=True, elem_id="eval-plots-box"):
-            plots_note = gr.Markdown("", elem_classes=["muted"], elem_id="eval-plots-note")
-            plots = gr.Gallery(label="Plots", columns=3, object_fit="contain", height="auto", interactive=False,
-                               show_label=False, visible=False, elem_id="eval-plots")
         with gr.Row(elem_id="eval-clips-row"):
             with gr.Column(scale=5, min_width=320):
                 clips = gr.Dataframe(headers=view.CLIP_HEADERS, value=[], interactive=False, wrap=True,
@@ -87,6 +81,12 @@ def build(services: StudioServices) -> EvalTab:
                 video = gr.Video(label="Clip", interactive=False, autoplay=True, loop=True, height=320,
                                  buttons=["download"], elem_id="eval-video")
                 clip_info = gr.Markdown("", elem_id="eval-clip-info")
+        with gr.Accordion("Plots", open=True, elem_id="eval-plots-box"):
+            plots_note = gr.Markdown("", elem_classes=["muted"], elem_id="eval-plots-note")
+            plots = gr.Gallery(label="Plots", columns=3, object_fit="contain", height="auto", interactive=False,
+                               show_label=False, visible=False, elem_id="eval-plots")
+        with gr.Accordion("Report", open=True, elem_id="eval-report-box"):
+            report = gr.Markdown("", elem_id="eval-report", elem_classes=["settings-table"])
         with gr.Group(elem_id="eval-pairs"):
             gr.Markdown("**Send pairs to Rate** · for every prompt and seed, system A's clip against system B's "
                         "(both finished) becomes a blind rating pair; pairs made before are not made twice. "

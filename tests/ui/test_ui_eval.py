@@ -1,5 +1,5 @@
 """The Eval tab in a real browser (Playwright + Debian's Chromium): open it, see the run's report
-and clips, select a row and watch its clip play. The API side is in tests/app/test_eval_tab.py."""
+and clips, select a row and watch its clip play; at 420 px nothing scrolls sideways. The API side is in tests/app/test_eval_tab.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,3 +36,14 @@ def test_select_a_clip_row_and_it_plays(browser: Any, tmp_path: Path, preview_fo
         page.wait_for_timeout(500)
         shoot(page, tmp_path, "eval-1280")
         page.close()
+        # A phone: the wide clip table and report scroll inside their boxes, never the page.
+        narrow = browser.new_page(viewport={"width": 420, "height": 900})
+        narrow.goto(client.src)
+        narrow.get_by_role("tab", name="Eval").click()  # five tabs fit: no "more tabs" menu
+        expect(narrow.locator("#eval-status")).to_contain_text("4/4 clips done", timeout=30_000)
+        expect(narrow.locator("#eval-clips")).to_be_visible()
+        narrow.wait_for_timeout(500)
+        width = narrow.evaluate("document.documentElement.scrollWidth")
+        assert width <= 420, f"the Eval tab scrolls sideways at 420 px ({width} px)"
+        shoot(narrow, tmp_path, "eval-420")
+        narrow.close()
