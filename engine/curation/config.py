@@ -100,7 +100,9 @@ class MotionConfig(Section):
 
     method: str = field(default="dis", metadata=limits(choices=FLOW_METHODS))
     preset: str = field(default="medium", metadata=limits(choices=DIS_PRESETS))
-    max_side: int = field(default=512, metadata=limits(min=32, max=4096))
+    # flow at <= 256 px: the score is a frame-wide mean in % of the diagonal, which 256 px measures as
+    # well as 512 px did (nearer the true motion on flat paint) at a quarter of the cost (docs/curation.md)
+    max_side: int = field(default=256, metadata=limits(min=32, max=4096))
     pixel_statistic: str = field(default="mean", metadata=limits(choices=PIXEL_STATISTICS))
     raft_weights: str | None = None  # a local .pth of torchvision's raft_large; None = torch hub cache
 

@@ -2,6 +2,10 @@
 
 Frames are scaled by the decoder (swscale) while decoding, so a 1080p clip never sits in memory
 at full size: the analysis stages see grey frames at most `max_side` pixels on the long side.
+Each decode keeps one `VideoReformatter` per output (``frame.reformat`` builds a new swscale
+context per frame, which cost more than decoding the frame); the pixels are the same.
+`decode_clip` is the one decode per clip the analysis uses: grey frames for holds, flow and
+borders, and the few RGB frames the aesthetic scorer samples, from the same pass.
 """
 from __future__ import annotations
 
@@ -9,13 +13,27 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
 from ..core.errors import InvalidRequest, StorageError
 from ..core.toolkit.files import atomic_path
-from .shots import ClipPlan
+
+
+class ClipPlan(Protocol):
+    """What a cut needs of a `shots.ClipPlan` (a protocol: shots.py reads frames through this module)."""
+
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def fps(self) -> float: ...
+    @property
+    def copy(self) -> bool: ...
+    @property
+    def num_frames(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -35,34 +53,67 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return w, h
 
 
-def decode_gray(path: str | os.PathLike[str], max_side: int) -> np.ndarray:
-    """Every frame as uint8 luma [F, H, W], scaled so the long side is at most `max_side`."""
-    import av
+@dataclass(frozen=True)
+class ClipFrames:
+    """What one decode of a clip gives the analysis."""
 
-    frames: list[np.ndarray] = []
+    gray: np.ndarray  # uint8 [F, H, W], long side <= the grey size
+    rgb: np.ndarray | None  # uint8 [N, h, w, 3] at the requested indices, or None when none were asked
+
+
+def decode_clip(path: str | os.PathLike[str], gray_side: int, rgb_indices: Sequence[int] | None = None,
+                rgb_side: int = 448) -> ClipFrames:
+    """Every frame as grey and the frames at `rgb_indices` as RGB, in one decode.
+
+    An RGB index past the end gives the last frame (a clip one frame short still yields N frames),
+    as `decode_rgb` does.
+    """
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    gray: list[np.ndarray] = []
+    wanted = set(rgb_indices or ())
+    got: dict[int, np.ndarray] = {}
+    last = None
+    to_gray, to_rgb = VideoReformatter(), VideoReformatter()
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            size = fit_size(stream.codec_context.width, stream.codec_context.height, max_side)
-            for frame in container.decode(stream):
-                frames.append(frame.reformat(width=size[0], height=size[1], format="gray").to_ndarray())
+            stream.thread_type = "AUTO"  # frame threads: decoding is deterministic whatever the count
+            w, h = stream.codec_context.width, stream.codec_context.height
+            gsize, csize = fit_size(w, h, gray_side), fit_size(w, h, rgb_side)
+            for i, frame in enumerate(container.decode(stream)):
+                gray.append(to_gray.reformat(frame, width=gsize[0], height=gsize[1], format="gray").to_ndarray())
+                if i in wanted:
+                    got[i] = to_rgb.reformat(frame, width=csize[0], height=csize[1], format="rgb24").to_ndarray()
+                last = frame
+            if rgb_indices and any(i not in got for i in rgb_indices) and last is not None:
+                tail = to_rgb.reformat(last, width=csize[0], height=csize[1], format="rgb24").to_ndarray()
+                got = {i: got.get(i, tail) for i in rgb_indices}
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
-    if not frames:
+    if not gray:
         raise InvalidRequest("file", f"{path} holds no decodable frames")
-    return np.stack(frames)
+    rgb = np.stack([got[i] for i in rgb_indices]) if rgb_indices else None
+    return ClipFrames(np.stack(gray), rgb)
+
+
+def decode_gray(path: str | os.PathLike[str], max_side: int) -> np.ndarray:
+    """Every frame as uint8 luma [F, H, W], scaled so the long side is at most `max_side`."""
+    return decode_clip(path, max_side).gray
 
 
 def decode_rgb(path: str | os.PathLike[str], indices: Sequence[int] | None, max_side: int = 4096) -> np.ndarray:
     """Chosen frames (all when `indices` is None) as uint8 RGB [N, H, W, 3]; an index past the
     end gives the last frame, so a clip one frame short still yields N frames."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     wanted = None if indices is None else set(indices)
     got: dict[int, np.ndarray] = {}
     last = None
     count = 0
+    to_rgb = VideoReformatter()
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -71,16 +122,37 @@ def decode_rgb(path: str | os.PathLike[str], indices: Sequence[int] | None, max_
             for i, frame in enumerate(container.decode(stream)):
                 count, last = i + 1, frame
                 if wanted is None or i in wanted:
-                    got[i] = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+                    got[i] = to_rgb.reformat(frame, width=size[0], height=size[1], format="rgb24").to_ndarray()
                 if wanted is not None and i >= max(wanted, default=-1):
                     break
-            tail = None if last is None else last.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+            tail = None if last is None else to_rgb.reformat(last, width=size[0], height=size[1],
+                                                             format="rgb24").to_ndarray()
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
     if tail is None:
         raise InvalidRequest("file", f"{path} holds no decodable frames")
     order = range(count) if indices is None else indices
     return np.stack([got.get(i, tail) for i in order])
+
+
+def iter_bgr(path: str | os.PathLike[str], long_side: int) -> Iterator[np.ndarray]:
+    """Every frame as uint8 BGR, scaled by the decoder so the long side is at most `long_side`
+    (PySceneDetect's sizing: round(side / factor)); for shot detection."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    to_bgr = VideoReformatter()
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            w, h = stream.codec_context.width, stream.codec_context.height
+            factor = max(1.0, max(w, h) / long_side)
+            size = (max(1, round(w / factor)), max(1, round(h / factor)))
+            for frame in container.decode(stream):
+                yield to_bgr.reformat(frame, width=size[0], height=size[1], format="bgr24").to_ndarray()
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
 
 
 def ffmpeg_exe() -> str:

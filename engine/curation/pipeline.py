@@ -20,58 +20,21 @@ from typing import Any, Callable, Sequence
 
 from ..core.errors import EngineError, InvalidRequest
 from ..core.settings import Settings
+from . import jobs as per_item
 from . import manifest as mf
 from .aesthetic import AestheticScorer, make_scorer, sample_indices
 from .caption import Captioner, TaxonomyCaptioner
 from .executors import _WORKER, ItemFailed, RayPool, _in_worker, _init_worker, local_pool
 from .explain import admission_hints
 from .config import STAGES, CurationConfig
-from .ingest import Candidate, SourceInfo, content_id, discover, probe_source
+from .ingest import Candidate, SourceInfo, content_id, discover
 from .selection import Borders, decide
-from .shots import ClipPlan, ShotPlan, detect_shots, plan_clips
+from .shots import ClipPlan, ShotPlan
 from .state import StateStore, write_json_atomic
 
-# ------------------------------------------------------------------- per-item work (picklable)
-def _ingest_one(candidate: Candidate) -> dict[str, Any]:
-    return probe_source(candidate).to_dict()
-
-
-def _shots_one(source: dict[str, Any], config: CurationConfig) -> dict[str, Any]:
-    info = SourceInfo.from_dict(source)
-    return plan_clips(info, detect_shots(info, config.shots), config.clips).to_dict()
-
-
-def _cut_one(source_path: str, plan: dict[str, Any], out_path: str, crf: int) -> dict[str, Any]:
-    from .media import cut_clip
-
-    res = cut_clip(source_path, ClipPlan(**plan), Path(out_path), crf=crf)
-    return {"num_frames": res.num_frames, "width": res.width, "height": res.height, "copied": res.copied}
-
-
-def _motion_one(clip_path: str, fps: float, config: CurationConfig) -> dict[str, Any]:
-    from .holds import detect_holds
-    from .media import decode_gray
-    from .motion import measure_motion
-    from .selection import detect_borders
-
-    gray = decode_gray(clip_path, config.motion.max_side)
-    holds = detect_holds(gray, fps, config.holds)
-    motion = measure_motion(gray, holds.drawing_starts, fps, config.motion)
-    borders = detect_borders(gray, config.selection.black_level)
-    return {"num_frames": int(len(gray)), "holds": holds.to_dict(), "motion": motion.to_dict(),
-            "borders": borders.to_dict()}
-
-
-def _aesthetic_one(clip_path: str, num_frames: int, frames: int) -> dict[str, Any]:
-    from .media import decode_rgb
-
-    scorer: AestheticScorer = _WORKER["scorer"]
-    if _WORKER.get("threads"):  # a worker process: torch would start one thread per core
-        import torch
-
-        torch.set_num_threads(_WORKER["threads"])
-    images = decode_rgb(clip_path, sample_indices(num_frames, frames), max_side=448)
-    return {"aesthetic": scorer.score_clip(images), "scorer": scorer.name}
+# Per-item work lives in jobs.py; the stages look these names up here at call time (tests patch them).
+_ingest_one, _shots_one, _cut_one = per_item.ingest_one, per_item.shots_one, per_item.cut_one
+_motion_one, _aesthetic_one = per_item.motion_one, per_item.aesthetic_one
 
 
 @dataclass
@@ -120,6 +83,7 @@ class Curator:
         self.decisions: dict[str, Any] = {}
         self.captions: dict[str, dict[str, Any]] = {}
         self._pool: Any = None  # ProcessPoolExecutor or RayPool
+        self._computing: set[str] = set(STAGES)  # stages that compute this run (run() narrows it)
 
     # ---------------------------------------------------------------------------- plumbing
     @property
@@ -204,6 +168,7 @@ class Curator:
                 raise InvalidRequest("stages", f"unknown stage '{s}'; stages: {', '.join(STAGES)}")
         self.preflight(chosen)
         self.out.mkdir(parents=True, exist_ok=True)
+        self._computing = set(chosen)
         try:
             for s in STAGES[:-1]:  # earlier stages load their stored results even when not chosen
                 getattr(self, f"stage_{s}")(compute=s in chosen)
@@ -310,8 +275,17 @@ class Curator:
         self.counts["clips_cut"] = len(self.cuts)
         self.counts["clips_stream_copied"] = sum(1 for c in self.cuts.values() if c["copied"])
 
+    def _aesthetic_fingerprint(self) -> str:
+        assert self.scorer is not None
+        return self.config.stage_fingerprint("aesthetic") + f"-{self.scorer.name}"
+
     def stage_motion(self, compute: bool = True) -> None:
+        """Held frames, flow and borders per clip. When the aesthetic stage computes in this run
+        too, each clip's aesthetic score comes from the same decode and is stored as the
+        aesthetic stage's result (that stage then only loads it)."""
         fp = self.config.stage_fingerprint("motion")
+        fuse = self.scorer is not None and "aesthetic" in self._computing
+        afp = self._aesthetic_fingerprint() if fuse else ""
         jobs = []
         for _, plan in self._plans():
             if plan.clip_id not in self.cuts:
@@ -320,11 +294,19 @@ class Curator:
             if stored is not None:
                 self.analysis[plan.clip_id] = stored
             elif compute:
-                jobs.append((plan.clip_id, (str(self._clip_path(plan.clip_id)), plan.fps, self.config)))
+                frames = (self.cuts[plan.clip_id]["num_frames"]
+                          if fuse and self.store.load("aesthetic", plan.clip_id, afp) is None else None)
+                jobs.append((plan.clip_id, (str(self._clip_path(plan.clip_id)), plan.fps, self.config,
+                                            *((frames,) if frames else ()))))
 
         def done(cid: str, result: dict[str, Any]) -> None:
+            aesthetic = result.pop("aesthetic_result", None)
+            result.pop("aesthetic_error", None)  # the aesthetic stage retries the clip on its own
             self.store.save("motion", cid, fp, result)
             self.analysis[cid] = result
+            if aesthetic is not None:
+                self.store.save("aesthetic", cid, afp, aesthetic)
+                self.work["aesthetic"] += 1
 
         self._map("motion", _motion_one, jobs, done)
         self.counts["clips_analyzed"] = len(self.analysis)
@@ -332,7 +314,7 @@ class Curator:
     def stage_aesthetic(self, compute: bool = True) -> None:
         if self.scorer is None:
             return
-        fp = self.config.stage_fingerprint("aesthetic") + f"-{self.scorer.name}"
+        fp = self._aesthetic_fingerprint()
         jobs = []
         for _, plan in self._plans():
             if plan.clip_id not in self.cuts:

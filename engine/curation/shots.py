@@ -79,26 +79,38 @@ class ShotPlan:
                    tuple(ClipPlan(**c) for c in data["clips"]), data["short_shots"], data["dropped"])
 
 
+SHOT_SIDE = 256  # PySceneDetect's own working width (its auto-downscale targets 256 px)
+
+
 def detect_shots(source: SourceInfo, cfg: ShotConfig) -> tuple[Shot, ...]:
-    """Shot boundaries as frame ranges covering the whole source (one shot if no cut is found)."""
+    """Shot boundaries as frame ranges covering the whole source (one shot if no cut is found).
+
+    PySceneDetect's detectors are fed frames that the decoder already scaled to the 256 px it
+    works at (its own backends decode full size in BGR and then resize, which costs more than the
+    detection); the detector, its threshold and `min_scene_len` are PySceneDetect's.
+    """
     import scenedetect
 
+    from .media import iter_bgr
+
     min_len = max(1, round(cfg.min_shot_s * source.fps))
+    detector: scenedetect.SceneDetector
     if cfg.detector == "adaptive":
         kw = {} if cfg.threshold is None else {"adaptive_threshold": cfg.threshold}
         detector = scenedetect.AdaptiveDetector(min_scene_len=min_len, **kw)
     else:
         kw = {} if cfg.threshold is None else {"threshold": cfg.threshold}
         detector = scenedetect.ContentDetector(min_scene_len=min_len, **kw)
-    # The OpenCV backend: PySceneDetect's PyAV backend re-enables ffmpeg's console logging for the
-    # whole process (every later encode would print its statistics).
-    scenes = scenedetect.detect(source.path, detector, show_progress=False, backend="opencv")
-    shots = [Shot(int(a.frame_num), int(b.frame_num)) for a, b in scenes]
-    if not shots:  # no cut at all: the whole video is one shot
-        shots = [Shot(0, source.num_frames)]
-    # The detector's last end is the end of the video; the demuxed frame count is the truth.
-    shots[-1] = Shot(shots[-1].start, source.num_frames)
-    return tuple(s for s in shots if s.end > s.start)
+    cuts: list[int] = []
+    count = 0
+    for count, frame in enumerate(iter_bgr(source.path, SHOT_SIDE), start=1):
+        cuts += [int(t.frame_num) for t in detector.process_frame(scenedetect.FrameTimecode(count - 1, source.fps),
+                                                                   frame)]
+    if count:
+        cuts += [int(t.frame_num) for t in detector.post_process(scenedetect.FrameTimecode(count - 1, source.fps))]
+    # The demuxed frame count is the truth for the last end (the decoder may give a frame less).
+    bounds = [0, *sorted({c for c in cuts if 0 < c < source.num_frames}), source.num_frames]
+    return tuple(Shot(a, b) for a, b in zip(bounds, bounds[1:]) if b > a)
 
 
 def clip_id(source_id: str, start: int, end: int, cfg: ClipConfig) -> str:

@@ -201,6 +201,18 @@ def test_two_workers_give_the_serial_manifest(serial_run: Any, footage: Path, tm
     assert parallel.report["unreadable"] == result.report["unreadable"]
 
 
+def test_aesthetics_from_the_motion_decode_equal_a_separate_aesthetic_stage(serial_run: Any, footage: Path,
+                                                                           tmp_path: Path) -> None:
+    result, _ = serial_run  # one run: the motion job scored aesthetics from its own decode
+    assert result.work["aesthetic"] == result.work["motion"] == len(result.rows)
+    config = make_config(footage, tmp_path / "split")
+    first = run_curation(config, stages=["ingest", "shots", "clips", "motion"])
+    assert "aesthetic" not in first.work  # not chosen: not computed on the side
+    second = run_curation(config, stages=["aesthetic", "select", "caption", "manifest"], captioner=StubCaptioner())
+    assert second.work["aesthetic"] == len(result.rows)  # decoded on its own
+    assert second.manifest_jsonl.read_bytes() == result.manifest_jsonl.read_bytes()
+
+
 def test_a_killed_run_resumes_without_redoing_work(serial_run: Any, footage: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.curation.pipeline as pipeline
