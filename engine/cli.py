@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--webp", action="store_true", help="also write an animated WebP")
     g.add_argument("--gif", action="store_true", help="also write an animated GIF")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
+    g.add_argument("--best-of", type=int, metavar="N", help="generate N seeds and rank them (needs --reward-model)")
+    g.add_argument("--reward-model", type=Path, metavar="DIR", help="reward checkpoint folder that ranks --best-of")
 
     h = sub.add_parser("history", help="list, show or delete past generations")
     hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -342,6 +344,10 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from .studio import Studio
 
     _check_out_path(args.out)
+    if (args.best_of is None) != (args.reward_model is None):
+        raise InvalidRequest("--best-of", "and --reward-model go together: N candidates ranked by that reward model")
+    if args.best_of is not None:
+        return _best_of(args, settings)
     studio = Studio(settings)
     line = _ProgressLine(sys.stderr)
     try:
@@ -363,6 +369,21 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"wrote {video}{noise}")
         print(f"history id {record.id} (seed {record.seed})")
     return 0
+
+
+def _best_of(args: argparse.Namespace, settings: Settings) -> int:
+    from .reward.cli import rank_best_of_n
+    from .studio import Studio
+
+    for flag, on in (("--out", args.out is not None), ("--webp", args.webp), ("--gif", args.gif)):
+        if on:
+            raise InvalidRequest(flag, "does not go with --best-of: every candidate is in the history, best first")
+    studio = Studio(settings)
+    try:
+        request = _request_from_args(args, settings, studio)  # --preset, --from, --tag ... as for one clip
+    finally:
+        studio.close()
+    return rank_best_of_n(request, args.best_of, args.reward_model, settings, as_json=args.json)
 
 
 # -- history / info / models --------------------------------------------------------------------

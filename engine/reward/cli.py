@@ -147,11 +147,11 @@ def _check_files(args: argparse.Namespace) -> None:
                 raise InvalidRequest(flag, f"{path} does not exist or is not a file")
 
 
-def _load_model(folder: Path, settings: Settings) -> Any:
+def _load_model(folder: Path, settings: Settings, flag: str = "--model") -> Any:
     from .model import RewardModel
 
     if not Path(folder).expanduser().is_dir():
-        raise InvalidRequest("--model", f"{folder} is not a folder")
+        raise InvalidRequest(flag, f"{folder} is not a folder")
     return RewardModel.load(folder, device=_device(settings))
 
 
@@ -319,9 +319,7 @@ def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
 
 def _best_of_n(args: argparse.Namespace, settings: Settings) -> int:
     from ..core.requests import GenerationRequest
-    from ..runner import JobRunner
-    from ..studio import Studio
-    from .best_of_n import MAX_CANDIDATES, best_of_n
+    from .best_of_n import MAX_CANDIDATES
 
     if not 1 <= args.best_of <= MAX_CANDIDATES:
         raise InvalidRequest("--best-of", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {args.best_of}")
@@ -338,19 +336,31 @@ def _best_of_n(args: argparse.Namespace, settings: Settings) -> int:
     if args.adapter:
         base["adapters"] = [{"path": a} for a in args.adapter]
     request = GenerationRequest.from_dict(base)  # checked before the reward model or any weights load
-    reward_model = _load_model(args.reward_model, settings)
+    return rank_best_of_n(request, args.best_of, args.reward_model, settings, as_json=args.json)
+
+
+def rank_best_of_n(request: Any, n: int, reward_dir: Path, settings: Settings, *, as_json: bool = False) -> int:
+    """Generate `n` seeds of a checked request, rank them by reward and print them (best first).
+    Shared by `reward best-of-n` and `generate --best-of N --reward-model DIR`."""
+    from ..runner import JobRunner
+    from ..studio import Studio
+    from .best_of_n import MAX_CANDIDATES, best_of_n
+
+    if not 1 <= n <= MAX_CANDIDATES:
+        raise InvalidRequest("--best-of", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {n}")
+    reward_model = _load_model(reward_dir, settings, "--reward-model")
     studio = Studio(settings)
     try:
         def show(p: Any) -> None:
-            if not args.json:
+            if not as_json:
                 print(f"\r{p.describe():<72}", end="", file=sys.stderr, flush=True)
 
-        ranked = best_of_n(JobRunner(studio), request, args.best_of, reward_model, progress=show, source="best_of_n")
+        ranked = best_of_n(JobRunner(studio), request, n, reward_model, progress=show, source="best_of_n")
     finally:
-        if not args.json:
+        if not as_json:
             print(file=sys.stderr)
         studio.close()
-    if args.json:
+    if as_json:
         print(_dump([{"rank": c.rank, "history_id": c.history_id, "seed": c.seed, "video": str(c.video),
                       "score": c.score.to_dict()} for c in ranked]))
         return 0

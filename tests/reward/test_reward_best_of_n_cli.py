@@ -66,3 +66,38 @@ def test_best_of_n_from_the_command_line(studio_settings: Settings, tmp_path: Pa
         rc, out, err = _run(studio_settings, capsys, "best-of-n", *argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, err
     assert len(_history(studio_settings)) == before  # nothing queued or recorded
+
+
+def test_generate_best_of_n_with_a_reward_model(studio_settings: Settings, tmp_path: Path, capsys) -> None:
+    """`generate --best-of N --reward-model DIR`: the generate command's own flags (here a preset)
+    make the request; the candidates are ranked as `reward best-of-n` ranks them."""
+    folder = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")
+    request = ["--model", "preview", "--preset", "combat-sakuga-dash", "--width", "32", "--height", "32",
+               "--frames", "5", "--steps", "2", "--seed", "21"]
+
+    def generate(*argv: str) -> tuple[int, str, str]:
+        try:
+            rc = main_for("generate", ["--device", "cpu", "--data-dir", str(studio_settings.data_dir), *argv])
+        except SystemExit as exc:
+            rc = int(exc.code or 0)
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    rc, out, err = generate(*request, "--best-of", "2", "--reward-model", str(folder), "--json")
+    assert rc == 0, err
+    ranked = json.loads(out)
+    assert sorted(c["seed"] for c in ranked) == [21, 22]
+    assert ranked[0]["score"]["reward"] >= ranked[1]["score"]["reward"]
+    rows = {r.id: r for r in _history(studio_settings)}
+    assert all(rows[c["history_id"]].source == "best_of_n" for c in ranked)
+    assert all(rows[c["history_id"]].request.tags == rows[ranked[0]["history_id"]].request.tags for c in ranked)
+    assert rows[ranked[0]["history_id"]].request.tags  # the preset's tags reached the request
+
+    before = len(_history(studio_settings))
+    for argv, words in (([*request, "--best-of", "2"], "--reward-model"),
+                        ([*request, "--reward-model", str(folder)], "--best-of"),
+                        ([*request, "--best-of", "2", "--reward-model", str(tmp_path / "nope")], "--reward-model"),
+                        ([*request, "--best-of", "2", "--reward-model", str(folder), "--gif"], "--gif")):
+        rc, out, err = generate(*argv)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, err
+    assert len(_history(studio_settings)) == before
