@@ -37,7 +37,7 @@ from .systems import System
 # request fields that make two clips the same clip (everything the suite decides)
 _SAME = ("narrative", "tags", "seed", "model", "quantization", "tags_in_prompt", "tag_encoder", "tag_guidance",
          "adapters", "width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt",
-         "transformer_file")
+         "transformer_file", "speed", "cache", "cache_threshold", "compile_blocks", "attention")
 
 
 @dataclass(frozen=True)

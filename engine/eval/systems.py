@@ -1,5 +1,8 @@
 """A *system* under evaluation: model x adapters x tag encoder x tag guidance x tags-in-prompt x
-quantization (plus optional steps/guidance), and the request it makes of a prompt and a seed.
+quantization x speed profile (plus optional steps/guidance and the speed parts: cache, compile,
+attention), and the request it makes of a prompt and a seed.
+
+`tags_in_prompt` left out follows the request's default: off with a tag encoder, on without.
 
 `use_tags: false` is the baseline that never sees the tags (the request carries none; the
 prompt's tags stay the truth it is scored against): what "ignoring the tags" measures as.
@@ -13,7 +16,11 @@ from ..core.errors import InvalidRequest
 from ..core.requests import AdapterRef, GenerationRequest
 
 SYSTEM_KEYS = ("id", "model", "adapters", "tag_encoder", "tag_guidance", "tags_in_prompt", "quantization",
-               "steps", "guidance", "transformer_file", "offload", "use_tags")
+               "steps", "guidance", "transformer_file", "offload", "use_tags", "speed", "cache", "cache_threshold",
+               "compile_blocks", "attention")
+# Keys copied into the request as they are, when the system sets them.
+_PASSED = ("tag_encoder", "tag_guidance", "tags_in_prompt", "steps", "guidance", "transformer_file", "offload",
+           "speed", "cache", "cache_threshold", "compile_blocks", "attention")
 GENERATION_KEYS = ("width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt", "offload",
                    "vae_tiling")
 
@@ -25,13 +32,18 @@ class System:
     adapters: tuple[AdapterRef, ...] = ()
     tag_encoder: str | None = None
     tag_guidance: float | None = None
-    tags_in_prompt: bool = True
+    tags_in_prompt: bool | None = None
     quantization: str = "none"
     steps: int | None = None
     guidance: float | None = None
     transformer_file: str | None = None
     offload: str | None = None
     use_tags: bool = True
+    speed: str | None = None
+    cache: str | None = None
+    cache_threshold: float | None = None
+    compile_blocks: bool | None = None
+    attention: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "System":
@@ -51,20 +63,22 @@ class System:
                 adapters.append(AdapterRef(**{k: a[k] for k in a if k in ("path", "strength", "kind")}))
             else:
                 raise InvalidRequest("adapters", f"an adapter is a path or {{path, strength}}, got {a!r}")
-        tip, use = data.get("tags_in_prompt", True), data.get("use_tags", True)
+        tip, use = data.get("tags_in_prompt"), data.get("use_tags", True)
         for key, value in (("tags_in_prompt", tip), ("use_tags", use)):
-            if not isinstance(value, bool):
+            if value is not None and not isinstance(value, bool):
                 raise InvalidRequest(key, f"must be true or false, got {value!r}")
         return cls(str(data["id"]), data["model"].strip(), tuple(adapters), data.get("tag_encoder"),
                    data.get("tag_guidance"), tip, data.get("quantization", "none"), data.get("steps"),
-                   data.get("guidance"), data.get("transformer_file"), data.get("offload"), use)
+                   data.get("guidance"), data.get("transformer_file"), data.get("offload"), use,
+                   data.get("speed"), data.get("cache"), data.get("cache_threshold"), data.get("compile_blocks"),
+                   data.get("attention"))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "model": self.model, "tags_in_prompt": self.tags_in_prompt,
-                               "quantization": self.quantization, "use_tags": self.use_tags}
+        out: dict[str, Any] = {"id": self.id, "model": self.model, "quantization": self.quantization,
+                               "use_tags": self.use_tags}
         if self.adapters:
             out["adapters"] = [{"path": a.path, "strength": a.strength, "kind": a.kind} for a in self.adapters]
-        for key in ("tag_encoder", "tag_guidance", "steps", "guidance", "transformer_file", "offload"):
+        for key in _PASSED:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -74,9 +88,9 @@ class System:
         """The generation request of this system for one prompt and seed (checked when built)."""
         data: dict[str, Any] = {k: v for k, v in generation.items() if v is not None}
         data.update(narrative=narrative, tags=dict(tags) if self.use_tags else {}, seed=seed, model=self.model,
-                    quantization=self.quantization, tags_in_prompt=self.tags_in_prompt,
+                    quantization=self.quantization,
                     adapters=[{"path": a.path, "strength": a.strength, "kind": a.kind} for a in self.adapters])
-        for key in ("tag_encoder", "tag_guidance", "steps", "guidance", "transformer_file", "offload"):
+        for key in _PASSED:
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return GenerationRequest.from_dict(data)

@@ -134,3 +134,45 @@ def test_a_suite_whose_system_cannot_run_stops_before_the_first_clip(studio_sett
         assert studio.history.list(limit=10).total == 0
     finally:
         studio.close()
+
+
+def test_speed_profiles_are_systems_of_their_own(studio_settings: Settings, tmp_path: Path,
+                                                 one_torch_thread: None) -> None:
+    """A suite can compare speed profiles: each system's clips carry its profile, and a `fast` clip
+    is never taken for the `quality` one that shares its prompt and seed."""
+    text = """\
+name: speed
+seeds: [3]
+generation: {width: 64, height: 64, num_frames: 9, steps: 4}
+prompts:
+  - {id: pan, narrative: "a girl crosses a rooftop", tags: {camera.movement: pan}}
+systems:
+  - {id: quality, model: preview}
+  - {id: fast, model: preview, speed: fast}
+  - {id: taylor, model: preview, cache: taylorseer, cache_threshold: 2}
+"""
+    suite = load_suite(_suite(tmp_path, text))
+    folder = RunFolder(studio_settings.data_dir / "eval" / "speed")
+    studio = Studio(studio_settings)
+    try:
+        summary = EvalRunner(JobRunner(studio), suite, folder, stream=io.StringIO()).run()
+        rows = {r.id: r for r in _batch_rows(studio, folder.run_id)}
+    finally:
+        studio.close()
+    assert (summary.generated, summary.reused, summary.failed) == (3, 0, 0)
+    items = folder.all_items()
+    speeds = {items[item_key(s, "pan", 3)]["history_id"]: s for s in ("quality", "fast", "taylor")}
+    assert len(speeds) == 3  # three clips, none reused for another system
+    got = {speeds[i]: (rows[i].request.speed, rows[i].request.cache, rows[i].request.cache_threshold) for i in speeds}
+    # the history keeps the prepared request: the profile resolved into its cache (fast: TaylorSeer every 3)
+    assert got == {"quality": ("quality", "none", None), "fast": ("fast", "taylorseer", 3),
+                   "taylor": ("quality", "taylorseer", 2)}
+
+
+def test_a_bad_speed_in_a_system_names_the_line(tmp_path: Path) -> None:
+    from engine.core.errors import InvalidRequest
+
+    text = SUITE.replace("{id: blind, model: preview, use_tags: false}", "{id: blind, model: preview, speed: warp}")
+    with pytest.raises(InvalidRequest) as err:
+        load_suite(_suite(tmp_path, text))
+    assert "speed" in str(err.value) and "warp" in str(err.value) and "suite.yaml:" in str(err.value)
