@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from engine.core.errors import EngineError, InvalidRequest, NotFound
 from engine.eval.state import RUN_ID_RE, RunFolder, item_key
 
-from ..formatting import NOISE_NOTE, is_preview
+from ..formatting import NOISE_NOTE, is_preview, plain
 from .rating_view import DIMENSION_TITLES
 
 if TYPE_CHECKING:
@@ -248,12 +248,13 @@ def find_clip(folder: RunFolder, key: str | None, history: "HistoryService") -> 
 
 def clip_markdown(clip: Clip) -> str:
     r = clip.row
-    head = f"**{r.system}** · prompt `{r.prompt}` · seed {r.seed} · {r.status}"
+    # Suite text is whatever a trainer's file said: shown as text, nothing in it loads or links.
+    head = f"**{plain(r.system)}** · prompt {plain(r.prompt)} · seed {r.seed} · {r.status}"
     if r.history_id is not None:
         head += f" · History #{r.history_id}"
     if clip.video is None and r.status == "done":
         head += "\n\nThe clip's file is gone (deleted from the History?)."
-    return (head + (f"\n\n> {clip.narrative}" if clip.narrative else "")
+    return (head + (f"\n\n> {plain(' '.join(clip.narrative.split()))}" if clip.narrative else "")
             + (f"\n\n{NOISE_NOTE}" if clip.preview and clip.video is not None else ""))
 
 

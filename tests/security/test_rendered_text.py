@@ -32,3 +32,16 @@ def test_history_details_show_a_hostile_narrative_as_text(studio_settings: Setti
         assert len(rows) == 1 and rows[0].count(" | ") == 1  # the narrative's pipes did not add columns
     finally:
         studio.close()
+
+
+def test_an_eval_suites_narrative_is_shown_as_text_in_the_eval_tab() -> None:
+    """A suite file's narrative and ids reach the Eval tab's clip note as text: no image loads from
+    them, no link, no HTML."""
+    from app.services.eval_view import Clip, ClipRow, clip_markdown
+
+    hostile = "a fox ![x](http://attacker.example/p.png) <img src=x onerror=alert(1)> [go](http://a.example)"
+    row = ClipRow("s|p|1", "sys<b>", "p_[1](http://b.example)", 1, "done", 7, ())
+    text = clip_markdown(Clip(row, None, hostile))
+    assert "<img" not in text and "<b>" not in text
+    assert "](http" not in text.replace("\\](", "")  # every link bracket is escaped
+    assert "attacker\\.example" in text  # the words are kept, as (escaped) text
