@@ -80,7 +80,7 @@ def source_frame(index: int, fps: int, source_fps: float, source_frames: int) ->
 
 def new_served_name() -> str:
     """A fresh unguessable path (relative to the media folder) for one serving's copy of a clip."""
-    return f"{SERVED_DIR}/{secrets.token_urlsafe(24)}.mp4"
+    return f"{SERVED_DIR}/{secrets.token_hex(16)}.mp4"  # 128 random bits; hex never reads like "<id>-..."
 
 
 def render_playback(source: Path, source_fps: float, spec: PlaybackSpec, target: Path) -> int:
