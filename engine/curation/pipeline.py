@@ -11,8 +11,10 @@ sorted by source name and start time, so serial and parallel runs give the same 
 from __future__ import annotations
 
 import functools
+import os
 from collections import Counter
-from concurrent.futures import as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,8 @@ class Curator:
         self.captions: dict[str, dict[str, Any]] = {}
         self._pool: Any = None  # ProcessPoolExecutor or RayPool
         self._computing: set[str] = set(STAGES)  # stages that compute this run (run() narrows it)
+        self._pending_cuts: dict[str, Future[dict[str, Any]]] = {}  # cuts still running beside the motion stage
+        self._cut_done: Callable[[str, dict[str, Any]], None] | None = None
 
     # ---------------------------------------------------------------------------- plumbing
     @property
@@ -141,6 +145,11 @@ class Curator:
         return self._pool
 
     def close(self) -> None:
+        # A run stopped early: cuts not started stay undone; the ones in flight (one per cut thread)
+        # finish and are stored, so nothing writes into the state after the run has returned.
+        running = [f for f in self._pending_cuts.values() if not f.cancel()]
+        futures_wait(running)
+        self._pending_cuts = {}
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -271,9 +280,39 @@ class Curator:
             self.store.save("clips", cid, fp, result)
             self.cuts[cid] = result
 
+        if jobs and self._serial(len(jobs)) and "motion" in self._computing:
+            # One process: the x264 cuts (external ffmpeg processes) run on the other cores while the
+            # motion stage analyses the clips already cut, in plan order (docs/curation.md, "Speed").
+            # Each cut is stored the moment it is written (one atomic file per clip), so a run stopped
+            # during the motion stage redoes only the cuts that had not finished.
+            def cut_and_store(cid: str, args: tuple[Any, ...]) -> dict[str, Any]:
+                result = _cut_one(*args)
+                self.store.save("clips", cid, fp, result)
+                return result
+
+            cutters = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="cut")
+            self._pending_cuts = {cid: cutters.submit(cut_and_store, cid, args) for cid, args in jobs}
+            cutters.shutdown(wait=False)
+            self._cut_done = self.cuts.__setitem__
+            return
         self._map("clips", _cut_one, jobs, done)
+        self._count_cuts()
+
+    def _serial(self, n_jobs: int) -> bool:
+        """Whether `_map` would run these jobs in this process (what `_map` decides, said once)."""
+        return min(self.config.workers, n_jobs) <= 1 and self.config.executor != "ray"
+
+    def _count_cuts(self) -> None:
         self.counts["clips_cut"] = len(self.cuts)
         self.counts["clips_stream_copied"] = sum(1 for c in self.cuts.values() if c["copied"])
+
+    def _await_cut(self, clip_id: str) -> None:
+        """Store a cut that ran beside the motion stage (listed as failed like any cut, if it failed)."""
+        future = self._pending_cuts.pop(clip_id, None)
+        if future is not None and self._cut_done is not None:
+            self._finish("clips", clip_id, future.result, self._cut_done)
+        if not self._pending_cuts:
+            self._count_cuts()
 
     def _aesthetic_fingerprint(self) -> str:
         assert self.scorer is not None
@@ -286,18 +325,21 @@ class Curator:
         fp = self.config.stage_fingerprint("motion")
         fuse = self.scorer is not None and "aesthetic" in self._computing
         afp = self._aesthetic_fingerprint() if fuse else ""
-        jobs = []
-        for _, plan in self._plans():
+
+        def job(plan: ClipPlan) -> tuple[str, tuple[Any, ...]] | None:
+            """The motion job of one cut clip, or None (not cut, or its result is stored)."""
             if plan.clip_id not in self.cuts:
-                continue
+                return None
             stored = self.store.load("motion", plan.clip_id, fp)
             if stored is not None:
                 self.analysis[plan.clip_id] = stored
-            elif compute:
-                frames = (self.cuts[plan.clip_id]["num_frames"]
-                          if fuse and self.store.load("aesthetic", plan.clip_id, afp) is None else None)
-                jobs.append((plan.clip_id, (str(self._clip_path(plan.clip_id)), plan.fps, self.config,
-                                            *((frames,) if frames else ()))))
+                return None
+            if not compute:
+                return None
+            frames = (self.cuts[plan.clip_id]["num_frames"]
+                      if fuse and self.store.load("aesthetic", plan.clip_id, afp) is None else None)
+            return (plan.clip_id, (str(self._clip_path(plan.clip_id)), plan.fps, self.config,
+                                   *((frames,) if frames else ())))
 
         def done(cid: str, result: dict[str, Any]) -> None:
             aesthetic = result.pop("aesthetic_result", None)
@@ -308,7 +350,22 @@ class Curator:
                 self.store.save("aesthetic", cid, afp, aesthetic)
                 self.work["aesthetic"] += 1
 
-        self._map("motion", _motion_one, jobs, done)
+        if self._pending_cuts:  # cuts still running: analyse each clip as soon as it is cut
+            from tqdm import tqdm
+
+            _WORKER.update({"scorer": self.scorer})
+            plans = [plan for _, plan in self._plans()]
+            with tqdm(total=len(plans), desc="clips+motion", unit="clip", disable=not self.config.progress,
+                      dynamic_ncols=True) as bar:
+                for plan in plans:
+                    self._await_cut(plan.clip_id)
+                    one = job(plan)
+                    if one is not None:
+                        self._finish("motion", one[0], functools.partial(_motion_one, *one[1]), done)
+                    bar.update()
+        else:
+            jobs = [j for j in map(job, (plan for _, plan in self._plans())) if j is not None]
+            self._map("motion", _motion_one, jobs, done)
         self.counts["clips_analyzed"] = len(self.analysis)
 
     def stage_aesthetic(self, compute: bool = True) -> None:

@@ -232,13 +232,17 @@ def test_a_killed_run_resumes_without_redoing_work(serial_run: Any, footage: Pat
     with pytest.raises(KeyboardInterrupt):
         run_curation(config, captioner=StubCaptioner())
     assert len(list((tmp_path / "run" / "state" / "motion").glob("*.json"))) == 3
+    # The cuts run beside the motion stage: every cut that finished before the stop is stored.
+    cut_before = len(list((tmp_path / "run" / "state" / "clips").glob("*.json")))
+    assert 3 <= cut_before
     assert not list((tmp_path / "run" / "state").rglob("*.part"))
 
     monkeypatch.setattr(pipeline, "_motion_one", real)
     again = run_curation(config, captioner=StubCaptioner())
     total = len(result.rows)
     assert again.work["motion"] == total - 3
-    assert again.work["ingest"] == again.work["shots"] == again.work["clips"] == 0
+    assert again.work["clips"] == total - cut_before  # no finished cut is redone
+    assert again.work["ingest"] == again.work["shots"] == 0
     assert again.manifest_jsonl.read_bytes() == result.manifest_jsonl.read_bytes()
 
     third = run_curation(config, captioner=StubCaptioner())  # everything done: nothing recomputed
