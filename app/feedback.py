@@ -59,6 +59,8 @@ def warn(message: str, title: str) -> None:
 
 def unchanged(outputs: int) -> Any:
     """What a handler with `outputs` output components returns to change none of them."""
+    if outputs == 0:
+        return None
     return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
 
 

@@ -216,8 +216,9 @@ def preset_rows(presets: Sequence[Preset], taxonomy: Taxonomy) -> list[list[str]
 def preset_summary(preset: Preset) -> str:
     """The selected preset's title, id, kind and description (markdown)."""
     kind = "built-in, read-only (duplicate it to edit a copy)" if preset.builtin else "your preset"
-    lines = [f"### {preset.name}", f"<small>`{preset.slug}` · {kind}</small>"]
-    return "\n\n".join(lines + ([preset.description] if preset.description else []))
+    # Imported presets are anyone's words: shown as text (the slug is [a-z0-9-] by construction).
+    lines = [f"### {plain(preset.name)}", f"<small>`{preset.slug}` · {kind}</small>"]
+    return "\n\n".join(lines + ([plain(preset.description)] if preset.description else []))
 
 
 def preset_details(preset: Preset, taxonomy: Taxonomy) -> str:
@@ -226,10 +227,10 @@ def preset_details(preset: Preset, taxonomy: Taxonomy) -> str:
         tag_lines = taxonomy.describe_tags(preset.tags)
     except EngineError:
         tag_lines = [f"{k} = {', '.join(v)}" for k, v in preset.tags.items()]
-    rows = [("Tags", "<br>".join(tag_lines) or "none")]
-    rows.append(("Narrative", preset.narrative.strip() or "— (keeps the one you wrote)"))
-    rows.append(("Negative prompt", preset.negative_prompt or "—"))
-    settings = [f"{SETTING_LABELS.get(k, k)} {model_label(v) if k == 'model' else v}"
+    rows = [("Tags", "<br>".join(plain(line) for line in tag_lines) or "none")]
+    rows.append(("Narrative", plain(preset.narrative.strip()) or "— (keeps the one you wrote)"))
+    rows.append(("Negative prompt", plain(preset.negative_prompt) or "—"))
+    settings = [f"{SETTING_LABELS.get(k, k)} {plain(model_label(v) if k == 'model' else v)}"
                 for k, v in preset.settings.items()]
     rows.append(("Settings", " · ".join(settings) or "— (keeps the Create tab's)"))
     lines = ["| Sets | Value |", "|---|---|"] + [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]

@@ -21,7 +21,7 @@ from engine.core.errors import EngineError, InvalidRequest, NotFound
 from engine.rating.types import (CHOICES, DEFORMATION_INTENTS, DEFORMATION_KINDS, DIMENSIONS, DeformationMark,
                                  JudgementForm, JudgementView, PermissionDenied, Progress, ServedPair, Vote)
 
-from ..formatting import model_label
+from ..formatting import model_label, plain
 
 if TYPE_CHECKING:
     from engine.core.pks import Taxonomy
@@ -289,7 +289,8 @@ def player_html(pair: ServedPair | None, hints: Mapping[str, str] | None = None)
 
 
 def _escape_md(text: str) -> str:
-    return html.escape(" ".join(str(text).split())).replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
+    # One line, shown as text: no HTML, and no Markdown image or link that would load from a prompt.
+    return plain(" ".join(str(text).split()))
 
 
 def _tag_text(tags: Mapping[str, Sequence[str]], taxonomy: "Taxonomy | None") -> str:

@@ -26,7 +26,7 @@ from engine.core.requests import GenerationRequest
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues, form_from_values, form_to_values, ui_message
 from ..feedback import from_api, refuse, refusals
-from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_title, contradiction_text, is_preview
+from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_title, contradiction_text, is_preview, plain
 from ..services.context import StudioServices
 from . import best_of_n as best_of_n_box
 from . import create_api, create_extras, create_memory, create_recent, create_run
@@ -170,8 +170,9 @@ def badge_text(library: PresetLibrary, slug: str | None, modified: bool) -> str:
     if not slug:
         return ""
     name, description = preset_label(library, slug)
-    head = f"Preset **{name}**" + (" · `modified`" if modified else "")
-    return f"{head}<br><small>{description}</small>" if description else head
+    # A preset may come from an imported file: its words are shown as text, nothing loads from them.
+    head = f"Preset **{plain(name)}**" + (" · `modified`" if modified else "")
+    return f"{head}<br><small>{plain(description)}</small>" if description else head
 
 
 def preset_fill(services: StudioServices, library: PresetLibrary, slug: str | None,

@@ -23,7 +23,9 @@ from engine.core.single_file import listed_files
 
 from .. import adapters
 from ..adapters import FormValues
+from ..feedback import refuse, refusals
 from ..services.context import StudioServices
+from ..services.identity import require_creator
 
 # Label "none", value "": the form's "no transformer file" (see adapters.NO_TRANSFORMER_FILE).
 NO_TRANSFORMER_FILE: tuple[str, str] = (adapters.NO_TRANSFORMER_FILE, "")
@@ -119,7 +121,13 @@ def inputs(box: MemoryBox) -> dict[str, object]:
 def wire(box: MemoryBox, services: StudioServices) -> None:
     runner = services.runner
 
-    def free_memory() -> None:
+    @refusals("Free memory", 0)
+    def free_memory(request: gr.Request) -> None:
+        # Unloading slows every user's next clip: on a studio whose users see only their own
+        # work, only an admin may do it (raters never).
+        viewer = require_creator(services, request)
+        if not services.access.sees_all(viewer):
+            refuse("only an admin can unload the models on a studio shared by several users")
         freed = runner.free_memory()
         if freed is None:
             gr.Warning("A clip is being generated; free memory once it has finished.")

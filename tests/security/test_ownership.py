@@ -100,6 +100,18 @@ def test_per_user_caps_stop_a_burst_and_leave_others_alone(hosted: tuple[StudioS
         _submit(mallory, services, narrative="too big for the hour", width=128, height=128, num_frames=33)
 
 
+def test_only_an_admin_unloads_the_models_of_a_hosted_studio(hosted: tuple[StudioServices, Client, Client]) -> None:
+    """Free memory slows every user's next clip: a visitor of a hosted studio is refused."""
+    _, _, mallory = hosted
+    with pytest.raises(AppError, match="only an admin can unload"):
+        mallory.predict(api_name="/free_memory")
+
+
+def test_a_private_studio_frees_memory_for_its_user(tmp_path: Path, preview_folder: Path) -> None:
+    with serve(make_settings(tmp_path, preview_folder)) as (services, _, client):
+        client.predict(api_name="/free_memory")  # the single user of a private studio may unload
+
+
 def test_the_usage_gate_counts_per_owner_and_exempts_admins(studio_settings: Any) -> None:
     services = StudioServices.create(studio_settings, start_worker=False,
                                      access=AccessPolicy("owned", UsageLimits(max_queued=1)))

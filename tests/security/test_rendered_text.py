@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from app.formatting import plain, settings_markdown
 from engine.core.pks import load_taxonomy
@@ -45,3 +46,45 @@ def test_an_eval_suites_narrative_is_shown_as_text_in_the_eval_tab() -> None:
     assert "<img" not in text and "<b>" not in text
     assert "](http" not in text.replace("\\](", "")  # every link bracket is escaped
     assert "attacker\\.example" in text  # the words are kept, as (escaped) text
+
+
+def test_an_imported_presets_words_are_shown_as_text(tmp_path: Path) -> None:
+    """A preset file from anywhere reaches the Presets tab and the Create badge as text."""
+    from app.formatting import preset_details, preset_summary
+    from app.tabs.create import badge_text
+    from engine.core.presets import Preset, PresetLibrary
+
+    hostile = Preset(slug="", name="fox ![x](https:a.example) <b>bold", description=ATTACK, narrative=ATTACK,
+                     negative_prompt=ATTACK, tags={"camera.movement": ("pan",)})
+    library = PresetLibrary(tmp_path / "builtin", tmp_path / "user", load_taxonomy())
+    library.save(hostile)
+    shown = [preset_summary(hostile), preset_details(hostile, load_taxonomy()),
+             badge_text(library, hostile.slug, modified=False)]
+    for text in shown:
+        for needle in ("<img", "<script", "<b>", "](http", "](javascript", "!["):
+            assert needle not in text, (needle, text)
+        assert "a fox" in text
+    rows = [line for line in shown[1].splitlines() if line.startswith("| Narrative |")]
+    assert len(rows) == 1 and rows[0].count(" | ") == 1
+
+
+def test_a_pairs_prompt_in_the_rate_tab_is_text() -> None:
+    """The Rate tab shows the pair's prompt above the players: a hostile narrative loads nothing."""
+    from app.services.rating_view import prompt_markdown
+    from engine.rating.types import JudgementForm, Progress, ServedPair
+
+    pair = ServedPair(assignment_id=1, video_a=Path("a.mp4"), video_b=Path("b.mp4"), fps=8, num_frames=9,
+                      width=64, height=64, prompt_a=ATTACK, prompt_b=ATTACK + " again",
+                      tags_a={"camera.movement": ("pan",)}, tags_b={}, draft=JudgementForm(),
+                      status="open", time_spent_s=0.0, replays=0, progress=Progress(0, 1))
+    for same in (True, False):
+        text = prompt_markdown(pair if not same else _same(pair), load_taxonomy())
+        for needle in ("<img", "<script", "](http", "](javascript", "!["):
+            assert needle not in text, (needle, text)
+        assert "a fox" in text
+
+
+def _same(pair: "Any") -> "Any":
+    import dataclasses
+
+    return dataclasses.replace(pair, prompt_b=pair.prompt_a, tags_b=pair.tags_a)
