@@ -5,6 +5,7 @@ Bad input exits 2 with one line naming the problem; nothing is written in that c
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import logging
 import os
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="python -m engine", description="AniMatrix Studio engine")
     p.add_argument("--data-dir", type=Path, help="where the history database and clips live (env ANIMATRIX_DATA_DIR)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="device to run on (default auto)")
+    p.add_argument("--device", type=_device, metavar="{auto,cpu,cuda,cuda:N,mps}",
+                   help="device to run on (default auto); cuda:N uses GPU N only")
     p.add_argument("--database-url", help="a shared PostgreSQL database (env ANIMATRIX_DATABASE_URL)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -160,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else argv))
     try:
+        if args.device and args.device.startswith("cuda:"):
+            worker_cli.pin_gpu(int(args.device[5:]), "--device")
+            args.device = "cuda"
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device,
                                                       database_url=args.database_url)
         fresh = args.data_dir is None and not os.environ.get("ANIMATRIX_DATA_DIR") and not settings.data_dir.exists()
@@ -183,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
         return 1
+
+
+def _device(value: str) -> str:
+    if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,3}", value):
+        return value
+    raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 
 
 _GLOBAL_FLAGS = {"--data-dir": True, "--device": True, "--database-url": True, "--debug": False}  # flag -> takes a value

@@ -64,19 +64,17 @@ class Studio:
         """Run a queued job to its end state; re-raises the error after recording it."""
         with self._queued_lock:
             prepared = self._queued.pop(job_id, None)
-        if prepared is None:  # queued by an earlier process: check it again, once
-            record = self.history.get(job_id)
-            try:
-                prepared = self.engine.prepare(record.request)
-            except EngineError as exc:
-                self.history.fail(job_id, str(exc))
-                raise
+        # Take the job before anything else: of several workers seeing it queued, only the one
+        # whose queued -> running transition wins goes on (the others get InvalidRequest on
+        # "status"), so a worker that cannot prepare it never fails a job another one runs.
         self.history.start(job_id, self.worker)
         beating = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job_id, beating), daemon=True,
                                 name=f"animatrix-lease-{job_id}")
         beat.start()
         try:
+            if prepared is None:  # queued by an earlier process: check it again, once
+                prepared = self.engine.prepare(self.history.get(job_id).request)
             result = self.engine.generate(prepared, progress=progress, cancel=cancel)
         except GenerationCancelled as exc:
             self.history.cancel(job_id, str(exc))

@@ -2,8 +2,9 @@
 
 Start one per GPU, on any machine that sees the database (`--database-url` for PostgreSQL, or
 the data folder's SQLite file on one machine) and the data folder (clips are written there).
-Each worker claims the oldest queued job atomically (on PostgreSQL with `FOR UPDATE SKIP LOCKED`
-under the writers' lock, see engine/storage/postgres.py), runs it through the one job runner
+Each worker takes the oldest queued job by its queued -> running transition, which only one
+worker wins (SQLite's single writer; on PostgreSQL the writers' advisory lock, see
+engine/storage/postgres.py); it prepares the job only after taking it, and runs it through the one job runner
 with a heartbeat, and goes on. Between jobs it returns to the queue any job whose worker has gone
 (no heartbeat within the lease, or a dead process on this machine), so a killed worker's job is
 run again by another; a job a live worker runs is never touched.
@@ -78,12 +79,22 @@ def add_parser(subparsers: Any) -> None:
     w.add_argument("--max-jobs", type=int, metavar="N", help="stop after running N jobs")
 
 
+def pin_gpu(index: int, field: str) -> None:
+    """Make GPU `index` (counted among those already visible) the only one this process sees;
+    done before torch looks at the devices, so everything after runs on it as `cuda`."""
+    if index < 0:
+        raise InvalidRequest(field, f"must be a GPU number from 0, got {index}")
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and index >= len(visible):
+        raise InvalidRequest(field, f"GPU {index} is not among the {len(visible)} this process may use "
+                                    f"(CUDA_VISIBLE_DEVICES={','.join(visible)})")
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[index] if visible else str(index)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """`python -m engine worker`; bad flags are InvalidRequest (one line, exit 2)."""
     if args.gpu is not None:
-        if args.gpu < 0:
-            raise InvalidRequest("--gpu", f"must be a GPU number from 0, got {args.gpu}")
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before torch looks at the devices
+        pin_gpu(args.gpu, "--gpu")
         settings = replace(settings, device="cuda")
     for name in ("idle_exit", "max_jobs"):
         value = getattr(args, name)

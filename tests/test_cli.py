@@ -181,3 +181,21 @@ def test_torchao_kernel_lines_stay_out_of_the_console() -> None:
         assert line not in quiet.stderr
     if "_C_mxfp8" not in loud.stderr:
         pytest.skip("this torchao build loads its kernels; there is nothing to silence here")
+
+
+def test_a_device_may_name_one_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`--device cuda:N` (e.g. `python -m engine --device cuda:1 worker`) pins GPU N among those
+    visible; a GPU that is not there, or a device that does not exist, is one line and exit 2."""
+    from engine.worker import pin_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    pin_gpu(1, "--device")
+    assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == "6"  # the second of those visible
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert main(["--data-dir", str(tmp_path / "d"), "--device", "cuda:2", "history", "list"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --device: GPU 2 is not among the 2 this process may use (CUDA_VISIBLE_DEVICES=4,6)"]
+    proc = _engine("--device", "tpu:0", "history", "list", "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cuda:N" in proc.stderr
+    assert not (tmp_path / "d").exists()  # nothing was created for a refused command

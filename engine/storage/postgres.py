@@ -4,8 +4,10 @@
 the same Alembic migrations. One rule keeps every repository's read-then-write logic as safe as
 on SQLite, where `BEGIN IMMEDIATE` admits one writer at a time: a write transaction here starts
 by taking one transaction-scoped advisory lock (`pg_advisory_xact_lock`), so writers queue up
-just as SQLite's do, while readers never wait. Queue claims also use `FOR UPDATE SKIP LOCKED`
-(see `HistoryRepository.claim_next`). Migrations take the same lock, so studios and workers that
+just as SQLite's do, while readers never wait. A worker takes a job by its queued -> running
+transition under that lock, so two workers never run one job (`HistoryRepository.claim_next`
+offers the same with `FOR UPDATE SKIP LOCKED` for a caller that wants the oldest job in one
+statement). Migrations take the same lock, so studios and workers that
 start together migrate one after the other.
 """
 from __future__ import annotations

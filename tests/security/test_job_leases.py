@@ -82,3 +82,31 @@ def test_jobs_whose_worker_is_gone_are_failed_and_live_ones_kept(studio_settings
             assert studio.history.get(ids[what]).status == ("failed" if cut else "running"), what
     finally:
         studio.close()
+
+
+def test_a_worker_that_cannot_prepare_a_job_another_runs_leaves_it_alone(studio_settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    """Two workers see the same queued job; the one that loses the race must not fail it, even when
+    it could not have run it (here: a tag encoder this machine lacks)."""
+    import pytest
+
+    from engine.core.errors import InvalidRequest
+
+    studio = Studio(studio_settings)
+    try:
+        job = studio.history.enqueue(replace(REQUEST, tag_encoder=str(tmp_path / "not-on-this-machine")))
+        _set_lease(studio, job, "worker-on-another-machine", age_s=0)  # it won the race
+        with pytest.raises(InvalidRequest) as lost:
+            studio.run_job(job)
+        assert lost.value.field == "status"
+        record = studio.history.get(job)
+        assert record.status == "running" and record.error is None
+        # The same job queued for this worker alone: it takes it, and the refusal ends it.
+        mine = studio.history.enqueue(replace(REQUEST, tag_encoder=str(tmp_path / "not-on-this-machine")))
+        with pytest.raises(InvalidRequest) as refused:
+            studio.run_job(mine)
+        assert refused.value.field == "tag_encoder"
+        ended = studio.history.get(mine)
+        assert ended.status == "failed" and "tag_encoder" in (ended.error or "")
+    finally:
+        studio.close()
