@@ -14,7 +14,7 @@ from sqlalchemy import text
 from engine.rating.service import RatingService
 from engine.rating.types import RatingConfig
 from engine.storage.db import open_database
-from support.rating import PASSWORD, Studio, full_form
+from support.rating import ADMIN, PASSWORD, Studio, add_pair_groups, full_form
 
 
 
@@ -34,6 +34,23 @@ def _vote_until_done(db_path: str, media_dir: str, name: str, seed: int, barrier
         while (pair := service.next_pair(rater)) is not None:
             choice = "AB"[(pair.assignment_id + seed) % 2]
             service.submit(rater, pair.assignment_id, full_form(choice, elapsed_s=1.0 + seed))
+            submitted.append(pair.assignment_id)
+        results.put((name, submitted))
+    finally:
+        db.dispose()
+
+
+def _vote_n(db_path: str, media_dir: str, name: str, seed: int, servings: int, barrier: Any, results: Any) -> None:
+    db = _open(db_path)
+    try:
+        service = RatingService(db, Path(media_dir), RatingConfig(repeat_share=0.2, repeat_min_gap=2),
+                                rng=random.Random(seed))
+        rater = service.authenticate(name, PASSWORD)
+        assert rater is not None
+        barrier.wait(timeout=120)
+        submitted = []
+        while len(submitted) < servings and (pair := service.next_pair(rater)) is not None:
+            service.submit(rater, pair.assignment_id, full_form("AB"[(pair.assignment_id + seed) % 2]))
             submitted.append(pair.assignment_id)
         results.put((name, submitted))
     finally:
@@ -81,3 +98,49 @@ def test_concurrent_raters_lose_no_judgement(any_studio: Studio) -> None:
         assert len(firsts) == 6 and set(firsts.values()) == {1}  # each pair once, plus declared repeats only
     every_reported = {aid for _, ids in reported for aid in ids}
     assert every_reported == {r.id for r in rows}  # nothing reported as submitted is missing
+
+
+def test_eight_raters_fifty_judgements_each_lose_nothing(any_studio: Studio) -> None:
+    """Eight rater processes at once, each giving 50 judgements (10 pairs × 5 dimensions): every
+    one is stored once, none is lost, and no rater is served a pair twice except a declared repeat."""
+    studio = any_studio
+    assert add_pair_groups(studio, 4) >= 12
+    service = studio.service()
+    admin = service.rater_by_name(ADMIN)
+    names = [f"rater{n}" for n in range(8)]
+    for name in names:
+        service.add_rater(admin, name, PASSWORD)
+    studio.db.dispose()
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(names)), ctx.Queue()
+    target, media = str(studio.settings.database_target), str(studio.settings.media_dir)
+    procs = [ctx.Process(target=_vote_n, args=(target, media, name, n, 10, barrier, results))
+             for n, name in enumerate(names)]
+    for p in procs:
+        p.start()
+    reported = dict(results.get(timeout=600) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * len(names)
+    assert all(len(ids) == 10 for ids in reported.values())  # each rater got its 10 pairs
+
+    db = _open(target)
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT a.id, r.name, a.comparison_id, a.is_repeat, a.status, "
+                "(SELECT count(*) FROM judgements j WHERE j.assignment_id = a.id) AS n "
+                "FROM assignments a JOIN raters r ON r.id = a.rater_id WHERE r.name LIKE 'rater%'")).all()
+            total = conn.execute(text("SELECT count(*) FROM judgements j JOIN assignments a ON a.id = j.assignment_id "
+                                      "JOIN raters r ON r.id = a.rater_id WHERE r.name LIKE 'rater%'")).scalar()
+            twice = conn.execute(text("SELECT count(*) FROM (SELECT assignment_id, dimension FROM judgements "
+                                      "GROUP BY assignment_id, dimension HAVING count(*) > 1) d")).scalar()
+    finally:
+        db.dispose()
+    assert total == 8 * 50 and twice == 0  # 0 lost, 0 duplicated
+    submitted = [r for r in rows if r.status == "submitted"]
+    assert len(submitted) == 80 and all(r.n == 5 for r in submitted)
+    assert {r.id for r in submitted} == {aid for ids in reported.values() for aid in ids}
+    for name in names:
+        firsts = Counter(r.comparison_id for r in rows if r.name == name and not r.is_repeat)
+        assert set(firsts.values()) == {1}, name  # a pair twice only as a declared repeat

@@ -239,3 +239,18 @@ def rater_server(root: Path, narratives: dict[str, tuple[str, int]] | None = Non
         yield server
     finally:
         app.close()
+
+
+def add_pair_groups(studio: "Studio", count: int) -> int:
+    """`count` more narratives, each made by the three models (three pairs a narrative), paired by
+    the real service; returns how many pairs the studio has now."""
+    history = HistoryService(studio.db, studio.settings.media_dir)
+    for n in range(count):
+        narrative = f"crowd scene {n}: a festival at night"
+        for m, model in enumerate(MODELS):
+            request = _request(narrative, model)
+            history.record_finished(request, None, _clip(request, 10 + 3 * n + m))
+    service = studio.service()
+    admin = service.rater_by_name(ADMIN)
+    service.build_pairs(admin)
+    return len(service.list_pairs(admin))
