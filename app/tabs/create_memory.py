@@ -34,10 +34,12 @@ TRANSFORMER_FILE_INFO = ("replaces the model folder's transformer: a community G
 CACHE_CHOICES: tuple[tuple[str, str], ...] = (
     ("the profile's", ""), ("none", "none"), ("first-block:0.05", "first-block:0.05"),
     ("first-block:0.1", "first-block:0.1"), ("first-block:0.2", "first-block:0.2"),
-    ("taylorseer:3", "taylorseer:3"), ("taylorseer:4", "taylorseer:4"),
+    ("taylorseer:2", "taylorseer:2"), ("taylorseer:3", "taylorseer:3"), ("taylorseer:4", "taylorseer:4"),
 )
-CACHE_INFO = ("reuse work between steps: first-block:THRESHOLD (higher skips more) or taylorseer:INTERVAL "
-              "(a full step every INTERVAL); empty: the speed profile's")
+# Figures from docs/benchmarks.md "Speed profiles" (real-size 1.3B, 10 steps, CPU).
+CACHE_INFO = ("reuse work between steps: first-block:THRESHOLD (higher skips more; up to 0.2 it skipped "
+              "nothing in the benchmark) or taylorseer:INTERVAL (a full step every INTERVAL; 2/3/4 measured "
+              "1.2/1.7/1.9x faster at 10 steps); empty: the speed profile's")
 
 
 def speed_choices() -> list[tuple[str, str]]:
@@ -102,8 +104,8 @@ def build(form: FormValues) -> MemoryBox:
             attention = gr.Dropdown(list(ATTENTION_BACKENDS), value=form.attention, label="Attention backend",
                                     info="auto: PyTorch's own; flash / sage need their package and a GPU",
                                     elem_id="speed-attention", min_width=150)
-        compile_blocks = gr.Checkbox(value=form.compile_blocks, label="Compile blocks (torch.compile; the first job "
-                                     "after loading spends minutes compiling)", elem_id="speed-compile")
+        compile_blocks = gr.Checkbox(value=form.compile_blocks, label="Compile blocks (torch.compile, for GPUs: the first "
+                                     "job after loading spends minutes compiling; 0.85x, slower, on a CPU)", elem_id="speed-compile")
         with gr.Row():
             rescan = gr.Button("Rescan transformer files", size="sm", elem_id="transformer-file-rescan")
             free_memory = gr.Button("Free memory", size="sm", elem_id="free-memory")

@@ -28,11 +28,15 @@ from .requests import CACHE_KINDS, GenerationRequest
 DEFAULT_NUMBER: dict[str, float] = {"first-block": 0.05, "taylorseer": 3.0, "pab": 2.0, "mag": 0.06, "faster": 5.0}
 # Backends PyTorch runs on a CPU; every other one needs a CUDA GPU (and bf16/fp16, which the studio uses there).
 CPU_BACKENDS: tuple[str, ...] = ("native", "_native_math", "flex")
-# What each profile is expected to gain in denoising time, shown beside the choice (docs/benchmarks.md).
+# What each profile gains and costs, shown beside the choice: wall times measured at 10 steps on the
+# real-size Wan2.1-1.3B architecture (CPU, docs/benchmarks.md "Speed profiles"); the 50-step pass
+# counts are counted (tests/core/test_speed.py), not timed.
 PROFILE_NOTES: dict[str, str] = {
     "quality": "every step computed in full",
-    "balanced": "about 1.9x faster denoising at 50 steps (1.7x at 10); latents within cosine 0.999 of quality",
-    "fast": "about 2.8x faster denoising at 50 steps (2x at 10); latents within cosine 0.998, more drift",
+    "balanced": "measured 1.5x faster denoising at 10 steps; 52 of 100 transformer passes at 50 steps; "
+                "frames about 41 dB PSNR from quality",
+    "fast": "measured 1.95x faster denoising at 10 steps; 36 of 100 passes at 50 steps; frames about "
+            "38 dB PSNR from quality, more drift",
 }
 _APPLIED = "_animatrix_speed"  # attribute on each transformer: (cache key, compiled, backend) it carries now
 

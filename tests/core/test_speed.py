@@ -206,6 +206,12 @@ def test_the_profiles_save_the_work_their_notes_promise(studio_settings: Setting
     for speed, computed in (("quality", 20), ("balanced", 12), ("fast", 10)):
         _, count, _ = _run(engine, _req(speed=speed, steps=10))
         assert count == computed, speed
+    # The Create tab's notes give the passes at 50 steps (of 100: two guidance passes a step).
+    from engine.core.speed import PROFILE_NOTES
+
+    for speed in ("balanced", "fast"):
+        _, count, _ = _run(engine, _req(speed=speed, steps=50))
+        assert f"{count} of 100" in PROFILE_NOTES[speed], (speed, count)
 
 
 def test_both_experts_of_a_two_expert_model_take_the_cache_and_lose_it() -> None:
