@@ -355,6 +355,15 @@ def with_model_defaults(form: FormValues, model: str) -> FormValues:
                    steps=d.steps, guidance=d.guidance)
 
 
+def defaults_note(before: FormValues, after: FormValues) -> str:
+    """What switching model changed in the form ("" when nothing), so the change is never silent."""
+    changed = [f"{label} {new}" for label, old, new in (
+        ("size", f"{before.width}×{before.height}", f"{after.width}×{after.height}"),
+        ("frames", before.num_frames, after.num_frames), ("fps", before.fps, after.fps),
+        ("steps", before.steps, after.steps), ("guidance", before.guidance, after.guidance)) if old != new]
+    return f"The model's defaults were set: {', '.join(changed)}." if changed else ""
+
+
 def registry_models() -> tuple[ModelSpec, ...]:
     return tuple(REGISTRY.values())
 

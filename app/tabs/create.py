@@ -372,7 +372,10 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     @refusals("Model", outputs=fill_count, taxonomy=tax)
     def on_model(*values: Any) -> list[Any]:
         form = create_extras.drop_misfits(services, read(values))
-        return fill_values(services, adapters.with_model_defaults(form, form.model))
+        switched = adapters.with_model_defaults(form, form.model)
+        if note := adapters.defaults_note(form, switched):
+            gr.Info(note, title="Model")
+        return fill_values(services, switched)
 
     def validated(values: Sequence[Any]) -> GenerationRequest:
         """The form as a request (Generate and Best of N): a value of the wrong type -> a toast naming the

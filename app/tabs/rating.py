@@ -110,8 +110,10 @@ class RatingTab:
     def pair_outputs(self) -> list[Any]:
         return [self.pair, self.marks, self.player, self.prompt, self.progress, self.work, self.done_box, self.done,
                 self.reveal_box, self.submit, self.skip, self.save_note, self.mark_list, self.mark_start,
-                self.mark_end, self.mark_note, *self.votes]
+                self.mark_end, self.mark_note, self.mark_clip, self.mark_kind, self.mark_intent, *self.votes]
 
+
+MARK_DEFAULTS = ("A", "smear", "intentional")  # clip, kind, intent of a new pair's first mark
 
 def _rubric_markdown(services: StudioServices) -> str:
     try:
@@ -170,7 +172,7 @@ def build(services: StudioServices) -> RatingTab:
                                 "Smears or impact frames drawn on purpose are *art*; collapse is a *failure*.",
                                 elem_classes=["muted"])
                     with gr.Row(elem_classes=["amx-mark-range"]):
-                        mark_clip = gr.Radio(["A", "B"], value="A", label="Clip (Shift+A/B)", elem_id="rate-mark-clip",
+                        mark_clip = gr.Radio(["A", "B"], value=MARK_DEFAULTS[0], label="Clip (Shift+A/B)", elem_id="rate-mark-clip",
                                              min_width=130, scale=1)
                         with gr.Column(min_width=120, scale=1):
                             mark_start = gr.Number(None, label="Start frame", placeholder="press I", precision=0,
@@ -180,9 +182,9 @@ def build(services: StudioServices) -> RatingTab:
                             mark_end = gr.Number(None, label="End frame", placeholder="press O", precision=0,
                                                  minimum=1, elem_id="rate-mark-end")
                             mark_out = gr.Button("Mark out (O)", size="sm", elem_id="rate-mark-out")
-                        mark_intent = gr.Radio(list(INTENT_OPTIONS), value="intentional", label="Intent (N)",
+                        mark_intent = gr.Radio(list(INTENT_OPTIONS), value=MARK_DEFAULTS[2], label="Intent (N)",
                                                elem_id="rate-mark-intent", min_width=230, scale=2)
-                    mark_kind = gr.Radio(list(KIND_OPTIONS), value="smear", label="Kind (K)", elem_id="rate-mark-kind")
+                    mark_kind = gr.Radio(list(KIND_OPTIONS), value=MARK_DEFAULTS[1], label="Kind (K)", elem_id="rate-mark-kind")
                     with gr.Row(elem_classes=["amx-mark-add"]):
                         mark_note = gr.Textbox(label="Note (optional)", max_lines=1, min_width=200, scale=3,
                                                elem_id="rate-mark-note")
@@ -299,7 +301,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
     def empty_pair(message: str) -> list[Any]:
         return [None, [], player_html(None), "", "", hidden, gr.update(visible=bool(message)), message, hidden,
                 gr.update(interactive=False), gr.update(interactive=False), "",
-                gr.update(choices=[], value=[]), None, None, "", *vote_values(None)]
+                gr.update(choices=[], value=[]), None, None, "", *MARK_DEFAULTS, *vote_values(None)]
 
     def show_pair(served: ServedPair) -> list[Any]:
         marks = marks_from_form(served.draft)
@@ -308,7 +310,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
                 progress_markdown(served.progress, served), shown, hidden, "", hidden, gr.update(interactive=True),
                 gr.update(interactive=served.status != "submitted"), "",
                 gr.update(choices=[(mark_label(m), str(i)) for i, m in enumerate(marks)], value=[]), None, None, "",
-                *vote_values(served.draft)]
+                *MARK_DEFAULTS, *vote_values(served.draft)]  # a new pair's mark starts afresh
 
     def signed_out(state: Any, request: Any) -> bool:
         """No in-tab sign-in and no studio login with a rater account (then nothing to act as)."""

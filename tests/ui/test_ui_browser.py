@@ -145,6 +145,9 @@ def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[
     page = open_studio(browser, url)
     pick(page, "model", "Preview")  # the model picker, this time (the banner's button is the other way)
     sync_api.expect(page.locator("#num-num_frames input")).to_have_value("9")
+    # The switch took the preview's own size and length, and says so (it used to be silent).
+    said = page.get_by_text(re.compile(r"The model's defaults were set: size 64×64, frames 9"))
+    sync_api.expect(said.first).to_be_visible(timeout=15_000)
     page.locator("#narrative textarea").fill("a cat naps on a warm windowsill")
     set_number(page, "num_frames", "10000")
     page.click("#generate")

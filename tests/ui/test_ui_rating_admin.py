@@ -151,6 +151,11 @@ def test_each_new_pair_gets_its_own_frame_count(browser: Any, tmp_path: Path) ->
         for key in ["1", "a", "2", "a", "3", "a", "4", "a", "5", "a"]:
             page.keyboard.press(key)
         expect(page.locator("#rate-choice-character_consistency input[value='A']")).to_be_checked()
+        for key in ("k", "n", "Shift+B"):  # this pair's mark settings: another kind, a failure, clip B
+            page.keyboard.press(key)
+        expect(page.locator("#rate-mark-intent input[value='failure']")).to_be_checked()
+        expect(page.locator("#rate-mark-clip input[value='B']")).to_be_checked()
+        expect(page.locator("#rate-mark-kind input[value='smear']")).not_to_be_checked()
         page.keyboard.press("Enter")
         expect(page.locator("#rate-reveal")).to_be_visible(timeout=15_000)
         page.keyboard.press("Escape")  # stay on the reveal while the admin adds a longer pair
@@ -173,6 +178,7 @@ def test_each_new_pair_gets_its_own_frame_count(browser: Any, tmp_path: Path) ->
         _counter_agrees_with_the_videos(page)
         for key in ("i", "o", "m"):
             page.keyboard.press(key)
+        # The new pair's mark started afresh (clip A, smear, intentional), not with the last pair's.
         expect(page.locator("#rate-mark-list")).to_contain_text("A · frame 15 · Smear · art")
         shoot(page, tmp_path, "rating-17-frames-1280", full_page=False)
         page.set_viewport_size({"width": 420, "height": 900})
