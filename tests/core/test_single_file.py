@@ -118,3 +118,16 @@ def test_cli_generate_with_a_transformer_file(studio_settings: Settings, preview
     assert main([*base, "--transformer", str(tmp_path / "nope.gguf")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "transformer_file" in err[0] and "nope.gguf does not exist" in err[0]
+    # A file of another architecture, or cut short, is one line and exit 2 too, and leaves no history row.
+    wrong = dict(preview_state)
+    wrong["blocks.0.attn1.to_q.weight"] = wrong["blocks.0.attn1.to_q.weight"][:, :12]
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(path.read_bytes()[:4000])
+    for bad, said in ((write_gguf(wrong, tmp_path / "wrong.gguf", quantized=False),
+                       "tensor 'blocks.0.attn1.to_q.weight' has shape [24, 12], the model's is [24, 24]"),
+                      (truncated, "not a readable GGUF file")):
+        assert main([*base, "--transformer", str(bad)]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("error: transformer_file") and said in err[0], err
+    assert main(["--data-dir", str(studio_settings.data_dir), "history", "list", "--json"]) == 0
+    assert len(__import__("json").loads(capsys.readouterr().out)) == 1  # only the clip that was made
