@@ -53,6 +53,9 @@ def test_ray_gives_the_local_manifest_byte_for_byte(footage: Path, tmp_path: Pat
     on_ray = run_curation(_config(footage, tmp_path / "ray", executor="ray"))
     assert len(local.rows) == on_ray.work["motion"] > 6  # each clip measured on the cluster
     assert _manifest(on_ray.output_dir) == _manifest(local.output_dir)
+    # Run again on the cluster: every clip is finished in the state folder, so nothing is redone.
+    again = run_curation(_config(footage, tmp_path / "ray", executor="ray"))
+    assert sum(again.work.values()) == 0 and _manifest(again.output_dir) == _manifest(local.output_dir)
 
 
 def test_a_killed_ray_worker_loses_nothing(footage: Path, tmp_path: Path, cluster: None) -> None:
