@@ -346,6 +346,8 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
         a, b = parse_id(first), parse_id(second)
         if a is None or b is None:
             raise Refused("Give two history numbers (the # in the History tab).")
+        if a == b:  # said in the form's words; the service's message names its own fields
+            raise Refused(f"History # (second): pick another clip than #{a}; a clip is not paired with itself.")
         made = service.pick_pair(admin, a, b)
         return [f"Pair **{made.id}** made from history #{a} and #{b}.", pair_rows(admin)]
 

@@ -226,3 +226,8 @@ def test_admin_mistakes_are_toasts_and_leave_the_tables_alone(rated: Rated, brow
     with pytest.raises(AppError, match="already exists"):
         client.predict(RATER, "rater", "", None, PASSWORD, api_name="/rating_add_rater")
     assert len(rated.service.repository.list_raters()) == before
+    # Pairing a clip with itself is said in the form's own words, and makes no pair.
+    pairs_before = len(rated.service.list_pairs(rated.service.rater_by_name(ADMIN)))
+    with pytest.raises(AppError, match=r"History # \(second\): pick another clip than #1"):
+        client.predict("1", "1", api_name="/rating_pick_pair")
+    assert len(rated.service.list_pairs(rated.service.rater_by_name(ADMIN))) == pairs_before
