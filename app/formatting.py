@@ -142,7 +142,8 @@ def caption(record: GenerationRecord) -> str:
 def queue_table(rows: Sequence[QueueRow]) -> list[list[Any]]:
     # Another user's job shows only its place in line (engine.runner.JobRunner.queue).
     return [[("running" if r.position is None else str(r.position)), r.job_id if r.mine else "—",
-             f"{STATUS_ICONS.get(r.status, '')} {r.status}", r.model if r.mine else "",
+             f"{STATUS_ICONS.get(r.status, '')} {r.status}" + (f" · {r.progress}" if r.progress else ""),
+             r.model if r.mine else "",
              short(r.narrative, 80) if r.mine else "another user's job"] for r in rows]
 
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
-from .core.generation import CancelToken, PreparedRequest, ProgressCallback
+from .core.generation import CancelToken, PreparedRequest, Progress, ProgressCallback
 from .access import AccessPolicy, UsageGate, Viewer
 from .core.requests import GenerationRequest
 from .core.sources import confine_to_data_dir
 from .storage.clips import GenerationRecord, HistoryService
+from .storage.models import utc_now
 from .studio import Studio
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class QueueRow:
     model: str
     narrative: str
     mine: bool = True  # False: another user's job, shown only as a place in the line
+    progress: str = ""  # where a running job is, as its worker last wrote it ("step 12 of 30")
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class JobRunner:
         if record.status not in ("queued", "running"):
             return JobOutcome(record, False)
         if not self.executes:
-            return JobOutcome(self._wait_for_worker(job_id, on_wait, cancel), False)
+            return JobOutcome(self._wait_for_worker(job_id, on_wait, cancel, progress), False)
         if not self._acquire(job_id, on_wait, cancel):
             return JobOutcome(self.history.get(job_id), False)
         try:
@@ -194,16 +196,21 @@ class JobRunner:
             GPU_LOCK.release()
             self._wake.set()
 
-    def _wait_for_worker(self, job_id: int, on_wait: Callable[[], None] | None,
-                         cancel: CancelToken | None) -> GenerationRecord:
-        """The job's final record, once a worker process has run it (or it was removed)."""
+    def _wait_for_worker(self, job_id: int, on_wait: Callable[[], None] | None, cancel: CancelToken | None,
+                         progress: ProgressCallback | None = None) -> GenerationRecord:
+        """The job's final record, once a worker process has run it (or it was removed). Meanwhile
+        the worker's reports in the row reach `progress` as they change."""
         if on_wait is not None:
             on_wait()
-        asked = False
+        asked, shown = False, None
         while True:
             record = self.history.get(job_id)
             if record.is_finished:
                 return record
+            if progress is not None and record.progress is not None and record.progress != shown:
+                shown = record.progress
+                since = (utc_now() - record.started_at).total_seconds() if record.started_at else 0.0
+                progress(Progress(shown.stage, shown.step, shown.total, max(since, 0.0), None))
             if cancel is not None and cancel.cancelled and not asked:  # the worker's token reads the row
                 self.history.cancel(job_id, REMOVED_REASON if record.status == "queued" else "cancelled by the user")
                 asked = True
@@ -269,9 +276,10 @@ class JobRunner:
         rows = []
         for r in page.items:
             if viewer is None or self.access.may_manage(viewer, r):
-                rows.append(QueueRow(r.id, positions.get(r.id), r.status, r.model, r.narrative))
+                rows.append(QueueRow(r.id, positions.get(r.id), r.status, r.model, r.narrative,
+                                     progress=_progress_text(r)))
             else:
-                rows.append(QueueRow(0, positions.get(r.id), r.status, "", "", mine=False))
+                rows.append(QueueRow(0, positions.get(r.id), r.status, "", "", mine=False, progress=_progress_text(r)))
         return sorted(rows, key=lambda r: (r.position is not None, r.position or 0, r.job_id))
 
     # -- memory -----------------------------------------------------------------------------------
@@ -342,3 +350,10 @@ class JobRunner:
                 log.warning("queued job #%s failed: %s", job_id, exc)
             except Exception:  # noqa: BLE001 - the worker must outlive one bad job (it is recorded failed)
                 log.exception("queued job #%s failed", job_id)
+
+
+def _progress_text(record: GenerationRecord) -> str:
+    p = record.progress
+    if p is None:
+        return ""
+    return f"step {p.step} of {p.total}" if p.stage == "denoising" and p.total else f"{p.stage}…"

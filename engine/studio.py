@@ -9,18 +9,21 @@ it always ends as done (with its files), failed (with the error) or cancelled.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .core.errors import EngineError, GenerationCancelled, StorageError
 from .core.export import export_clip
-from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
+from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, Progress, ProgressCallback
 from .core.requests import GenerationRequest
 from .core.settings import Settings
 from .storage.db import open_database
 from .storage.leases import HEARTBEAT_S, new_worker_id
 from .storage.clips import GenerationRecord, HistoryService, MediaFiles
 
+
+PROGRESS_EVERY_S = 1.0  # how often a running job's stage and step reach its row (when they changed)
 
 # The studio instances alive in this process: their leases are live even when their heartbeat is young.
 LIVE_WORKERS: set[str] = set()
@@ -69,13 +72,20 @@ class Studio:
         # "status"), so a worker that cannot prepare it never fails a job another one runs.
         self.history.start(job_id, self.worker)
         beating = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(job_id, beating), daemon=True,
+        latest: list[Progress] = []  # the last report, written to the row by the lease thread
+
+        def report(p: Progress) -> None:
+            latest[:] = [p]
+            if progress is not None:
+                progress(p)
+
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, beating, latest), daemon=True,
                                 name=f"animatrix-lease-{job_id}")
         beat.start()
         try:
             if prepared is None:  # queued by an earlier process: check it again, once
                 prepared = self.engine.prepare(self.history.get(job_id).request)
-            result = self.engine.generate(prepared, progress=progress, cancel=cancel)
+            result = self.engine.generate(prepared, progress=report, cancel=cancel)
         except GenerationCancelled as exc:
             self.history.cancel(job_id, str(exc))
             raise
@@ -86,11 +96,24 @@ class Studio:
             beating.set()
         return self._save(job_id, result, extra_formats)
 
-    def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
-        """Renew this studio's lease on a running job, so another studio starting meanwhile leaves it alone."""
-        while not stop.wait(HEARTBEAT_S):
+    def _heartbeat(self, job_id: int, stop: threading.Event, latest: list[Progress]) -> None:
+        """Renew this studio's lease on a running job, so another studio starting meanwhile leaves it
+        alone, and write where the job is (at most every PROGRESS_EVERY_S) for studios that wait on
+        it from elsewhere. Written here, off the generation thread: a busy database never slows a step."""
+        written: Progress | None = None
+        beat_at = time.monotonic()
+        while not stop.wait(PROGRESS_EVERY_S):
+            now, current = time.monotonic(), (latest[0] if latest else None)
             try:
-                if not self.history.heartbeat(job_id, self.worker):
+                if current is not None and current != written:
+                    alive = self.history.report_progress(job_id, self.worker, current.stage, current.step,
+                                                         current.total)
+                    written, beat_at = current, now
+                elif now - beat_at >= HEARTBEAT_S:
+                    alive, beat_at = self.history.heartbeat(job_id, self.worker), now
+                else:
+                    continue
+                if not alive:
                     return  # no longer ours to run (cancelled, or failed by someone)
             except EngineError:
                 pass  # a locked database this time; the lease is long enough for the next beat

@@ -146,6 +146,10 @@ class HistoryService:
     def heartbeat(self, generation_id: int, worker: str) -> bool:
         return self.repository.heartbeat(generation_id, worker)
 
+    def report_progress(self, generation_id: int, worker: str, stage: str, step: int, total: int) -> bool:
+        """Where the job this worker runs is (read by studios that wait for it, e.g. `--no-worker`)."""
+        return self.repository.report_progress(generation_id, worker, stage, step, total)
+
     def fail(self, generation_id: int, error: str) -> GenerationRecord:
         return self.repository.mark_failed(generation_id, error)
 

@@ -105,6 +105,10 @@ class Generation(Base):
     source: Mapped[str] = mapped_column(String(32))
     worker: Mapped[str | None] = mapped_column(String(128))  # who runs it (engine/storage/leases.py)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where a running job is, for studios that do not run it themselves (migration 0007).
+    progress_stage: Mapped[str | None] = mapped_column(String(16))
+    progress_step: Mapped[int | None] = mapped_column(Integer)
+    progress_total: Mapped[int | None] = mapped_column(Integer)
     owner: Mapped[str | None] = mapped_column(String(128))  # "user:NAME", "anon:…", "cli"; NULL: shared
     batch: Mapped[str | None] = mapped_column(String(128))  # the run it belongs to ("eval:NAME")
 

@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
 from engine.studio import Studio
@@ -85,5 +87,43 @@ def test_a_front_end_without_a_gpu_waits_for_a_worker(studio_settings: Settings)
         assert outcome.record.status == "done" and not outcome.ran and waited  # run by the worker, not here
         assert studio.history.video_path(outcome.record).is_file()
         assert f"job #{job}: done" in out.getvalue()
+    finally:
+        studio.close()
+
+
+def test_a_front_end_shows_the_workers_progress_from_the_database(studio_settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `--no-worker` studio learns where a job run elsewhere is from its row: stage and step."""
+    import io
+    import threading
+
+    import engine.studio
+    from engine.runner import JobRunner
+    from engine.worker import run_worker
+
+    monkeypatch.setattr(engine.studio, "PROGRESS_EVERY_S", 0.05)  # the default writes about once a second
+    studio = Studio(studio_settings)
+    try:
+        front = JobRunner(studio, executes=False, poll_s=0.02)
+        job = front.submit(GenerationRequest(narrative="a kite climbs", model="preview", width=64, height=64,
+                                             num_frames=9, steps=40))
+        seen: list[tuple[str, int, int]] = []
+        worker = threading.Thread(target=run_worker, args=(studio_settings,),
+                                  kwargs={"max_jobs": 1, "poll_s": 0.05, "out": io.StringIO()})
+        worker.start()
+        queue_said: list[str] = []
+
+        def shown(p: object) -> None:
+            seen.append((p.stage, p.step, p.total))  # type: ignore[attr-defined]
+            queue_said.extend(row.progress for row in front.queue())  # what the Queue panel shows
+
+        outcome = front.run(job, progress=shown)
+        worker.join(120)
+        assert outcome.record.status == "done" and not outcome.ran
+        steps = [step for stage, step, total in seen if stage == "denoising" and total == 40]
+        assert steps, seen  # the denoising steps reached the front-end while the worker ran
+        assert steps == sorted(steps) and 1 <= steps[0] <= 40
+        assert any(text.startswith("step ") and text.endswith(" of 40") for text in queue_said), queue_said
+        assert outcome.record.progress is None and front.queue() == []  # a finished job reports none
     finally:
         studio.close()

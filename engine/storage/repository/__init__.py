@@ -11,14 +11,14 @@ keeps working.
 from __future__ import annotations
 
 from .generations import ACTIVE_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, HistoryRepository
-from .records import FINISHED_STATUSES, GenerationRecord, HistoryPage
+from .records import FINISHED_STATUSES, GenerationRecord, HistoryPage, JobProgress
 from .rating import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
                      PasswordHash, PlaybackRecord, Rater, RatingRepository, ServeChoice, Verdict, VoteRecord)
 from .reward import RewardRepository, RewardScoreInput, RewardScoreRecord
 
 __all__ = [
     "ACTIVE_STATUSES", "FINISHED_STATUSES", "MAX_ERROR_CHARS", "MAX_PAGE_SIZE",
-    "GenerationRecord", "HistoryPage", "HistoryRepository",
+    "GenerationRecord", "HistoryPage", "HistoryRepository", "JobProgress",
     "AssignmentRecord", "CandidatePair", "ComparisonRecord", "GoldRecord", "LabelInput", "LabelRecord",
     "PasswordHash", "PlaybackRecord", "Rater", "RatingRepository", "ServeChoice", "Verdict", "VoteRecord",
     "RewardRepository", "RewardScoreInput", "RewardScoreRecord",

@@ -305,6 +305,20 @@ class HistoryRepository(Repository):
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def report_progress(self, generation_id: int, worker: str, stage: str, step: int, total: int) -> bool:
+        """The worker running a job says where it is (and, with that, that it is alive); False
+        when the job is no longer its running job."""
+        stage = str(stage)[:16]
+        step, total = _check_int("progress_step", step) or 0, _check_int("progress_total", total) or 0
+        with self._transaction(write=True) as s:
+            result = s.execute(
+                update(Generation).where(Generation.id == generation_id, Generation.worker == worker,
+                                         Generation.status == "running")
+                .values(progress_stage=stage, progress_step=step, progress_total=total, heartbeat_at=utc_now())
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     def running_leases(self) -> "builtins.list[tuple[int, str | None, datetime | None]]":
         """(id, worker, last heartbeat) of every running job."""
         with self._transaction(write=False) as s:
@@ -372,6 +386,7 @@ class HistoryRepository(Repository):
                                                       Generation.source != "cli")).all()
             for row in rows:
                 row.status, row.started_at, row.worker, row.heartbeat_at = "queued", None, None, None
+                row.progress_stage = row.progress_step = row.progress_total = None
             return sorted(row.id for row in rows)
 
     # -- edits ----------------------------------------------------------------------------------

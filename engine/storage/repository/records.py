@@ -13,6 +13,15 @@ FINISHED_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
+class JobProgress:
+    """What the worker running a job last wrote: its stage, and the denoising step of how many."""
+
+    stage: str
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
 class GenerationRecord:
     """One row of the history, detached from the database. Media paths are relative to media_dir.
 
@@ -44,6 +53,7 @@ class GenerationRecord:
     source: str
     owner: str | None = None
     batch: str | None = None
+    progress: JobProgress | None = None  # the worker's last report while it runs
 
     @property
     def request(self) -> GenerationRequest:
@@ -109,4 +119,6 @@ def _to_record(row: Generation) -> GenerationRecord:
         source=row.source,
         owner=row.owner,
         batch=row.batch,
+        progress=(JobProgress(row.progress_stage, int(row.progress_step or 0), int(row.progress_total or 0))
+                  if row.progress_stage and row.status == "running" else None),
     )
