@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -53,6 +51,7 @@ from torch import nn
 from .errors import InvalidRequest, NotFound
 from .families import family_of
 from .pks import Taxonomy
+from .toolkit.files import atomic_path, write_text
 
 FAMILIES: tuple[str, ...] = ("wan", "hunyuanvideo")
 CONFIG_NAME = "tag_encoder.json"
@@ -290,17 +289,10 @@ def save_tag_encoder(encoder: TagEncoder, folder: Path | str) -> Path:
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
-    # Write each file beside its final name and rename, so a crash never leaves a half file.
-    for name, write in ((WEIGHTS_NAME, lambda p: save_file(state, str(p))),
-                        (CONFIG_NAME, lambda p: p.write_text(json.dumps(encoder.config(), indent=2)))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-        os.close(fd)
-        try:
-            write(Path(tmp))
-            os.replace(tmp, folder / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    # Each file is written beside its final name and renamed, so a crash never leaves a half file.
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp))
+    write_text(folder / CONFIG_NAME, json.dumps(encoder.config(), indent=2))
     return folder
 
 

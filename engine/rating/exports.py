@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest, StorageError
+from ..core.toolkit.files import atomic_path, describe_os_error
 from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import LabelRecord, VoteRecord
 from .playback import source_frame
@@ -185,19 +184,10 @@ def _features(kind: str) -> Any:
 
 def _atomic(out: Path, write: Callable[[Path], None]) -> None:
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        with atomic_path(out, mode=0o644) as temp:
+            write(temp)
     except OSError as exc:
-        raise StorageError(f"cannot write into {out.parent}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    temp = Path(name)
-    try:
-        write(temp)
-        os.chmod(temp, 0o644)
-        os.replace(temp, out)
-    except BaseException as exc:
-        temp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise StorageError(f"could not write {out}: {exc.strerror or exc}") from exc
+        raise StorageError(describe_os_error(exc, out.parent, f"could not write {out.name}")) from exc
         raise
 
 

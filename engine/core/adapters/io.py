@@ -16,8 +16,6 @@ diffusers/peft loader reads the same way without extra metadata.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +23,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import InvalidRequest
+from ..toolkit.files import atomic_path
 from .inject import HydraInjection, HydraSpec, fingerprint
 
 FORMAT = "animatrix-adapter"
@@ -87,15 +86,8 @@ class AdapterConfig:
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:
     """Write through a temp file in the same folder and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def _save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> None:
