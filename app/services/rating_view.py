@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from engine.core.errors import EngineError, InvalidRequest, NotFound
 from engine.rating.types import (CHOICES, DEFORMATION_INTENTS, DEFORMATION_KINDS, DIMENSIONS, DeformationMark,
-                                 JudgementForm, JudgementView, PermissionDenied, Progress, ServedPair, Vote)
+                                 JudgementForm, JudgementView, PermissionDenied, RaterProgress, ServedPair, Vote)
 
 from ..formatting import model_label, plain
 
@@ -313,7 +313,7 @@ def prompt_markdown(pair: ServedPair | None, taxonomy: "Taxonomy | None" = None)
             f"**B's prompt:** {_escape_md(pair.prompt_b)} <small>({_tag_text(pair.tags_b, taxonomy)})</small>")
 
 
-def progress_markdown(progress: Progress | None, pair: ServedPair | None = None) -> str:
+def progress_markdown(progress: RaterProgress | None, pair: ServedPair | None = None) -> str:
     if progress is None:
         return ""
     if pair is None:
@@ -345,7 +345,7 @@ def _settings_line(record: "GenerationRecord", show_ids: bool) -> str:
     return " · ".join(html.escape(p) for p in parts)
 
 
-def reveal_html(left: "GenerationRecord", right: "GenerationRecord", progress: Progress | None,
+def reveal_html(left: "GenerationRecord", right: "GenerationRecord", progress: RaterProgress | None,
                 finished: bool, *, show_ids: bool = False) -> str:
     """Which model made A and B, after the judgement is stored. History ids only for admins: a
     rater has no use for them, and they would tie this serving to the studio's history."""

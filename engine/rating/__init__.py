@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .service import RatingService
     from .stats import QualityReport
     from .types import (DeformationMark, ExportResult, JudgementForm, JudgementView, PairBuildReport,
-                        PermissionDenied, Progress, RatingConfig, ServedPair, Vote)
+                        PermissionDenied, RaterProgress, RatingConfig, ServedPair, Vote)
 
 _EXPORTS = {
     "RatingService": "service",
@@ -29,13 +29,13 @@ _EXPORTS = {
     "Rubric": "rubric",
     "load_rubric": "rubric",
     **{name: "types" for name in ("DeformationMark", "ExportResult", "JudgementForm", "JudgementView",
-                                  "PairBuildReport", "PermissionDenied", "Progress", "RatingConfig", "ServedPair",
+                                  "PairBuildReport", "PermissionDenied", "RaterProgress", "RatingConfig", "ServedPair",
                                   "Vote", "DIMENSIONS", "CHOICES", "DEFORMATION_KINDS", "DEFORMATION_INTENTS")},
 }
 
 # Spelled out (not sorted(_EXPORTS)) so linters see what the lazy names are.
 __all__ = ["CHOICES", "DEFORMATION_INTENTS", "DEFORMATION_KINDS", "DIMENSIONS", "DeformationMark", "ExportResult",
-           "JudgementForm", "JudgementView", "Leaderboard", "PairBuildReport", "PermissionDenied", "Progress",
+           "JudgementForm", "JudgementView", "Leaderboard", "PairBuildReport", "PermissionDenied", "RaterProgress",
            "QualityReport", "Rater", "RatingConfig", "RatingService", "Rubric", "ServedPair", "Vote", "load_rubric"]
 
 

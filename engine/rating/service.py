@@ -35,7 +35,7 @@ from .rubric import Rubric, load_rubric
 from .scheduling import choose_next
 from .stats import QualityReport, quality_report
 from .types import (CLIPS, DIMENSIONS, DeformationMark,
-                    ExportResult, JudgementForm, JudgementView, PairBuildReport, PermissionDenied, Progress,
+                    ExportResult, JudgementForm, JudgementView, PairBuildReport, PermissionDenied, RaterProgress,
                     RatingConfig, ServedPair, Vote)
 
 __all__ = ["PriorityFactory", "RatingService"]
@@ -206,7 +206,7 @@ class RatingService:
         """One of the rater's own servings again, e.g. to edit a submitted judgement."""
         return self._served(self._own(actor, assignment_id))
 
-    def save_draft(self, actor: Rater, assignment_id: int, form: JudgementForm) -> Progress:
+    def save_draft(self, actor: Rater, assignment_id: int, form: JudgementForm) -> RaterProgress:
         """Autosave: store a partial judgement so it can be resumed (also after a restart)."""
         record = self._own(actor, assignment_id)
         if record.status == "submitted":
@@ -219,7 +219,7 @@ class RatingService:
                                    self._pass_s(pair))
         return self.progress(actor)
 
-    def submit(self, actor: Rater, assignment_id: int, form: JudgementForm) -> Progress:
+    def submit(self, actor: Rater, assignment_id: int, form: JudgementForm) -> RaterProgress:
         """Store a complete judgement (every dimension chosen). Submitting an already submitted
         serving replaces its answer: that is how a rater edits their own judgement.
 
@@ -246,17 +246,17 @@ class RatingService:
                                form.replays, self._pass_s(pair))
         return self.progress(actor)
 
-    def skip(self, actor: Rater, assignment_id: int, reason: str | None = None, *, elapsed_s: float = 0.0) -> Progress:
+    def skip(self, actor: Rater, assignment_id: int, reason: str | None = None, *, elapsed_s: float = 0.0) -> RaterProgress:
         record = self._own(actor, assignment_id)
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_NOTE_CHARS):
             raise InvalidRequest("reason", f"must be text of at most {MAX_NOTE_CHARS} characters")
         self.repository.skip(assignment_id, record.rater_id, reason or None, check_elapsed(elapsed_s))
         return self.progress(actor)
 
-    def progress(self, actor: Rater) -> Progress:
+    def progress(self, actor: Rater) -> RaterProgress:
         me = self._fresh(actor)
         done, pending, left = self.repository.progress_counts(me.id)
-        return Progress(done, done + pending + left)
+        return RaterProgress(done, done + pending + left)
 
     def judgements(self, actor: Rater, rater_id: int | None = None) -> list[JudgementView]:
         """A rater's servings and answers, oldest first: one's own, or anyone's for an admin

@@ -19,7 +19,7 @@ from ..storage.models import DEFORMATION_INTENTS, DEFORMATION_KINDS, RATER_ROLES
 __all__ = [
     "CHOICES", "CLIPS", "DEFORMATION_INTENTS", "DEFORMATION_KINDS", "DIMENSIONS", "EXPORT_KINDS", "GROUP_KEYS",
     "ROLES", "DeformationMark", "ExportResult", "JudgementForm", "JudgementView", "PairBuildReport",
-    "PermissionDenied", "Progress", "RatingConfig", "ServedPair", "Vote",
+    "PermissionDenied", "RaterProgress", "RatingConfig", "ServedPair", "Vote",
 ]
 
 DIMENSIONS: tuple[str, ...] = RATING_DIMENSIONS
@@ -182,7 +182,7 @@ class JudgementForm:
 
 # -- what it gets back --------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Progress:
+class RaterProgress:
     """Pairs finished (submitted or skipped) out of all the rater will be served so far."""
 
     done: int
@@ -222,7 +222,7 @@ class ServedPair:
     status: str
     time_spent_s: float
     replays: int
-    progress: Progress
+    progress: RaterProgress
 
     @property
     def same_prompt(self) -> bool:

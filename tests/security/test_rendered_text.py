@@ -71,12 +71,12 @@ def test_an_imported_presets_words_are_shown_as_text(tmp_path: Path) -> None:
 def test_a_pairs_prompt_in_the_rate_tab_is_text() -> None:
     """The Rate tab shows the pair's prompt above the players: a hostile narrative loads nothing."""
     from app.services.rating_view import prompt_markdown
-    from engine.rating.types import JudgementForm, Progress, ServedPair
+    from engine.rating.types import JudgementForm, RaterProgress, ServedPair
 
     pair = ServedPair(assignment_id=1, video_a=Path("a.mp4"), video_b=Path("b.mp4"), fps=8, num_frames=9,
                       width=64, height=64, prompt_a=ATTACK, prompt_b=ATTACK + " again",
                       tags_a={"camera.movement": ("pan",)}, tags_b={}, draft=JudgementForm(),
-                      status="open", time_spent_s=0.0, replays=0, progress=Progress(0, 1))
+                      status="open", time_spent_s=0.0, replays=0, progress=RaterProgress(0, 1))
     for same in (True, False):
         text = prompt_markdown(pair if not same else _same(pair), load_taxonomy())
         for needle in ("<img", "<script", "](http", "](javascript", "!["):
