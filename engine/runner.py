@@ -282,6 +282,21 @@ class JobRunner:
                 rows.append(QueueRow(0, positions.get(r.id), r.status, "", "", mine=False, progress=_progress_text(r)))
         return sorted(rows, key=lambda r: (r.position is not None, r.position or 0, r.job_id))
 
+    def finished_like(self, request: GenerationRequest, *, batch: str,
+                      exclude: set[int] | frozenset[int] = frozenset()) -> GenerationRecord | None:
+        """A finished clip of `batch` made from the same request (a field left unset in `request`
+        matches any value), not in `exclude`: what a resumed eval run or loop round reuses instead
+        of generating again when it stopped between a clip and its state file."""
+        offset = 0
+        while True:
+            page = self.history.list(batch=batch, status="done", limit=500, offset=offset)
+            for record in page.items:
+                if record.id not in exclude and same_request(request, record.request):
+                    return record
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return None
+
     # -- memory -----------------------------------------------------------------------------------
     def free_memory(self) -> int | None:
         """Unload the cached pipeline; None (nothing done) while a job holds the GPU."""
@@ -357,3 +372,15 @@ def _progress_text(record: GenerationRecord) -> str:
     if p is None:
         return ""
     return f"step {p.step} of {p.total}" if p.stage == "denoising" and p.total else f"{p.stage}…"
+
+
+# The request fields that make two clips the same clip (everything but bookkeeping).
+SAME_FIELDS = ("narrative", "tags", "seed", "model", "quantization", "tags_in_prompt", "tag_encoder", "tag_guidance",
+         "adapters", "width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt",
+         "transformer_file", "speed", "cache", "cache_threshold", "compile_blocks", "attention")
+
+
+def same_request(a: GenerationRequest, b: GenerationRequest) -> bool:
+    """Whether `b` (a stored, resolved request) is what `a` asks for; unset fields of `a` match anything."""
+    da, db = a.to_dict(), b.to_dict()
+    return all(da.get(k) == db.get(k) or da.get(k) is None for k in SAME_FIELDS)

@@ -35,11 +35,6 @@ from .suite import Prompt, Suite
 from .systems import System
 
 # request fields that make two clips the same clip (everything the suite decides)
-_SAME = ("narrative", "tags", "seed", "model", "quantization", "tags_in_prompt", "tag_encoder", "tag_guidance",
-         "adapters", "width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt",
-         "transformer_file", "speed", "cache", "cache_threshold", "compile_blocks", "attention")
-
-
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
@@ -52,11 +47,6 @@ class RunSummary:
 
 def batch_label(run_id: str) -> str:
     return f"eval:{run_id}"
-
-
-def _same_request(a: GenerationRequest, b: GenerationRequest) -> bool:
-    da, db = a.to_dict(), b.to_dict()
-    return all(da.get(k) == db.get(k) or (da.get(k) is None) for k in _SAME)
 
 
 def _eta(seconds: float) -> str:
@@ -100,15 +90,7 @@ class EvalRunner:
 
     def _from_history(self, request: GenerationRequest, claimed: set[int]) -> Any | None:
         """A finished clip of this run with the same request that no other item has claimed."""
-        offset = 0
-        while True:
-            page = self.history.list(batch=self.batch, status="done", limit=500, offset=offset)
-            for record in page.items:
-                if record.id not in claimed and _same_request(request, record.request):
-                    return record
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
-                return None
+        return self.runner.finished_like(request, batch=self.batch, exclude=claimed)
 
     def _add_learned(self, scores: dict[str, Any], video: Any, prompt: Prompt) -> None:
         values, sources = learned_scores(self.learned, video, prompt.narrative, prompt.tags)

@@ -172,8 +172,12 @@ class _Round:
                                  guidance=g.guidance, adapters=(AdapterRef(adapter),) if adapter else ())
 
     def generate(self, runner: Any, scorer: Any, request: Any, source: str) -> dict[str, Any]:
-        job = runner.submit(request, source=source, batch=self.batch)
-        record = runner.run_queued(job)
+        # A round stopped between a clip and its line in state.json finds that clip in the history.
+        taken = {int(c["history_id"]) for rows in self.state.get("candidates", {}).values() for c in rows}
+        taken |= {int(c["history_id"]) for name in ("eval_before", "eval_after") for c in self.state.get(name, [])}
+        record = runner.finished_like(request, batch=self.batch, exclude=taken)
+        if record is None or record.source != source:
+            record = runner.run_queued(runner.submit(request, source=source, batch=self.batch))
         score = scorer.score_record(record)
         return {"history_id": record.id, "seed": request.seed, "video": str(runner.studio.history.video_path(record)),
                 "utility": utility(score), "reward": score.reward, "p_failure": score.p_failure,

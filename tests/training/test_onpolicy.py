@@ -107,3 +107,40 @@ def test_a_reward_weighted_round(studio_settings: Settings, tmp_path: Path, caps
     folder = Path(report["adapter"]).parent.parent
     assert report["train"]["steps"] == 2 and len((folder / "scores.jsonl").read_text().splitlines()) == 2
     assert "rwr: 2 scored clips" in err
+
+
+def test_a_round_stopped_between_a_clip_and_its_state_resumes_without_generating_it_again(
+        studio_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from engine.training import onpolicy
+
+    reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")
+    config = {"model": "preview", "output_dir": str(tmp_path / "loop"), "reward_model": str(reward), "seed": 3,
+              "candidates": 3, "prompts": [{"narrative": "a red square slides right"}],
+              "generation": {"width": 32, "height": 32, "num_frames": 5, "fps": 8, "steps": 2, "guidance": 1.0},
+              "training": {"adapter": {"rank": 4, "alpha": 4}, "cache": {"dtype": "float32"},
+                           "train": {"max_steps": 2, "batch_size": 1}, "dpo": {"beta": 1000.0}}}
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    real_save, saves = onpolicy._Round.save, []
+
+    def stop_on_the_second_save(self: object) -> None:  # the second clip is made, its line never written
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        real_save(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onpolicy._Round, "save", stop_on_the_second_save)
+    rc, _, _ = _cli(studio_settings, capsys, "loop", "round", str(path))
+    assert rc == 130
+    monkeypatch.setattr(onpolicy._Round, "save", real_save)
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(path), "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["round"] == 1 and report["candidates"] == 3
+    db = open_database(studio_settings.database)
+    try:
+        rows = HistoryService(db, studio_settings.media_dir).list(limit=100).items
+    finally:
+        db.dispose()
+    made = [r for r in rows if r.batch == report["batch"] and r.source == "loop"]
+    assert len(made) == 3  # the clip made before the stop was found, not generated a second time
