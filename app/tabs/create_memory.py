@@ -30,7 +30,8 @@ from ..services.identity import require_creator
 # Label "none", value "": the form's "no transformer file" (see adapters.NO_TRANSFORMER_FILE).
 NO_TRANSFORMER_FILE: tuple[str, str] = (adapters.NO_TRANSFORMER_FILE, "")
 TRANSFORMER_FILE_INFO = ("replaces the model folder's transformer: a community GGUF (Q8_0, Q4_K_M, …) or one "
-                         ".safetensors, from models/gguf or a path you type; needs quantization none")
+                         ".safetensors, from models/gguf or a path you type; a quantization mode then applies "
+                         "to the text encoder only")
 CACHE_CHOICES: tuple[tuple[str, str], ...] = (
     ("the profile's", ""), ("none", "none"), ("first-block:0.05", "first-block:0.05"),
     ("first-block:0.1", "first-block:0.1"), ("first-block:0.2", "first-block:0.2"),

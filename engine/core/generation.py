@@ -181,9 +181,7 @@ class Engine:
             return None
         from .single_file import check_transformer_file, find_transformer_file
 
-        if request.quantization != "none":
-            raise InvalidRequest("quantization", "a transformer file brings its own weights (a GGUF is already "
-                                                 "quantized); use quantization none with it")
+        # With a quantizing mode the file stays as it is and the mode applies to the text encoder.
         path = find_transformer_file(request.transformer_file, self.settings.models_dir / "gguf")
         check_transformer_file(path, spec.family, transformer_config(spec, self.settings))
         return str(path.resolve())
@@ -225,10 +223,11 @@ class Engine:
         _folder, plan = self._plan(prepared)
         return self.models.load(prepared.spec, plan, text_encoder=text_encoder)
 
-    def _prompt_key(self, prepared: PreparedRequest, folder: Path | None, dtype_name: str) -> str:
+    def _prompt_key(self, prepared: PreparedRequest, folder: Path | None, plan: MemoryPlan) -> str:
         req = prepared.request
+        # The text encoder's quantization changes its output: an int8 encoding never stands in for bf16.
         return self.prompts.key(folder, prepared.spec.id, prepared.compiled_prompt, req.negative_prompt,
-                                TEXT_TOKENS, (req.guidance or 0) > 1.0, dtype_name)
+                                TEXT_TOKENS, (req.guidance or 0) > 1.0, f"{plan.dtype_name}/{plan.quantization}")
 
     def _cached_prompt(self, prepared: PreparedRequest) -> tuple[Any, Any] | None:
         """The job's encoded prompts from the prompt cache, read before loading (on the CPU), so a job
@@ -236,7 +235,7 @@ class Engine:
         if not prepared.spec.family.encodes_prompt_up_front:
             return None
         folder, plan = self._plan(prepared)
-        return self.prompts.get(self._prompt_key(prepared, folder, plan.dtype_name), "cpu", None)
+        return self.prompts.get(self._prompt_key(prepared, folder, plan), "cpu", None)
 
     def _run(self, prepared: PreparedRequest, loaded: LoadedModel, report: ProgressCallback,
              cancel: CancelToken | None, started: float, embeds: tuple[Any, Any] | None = None) -> GenerationResult:
@@ -271,7 +270,7 @@ class Engine:
                 pos = embeds[0].to(device=device, dtype=dtype)
                 neg = None if embeds[1] is None else embeds[1].to(device=device, dtype=dtype)
             else:
-                key = self._prompt_key(prepared, loaded.folder, loaded.plan.dtype_name)
+                key = self._prompt_key(prepared, loaded.folder, loaded.plan)
                 with torch.no_grad():
                     pos, neg = pipe.encode_prompt(
                         prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None,

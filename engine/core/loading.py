@@ -142,7 +142,9 @@ class ModelManager:
             skip = () if text_encoder else ("text_encoder",)
             cached = self._from_cache(spec, folder, plan, skip)
             pipe = self._from_pretrained(spec, folder, plan, cached, skip)
-            fresh = quantize_components(pipe, plan, tuple(cached))
+            # A transformer file keeps its own weights: the mode quantizes the text encoder only.
+            own = ("transformer",) if plan.transformer_file is not None else ()
+            fresh = quantize_components(pipe, plan, (*cached, *own))
             self._write_cache(spec, folder, plan, pipe, fresh, tuple(cached))
             place(pipe, plan)
             pipe.set_progress_bar_config(disable=True)
@@ -155,8 +157,10 @@ class ModelManager:
         """Components the quantized cache holds for this model and mode (engine/core/quantized_cache.py)."""
         from . import quantized_cache as qc
 
-        if plan.quantization not in qc.CACHEABLE_MODES or plan.transformer_file is not None:
+        if plan.quantization not in qc.CACHEABLE_MODES:
             return {}
+        if plan.transformer_file is not None:  # the file is the transformer; only the text encoder is cached
+            skip = (*skip, "transformer")
         import torch
 
         out: dict[str, Any] = {}
@@ -188,11 +192,13 @@ class ModelManager:
         `components` are those quantized after loading; torchao quantized every component it loaded."""
         from . import quantized_cache as qc
 
-        if plan.quantization not in qc.CACHEABLE_MODES or plan.transformer_file is not None:
+        if plan.quantization not in qc.CACHEABLE_MODES:
             return
         torchao = plan.quantization in qc.TORCHAO_MODES
         if torchao:
             components = tuple(n for n in qc.COMPONENTS if n not in cached and getattr(pipe, n, None) is not None)
+        if plan.transformer_file is not None:  # never store the file's transformer as the folder's
+            components = tuple(n for n in components if n != "transformer")
         root = qc.cache_root(self._settings.models_dir, spec.id, plan.quantization)
         for name in components:
             if (folder / name).is_dir():

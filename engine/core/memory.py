@@ -120,6 +120,8 @@ def load_time_quantization(plan: MemoryPlan) -> Any | None:
 
     make = Int8WeightOnlyConfig if plan.quantization == "torchao-int8" else Float8WeightOnlyConfig
     mapping: dict[str, Any] = {"transformer": DiffusersTorchAo(make()), "text_encoder": TransformersTorchAo(make())}
+    if plan.transformer_file is not None:  # the file brings the transformer: the text encoder only
+        del mapping["transformer"]
     return PipelineQuantizationConfig(quant_mapping=mapping)
 
 

@@ -1,7 +1,8 @@
 """Encoded prompts kept on disk, so a regeneration, a Best of N or a seed sweep skips the text encoder.
 
 An entry is keyed by the model's text-encoder files (name, size, mtime), the compiled prompt, the
-negative prompt, the token length, whether guidance needs the negative branch and the dtype. The
+negative prompt, the token length, whether guidance needs the negative branch and the dtype with
+the quantization mode ("bfloat16/quanto-int8"). The
 folder is bounded (oldest entries go first); a damaged entry is dropped and encoded again.
 """
 from __future__ import annotations

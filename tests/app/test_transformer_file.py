@@ -127,12 +127,6 @@ def test_a_missing_file_is_refused_naming_the_field_and_writes_nothing(
     typed = small_form(transformer_file=str(data / "elsewhere" / "model.bin"))  # a typed path, wrong kind
     refused = error_of(lambda: client.predict(*adapters.form_to_values(typed, tax), api_name="/submit"))
     assert refused.startswith("Transformer file:") and "neither a .gguf nor a .safetensors" in refused, refused
-    real = _gguf_dir(services) / NAME
-    if not real.is_file():
-        write_preview_gguf(preview_folder, real)
-    quantized = small_form(transformer_file=NAME, quantization="quanto-int8")
-    refused = error_of(lambda: client.predict(*adapters.form_to_values(quantized, tax), api_name="/submit"))
-    assert refused.startswith("Quantization:") and "quantization none" in refused, refused
 
     assert history.list().total == before_total
     assert _files_under(media) == before_files

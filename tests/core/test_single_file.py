@@ -99,8 +99,30 @@ def test_files_that_do_not_fit_are_refused_naming_the_file(studio_settings: Sett
         with pytest.raises(InvalidRequest) as info:
             engine.prepare(_req(transformer_file=str(path)))
         assert info.value.field == "transformer_file" and message in str(info.value), str(info.value)
-    with pytest.raises(InvalidRequest, match="quantization none"):
-        engine.prepare(_req(transformer_file=str(tmp_path / "whole.gguf"), quantization="quanto-int8"))
+
+
+def test_a_gguf_transformer_with_a_quantized_text_encoder(studio_settings: Settings, preview_state,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A creator's usual set-up: a GGUF transformer and the text encoder in int8. The mode applies to
+    the text encoder only (cached once, for loads with or without the file); the file stays as it is."""
+    from engine.core import quantized_cache as qc
+
+    q8 = write_gguf(preview_state, tmp_path / "preview-q8.gguf")
+    root = qc.cache_root(studio_settings.models_dir, "preview", "quanto-int8")
+    read: list[str] = []
+    real_load = qc.load
+    monkeypatch.setattr(qc, "load", lambda entry, folder, name, *a: read.append(name) or real_load(entry, folder, name, *a))
+    for narrative in ("a heron lands in the reeds", "a heron takes off"):  # new prompts: the encoder runs
+        engine = Engine(studio_settings)
+        frames = engine.generate(_req(narrative=narrative, transformer_file=str(q8), quantization="quanto-int8"))
+        assert frames.frames.shape == (5, 32, 32, 3)
+        pipe = engine.models.current().pipe  # type: ignore[union-attr]
+        weight = pipe.transformer.blocks[0].ffn.net[2].weight
+        assert type(weight).__name__ == "GGUFParameter"  # the file's weights, not re-quantized
+        assert "QLinear" in {type(m).__name__ for m in pipe.text_encoder.modules()}  # the encoder in int8
+        # The first load wrote the text encoder's cache (the second read it); never the file's transformer.
+        assert (root / "text_encoder").is_dir() and not (root / "transformer").exists()
+    assert read == ["text_encoder"]  # the second load took the text encoder from the cache
 
 
 def test_cli_generate_with_a_transformer_file(studio_settings: Settings, preview_state, tmp_path: Path,
