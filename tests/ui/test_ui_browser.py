@@ -188,7 +188,7 @@ def page_size(page: sync_api.Page) -> tuple[int, int]:
 
 
 def test_create_page_fits_1280_and_no_tab_scrolls_sideways_at_420(studio: tuple[StudioServices, str],
-                                                                 browser: sync_api.Browser) -> None:
+                                                                 browser: sync_api.Browser, tmp_path: Path) -> None:
     _, url = studio
     page = open_studio(browser, url)
     use_preview(page)  # the offline banner goes
@@ -205,8 +205,23 @@ def test_create_page_fits_1280_and_no_tab_scrolls_sideways_at_420(studio: tuple[
                      "#num-num_frames input", "#generate"):
         box = page.locator(selector).bounding_box()
         assert box is not None and box["y"] + box["height"] <= 800, f"{selector} is below the fold: {box}"
+    # Memory and speed: each speed choice says what it was measured to gain; compile says its cost.
+    page.click("#memory button, #memory .label-wrap")
+    sync_api.expect(page.locator("#speed-compile")).to_contain_text("slower, on a CPU")
+    for close in page.locator(".toast-close").all():  # the preview's note would cover the list
+        close.click()
+    page.locator("#speed input").click()
+    sync_api.expect(page.locator("#speed li[role=option]").filter(has_text="measured 1.95x")).to_have_count(1)
+    page.wait_for_timeout(300)
+    shoot(page, tmp_path, "create-memory-1280", full_page=False)
+    page.keyboard.press("Escape")
     page.close()
     narrow = open_studio(browser, url, width=420, height=900)
+    narrow.click("#memory button, #memory .label-wrap")
+    narrow.locator("#speed-compile").scroll_into_view_if_needed()
+    narrow.wait_for_timeout(300)
+    assert page_size(narrow)[0] <= 420
+    shoot(narrow, tmp_path, "create-memory-420", full_page=False)
     for name in ("Create", "Presets", "History", "Rate"):
         narrow.get_by_role("tab", name=name).click()
         narrow.wait_for_timeout(600)
