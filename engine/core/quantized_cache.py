@@ -230,12 +230,19 @@ def _stream_into(module: Any, entry: Path, *, skip_expected: set[str] | None = N
     from safetensors import safe_open
 
     aliases = json.loads((entry / _KEY).read_text(encoding="utf-8")).get("aliases", {})
-    for sub in module.modules():  # real, uninitialised storage (pages untouched until the tensors land)
+    with safe_open(str(entry / _WEIGHTS), framework="pt") as f:
+        stored = set(f.keys())
+    # Whatever the file brings is assigned as it is read; only what it lacks (a module's constant
+    # buffers, say) gets storage here. A quantized weight stays on the meta device until its packed
+    # tensors land, so no full-precision weight is ever built.
+    stays = stored | set(aliases) | (skip_expected or set())
+    for prefix, sub in module.named_modules():
+        dot = f"{prefix}." if prefix else ""
         for name, tensor in list(sub.named_parameters(recurse=False)):
-            if tensor.device.type == "meta":
+            if tensor.device.type == "meta" and dot + name not in stays:
                 setattr(sub, name, torch.nn.Parameter(torch.empty_like(tensor, device="cpu"), requires_grad=False))
         for name, tensor in list(sub.named_buffers(recurse=False)):
-            if tensor.device.type == "meta":
+            if tensor.device.type == "meta" and dot + name not in stays:
                 sub.register_buffer(name, torch.empty_like(tensor, device="cpu"))
     expected = set(module.state_dict()) - (skip_expected or set())
     seen: set[str] = set()

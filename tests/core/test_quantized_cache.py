@@ -121,3 +121,34 @@ def test_the_quantize_command_writes_the_cache_once(studio_settings: Settings,
     with pytest.raises(SystemExit) as exited:
         main([*data, "quantize", "preview", "--quantization", "int3"])
     assert exited.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["quanto-int8", "fp8-layerwise"])
+def test_a_cache_hit_never_builds_a_full_precision_weight(studio_settings: Settings, mode: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading from the cache, no tensor the size of a linear layer's weight is ever given storage in
+    a float dtype: every weight goes from the meta device straight to its stored, quantized form."""
+    import torch
+
+    Engine(studio_settings).generate(_req(quantization=mode))  # writes the cache
+    folder = studio_settings.models_dir / "preview"
+    built: list[tuple[tuple[int, ...], torch.dtype]] = []
+    real = torch.empty_like
+
+    def recording(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        out = real(tensor, *args, **kwargs)
+        if out.device.type != "meta" and out.is_floating_point() and out.dtype.itemsize >= 2:  # real storage
+            built.append((tuple(out.shape), out.dtype))
+        return out
+
+    monkeypatch.setattr(torch, "empty_like", recording)
+    load = qc.load if mode.startswith("quanto") else qc.load_layerwise
+    for component in ("transformer", "text_encoder"):
+        entry = qc.cache_root(studio_settings.models_dir, "preview", mode) / component
+        module = load(entry, folder, component, "WanTransformer3DModel", torch.float32)
+        linear = {tuple(m.weight.shape) for m in module.modules()
+                  if isinstance(m, torch.nn.Linear) or type(m).__name__ == "QLinear"}
+        assert linear, component
+        assert not [b for b in built if b[0] in linear], (component, built)
+        assert not any(p.device.type == "meta" for p in module.parameters())  # everything landed
+        built.clear()
