@@ -375,9 +375,10 @@ def _progress_text(record: GenerationRecord) -> str:
 
 
 # The request fields that make two clips the same clip (everything but bookkeeping).
-SAME_FIELDS = ("narrative", "tags", "seed", "model", "quantization", "tags_in_prompt", "tag_encoder", "tag_guidance",
-         "adapters", "width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt",
-         "transformer_file", "speed", "cache", "cache_threshold", "compile_blocks", "attention")
+SAME_FIELDS = ("narrative", "tags", "seed", "model", "quantization", "tags_in_prompt", "tag_encoder",
+               "tag_guidance", "adapters", "width", "height", "num_frames", "fps", "steps", "guidance",
+               "negative_prompt", "transformer_file", "speed", "cache", "cache_threshold", "compile_blocks",
+               "attention")
 
 
 def same_request(a: GenerationRequest, b: GenerationRequest) -> bool:
