@@ -3,6 +3,7 @@
     python benchmarks/bench_gpu.py --budget-s 480            # on a CUDA machine: real-size Wan2.1-1.3B, then 14B
     python benchmarks/bench_gpu.py --tiny --budget-s 120     # anywhere: the same code on the preview's sizes
     python benchmarks/bench_gpu.py --speed --skip-14b        # also the speed profiles (benchmarks/bench_speed.py)
+    python benchmarks/bench_gpu.py --parallel --skip-14b     # also one clip over every visible GPU (bench_parallel.py)
 
 A Wan pipeline of the published architecture (transformer, UMT5-XXL text encoder, VAE; random
 weights, nothing downloaded) is written once as a diffusers folder, plus GGUF files of its
@@ -13,7 +14,8 @@ reports the seconds per step, `torch.cuda.max_memory_allocated` and the reserved
 why; rows past the time budget are skipped and say so. Then the 14B architecture in the profiles a
 24 GB card needs. Output: one markdown table per model. `--speed` adds the speed-profile table of
 bench_speed.py at a GPU size (each step cache, the profiles, and compiled blocks after warm-up) in
-what is left of the budget.
+what is left of the budget; `--parallel` adds bench_parallel.py's split-vs-whole table (Ulysses,
+then ring on cuDNN attention) when two or more GPUs are visible.
 """
 from __future__ import annotations
 
@@ -159,6 +161,29 @@ def speed_table(tiny: bool, timeout: float) -> list[str]:
     return out.stdout.strip().splitlines()
 
 
+def parallel_table(timeout: float) -> list[str]:
+    """bench_parallel.py on every visible GPU (Ulysses, then ring on cuDNN attention), or why it is missing."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus < 2:
+        return ["### One clip over several GPUs", "", f"skipped: {gpus} GPU(s) visible, 2 or more needed"]
+    out = ["### One clip over several GPUs", ""]
+    for extra in (("--mode", "ulysses"), ("--mode", "ring", "--attention", "_native_cudnn")):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus),
+               str(ROOT / "benchmarks" / "bench_parallel.py"), *extra, "--width", "832", "--height", "480",
+               "--frames", "81", "--text-tokens", "512"]
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout / 2, 1))
+        except subprocess.TimeoutExpired:
+            out += [f"{extra[1]}: skipped, over the time budget"]
+            continue
+        tail = run.stdout.strip().splitlines() if not run.returncode else \
+            [f"{extra[1]} failed: {(run.stderr.strip().splitlines() or ['?'])[-1][-200:]}"]
+        out += tail + [""]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--budget-s", type=float, default=480.0)
@@ -167,6 +192,7 @@ def main() -> None:
     p.add_argument("--skip-14b", action="store_true")
     p.add_argument("--only", help="comma-separated quantizations to run (default: all)")
     p.add_argument("--speed", action="store_true", help="also the speed profiles (benchmarks/bench_speed.py)")
+    p.add_argument("--parallel", action="store_true", help="also one clip over all visible GPUs (bench_parallel.py)")
     args = p.parse_args()
     wanted = tuple(args.only.split(",")) if args.only else QUANTIZATIONS
     deadline = time.monotonic() + args.budget_s
@@ -196,6 +222,8 @@ def main() -> None:
         out += table(title, folder, rows, ggufs, size, data, deadline) + [""]
     if args.speed:
         out += speed_table(args.tiny, deadline - time.monotonic()) + [""]
+    if args.parallel:
+        out += parallel_table(deadline - time.monotonic()) + [""]
     print("\n".join(out))
     print(json.dumps({"budget_s": args.budget_s, "used_s": round(args.budget_s - (deadline - time.monotonic()), 1)}))
     if args.work is None:

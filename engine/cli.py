@@ -359,10 +359,19 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidRequest("--best-of", "and --reward-model go together: N candidates ranked by that reward model")
     if args.best_of is not None:
         return _best_of(args, settings)
-    studio = Studio(settings)
+    if args.parallel not in (None, "none") and "LOCAL_RANK" in os.environ:  # under torchrun: one clip, N ranks
+        from . import parallel_generate
+
+        studio, request = parallel_generate.open_studio_and_request(
+            settings, lambda s: _request_from_args(args, settings, s))
+        if parallel_generate.is_helper():
+            return parallel_generate.help_rank_zero(studio, request)
+    else:
+        studio = Studio(settings)
+        request = None
     line = _ProgressLine(sys.stderr)
     try:
-        request = _request_from_args(args, settings, studio)
+        request = request or _request_from_args(args, settings, studio)
         extra = tuple(fmt for fmt, on in (("webp", args.webp), ("gif", args.gif)) if on)
         record = JobRunner(studio).generate(request, progress=line, source="cli", extra_formats=extra)
     finally:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 # Bump when the architecture below changes, so stale copies on disk are rebuilt.
 PREVIEW_BUILD = 1
@@ -115,17 +118,59 @@ def build_tiny_hunyuan_pipeline():  # -> diffusers.HunyuanVideoPipeline
                                 scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
 
 
+def _is_current(target: Path) -> bool:
+    try:
+        return json.loads((target / _MARKER).read_text()).get("build") == PREVIEW_BUILD
+    except (OSError, ValueError):
+        return False  # missing or unreadable marker: (re)build
+
+
 def ensure_preview_model(models_dir: Path) -> Path:
     """Return the folder of the preview model, writing it first if it is missing or stale."""
     target = Path(models_dir) / "preview"
-    marker = target / _MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()).get("build") == PREVIEW_BUILD:
-                return target
-        except (OSError, ValueError):
-            pass  # unreadable marker: rebuild below
+    if _is_current(target):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    if _is_torchrun_helper():
+        return _wait_for(target)
+    with _build_lock(target.parent / ".preview.lock"):  # torchrun ranks or workers starting at once build it once
+        return _build(target)
+
+
+def _is_torchrun_helper() -> bool:
+    """A rank other than 0: transformers writes model files on rank 0 only, so rank 0 builds the folder."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
+def _wait_for(target: Path, timeout_s: float = 900.0) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while not _is_current(target):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 did not finish writing the preview model into {target}")
+        time.sleep(0.2)
+    return target
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one process at a time is then the user's to keep
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(target: Path) -> Path:
+    if _is_current(target):
+        return target
     # Write into a sibling temp folder and swap it in, so a crash never leaves half a model.
     staging = Path(tempfile.mkdtemp(prefix=".preview-", dir=target.parent))
     try:

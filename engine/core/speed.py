@@ -9,18 +9,19 @@ takes off what the previous job had (same pipeline object, nothing leaks between
 
 Nothing here computes a cache itself: the caches are diffusers' hooks (`enable_cache` with
 `FirstBlockCacheConfig` / `TaylorSeerCacheConfig`), compiling is `compile_repeated_blocks`, the
-backend is `set_attention_backend`. Which kinds fit a family lives in engine/core/families/.
+backend is `set_attention_backend`; one clip over several
+processes is engine/core/parallel.py. Which kinds fit a family lives in engine/core/families/.
 docs/speed.md explains the choices and docs/benchmarks.md holds the measurements.
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterator
 
 from .errors import UnsupportedCombination
 from .families import ModelFamily, module_at
+from .parallel import apply_parallel, check_parallel
 from .requests import CACHE_KINDS, GenerationRequest
 
 # The number a cache kind takes when the request gives none (first-block: relative change of the
@@ -93,32 +94,6 @@ def check_attention(backend: str, device: str, *, offline: bool) -> None:
                                                   "this machine is offline; install the package it wraps instead")
 
 
-def check_parallel(request: GenerationRequest, device: str, num_heads: int | None) -> None:
-    """One clip over several GPUs needs a torchrun launch with one CUDA device per process."""
-    if request.parallel == "none":
-        return
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if "LOCAL_RANK" not in os.environ or world < 2:
-        raise UnsupportedCombination("parallel", f"--parallel {request.parallel} splits one clip over several GPUs "
-                                                 "and must be launched with torchrun, e.g. `torchrun "
-                                                 "--nproc-per-node 2 -m engine generate --parallel "
-                                                 f"{request.parallel} ...`")
-    import torch
-
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device != "cuda" or visible < world:
-        raise UnsupportedCombination("parallel", f"{world} processes need {world} CUDA GPUs; this machine shows "
-                                                 f"{visible}")
-    if request.parallel == "ulysses" and num_heads is not None and num_heads % world:
-        raise UnsupportedCombination("parallel", f"ulysses splits the {num_heads} attention heads over {world} GPUs, "
-                                                 "which must divide them; use ring or another GPU count")
-    if request.offload not in ("none", "auto") or (request.cache or "none") != "none":
-        raise UnsupportedCombination("parallel", "context parallelism runs with offload none and no step cache")
-    # The launch and the refusals are in place; sharing one job between ranks is not (docs/speed.md).
-    raise UnsupportedCombination("parallel", "context-parallel generation is not wired into the studio's job runner "
-                                             "yet (docs/speed.md says what a GPU run would do)")
-
-
 # -- applying -------------------------------------------------------------------------------------
 def transformers_of(pipe: Any) -> list[Any]:
     """The denoisers a speed setting applies to: the transformer, and Wan2.2 A14B's second expert."""
@@ -174,6 +149,8 @@ def apply_speed(pipe: Any, request: GenerationRequest, offload: str = "none") ->
         if request.attention != backend:
             _set_backend(model, request.attention)
         setattr(model, _APPLIED, (want_key, want_compiled, request.attention))
+        if request.parallel != "none":
+            apply_parallel(model, request)  # after the backend: diffusers checks it can split attention
 
 
 def _set_compiled(model: Any, on: bool) -> None:

@@ -120,9 +120,19 @@ def test_refusals_that_need_another_machine_are_checked_by_the_same_code(monkeyp
         check_speed(resolve_speed(_req(cache="mag"), HUNYUAN), HUNYUAN, "cpu", offline=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    with pytest.raises(UnsupportedCombination, match="2 processes need 2 CUDA GPUs") as caught:
+    with pytest.raises(UnsupportedCombination, match="on a CPU use ulysses") as caught:
         check_speed(resolve_speed(_req(parallel="ring"), WAN), WAN, "cpu", offline=False)
     assert caught.value.field == "parallel"
+    with pytest.raises(UnsupportedCombination, match="2 processes need 2 CUDA GPUs"):
+        check_speed(resolve_speed(_req(parallel="ring"), WAN), WAN, "cuda", offline=False)
+    with pytest.raises(UnsupportedCombination, match="offload none and no step cache"):
+        check_speed(resolve_speed(_req(parallel="ulysses", speed="fast"), WAN), WAN, "cpu", offline=False)
+    with pytest.raises(UnsupportedCombination, match="without compiled blocks"):
+        check_speed(resolve_speed(_req(parallel="ulysses", compile_blocks=True), WAN), WAN, "cpu", offline=False)
+    check_speed(resolve_speed(_req(parallel="ulysses"), WAN), WAN, "cpu", offline=False, num_heads=2)  # runs
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(UnsupportedCombination, match="2 attention heads over 3 processes"):
+        check_speed(resolve_speed(_req(parallel="ulysses"), WAN), WAN, "cpu", offline=False, num_heads=2)
 
 
 @pytest.mark.parametrize(("changes", "field"), [
