@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import GenerationCancelled, InvalidRequest
+from ..core.registry import resolve_model
 from ..core.requests import MAX_SEED, GenerationRequest
 from .history import HistoryScorer
 from .model import RewardModel
@@ -56,6 +57,7 @@ def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_mo
     if cancel is not None and cancel.cancelled:  # before anything is queued
         raise GenerationCancelled(_cancel_message(1, n, []))
     studio = runner.studio
+    reward_model.check_generator(resolve_model(request.model or studio.settings.default_model).family.name)
     report = progress or (lambda _p: None)
     scorer = HistoryScorer(studio.db, studio.settings.media_dir, reward_model)
     jobs: list[tuple[int, int]] = []  # (job id, seed)

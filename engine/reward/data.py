@@ -72,6 +72,7 @@ class RewardData:
     scores: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     marks: dict[str, list[SegmentMark]] = field(default_factory=dict)
     labelled: set[str] = field(default_factory=set)  # clips whose unmarked frames count as "none"
+    models: set[str] = field(default_factory=set)  # the generators that made the clips, where the export says
 
     def add_clip(self, clip: ClipRef) -> str:
         old = self.clips.get(clip.key)
@@ -95,6 +96,7 @@ class RewardData:
             {k: v for k, v in self.scores.items() if k[0] in keep},
             {k: v for k, v in self.marks.items() if k in keep},
             {k for k in self.labelled if k in keep},
+            set(self.models),
         )
 
     def merge(self, other: "RewardData") -> "RewardData":
@@ -106,6 +108,7 @@ class RewardData:
         for clip_key, marks in other.marks.items():
             self.marks.setdefault(clip_key, []).extend(marks)
         self.labelled |= other.labelled
+        self.models |= other.models
         return self
 
     def describe(self) -> str:
@@ -228,7 +231,11 @@ def read_pairs(path: Path | str) -> RewardData:
             raise
         raise InvalidRequest("pairs", f"{path}: a row is incomplete ({exc})") from None
     data.labelled |= {k for p in data.pairs for k in (p.a, p.b)}
+    data.models |= {str(m) for r in rows for c in _MODEL_COLUMNS if (m := r.get(c))}
     return data
+
+
+_MODEL_COLUMNS = ("model_0", "model_1", "chosen_model", "rejected_model", "model")  # the studio's exports
 
 
 def read_deformations(path: Path | str) -> RewardData:
@@ -249,6 +256,8 @@ def read_deformations(path: Path | str) -> RewardData:
             raise InvalidRequest("deformations", f"{path} row {n}: {exc}") from None
         data.marks.setdefault(key, []).append(SegmentMark(start, end, intent))
         data.labelled.add(key)
+        if r.get("model"):
+            data.models.add(str(r["model"]))
     return data
 
 

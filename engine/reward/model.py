@@ -345,6 +345,18 @@ class RewardModel(nn.Module):
             digest.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return f"{self.name}@{digest.hexdigest()[:12]}"
 
+    @property
+    def generator_families(self) -> tuple[str, ...]:
+        """The model families whose clips it was trained on; empty when the exports did not say."""
+        return tuple(self.train_summary.get("generator_families") or ())
+
+    def check_generator(self, family: str, field: str = "reward_model") -> None:
+        """Refuse to judge clips of a family it never saw: its scores would be read off another model's look."""
+        trained = self.generator_families
+        if trained and family not in trained:
+            raise InvalidRequest(field, f"{self.key} was trained on clips of {', '.join(trained)} models, not "
+                                        f"{family}; train one on {family} clips (`reward train`) or pick another")
+
     def save(self, folder: Path | str) -> Path:
         """Write the checkpoint (see the module docstring); files are replaced atomically."""
         from safetensors.torch import save_file

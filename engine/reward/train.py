@@ -54,6 +54,20 @@ def _class_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def generator_families(models: set[str]) -> list[str]:
+    """The model families of the generators named in the exports (ids or folders it cannot place are left out)."""
+    from ..core.errors import EngineError
+    from ..core.registry import resolve_model
+
+    out = set()
+    for model in models:
+        try:
+            out.add(resolve_model(model).family.name)
+        except EngineError:
+            continue  # a folder since moved, or an id this version does not know
+    return sorted(out)
+
+
 def train_reward_model(
     data: RewardData,
     config: RewardConfig | None = None,
@@ -159,6 +173,7 @@ def train_reward_model(
         "heldout_prompts": sorted({prompt_group(usable.clips[k]) for k in held_keys}),
         "training_report": train_report.to_dict(),
         "heldout_report": held_report.to_dict() if held_report is not None else None,
+        "generator_families": generator_families(data.models),
     }
     model.train_summary = summary
     outcome = TrainOutcome(model, held_report, train_report, train_keys, held_keys, losses,

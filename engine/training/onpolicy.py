@@ -187,6 +187,7 @@ class _Round:
 def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the next round; returns its report (see the module docstring)."""
+    from ..core.registry import resolve_model
     from ..reward.history import HistoryScorer
     from ..reward.model import RewardModel
     from ..runner import GPU_LOCK, JobRunner
@@ -194,6 +195,7 @@ def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
 
     r = _Round(cfg, training, settings, log)
     reward_model = RewardModel.load(cfg.reward_model)
+    reward_model.check_generator(resolve_model(cfg.model).family.name)
     studio = Studio(settings)
     try:
         runner = JobRunner(studio)

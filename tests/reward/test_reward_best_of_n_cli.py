@@ -101,3 +101,40 @@ def test_generate_best_of_n_with_a_reward_model(studio_settings: Settings, tmp_p
         rc, out, err = generate(*argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, err
     assert len(_history(studio_settings)) == before
+
+
+def test_a_reward_model_for_another_family_is_refused_before_anything_runs(studio_settings: Settings,
+                                                                            tmp_path: Path, capsys) -> None:
+    model = RewardModel.build(TINY, seed=3, name="hunyuan-judge")
+    model.train_summary = {"generator_families": ["HunyuanVideo"]}  # what `reward train` records from the exports
+    folder = model.save(tmp_path / "reward")
+    request = ["--model", "preview", "--narrative", "a fox leaps", "--width", "32", "--height", "32",
+               "--frames", "5", "--steps", "2", "--seed", "1"]
+    rc, out, err = _run(studio_settings, capsys, "best-of-n", "--reward-model", str(folder), "--best-of", "2",
+                        *request)
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip()] and "reward_model:" in err
+    assert "trained on clips of HunyuanVideo models, not Wan" in err
+    assert _history(studio_settings) == ()  # nothing queued
+    for family in ("Wan", None):  # its own family, or a model whose exports did not name the generator
+        model.train_summary = {"generator_families": [family]} if family else {}
+        rc, _out, err = _run(studio_settings, capsys, "best-of-n", "--reward-model",
+                             str(model.save(tmp_path / f"ok-{family}")), "--best-of", "1", *request)
+        assert rc == 0, err
+
+
+def test_reward_training_records_the_generators_families(tmp_path: Path) -> None:
+    from engine.reward.data import read_deformations, read_pairs
+    from engine.reward.train import generator_families
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"caption": "x", "tags": "{}", "video_0": "a.mp4", "video_1": "b.mp4",
+                                 "video_0_uid": "1", "video_1_uid": "2", "model_0": "preview",
+                                 "model_1": "hunyuanvideo", "label_0": 1.0, "label_1": 0.0,
+                                 "dimension": "visual_quality"}) + "\n")
+    marks = tmp_path / "marks.jsonl"
+    marks.write_text(json.dumps({"generation_id": 3, "video": "c.mp4", "prompt": "x", "model": "wan2.1-t2v-1.3b",
+                                 "kind": "flicker", "intent": "failure", "start_frame": 0, "end_frame": 2}) + "\n")
+    data = read_pairs(pairs).merge(read_deformations(marks))
+    assert data.models == {"preview", "hunyuanvideo", "wan2.1-t2v-1.3b"}
+    assert generator_families(data.models | {"/nowhere/folder"}) == ["HunyuanVideo", "Wan"]

@@ -92,6 +92,27 @@ def test_two_rounds_from_the_command_line(studio_settings: Settings, tmp_path: P
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "training.dpo.reference" in err
 
 
+def test_a_round_refuses_a_reward_model_for_another_family(studio_settings: Settings, tmp_path: Path,
+                                                           capsys) -> None:
+    model = RewardModel.build(TINY, seed=5, name="hunyuan-judge")
+    model.train_summary = {"generator_families": ["HunyuanVideo"]}
+    config = {"model": "preview", "output_dir": str(tmp_path / "loop"), "reward_model": str(model.save(tmp_path / "r")),
+              "candidates": 2, "prompts": [{"narrative": "a red square slides right"}],
+              "generation": {"width": 32, "height": 32, "num_frames": 5, "fps": 8, "steps": 2, "guidance": 1.0},
+              "training": {"adapter": {"rank": 4, "alpha": 4}, "train": {"max_steps": 1, "batch_size": 1}}}
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(path))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "reward_model:" in err and "not Wan" in err
+    assert not (tmp_path / "loop").exists() or not any((tmp_path / "loop").rglob("*.safetensors"))
+    db = open_database(studio_settings.database)
+    try:
+        assert HistoryService(db, studio_settings.media_dir).list(limit=10).items == ()  # nothing generated
+    finally:
+        db.dispose()
+
+
 def test_a_reward_weighted_round(studio_settings: Settings, tmp_path: Path, capsys) -> None:
     reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")
     config = {"model": "preview", "output_dir": str(tmp_path / "rwr-loop"), "reward_model": str(reward),
