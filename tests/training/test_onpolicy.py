@@ -1,6 +1,7 @@
-"""Two on-policy rounds end to end on the preview model, from the command line only
-(`python -m engine loop round`): candidates in the history, pairs by reward margin, the DPO stage
-from the parent adapter, held-out evaluation, pairs queued for animators, and the provenance chain."""
+"""Two on-policy rounds end to end on the preview model, from the command line only: the reward
+model from clips, pairs, judgements and exports (`reward train`), then `loop round` twice:
+candidates in the history, pairs by reward margin, the DPO stage from the parent adapter,
+held-out evaluation, pairs queued for animators, and the provenance chain."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from engine.reward.config import RewardConfig
 from engine.reward.model import RewardModel
 from engine.storage.clips import HistoryService
 from engine.storage.db import open_database
+from engine.rating.rubric import DIMENSIONS
 from support.rating import ADMIN, PASSWORD
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -31,12 +33,48 @@ def _cli(settings: Settings, capsys, *argv: str) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+def _reward_model_from_the_command_line(settings: Settings, tmp_path: Path, capsys) -> Path:
+    """Clips, pairs, an animator's judgements, exports and a trained reward model: all CLI commands."""
+    clip = ("--model", "preview", "--width", "32", "--height", "32", "--frames", "5", "--fps", "8", "--seed", "7")
+    for narrative in ("a cat naps", "a dog runs"):
+        for steps in ("2", "3"):  # same narrative, tags and seed, other settings: a same-seed pair
+            assert _cli(settings, capsys, "generate", *clip, "--narrative", narrative, "--steps", steps)[0] == 0
+    rc, out, err = _cli(settings, capsys, "rating", "pairs", "build", "--same-seed", "--admin", ADMIN)
+    assert rc == 0, err
+    rc, out, err = _cli(settings, capsys, "rating", "pairs", "list", "--json", "--admin", ADMIN)
+    pairs = json.loads(out)
+    assert rc == 0 and len(pairs) == 2, err
+    judgements = []
+    for p in pairs:
+        a, b = p["generation_a"], p["generation_b"]
+        judgements.append({"rater": ADMIN, "pair": p["id"], "votes": {d: a for d in DIMENSIONS},
+                           "deformations": [{"clip": b, "start_frame": 1, "end_frame": 3, "kind": "face_melt",
+                                             "intent": "failure"}]})
+    (tmp_path / "judgements.jsonl").write_text("".join(json.dumps(j) + "\n" for j in judgements))
+    assert _cli(settings, capsys, "rating", "judge", "--from", str(tmp_path / "judgements.jsonl"),
+                "--admin", ADMIN)[0] == 0
+    for kind in ("pickapic", "deformations"):
+        rc, _out, err = _cli(settings, capsys, "rating", "export", "--as", kind, "--out",
+                             str(tmp_path / f"{kind}.jsonl"), "--admin", ADMIN)
+        assert rc == 0, err
+    (tmp_path / "tiny.json").write_text(json.dumps({"num_frames": 8, "segments": 2, "d_model": 16, "n_heads": 2,
+                                                    "motion_size": 16, "text_buckets": 64}))
+    rc, _out, err = _cli(settings, capsys, "reward", "train", "--pairs", str(tmp_path / "pickapic.jsonl"),
+                         "--deformations", str(tmp_path / "deformations.jsonl"), "--out", str(tmp_path / "reward"),
+                         "--backbone", "tiny", "--config", str(tmp_path / "tiny.json"), "--steps", "5",
+                         "--holdout", "0")
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "reward" / "reward_config.json").read_text())["train"]
+    assert summary["generator_families"] == ["Wan"]  # from the exports' model columns
+    return tmp_path / "reward"
+
+
 def test_two_rounds_from_the_command_line(studio_settings: Settings, tmp_path: Path, capsys) -> None:
-    reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")  # what `reward train` writes
     secret = tmp_path / "pw.txt"
     secret.write_text(PASSWORD + "\n")
     assert _cli(studio_settings, capsys, "rating", "rater", "add", ADMIN, "--role", "admin",
                 "--password-file", str(secret))[0] == 0
+    reward = _reward_model_from_the_command_line(studio_settings, tmp_path, capsys)
     config = {
         "model": "preview", "output_dir": str(tmp_path / "loop"), "reward_model": str(reward), "seed": 3,
         "prompts": [{"narrative": "a red square slides right", "tags": {"camera.movement": "pan"}},
