@@ -33,11 +33,13 @@ from ..adapters import parse_id
 from ..services.context import StudioServices
 from ..services.rating_view import (CHOICE_OPTIONS, DIMENSION_TITLES, INTENT_OPTIONS, KIND_OPTIONS, SCORE_OPTIONS,
                                     STRENGTH_OPTIONS, Session, Telemetry, TelemetryLedger, form_from_values,
-                                    judgement_rows, login_rater, mark_from_inputs, mark_label, marks_from_form,
+                                    judgement_rows, login_rater, mark_label, marks_from_form,
                                     player_html, progress_markdown, prompt_markdown, rating_message,
                                     request_login, reveal_html, revealed_generations, rubric_hints,
                                     rubric_markdown, session_rater, vote_values)
+from ..feedback import Refusal, refuse, refusals
 from . import rating_admin
+from .rating_marks import add_mark, remove_marks
 from .rating_help import HELP, css_text, head_html, launch_kwargs, studio_view
 
 __all__ = ["RatingTab", "build", "css_text", "head_html", "launch_kwargs", "studio_view", "wire"]
@@ -218,8 +220,9 @@ def build(services: StudioServices) -> RatingTab:
                      skip, mine, open_id, open_task, mine_refresh, timer, admin)
 
 
-def _fail(exc: BaseException) -> gr.Error:
-    return gr.Error(rating_message(exc), title=TITLE)
+def _fail(exc: BaseException) -> Refusal:
+    """What the handlers raise for an engine refusal: `refusals` makes it a toast and keeps the outputs."""
+    return Refusal(rating_message(exc), TITLE)
 
 
 def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_tab: gr.Tab) -> None:
@@ -267,6 +270,9 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
                                 "account: sign in with one below.")
         return access(None, no_accounts_note())
 
+    n_pair = len(tab.pair_outputs())
+
+    @refusals("Sign in", len(tab.access_outputs()) + 1)
     def sign_in(name: str, password: str, request: gr.Request) -> list[Any]:
         login = request_login(request)
         try:
@@ -275,8 +281,8 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             raise _fail(exc) from None
         if logged is not None:  # the studio login is a rater account: that is who rates here
             if (name or "").strip() != logged.name:
-                raise gr.Error(f"You are logged in to the studio as {logged.name}; log out of the studio to rate "
-                               "as someone else.", title="Sign in")
+                refuse(f"You are logged in to the studio as {logged.name}; log out of the studio to rate as "
+                       "someone else.", "Sign in")
             return [*access(logged, login=login), ""]
         found: list[Any] = []
 
@@ -288,10 +294,10 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         try:  # the same back-off as the studio's own login, per account and per address
             guarded_login(check, (name or "").strip(), password or "", address=getattr(client, "host", None))
         except LoginThrottled as exc:
-            raise gr.Error(f"Sign-in refused: {exc}.", title="Sign in") from None
+            refuse(f"Sign-in refused: {exc}.", "Sign in")
         rater = found[-1] if found else None
         if rater is None:
-            raise gr.Error("Wrong name or password, or the account is disabled.", title="Sign in")
+            refuse("Wrong name or password, or the account is disabled.", "Sign in")
         return [*access(rater, login=login), ""]
 
     def sign_out() -> list[Any]:
@@ -321,6 +327,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         except EngineError:
             return False  # a disabled account: rater_of says so
 
+    @refusals(TITLE, n_pair)
     def load_next(request: gr.Request, state: Any) -> list[Any]:
         if signed_out(state, request):
             return empty_pair("")
@@ -340,23 +347,25 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             return [gr.skip()] * len(tab.pair_outputs())
         return load_next(request, state)
 
+    @refusals(TITLE, n_pair + 1)
     def open_task(request: gr.Request, state: Any, task: Any) -> list[Any]:
         rater = rater_of(state, request)
         task_id = parse_id(task)
         if task_id is None:
-            raise gr.Error("Type the number of one of your tasks (the Task column).", title=TITLE)
+            refuse("Type the number of one of your tasks (the Task column).", TITLE)
         try:
             served = service.open_assignment(rater, task_id)
         except EngineError as exc:
             raise _fail(exc) from None
         if served.status == "skipped":
-            raise gr.Error(f"Task {task_id} was skipped; there is no answer to edit.", title=TITLE)
+            refuse(f"Task {task_id} was skipped; there is no answer to edit.", TITLE)
         return [*show_pair(served), gr.Tabs(selected="rate-pairs")]
 
     def pick_task(evt: gr.SelectData) -> Any:
         row = evt.row_value or []
         return str(row[0]) if row and str(row[0]).isdigit() else gr.skip()
 
+    @refusals(TITLE, 1)
     def my_judgements(request: gr.Request, state: Any) -> list[list[Any]]:
         if signed_out(state, request):
             return []
@@ -367,6 +376,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
 
     # -- saving ----------------------------------------------------------------------------------
     def save(only_time: bool) -> Callable[..., Any]:
+        @refusals(TITLE, 1)
         def handler(request: gr.Request, telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]],
                     *values: Any) -> Any:
             if not current or current.get("status") != "pending" or signed_out(state, request):
@@ -390,16 +400,17 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             return f"Draft saved {time.strftime('%H:%M:%S')}"
         return handler
 
+    @refusals(TITLE, 7)
     def submit(request: gr.Request, telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]],
                *values: Any) -> list[Any]:
         rater = rater_of(state, request)
         if not current:
-            raise gr.Error("There is no pair on screen to submit.", title=TITLE)
+            refuse("There is no pair on screen to submit.", TITLE)
         form = form_from_values(values, marks)
         missing = [f"{DIMENSION_TITLES[d]} ({n})" for n, d in enumerate(DIMENSIONS, 1)
                    if d not in form.votes or form.votes[d].choice is None]
         if missing:
-            raise gr.Error(f"Still to choose: {', '.join(missing)}. Keys: the number, then A, B, T or X.", title=TITLE)
+            refuse(f"Still to choose: {', '.join(missing)}. Keys: the number, then A, B, T or X.", TITLE)
         elapsed, replays, give_back = ledger.take(Telemetry.parse(telemetry, current["id"]))
         try:
             progress = service.submit(rater, current["id"], form_from_values(values, marks, elapsed_s=elapsed,
@@ -414,10 +425,11 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
                 progress_markdown(progress), gr.update(interactive=False), gr.update(interactive=False),
                 f"Submitted {time.strftime('%H:%M:%S')}"]
 
-    def skip(request: gr.Request, telemetry: str, state: Any, current: Any) -> None:
+    @refusals(TITLE, n_pair)  # returns the next pair itself: a refused skip must not move on
+    def skip(request: gr.Request, telemetry: str, state: Any, current: Any) -> list[Any]:
         rater = rater_of(state, request)
         if not current or current.get("status") != "pending":
-            raise gr.Error("Only a pair you have not answered yet can be skipped.", title=TITLE)
+            refuse("Only a pair you have not answered yet can be skipped.", TITLE)
         elapsed, _, give_back = ledger.take(Telemetry.parse(telemetry, current["id"]))
         try:
             service.skip(rater, current["id"], elapsed_s=elapsed)
@@ -425,32 +437,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
             give_back()
             raise _fail(exc) from None
         gr.Info("Pair skipped; it will not be served to you again.", duration=3)
-
-    # -- marks -----------------------------------------------------------------------------------
-    def mark_choices(marks: list[dict[str, Any]]) -> Any:
-        return gr.update(choices=[(mark_label(m), str(i)) for i, m in enumerate(marks)], value=[])
-
-    def add_mark(current: Any, marks: list[dict[str, Any]], clip: Any, start: Any, end: Any, kind: Any,
-                 intent: Any, note: Any) -> list[Any]:
-        if not current:
-            raise gr.Error("There is no pair on screen.", title="Mark")
-        if start is None and end is not None:
-            start = end
-        if end is None and start is not None:
-            end = start  # a single frame: mark in without mark out
-        try:
-            mark = mark_from_inputs(clip, start, end, kind, intent, note, int(current["frames"]))
-        except (InvalidRequest, TypeError, ValueError) as exc:
-            raise gr.Error(rating_message(exc) if isinstance(exc, InvalidRequest) else str(exc), title="Mark") from None
-        updated = [*marks, mark]
-        return [updated, mark_choices(updated), "", None, None]
-
-    def remove_marks(marks: list[dict[str, Any]], ticked: list[str] | None) -> list[Any]:
-        drop = {int(i) for i in ticked or [] if str(i).isdigit()}
-        if not drop:
-            raise gr.Error("Tick the marks to remove first.", title="Mark")
-        kept = [m for i, m in enumerate(marks) if i not in drop]
-        return [kept, mark_choices(kept)]
+        return load_next(request, state)
 
     # -- events ----------------------------------------------------------------------------------
     quiet: dict[str, Any] = {"show_progress": "hidden", "api_visibility": "private"}
@@ -475,8 +462,8 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
     tab.submit.click(submit, inputs=tab.save_inputs(),
                      outputs=[tab.pair, tab.reveal_box, tab.reveal, tab.progress, tab.submit, tab.skip, tab.save_note],
                      js=TAKE_TELEMETRY, api_name="rate_submit", show_progress="hidden")
-    tab.skip.click(skip, inputs=[tab.telemetry, tab.session, tab.pair], js=TAKE_TELEMETRY, api_name="rate_skip",
-                   show_progress="hidden").success(load_next, inputs=tab.session, outputs=tab.pair_outputs(), **quiet)
+    tab.skip.click(skip, inputs=[tab.telemetry, tab.session, tab.pair], outputs=tab.pair_outputs(),
+                   js=TAKE_TELEMETRY, api_name="rate_skip", show_progress="hidden")
     gr.on([v.input for v in tab.votes], save(False), inputs=tab.save_inputs(), outputs=tab.save_note,
           js=TAKE_TELEMETRY, trigger_mode="always_last", **quiet)
     tab.timer.tick(save(True), inputs=tab.save_inputs(), outputs=tab.save_note, js=TAKE_TELEMETRY, **quiet)
@@ -485,9 +472,9 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
     tab.mark_out.click(None, outputs=tab.mark_end, js="() => (window.amxRate ? window.amxRate.frame() + 1 : null)")
     mark_fields = [tab.mark_clip, tab.mark_start, tab.mark_end, tab.mark_kind, tab.mark_intent, tab.mark_note]
     mark_outputs = [tab.marks, tab.mark_list, tab.mark_note, tab.mark_start, tab.mark_end]
-    tab.add_mark.click(add_mark, inputs=[tab.pair, tab.marks, *mark_fields], outputs=mark_outputs, **quiet).success(
+    tab.add_mark.click(refusals("Mark", len(mark_outputs))(add_mark), inputs=[tab.pair, tab.marks, *mark_fields], outputs=mark_outputs, **quiet).success(
         save(False), inputs=tab.save_inputs(), outputs=tab.save_note, js=TAKE_TELEMETRY, **quiet)
-    tab.remove_marks.click(remove_marks, inputs=[tab.marks, tab.mark_list], outputs=[tab.marks, tab.mark_list],
+    tab.remove_marks.click(refusals("Mark", 2)(remove_marks), inputs=[tab.marks, tab.mark_list], outputs=[tab.marks, tab.mark_list],
                            **quiet).success(save(False), inputs=tab.save_inputs(), outputs=tab.save_note,
                                             js=TAKE_TELEMETRY, **quiet)
     tab.open_task.click(open_task, inputs=[tab.session, tab.open_id], outputs=[*tab.pair_outputs(), tab.subtabs],

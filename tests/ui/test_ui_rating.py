@@ -283,3 +283,26 @@ def test_players_are_locked_together(rated: Rated, browser: Any) -> None:
     page.keyboard.press("s")
     expect(page.locator("#rate-progress")).to_contain_text(f"{done + 1} done")
     page.close()
+
+
+@browser_only
+def test_refusals_in_the_rate_tab_are_toasts_that_keep_the_pair_and_the_mark_fields(rated: Rated,
+                                                                                   browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = open_rate_tab(browser, rated.url, fresh_rater(rated, "rin"))
+    expect(page.locator("#rate-prompt")).to_contain_text(NARRATIVE)
+    page.locator("#rate-submit").click()  # nothing chosen yet
+    expect(page.locator(".toast-body").first).to_contain_text("Still to choose", timeout=10_000)
+    page.locator("#rate-mark-start input").fill("999")  # past the clip's last frame
+    page.locator("#rate-mark-end input").fill("999")
+    page.locator("#rate-mark-note input").fill("arm bends")
+    page.locator("#rate-add-mark").click()
+    expect(page.locator(".toast-body").filter(has_text=str(FRAMES))).to_have_count(1, timeout=10_000)
+    page.wait_for_timeout(500)
+    assert page.locator(".error").count() == 0, "a refusal turned outputs into Error boxes"
+    expect(page.locator("#amx-player")).to_be_visible()
+    expect(page.locator("#rate-prompt")).to_contain_text(NARRATIVE)
+    expect(page.locator("#rate-mark-note input")).to_have_value("arm bends")  # what was typed stays
+    expect(page.locator("#rate-mark-start input")).to_have_value("999")
+    page.close()
