@@ -198,9 +198,12 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
         except EngineError as exc:  # the scores are extra: the entry is still shown without them
             log.warning("could not read the reward scores of entry %d: %s", record.id, exc)
             scores = []
+        paired = history.rating_pairs(record.id)  # said on the button, before any "cannot be undone"
+        delete = (gr.update(interactive=False, value=f"Delete… (kept: in {paired} rating pair(s))") if paired
+                  else gr.update(interactive=record.status != "running", value="Delete…"))
         return (video, gr.update(visible=is_preview(record.model)), error_markdown(record),
-                details_markdown(record, tax, scores), gr.update(interactive=True),
-                gr.update(interactive=record.status != "running"), hidden, gr.update(visible=video is not None))
+                details_markdown(record, tax, scores), gr.update(interactive=True), delete, hidden,
+                gr.update(visible=video is not None))
 
     @refusals("Reuse settings", outputs=len(reuse_outputs) + 1, taxonomy=tax)
     def reuse(selected: str | int | None, request: gr.Request) -> list[Any]:
@@ -218,6 +221,9 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
         if entry_id is None:
             refuse("Entry #: pick a clip in the gallery or type its number first.")
         entry(entry_id, request, "delete")
+        if paired := history.rating_pairs(entry_id):
+            refuse(f"Entry #{entry_id} is in {paired} rating pair(s); animators' judgements refer to it, so it is "
+                   "kept.")
         return gr.update(visible=True), f"Delete entry **#{entry_id}** and its files? This cannot be undone."
 
     @refusals("Delete", outputs=len(tab.list_outputs()) + 1 + len(tab.entry_outputs()), taxonomy=tax)

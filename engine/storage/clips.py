@@ -224,6 +224,10 @@ class HistoryService:
                                          checkpoint=checkpoint, start=True)
         return self.save_result(record.id, write_media, timings=timings, peak_memory_bytes=peak_memory_bytes)
 
+    def rating_pairs(self, generation_id: int) -> int:
+        """How many rating pairs show this entry; `delete` refuses an entry in any."""
+        return self.repository.pair_count(generation_id)
+
     def delete(self, generation_id: int) -> None:
         """Remove an entry and its files. The files go first (to a hidden trash name) and come back
         if the row cannot be deleted; they are unlinked only once the row is gone."""

@@ -246,3 +246,16 @@ def test_importing_the_app_package_loads_neither_gradio_nor_torch() -> None:
             "print('gradio' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_clip_in_a_rating_pair_is_refused_before_the_delete_question(studio: Any) -> None:
+    """The Delete button says why it is off, and asking to delete such a clip is refused up front:
+    never 'This cannot be undone' followed by a refusal."""
+    settings = studio.settings
+    admin = studio.service().rater_by_name("director")
+    pair = studio.service().list_pairs(admin)[0]
+    with serve(settings) as (services, _, client):
+        with pytest.raises(AppError, match=r"is in \d+ rating pair\(s\); animators' judgements refer to it"):
+            client.predict(str(pair.generation_a_id), api_name="/delete_ask")
+        assert services.studio.history.get(pair.generation_a_id).status == "done"  # nothing deleted
+        assert services.studio.history.rating_pairs(pair.generation_a_id) >= 1

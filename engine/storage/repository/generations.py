@@ -411,6 +411,12 @@ class HistoryRepository(Repository):
                 values[name] = value
         return self._transition(generation_id, STATUSES, "updated", **values)
 
+    def pair_count(self, generation_id: int) -> int:
+        """How many rating pairs show this entry (such an entry is kept: judgements refer to it)."""
+        with self._transaction(write=False) as s:
+            return int(s.scalar(select(func.count()).select_from(Comparison).where(
+                or_(Comparison.generation_a_id == generation_id, Comparison.generation_b_id == generation_id))) or 0)
+
     def delete(self, generation_id: int) -> None:
         """Remove a row. A running job is refused: its worker still owns it."""
         with self._transaction(write=True) as s:
