@@ -199,7 +199,7 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
             log.warning("could not read the reward scores of entry %d: %s", record.id, exc)
             scores = []
         paired = history.rating_pairs(record.id)  # said on the button, before any "cannot be undone"
-        delete = (gr.update(interactive=False, value=f"Delete… (kept: in {paired} rating pair(s))") if paired
+        delete = (gr.update(interactive=False, value=f"In {paired} rating pair{'s' * (paired != 1)}") if paired
                   else gr.update(interactive=record.status != "running", value="Delete…"))
         return (video, gr.update(visible=is_preview(record.model)), error_markdown(record),
                 details_markdown(record, tax, scores), gr.update(interactive=True), delete, hidden,
