@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
-from engine.core.errors import InvalidRequest
+from engine.core.errors import InvalidRequest, ModelUnavailable
 from engine.core.pks import TagField, Taxonomy
 from engine.core.presets import Preset
 from engine.core.registry import REGISTRY, ModelSpec, resolve_model
@@ -477,4 +477,9 @@ def ui_message(exc: BaseException, taxonomy: Taxonomy | None = None) -> str:
     """One readable line for a toast; InvalidRequest is labelled with the form's field name."""
     if isinstance(exc, InvalidRequest):
         return f"{field_label(exc.field, taxonomy)}: {exc.reason}"
+    if isinstance(exc, ModelUnavailable) and exc.reason:
+        # Worded for someone in a browser: the download command is run by whoever runs the studio.
+        return (f"Model: the weights of '{exc.model}' are {exc.reason}. Whoever runs this studio can fetch them "
+                f"on the server (python -m engine download {exc.model}) and restart it; meanwhile the preview "
+                "model works (its clips are noise).")
     return str(exc) or type(exc).__name__

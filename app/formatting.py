@@ -183,10 +183,13 @@ def tag_label(taxonomy: Taxonomy, field_id: str, value_id: str) -> str:
 
 
 def contradiction_text(contradiction: Any, taxonomy: Taxonomy) -> str:
-    """A contradiction between two tags, named with the dropdowns' own labels."""
+    """A contradiction between two tags, named with the dropdowns' own labels; a soft one says how to
+    make the clip regardless."""
     c = contradiction
-    return (f"**{tag_label(taxonomy, c.a_field, c.a_value)}** contradicts "
-            f"**{tag_label(taxonomy, c.b_field, c.b_value)}**: {c.reason}")
+    a, b = tag_label(taxonomy, c.a_field, c.a_value), tag_label(taxonomy, c.b_field, c.b_value)
+    if c.soft:
+        return f"⚠ **{a}** rarely goes with **{b}**: {c.reason}. Tick *Generate anyway* to make it regardless."
+    return f"⛔ **{a}** contradicts **{b}**: {c.reason}. Change one of them to generate."
 
 
 def tags_summary(preset: Preset, taxonomy: Taxonomy, limit: int = 70) -> str:

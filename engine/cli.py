@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="separate guidance scale on the tags (needs --tag-encoder)")
     g.add_argument("--tags-in-prompt", dest="tags_in_prompt", action=argparse.BooleanOptionalAction, default=None,
                    help="also write the tags into the text prompt (default on)")
+    g.add_argument("--anyway", dest="allow_soft_contradictions", action="store_true", default=None, help="generate "
+                   "even when two tags are an unusual pair (a soft contradiction)")
     g.add_argument("--speed", choices=SPEED_PROFILES, help="speed profile (docs/speed.md; default quality)")
     g.add_argument("--cache", type=_cache, metavar="KIND[:NUMBER]", help="step cache instead of the profile's: none, "
                    "first-block[:threshold], taylorseer[:interval]")
@@ -277,9 +279,9 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
         lib = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy())
         base.update(lib.find(args.preset).to_request_overrides())
     overrides = {k: getattr(args, k) for k in ("model", "narrative", "negative_prompt", "seed", "width", "height",
-                                                 "num_frames", "fps", "steps", "guidance", "quantization",
-                                                 "offload", "vae_tiling", "tag_encoder", "tag_guidance",
-                                                 "tags_in_prompt", "transformer_file")}
+                                                 "num_frames", "fps", "steps", "guidance", "quantization", "offload",
+                                                 "vae_tiling", "tag_encoder", "tag_guidance", "tags_in_prompt",
+                                                 "transformer_file", "allow_soft_contradictions")}
     base.update({k: v for k, v in overrides.items() if v is not None})
     _speed_overrides(args, base)
     if args.tag:
@@ -335,9 +337,8 @@ class _ProgressLine:
 
     def __call__(self, p: Any) -> None:
         if p.stage == "denoising":
-            width = 24
-            filled = int(width * p.step / max(p.total, 1))
-            line = f"[{'#' * filled}{'.' * (width - filled)}] {p.describe()}"
+            filled = int(24 * p.step / max(p.total, 1))
+            line = f"[{'#' * filled}{'.' * (24 - filled)}] {p.describe()}"
         else:
             line = p.describe()
         self._stream.write(f"\r{line:<72}")

@@ -371,7 +371,9 @@ def _progress_text(record: GenerationRecord) -> str:
     p = record.progress
     if p is None:
         return ""
-    return f"step {p.step} of {p.total}" if p.stage == "denoising" and p.total else f"{p.stage}…"
+    if p.stage == "denoising" and p.total:
+        return f"step {p.step} of {p.total}"
+    return Progress(p.stage, p.step, p.total, 0.0, None).describe()
 
 
 # The request fields that make two clips the same clip (everything but bookkeeping).

@@ -199,3 +199,18 @@ def test_a_device_may_name_one_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     proc = _engine("--device", "tpu:0", "history", "list", "--data-dir", str(tmp_path / "d"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cuda:N" in proc.stderr
     assert not (tmp_path / "d").exists()  # nothing was created for a refused command
+
+
+def test_an_unusual_tag_pair_is_refused_in_one_line_and_made_with_anyway(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    retro = ["generate", "--model", "preview", "--narrative", "a night train", "--tag", "style.era=seventies",
+             "--tag", "style.background=cg_3d", "--frames", "5", "--steps", "1", "--seed", "3",
+             "--data-dir", str(data), "--device", "cpu"]
+    proc = _engine(*retro)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: tags.style.background: style.era=seventies rarely goes with") and "anyway" in line
+    assert not list(data.rglob("*.mp4"))
+    made = _engine(*retro, "--anyway", "--out", str(tmp_path / "retro.mp4"))
+    assert made.returncode == 0, made.stderr
+    assert read_embedded_settings(tmp_path / "retro.mp4")["request"]["allow_soft_contradictions"] is True

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
@@ -66,6 +66,7 @@ class ResultView(Protocol):
     status: Any
     last_seed: Any
     queue: Any
+    anyway: Any  # the "Generate anyway" box
 
     def inputs(self) -> list[Any]: ...
 
@@ -260,10 +261,11 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
 
     @refusals("Best of N", outputs=len(outputs), taxonomy=tax)
     def start(session: gr.Request, progress: gr.Progress = gr.Progress(), *args: Any) -> list[Any]:
-        n_raw, reward_name, *values = args
+        n_raw, reward_name, anyway, *values = args
         n = check_count(n_raw)
         entry = check_reward(services, reward_name)
-        request = validate(values)  # types only: the engine checks the rest when the candidates are queued
+        # types only: the engine checks the rest when the candidates are queued
+        request = replace(validate(values), allow_soft_contradictions=bool(anyway))
         viewer = require_creator(services, session)
         token = CancelToken()
         key = getattr(session, "session_hash", None) or f"anonymous-{id(token)}"
@@ -312,7 +314,7 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
 
     gr.on(None, listing, outputs=panel.listing_outputs(), show_progress="hidden", api_visibility="private")
     panel.rescan.click(listing, outputs=panel.listing_outputs(), api_name="best_of_n_models", show_progress="hidden")
-    ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs()], outputs=outputs,
+    ran = panel.run.click(start, inputs=[panel.n, panel.reward, tab.anyway, *tab.inputs()], outputs=outputs,
                           api_name="best_of_n", concurrency_id="best_of_n", concurrency_limit=4,
                           show_progress_on=[tab.video, panel.gallery])
     ran.then(queue_panel.refresher(services), outputs=tab.queue.outputs(), show_progress="hidden",

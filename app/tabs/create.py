@@ -83,6 +83,7 @@ class CreateTab:
     best_of_n: best_of_n_box.BestOfNPanel | None = None  # the "Best of N" box under Generate
     recent: create_recent.RecentStrip | None = None  # the latest clips under the form
     api: dict[str, Any] | None = None  # the hidden components of the one-call `/generate` endpoint
+    anyway: gr.Checkbox | None = None  # "Generate anyway": shown only for a soft contradiction
 
     def inputs(self) -> list[Any]:
         """The form's components in `adapters.form_keys()` order."""
@@ -243,6 +244,8 @@ def build(services: StudioServices) -> CreateTab:
                                   placeholder="pick tags and write a narrative", elem_id="compiled-prompt",
                                   buttons=["copy"])
             tag_warning = gr.Markdown("", elem_classes=["warning"], elem_id="tag-warning")
+            anyway = gr.Checkbox(False, label="Generate anyway", visible=False, elem_id="generate-anyway",
+                                 info="these tags are an unusual pair: make the clip regardless")
             recent = create_recent.build()
             with gr.Accordion("Save as preset", open=False, elem_id="save-preset-box"):
                 with gr.Row(equal_height=True):
@@ -333,7 +336,7 @@ def build(services: StudioServices) -> CreateTab:
         paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
         gr.State({"at": 0, "renamed": {}}), tag_encoder=tag_encoder, tag_guidance=tag_guidance,
         tags_in_prompt=tags_in_prompt, tag_encoder_note=tag_encoder_note, tag_encoder_rescan=tag_rescan,
-        best_of_n=best_of_n, recent=recent, api=api,
+        best_of_n=best_of_n, recent=recent, api=api, anyway=anyway,
     )
 
 
@@ -345,12 +348,16 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
         return read_form(services, values)
 
     def on_form_change(snapshot: dict[str, Any] | None, slug: str | None, request: gr.Request,
-                       *values: Any) -> tuple[Any, str, Any]:
+                       *values: Any) -> tuple[Any, str, Any, Any]:
         try:
             form = form_from_values(values, tax)
         except InvalidRequest as exc:
-            return gr.skip(), f"⚠ {ui_message(exc, tax)}", gr.skip()
-        warnings = [f"⚠ {contradiction_text(c, tax)}" for c in tax.find_contradictions(form.tags)]
+            return gr.skip(), f"⚠ {ui_message(exc, tax)}", gr.skip(), gr.skip()
+        found = tax.find_contradictions(form.tags)
+        warnings = [contradiction_text(c, tax) for c in found]
+        # Only soft pairs can be made anyway; a hard one hides the box and clears it.
+        soft_only = bool(found) and all(c.soft for c in found)
+        anyway = gr.update(visible=True) if soft_only else gr.update(visible=False, value=False)
         try:
             # Tags off the prompt (they then reach the model through the tag encoder only): narrative only.
             prompt = tax.compile_prompt(form.narrative, form.tags if form.tags_in_prompt else {})
@@ -361,7 +368,7 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
             badge = badge_text(services.library_for(request), slug, adapters.is_modified(snapshot, form))
         except EngineError:  # a rater: the Create tab is not theirs
             badge = ""
-        return prompt, "\n\n".join(warnings), badge
+        return prompt, "\n\n".join(warnings), badge, anyway
 
     fill_count = len(tab.fill_outputs())
 
@@ -428,7 +435,7 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     inputs = tab.inputs()
     triggers: list[Any] = [c.change for c in inputs] + [tab.preset_snapshot.change]
     gr.on(triggers, on_form_change, inputs=[tab.preset_snapshot, tab.preset, *inputs],
-          outputs=[tab.compiled_prompt, tab.tag_warning, tab.preset_badge], trigger_mode="always_last",
+          outputs=[tab.compiled_prompt, tab.tag_warning, tab.preset_badge, tab.anyway], trigger_mode="always_last",
           show_progress="hidden", api_visibility="private", queue=False)
     tab.preset.input(on_preset, inputs=[tab.preset, *inputs],
                      outputs=[*tab.fill_outputs(), tab.preset_snapshot, tab.preset_badge],

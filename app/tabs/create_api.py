@@ -8,6 +8,7 @@ the page does not show them, the API page documents them.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -79,6 +80,7 @@ def build() -> dict[str, Any]:
             "model": gr.Textbox("", label="model"),
             **{k: gr.Number(None, label=k) for k in NUMBERS},
             **{k: gr.Textbox("", label=k) for k in TEXTS},
+            "anyway": gr.Checkbox(False, label="anyway"),  # generate despite a soft contradiction
             "video": gr.File(label="video"),  # a File: the client gets the mp4 path itself
             "settings": gr.JSON(label="settings"),
             "button": gr.Button("generate"),
@@ -112,16 +114,17 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
     def generate(narrative: str = "", tags: Any = None, preset: str = "", model: str = "", seed: float | None = None,
                  frames: float | None = None, width: float | None = None, height: float | None = None,
                  fps: float | None = None, steps: float | None = None, guidance: float | None = None,
-                 quantization: str = "", offload: str = "", request: gr.Request | None = None,
+                 quantization: str = "", offload: str = "", anyway: bool = False, request: gr.Request | None = None,
                  progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, Any]]:
         """Make one clip: narrative and tags (a dict, or a list of "field=value"), optionally a preset (id or
-        name), a model and settings; returns the mp4 and its settings (history id, seed, request, timings)."""
+        name), a model and settings (`anyway`: despite an unusual tag pair); returns the mp4 and its settings (history id, seed, request, timings)."""
         numbers = {"seed": seed, "frames": frames, "width": width, "height": height, "fps": fps, "steps": steps,
                    "guidance": guidance}
         viewer = require_creator(services, request)
         try:
             job = build_request(services, narrative, tags, preset, model, numbers,
                                 {"quantization": quantization, "offload": offload}, services.presets_for(viewer))
+            job = replace(job, allow_soft_contradictions=bool(anyway))
         except InvalidRequest as exc:  # before ValueError, which it is too
             refuse(ui_message(exc, tax))
         except (TypeError, ValueError) as exc:
@@ -129,6 +132,6 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
         job_id = runner.submit(job, viewer=viewer, source="api")
         return on_gpu(job_id, progress)
 
-    names = ("narrative", "tags", "preset", "model", *NUMBERS, *TEXTS)
+    names = ("narrative", "tags", "preset", "model", *NUMBERS, *TEXTS, "anyway")
     parts["button"].click(generate, inputs=[parts[k] for k in names], outputs=[parts["video"], parts["settings"]],
                           api_name="generate", concurrency_limit=1, concurrency_id="gpu")

@@ -35,14 +35,16 @@ class UnsupportedCombination(InvalidRequest):
 class ModelUnavailable(EngineError):
     """Weights for a model are not on this machine and cannot be fetched now."""
 
-    def __init__(self, model: str, repo: str, hint: str) -> None:
+    def __init__(self, model: str, repo: str, hint: str, reason: str = "") -> None:
         self.model = model
         self.repo = repo
         self.hint = hint
+        # Why, without the command-line advice in `hint`: the studio words its own advice around it.
+        self.reason = reason
         super().__init__(f"model '{model}' is not available here (weights: {repo}). {hint}")
 
-    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
-        return (type(self), (self.model, self.repo, self.hint))
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str]]:
+        return (type(self), (self.model, self.repo, self.hint, self.reason))
 
 
 class GenerationCancelled(EngineError):

@@ -31,7 +31,8 @@ from .settings import Settings
 
 @dataclass(frozen=True)
 class Progress:
-    """One progress report. `stage` is loading, encoding, denoising or decoding."""
+    """One progress report. `stage` is loading, loading model (the pipeline is read from disk for this
+    job: the first job of a model, or after another model or profile), encoding, denoising or decoding."""
 
     stage: str
     step: int
@@ -40,6 +41,8 @@ class Progress:
     eta_s: float | None
 
     def describe(self) -> str:
+        if self.stage == "loading model":
+            return "loading the model (the first job of a model can take minutes)…"
         if self.stage != "denoising":
             return f"{self.stage}…"
         eta = f", about {self.eta_s:.0f}s left" if self.eta_s is not None else ""
@@ -136,6 +139,7 @@ class Engine:
         spec = resolve_model(request.model)
         taxonomy = load_taxonomy()
         tags = taxonomy.validate_tags(request.tags)
+        taxonomy.check_soft(tags, anyway=request.allow_soft_contradictions)
         device = resolve_device(self.settings.device)
         check_combination(request.quantization, request.offload, device)
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
@@ -160,7 +164,8 @@ class Engine:
         if self.settings.offline and not is_available_locally(spec, self.settings):
             # Offline, a model without weights cannot run: say so now (after the request's own mistakes).
             raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "
-                                                       f"{download_hint(spec)}")
+                                                       f"{download_hint(spec)}",
+                                   reason="not on this machine, and it is offline")
         transformer_file = self._check_transformer_file(request, spec)
         prompt = taxonomy.compile_prompt(resolved.narrative, tags if resolved.tags_in_prompt else {})
         return PreparedRequest(resolved, spec, prompt, taxonomy.version, device, transformer_file)
@@ -200,10 +205,15 @@ class Engine:
         try:
             report(Progress("loading", 0, req.steps or 0, 0.0, None))
             embeds = self._cached_prompt(prepared)
-            loaded = self._load(prepared, text_encoder=embeds is None)
+            _folder, plan = self._plan(prepared)
+            if not self.models.holds(prepared.spec, plan, text_encoder=embeds is None):
+                report(Progress("loading model", 0, req.steps or 0, time.perf_counter() - started, None))
+            loaded = self.models.load(prepared.spec, plan, text_encoder=embeds is None)
+            # This job's own loading time (imports, finding the weights, reading them; ~0 when warm).
+            load_s = time.perf_counter() - started
             if cancel is not None and cancel.cancelled:
                 raise GenerationCancelled("cancelled before denoising started")
-            return self._run(prepared, loaded, report, cancel, started, embeds)
+            return self._run(prepared, loaded, report, cancel, started, embeds, load_s)
         except Exception as exc:
             if _is_oom(exc):
                 raise OutOfMemory(
@@ -238,7 +248,8 @@ class Engine:
         return self.prompts.get(self._prompt_key(prepared, folder, plan), "cpu", None)
 
     def _run(self, prepared: PreparedRequest, loaded: LoadedModel, report: ProgressCallback,
-             cancel: CancelToken | None, started: float, embeds: tuple[Any, Any] | None = None) -> GenerationResult:
+             cancel: CancelToken | None, started: float, embeds: tuple[Any, Any] | None = None,
+             load_s: float = 0.0) -> GenerationResult:
         import torch
 
         req = prepared.request
@@ -306,7 +317,7 @@ class Engine:
         frames = np.asarray(out.frames[0])
         frames = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         timings = Timings(
-            load_s=loaded.load_seconds, encode_s=t_denoise - t_encode, denoise_s=last_step - t_denoise,
+            load_s=load_s, encode_s=t_denoise - t_encode, denoise_s=last_step - t_denoise,
             decode_s=t_end - last_step, total_s=t_end - started,
         )
         return GenerationResult(prepared, frames, timings, _peak_memory(on_cuda), _profile(loaded))

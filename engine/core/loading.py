@@ -76,7 +76,9 @@ def locate_weights(spec: ModelSpec, settings: Settings, *, allow_download: bool 
         return Path(snapshot_download(spec.repo, local_files_only=offline, cache_dir=settings.hf_cache_dir))
     except Exception as exc:  # hub errors come as OSError/ValueError/HTTP subclasses; all mean "not here"
         why = "offline and not in the local cache" if offline else f"download failed: {type(exc).__name__}: {exc}"
-        raise ModelUnavailable(spec.id, spec.repo, f"{why.rstrip('.')}. {download_hint(spec)}") from None
+        raise ModelUnavailable(spec.id, spec.repo, f"{why.rstrip('.')}. {download_hint(spec)}",
+                               reason="not on this machine, and it is offline" if offline
+                               else f"not on this machine, and the download failed ({type(exc).__name__})") from None
 
 
 def weights_size(folder: Path) -> int:
@@ -124,15 +126,19 @@ class ModelManager:
         self._lock = threading.Lock()
         self._current: LoadedModel | None = None
 
+    def holds(self, spec: ModelSpec, plan: MemoryPlan, *, text_encoder: bool = True) -> bool:
+        """Whether `load` would return the pipeline already in memory (nothing read from disk)."""
+        cur = self._current
+        return (cur is not None and cur.spec.id == spec.id and cur.plan == plan
+                and (cur.has_text_encoder or not text_encoder))
+
     def load(self, spec: ModelSpec, plan: MemoryPlan, *, text_encoder: bool = True) -> LoadedModel:
         """The pipeline for `spec` placed as `plan` says. `text_encoder=False` (every prompt of the job
         is in the prompt cache) leaves the text encoder, the largest part of a Wan model, unread; a
         later job that needs it loads the pipeline again, with it."""
         with self._lock:
-            cur = self._current
-            if (cur is not None and cur.spec.id == spec.id and cur.plan == plan
-                    and (cur.has_text_encoder or not text_encoder)):
-                return cur
+            if self.holds(spec, plan, text_encoder=text_encoder) and self._current is not None:
+                return self._current
             self._release()
             if not self._quieted:
                 quiet_libraries()
@@ -245,7 +251,7 @@ class ModelManager:
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(
                 spec.id, spec.repo, f"the files in {folder} could not be loaded ({type(exc).__name__}: {exc}). "
-                f"{download_hint(spec)}"
+                f"{download_hint(spec)}", reason=f"on this machine but could not be read ({type(exc).__name__}: {exc})"
             ) from None
 
     def current(self) -> LoadedModel | None:

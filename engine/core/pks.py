@@ -105,13 +105,15 @@ class Axis:
 
 @dataclass(frozen=True)
 class Contradiction:
-    """Two tags that cannot appear in one clip (unordered pair)."""
+    """Two tags that cannot appear in one clip (unordered pair). A soft one is only unusual: tags
+    with it are valid, and generation asks for an explicit "generate anyway"."""
 
     a_field: str
     a_value: str
     b_field: str
     b_value: str
     reason: str
+    soft: bool = False
 
     @property
     def a(self) -> str:
@@ -125,7 +127,7 @@ class Contradiction:
         return self.a_value in tags.get(self.a_field, ()) and self.b_value in tags.get(self.b_field, ())
 
     def message(self) -> str:
-        return f"{self.a} contradicts {self.b}: {self.reason}"
+        return f"{self.a} {'rarely goes with' if self.soft else 'contradicts'} {self.b}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class Taxonomy:
                 raise InvalidRequest("tags", _unknown("field", field_id, self.field_ids, ""))
             out[field_id] = self._check_field_values(self._fields[field_id], given)
         for c in self.contradictions:
-            if c.holds(out):
+            if c.holds(out) and not c.soft:
                 raise InvalidRequest(f"tags.{c.b_field}", c.message())
         return MappingProxyType(out)
 
@@ -224,6 +226,14 @@ class Taxonomy:
         """Every contradiction the tags hit, without raising (for live warnings in a UI)."""
         normalized = normalize_tags(tags)
         return tuple(c for c in self.contradictions if c.holds(normalized))
+
+    def check_soft(self, tags: TagsInput | None, *, anyway: bool) -> None:
+        """Refuse valid tags that make a soft contradiction unless the user asked for them anyway."""
+        soft = [c for c in self.find_contradictions(tags) if c.soft]
+        if soft and not anyway:
+            c = soft[0]
+            raise InvalidRequest(f"tags.{c.b_field}", f"{c.message()} (unusual, not impossible: ask to generate "
+                                                      "anyway to make it regardless)")
 
     def tag_keys(self, tags: TagsInput | None) -> tuple[str, ...]:
         """Validated tags as ``field=value`` strings in compiler order (vocabulary for encoders)."""
@@ -288,7 +298,8 @@ class Taxonomy:
                 }
                 for a in self.axes
             ],
-            "contradictions": [{"a": c.a, "b": c.b, "reason": c.reason} for c in self.contradictions],
+            "contradictions": [{"a": c.a, "b": c.b, "reason": c.reason, **({"soft": True} if c.soft else {})}
+                               for c in self.contradictions],
             "prompt_order": [f.id for f in self.prompt_fields],
         }
 
@@ -417,7 +428,7 @@ def _parse_contradictions(raw: Any, loc: str, by_id: Mapping[str, TagField]) -> 
     pairs: set[frozenset[tuple[str, str]]] = set()
     for i, item in enumerate(_list(raw, loc, allow_empty=True)):
         cloc = f"{loc}[{i}]"
-        c = _keys(item, cloc, required=("a", "b", "reason"))
+        c = _keys(item, cloc, required=("a", "b", "reason"), optional=("soft",))
         a = _tag_ref(c["a"], f"{cloc}.a", by_id)
         b = _tag_ref(c["b"], f"{cloc}.b", by_id)
         if a == b:
@@ -429,7 +440,10 @@ def _parse_contradictions(raw: Any, loc: str, by_id: Mapping[str, TagField]) -> 
         if pair in pairs:
             raise InvalidRequest(cloc, f"duplicate contradiction {a[0]}={a[1]} / {b[0]}={b[1]}")
         pairs.add(pair)
-        out.append(Contradiction(a[0], a[1], b[0], b[1], _text(c["reason"], f"{cloc}.reason")))
+        soft = c.get("soft", False)
+        if not isinstance(soft, bool):
+            raise InvalidRequest(f"{cloc}.soft", f"must be true or false, got {shown(soft)}")
+        out.append(Contradiction(a[0], a[1], b[0], b[1], _text(c["reason"], f"{cloc}.reason"), soft))
     return tuple(out)
 
 

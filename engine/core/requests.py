@@ -53,9 +53,9 @@ def _int_in(field_name: str, value: Any, low: int, high: int, unit: str = "") ->
 
 def _float_in(field_name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(field_name, f"must be a number from {low} to {high}, got {value!r}")
+        raise InvalidRequest(field_name, f"must be a number from {low:g} to {high:g}, got {value!r}")
     if not low <= float(value) <= high:
-        raise InvalidRequest(field_name, f"must be from {low} to {high}, got {value}")
+        raise InvalidRequest(field_name, f"must be from {low:g} to {high:g}, got {value}")
 
 
 def normalize_tags(tags: Mapping[str, Any] | None) -> Mapping[str, TagValue]:
@@ -124,6 +124,7 @@ class GenerationRequest:
     compile_blocks: bool | None = None  # torch.compile the repeated transformer blocks; None: the profile's
     attention: str = "auto"  # diffusers attention backend; auto: what diffusers picks (PyTorch SDPA)
     parallel: str = "none"  # context parallelism over the GPUs of a torchrun launch
+    allow_soft_contradictions: bool = False  # "generate anyway": unusual tag pairs (pks soft contradictions)
 
     def __post_init__(self) -> None:
         if not isinstance(self.narrative, str) or not self.narrative.strip():
@@ -140,14 +141,14 @@ class GenerationRequest:
         max_frames, max_side = MODEL_LIMITS.get(self.model, (1024, 4096))
         if isinstance(self.num_frames, int) and not isinstance(self.num_frames, bool) and self.num_frames > max_frames:
             raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {self.num_frames}")
-        if self.num_frames is not None:
-            _int_in("num_frames", self.num_frames, 1, 1024)
+        if self.num_frames is not None:  # the model's own range: the one the form's hint shows
+            _int_in("num_frames", self.num_frames, 1, max_frames)
         for name in ("width", "height"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool) and value > max_side:
                 raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
             if value is not None:
-                _int_in(name, value, 16, 4096, " pixels")
+                _int_in(name, value, 16, max_side, " pixels")
         if self.fps is not None:
             _int_in("fps", self.fps, 1, 60, " frames per second")
         if self.steps is not None:
@@ -171,6 +172,8 @@ class GenerationRequest:
         if self.transformer_file is not None and (not isinstance(self.transformer_file, str)
                                                   or not self.transformer_file.strip()):
             raise InvalidRequest("transformer_file", "must name a .gguf or .safetensors file, or be unset")
+        if not isinstance(self.allow_soft_contradictions, bool):
+            raise InvalidRequest("allow_soft_contradictions", f"must be true or false, got {self.allow_soft_contradictions!r}")
         if self.tags_in_prompt is not None and not isinstance(self.tags_in_prompt, bool):
             raise InvalidRequest("tags_in_prompt", f"must be true or false, got {self.tags_in_prompt!r}")
         if self.tags_in_prompt is False and self.tag_encoder is None:

@@ -58,9 +58,10 @@ def _first_ok(tax: Taxonomy, tags: dict[str, Any], field: str, values: tuple[str
         trial = {**tags, field: [value] if tax.field(field).multi else value}
         try:
             tax.validate_tags(trial)
-            return trial
         except ValueError:
             continue
+        if not tax.find_contradictions(trial):  # soft ones too: the suite asks for what is usual
+            return trial
     return tags
 
 

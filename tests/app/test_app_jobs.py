@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 import pytest
 
 from app import adapters
+from app.adapters import ui_message
 from engine.core.registry import REGISTRY
 from app.services.jobs import GPU_LOCK, JobRunner, gpu_function, on_zero_gpu
 from engine.core.errors import GenerationCancelled, InvalidRequest
@@ -112,9 +113,13 @@ def test_offline_submit_of_a_model_without_weights_is_refused_before_a_row(studi
     studio = Studio(replace(studio_settings, hf_cache_dir=tmp_path / "empty-hf-cache"))
     try:
         runner = JobRunner(studio)
-        with pytest.raises(ModelUnavailable, match="python -m engine download wan2.1-t2v-1.3b"):
+        with pytest.raises(ModelUnavailable, match="python -m engine download wan2.1-t2v-1.3b") as info:
             runner.submit(_request(model="wan2.1-t2v-1.3b", width=832, height=480, num_frames=81))
         assert studio.history.list().total == 0
+        # The toast a browser user reads: who can fix it, and no command-line flag to pass.
+        toast = ui_message(info.value)
+        assert toast.startswith("Model: the weights of 'wan2.1-t2v-1.3b' are not on this machine, and it is offline.")
+        assert "Whoever runs this studio" in toast and "--model" not in toast and "preview" in toast
     finally:
         studio.close()
 

@@ -50,6 +50,22 @@ def test_two_step_generation_shape_and_seed_determinism(studio_settings: Setting
     assert not np.array_equal(first.frames, other.frames)
 
 
+def test_the_first_job_of_a_model_says_it_loads_the_model_and_its_load_time_covers_it(
+        studio_settings: Settings) -> None:
+    engine = Engine(studio_settings)
+    cold: list[Progress] = []
+    first = engine.generate(_req(), progress=cold.append)
+    stages = [e.stage for e in cold]
+    assert stages[:2] == ["loading", "loading model"] and "first job of a model" in cold[1].describe()
+    # The load time is this job's own: everything before encoding started, imports and reading included.
+    encoding = next(e for e in cold if e.stage == "encoding")
+    assert first.timings.load_s == pytest.approx(encoding.elapsed_s, abs=0.05)
+    warm: list[Progress] = []
+    second = engine.generate(_req(seed=8), progress=warm.append)
+    assert "loading model" not in [e.stage for e in warm]
+    assert second.timings.load_s < first.timings.load_s
+
+
 def test_tags_change_the_compiled_prompt_and_the_frames(studio_settings: Settings) -> None:
     engine = Engine(studio_settings)
     a = engine.generate(_req())

@@ -294,10 +294,13 @@ def test_every_declared_contradiction_is_enforced(tax: Taxonomy) -> None:
         tags: dict[str, Any] = {c.a_field: c.a_value, c.b_field: c.b_value}
         if c.a_field == c.b_field:
             tags = {c.a_field: [c.a_value, c.b_value]}
-        with pytest.raises(InvalidRequest) as err:
-            tax.validate_tags(tags)
+        with pytest.raises(InvalidRequest) as err:  # a soft one is refused only where a clip is made
+            tax.check_soft(tags, anyway=False) if c.soft else tax.validate_tags(tags)
         assert c.a in err.value.reason and c.b in err.value.reason and c.reason in err.value.reason
         assert tax.find_contradictions(tags) == (c,)
+        if c.soft:
+            tax.validate_tags(tags)
+            tax.check_soft(tags, anyway=True)
         # Each side alone is fine.
         tax.validate_tags({c.a_field: c.a_value})
         tax.validate_tags({c.b_field: c.b_value})
@@ -371,3 +374,27 @@ def test_engine_pks_modules_do_not_import_gradio() -> None:
     root = Path(__file__).resolve().parents[2] / "engine" / "core"
     for name in ("pks.py", "presets.py"):
         assert "gradio" not in (root / name).read_text(encoding="utf-8")
+
+
+def test_a_soft_contradiction_is_valid_and_asks_for_generate_anyway(tax: Taxonomy) -> None:
+    soft = [c for c in tax.contradictions if c.soft]
+    assert soft and any(not c.soft for c in tax.contradictions)
+    retro = {"style.era": "seventies", "style.background": "cg_3d"}
+    assert dict(tax.validate_tags(retro)) == {"style.background": ("cg_3d",), "style.era": ("seventies",)}
+    with pytest.raises(InvalidRequest) as info:
+        tax.check_soft(retro, anyway=False)
+    assert info.value.field == "tags.style.background" and "rarely goes with" in info.value.reason
+    tax.check_soft(retro, anyway=True)
+    assert tax.value("style.background", "cg_3d").phrase in tax.compile_prompt("a train", retro)
+    with pytest.raises(InvalidRequest, match="contradicts"):  # a hard one stays refused, anyway or not
+        tax.validate_tags({"camera.movement": "static", "vfx.effects": ["screen_shake"]})
+
+
+def test_soft_must_be_true_or_false(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_TAXONOMY_PATH.read_text(encoding="utf-8"))
+    data["contradictions"][0]["soft"] = "yes"
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(InvalidRequest) as info:
+        load_taxonomy(path)
+    assert info.value.field == "taxonomy.contradictions[0].soft" and "true or false" in info.value.reason

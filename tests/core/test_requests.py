@@ -20,8 +20,8 @@ def _err(**kw: object) -> InvalidRequest:
         ("narrative", "   ", "empty"),
         ("seed", -1, "from 0 to 4294967295"),
         ("seed", 1.5, "whole number"),
-        ("width", 8, "from 16 to 4096"),
-        ("num_frames", 0, "from 1 to 1024"),
+        ("width", 8, "from 16 to 1280 pixels"),  # the default model's own range
+        ("num_frames", 0, "from 1 to 129"),
         ("fps", 120, "from 1 to 60"),
         ("steps", 0, "from 1 to 200"),
         ("guidance", "high", "a number"),

@@ -170,6 +170,13 @@ def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[
     toast = page.get_by_text(re.compile(r"Width: must not be empty \(16–256 px, a multiple of 16"))
     sync_api.expect(toast.first).to_be_visible(timeout=15_000)
     assert services.studio.history.list().total == before and page.locator(".error").count() == 0
+    # Below the minimum: the same numbers as the hint (it used to name the engine's 16–4096).
+    set_number(page, "width", "8")
+    page.click("#generate")
+    toast = page.get_by_text(re.compile(r"Width: must be from 16 to 256 pixels, got 8"))
+    sync_api.expect(toast.first).to_be_visible(timeout=15_000)
+    assert services.studio.history.list().total == before
+    set_number(page, "width", "64")
 
     # History: an entry that does not exist is refused the same way; the gallery stays.
     page.get_by_role("tab", name="History").click()
@@ -180,6 +187,42 @@ def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[
     page.wait_for_timeout(500)
     assert page.locator(".error").count() == 0
     sync_api.expect(box).to_have_value("999999")
+    page.close()
+
+
+def test_an_unusual_tag_pair_is_made_only_with_generate_anyway(studio: tuple[StudioServices, str],
+                                                               browser: sync_api.Browser) -> None:
+    services, url = studio
+    expect = sync_api.expect
+    page = open_studio(browser, url)
+    use_preview(page)
+    page.locator("#narrative textarea").fill("a night train crosses a bridge")
+    set_number(page, "steps", "1")
+    pick(page, "tag-style-era", "1970s")
+    pick(page, "tag-style-background", "3DCG set")
+    warning, anyway = page.locator("#tag-warning"), page.locator("#generate-anyway")
+    expect(warning).to_contain_text("1970s")  # the dropdowns' labels, not field=value ids
+    expect(warning).to_contain_text("rarely goes with")
+    expect(warning).not_to_contain_text("style.era=")
+    expect(anyway).to_be_visible()
+    # The compiled prompt stays readable (it used to blank on a contradiction).
+    expect(page.locator("#compiled-prompt textarea")).to_have_value(re.compile("a night train crosses a bridge$"))
+    before = services.studio.history.list().total
+    page.click("#generate")
+    expect(page.get_by_text(re.compile("rarely goes with.*generate anyway")).first).to_be_visible(timeout=15_000)
+    assert services.studio.history.list().total == before and page.locator(".error").count() == 0
+    anyway.locator("input").check()
+    page.click("#generate")
+    expect(page.locator("#run-status")).to_contain_text("done", timeout=GENERATION_TIMEOUT_MS)
+    record = services.studio.history.list().items[0]
+    assert record.request.allow_soft_contradictions and record.request.tags["style.era"] == ("seventies",)
+    # A hard contradiction cannot be made anyway: the box goes and the warning says to change a tag.
+    page.get_by_role("tab", name="Camera").click()
+    pick(page, "tag-camera-movement", "Static")
+    page.get_by_role("tab", name="VFX").click()
+    pick(page, "tag-vfx-effects", "Screen shake")
+    expect(warning).to_contain_text("contradicts")
+    expect(anyway).to_be_hidden()
     page.close()
 
 

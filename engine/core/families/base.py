@@ -131,6 +131,8 @@ class ModelFamily:
         for name, value in (("width", width), ("height", height)):
             if value > max_side:
                 raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
+            if value < self.side_multiple:  # the smallest side is one multiple: the range the form's hint shows
+                raise InvalidRequest(name, f"must be from {self.side_multiple} to {max_side} pixels, got {value}")
         if (num_frames - 1) % self.frame_stride:
             lower = (num_frames - 1) // self.frame_stride * self.frame_stride + 1
             raise InvalidRequest(
