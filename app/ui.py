@@ -128,10 +128,13 @@ def build_app(services: StudioServices) -> StudioApp:
 
         def reuse_values(record: Any) -> list[Any]:
             form = adapters.form_from_request(record.request)
-            return create_tab.fill_from(services, form) + ["", None, ""]
+            # The status line says what the form now holds (it used to keep the previous job's line).
+            loaded = f"Settings of History entry #{record.id} loaded (seed {record.seed}); Generate makes it again."
+            return create_tab.fill_from(services, form) + ["", None, "", loaded]
 
         history_tab.wire(history, services, tabs=tabs, history_tab=hist_tab,
-                         reuse_outputs=[*create.fill_outputs(), *preset_reset], reuse_values=reuse_values)
+                         reuse_outputs=[*create.fill_outputs(), *preset_reset, create.status],
+                         reuse_values=reuse_values)
         # A rater (`--auth raters`, role rater) gets the Rate tab only; the handlers refuse them anyway.
         blocks.load(rating_tab.studio_view(services), outputs=[create_page, presets_page, hist_tab, banner, tabs],
                     show_progress="hidden", api_visibility="private")

@@ -261,7 +261,7 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
 
     @refusals("Best of N", outputs=len(outputs), taxonomy=tax)
     def start(session: gr.Request, progress: gr.Progress = gr.Progress(), *args: Any) -> list[Any]:
-        n_raw, reward_name, anyway, *values = args
+        n_raw, reward_name, *values, anyway = args
         n = check_count(n_raw)
         entry = check_reward(services, reward_name)
         # types only: the engine checks the rest when the candidates are queued
@@ -314,7 +314,7 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
 
     gr.on(None, listing, outputs=panel.listing_outputs(), show_progress="hidden", api_visibility="private")
     panel.rescan.click(listing, outputs=panel.listing_outputs(), api_name="best_of_n_models", show_progress="hidden")
-    ran = panel.run.click(start, inputs=[panel.n, panel.reward, tab.anyway, *tab.inputs()], outputs=outputs,
+    ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs(), tab.anyway], outputs=outputs,
                           api_name="best_of_n", concurrency_id="best_of_n", concurrency_limit=4,
                           show_progress_on=[tab.video, panel.gallery])
     ran.then(queue_panel.refresher(services), outputs=tab.queue.outputs(), show_progress="hidden",

@@ -19,7 +19,7 @@ import gradio as gr
 
 from engine.core.errors import EngineError, InvalidRequest
 from engine.core.pks import TagField
-from engine.core.presets import PresetLibrary
+from engine.core.presets import PresetLibrary, slugify
 from engine.core.registry import ModelSpec
 from engine.core.requests import GenerationRequest
 
@@ -420,17 +420,20 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
                 badge_text(presets, saved.slug, False), presets_changed())
 
     @refusals("Presets", outputs=3, taxonomy=tax)
-    def refresh_preset_list(change: dict[str, Any] | None, current: str | None,
-                            request: gr.Request) -> tuple[Any, Any, Any]:
+    def refresh_preset_list(change: dict[str, Any] | None, current: str | None, save_name: str | None,
+                            request: gr.Request) -> tuple[Any, Any, Any, Any]:
         presets = services.library_for(request)
         renamed = (change or {}).get("renamed", {})
         slug = renamed.get(current, current) if current else current
+        # "Save as preset" follows a rename of the preset its name box names, so a save updates it.
+        old = next((o for o in renamed if _slug_of(save_name) == o), None)
+        name = presets.get(renamed[old]).name if old is not None and presets.exists(renamed[old]) else gr.skip()
         if not slug or not presets.exists(slug):
             cleared = (gr.skip(), gr.skip()) if not current else (None, "")
-            return (gr.update(choices=preset_choices(presets), value=""), *cleared)
+            return (gr.update(choices=preset_choices(presets), value=""), *cleared, name)
         moved = slug != current
         return (gr.update(choices=preset_choices(presets), value=slug), gr.skip(),
-                badge_text(presets, slug, False) if moved else gr.skip())
+                badge_text(presets, slug, False) if moved else gr.skip(), name)
 
     inputs = tab.inputs()
     triggers: list[Any] = [c.change for c in inputs] + [tab.preset_snapshot.change]
@@ -458,10 +461,17 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     tab.save_preset.click(save_as_preset, inputs=[tab.save_name, tab.save_description, tab.preset, *inputs],
                           outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge, tab.presets_changed],
                           api_name="save_preset", show_progress="hidden")
-    tab.presets_changed.change(refresh_preset_list, inputs=[tab.presets_changed, tab.preset],
-                               outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge], show_progress="hidden",
-                               api_visibility="private")
+    tab.presets_changed.change(refresh_preset_list, inputs=[tab.presets_changed, tab.preset, tab.save_name],
+                               outputs=[tab.preset, tab.preset_snapshot, tab.preset_badge, tab.save_name],
+                               show_progress="hidden", api_visibility="private")
     create_extras.wire(tab, services)
+
+
+def _slug_of(name: str | None) -> str | None:
+    try:
+        return slugify(name) if name and name.strip() else None
+    except InvalidRequest:  # not a name a preset could have
+        return None
 
 
 def preset_choices(library: PresetLibrary) -> list[tuple[str, str]]:

@@ -55,10 +55,10 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
     runner = services.runner
     history = services.studio.history
 
-    def submit(session_jobs: list[int] | None, anyway: bool | None, who: gr.Request,
-               *values: Any) -> tuple[Any, Any, Any, Any]:
+    def submit(session_jobs: list[int] | None, who: gr.Request, *values: Any) -> tuple[Any, Any, Any, Any]:
+        *form, anyway = values  # "Generate anyway" comes last, so API callers may leave it out
         try:
-            request = replace(validated(values), allow_soft_contradictions=bool(anyway))
+            request = replace(validated(form), allow_soft_contradictions=bool(anyway))
             job_id = runner.submit(request, viewer=require_creator(services, who))
         except (Refusal, EngineError) as exc:
             # A toast naming the field; the form, the clip and the status stay. The job number is
@@ -157,7 +157,7 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
 
     # Several clicks queue several jobs ("multiple"); each run waits for the one "gpu" slot.
     submitted = tab.generate.click(
-        submit, inputs=[tab.session_jobs, tab.anyway, *inputs], outputs=[tab.job_id, tab.session_jobs, tab.last_seed, tab.status],
+        submit, inputs=[tab.session_jobs, *inputs, tab.anyway], outputs=[tab.job_id, tab.session_jobs, tab.last_seed, tab.status],
         api_name="submit", trigger_mode="multiple", show_progress="hidden",
         # One at a time: each submit reads and extends this session's job list (gr.State).
         concurrency_limit=1, concurrency_id="submit",

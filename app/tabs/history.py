@@ -92,7 +92,10 @@ def tag_filter_choices(services: StudioServices) -> list[tuple[str, str]]:
 def build(services: StudioServices) -> HistoryTab:
     with gr.Row(elem_id="history-filters"):
         text = gr.Textbox(label="Search", placeholder="words from the narrative or prompt", min_width=150, scale=2)
-        tag = gr.Dropdown(tag_filter_choices(services), value=ANY, label="Tag", min_width=150, scale=2)
+        # Every tag listed at once (Gradio shows 100 by default: Camera and VFX were left out).
+        choices = tag_filter_choices(services)
+        tag = gr.Dropdown(choices, value=ANY, label="Tag", min_width=150, scale=2,
+                          num_choices_shown=len(choices), elem_id="history-tag")
         model = gr.Dropdown([("Any model", ANY), *[(s.label, s.id) for s in adapters.registry_models()]],
                             value=ANY, label="Model", min_width=150, scale=1)
         status = gr.Dropdown([("Any status", ANY), *[(f"{STATUS_ICONS[s]} {s}", s) for s in STATUSES]],

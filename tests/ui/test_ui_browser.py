@@ -126,6 +126,8 @@ def test_pick_tags_generate_and_watch_the_clip(studio: tuple[StudioServices, str
     # Reuse settings switches back to Create with the clip's values.
     page.click("#history-reuse")
     expect(page.locator("#num-steps input")).to_have_value("2")
+    # The status says what the form now holds, not the last job's "done".
+    expect(page.locator("#run-status")).to_contain_text(f"Settings of History entry #{record.id} loaded")
     expect(page.locator("#generate")).to_be_visible()
     page.close()
 
@@ -187,6 +189,12 @@ def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[
     page.wait_for_timeout(500)
     assert page.locator(".error").count() == 0
     sync_api.expect(box).to_have_value("999999")
+    # The tag filter lists every tag of every axis, not the first 100 (Style and Motion only).
+    page.locator("#history-tag input").click()
+    options = page.locator("#history-tag li[role=option]")
+    sync_api.expect(options).to_have_count(1 + sum(len(f.values) for f in services.taxonomy.fields))
+    sync_api.expect(options.filter(has_text="VFX · Effects: Speed lines")).to_have_count(1)
+    page.keyboard.press("Escape")
     page.close()
 
 
