@@ -34,6 +34,9 @@ fi
 step "pip install -r requirements.txt" "$PY" -m pip install -q -r requirements.txt
 step "pip install -r requirements-dev.txt" "$PY" -m pip install -q -r requirements-dev.txt
 step "pip install -e ." "$PY" -m pip install -q --no-deps -e .
+# One OpenCV: two builds share the cv2 folder and overwrite each other's files.
+OPENCV=$("$PY" -m pip list 2>/dev/null | grep -i '^opencv' || true)
+[ "$(printf '%s\n' "$OPENCV" | grep -c .)" = 1 ] || { echo "FAILED: expected one OpenCV build, got: $OPENCV"; exit 1; }
 # The installed command from another folder: a preview clip end to end.
 DATA=$(mktemp -d)
 step "animatrix generate --model preview (from /tmp)" bash -c \

@@ -31,6 +31,7 @@ from ..services.context import StudioServices
 from ..services.downloads import new_download
 from ..services.jobs import GPU_LOCK, gpu_function
 from ..services.rating_view import DIMENSION_TITLES, rating_message, session_rater
+from . import rating_settings
 
 TITLE = "Rating admin"
 
@@ -94,6 +95,7 @@ class AdminPanel:
     board_reward: gr.Dropdown
     board_agreement: gr.Dataframe
     board_note: gr.Markdown
+    settings: rating_settings.SettingsPanel | None = None  # "Rating settings" (uncertainty first, shares)
 
     def account_outputs(self) -> list[Any]:
         return [self.raters, self.target]
@@ -191,11 +193,12 @@ def build(services: StudioServices) -> AdminPanel:
         board_agreement = gr.Dataframe(headers=AGREEMENT_HEADERS, value=[], interactive=False, wrap=True,
                                        show_label=False, visible=False, elem_id="rate-admin-board-agreement")
         board_note = gr.Markdown("", elem_classes=["muted"], elem_id="rate-admin-board-note")
+    settings = rating_settings.build(services.rating.config)
     return AdminPanel(raters, new_name, new_role, new_experience, new_years, new_password, add, target, disable,
                       enable, make_admin, make_rater, reset_password, set_password, build_pairs, build_report,
                       pick_a, pick_b, pick, pairs, gold_pair, gold, set_gold, clear_gold, export_kind, export,
                       export_file, stats_refresh, agreement, quality, quality_note, group_key, board_refresh, board,
-                      board_reward, board_agreement, board_note)
+                      board_reward, board_agreement, board_note, settings)
 
 
 # -- tables (plain data, testable without a browser) ----------------------------------------------
@@ -433,6 +436,8 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
         return gr.update(choices=choices, value=value if value in {c[1] for c in choices} else NO_REWARD)
 
     p = panel
+    if p.settings is not None:
+        rating_settings.wire(p.settings, services, act, session)
     admin_tab.select(act(overview, len(p.account_outputs()) + 1), inputs=session, outputs=[*p.account_outputs(), p.pairs], show_progress="hidden",
                      api_name="rating_overview")
     p.add.click(act(add_rater, len(p.account_outputs()) + 4), inputs=[session, p.new_name, p.new_role, p.new_experience, p.new_years,

@@ -121,7 +121,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cshow = ca.add_parser("show", help="the settings in force", allow_abbrev=False)
     cshow.add_argument("--json", action="store_true")
     admin(cshow)
-    cset = ca.add_parser("set", help="change settings (the Rate tab reads them when the studio starts)",
+    cset = ca.add_parser("set", help="change settings (a running studio: Admin → Rating settings)",
                          allow_abbrev=False)
     cset.add_argument("--prefer-uncertain", metavar="REWARD_KEY",
                       help="serve first the pairs this reward model is least sure of (the key `reward score` prints); "
@@ -334,7 +334,7 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
         if not changes and not reset:
             raise InvalidRequest("config set", "give a setting to change, e.g. --gold-share 0.1 or --reset NAME")
         config = save_rating_settings(settings.data_dir, changes, reset=reset)
-        print(f"saved {settings.data_dir / SETTINGS_FILE} (the studio reads it when it starts)")
+        print(f"saved {settings.data_dir / SETTINGS_FILE} (a studio reads it when it starts)")
     values = {k: getattr(config, k) for k in EDITABLE}
     if getattr(args, "json", False):
         print(_dump(values))

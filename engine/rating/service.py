@@ -65,6 +65,16 @@ class RatingService:
         self._rubric: Rubric | None = None
         self._group_cache: dict[tuple[str, int], str] = {}
 
+    def reconfigure(self, actor: Rater, config: RatingConfig) -> RatingConfig:
+        """Serve by `config` from now on (an admin's change in the Rate tab; no restart needed)."""
+        self._admin(actor, "change the rating settings")
+        if config.prefer_uncertain and self._priority_of is None:
+            raise InvalidRequest("prefer_uncertain", "needs a priority source (priority_of) to read reward scores")
+        if config.playback_fps != self.config.playback_fps:
+            self._pairs = PairBuilder(self.repository, self.media_dir, config.playback_fps)
+        self.config = config
+        return config
+
     # -- accounts -------------------------------------------------------------------------------
     def authenticate(self, name: str, password: str) -> Rater | None:
         """The active account with this name and password, or None (also for unknown names)."""

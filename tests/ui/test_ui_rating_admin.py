@@ -91,6 +91,24 @@ def test_narrow_screen(rated: Rated, browser: Any, tmp_path: Path) -> None:
 
 
 @browser_only
+def test_the_admin_panel_fits_a_narrow_screen(rated: Rated, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = open_rate_tab(browser, rated.url, ADMIN, width=420, height=900)
+    page.get_by_role("tab", name="Admin").click()
+    expect(page.locator("#rate-admin-rater-table")).to_contain_text(RATER)
+    for folded in ("export", "stats", "board", "settings"):  # every folded section, opened
+        page.locator(f"#rate-admin-{folded} button.label-wrap").click()
+    page.wait_for_timeout(600)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate("""() => [...document.querySelectorAll('[id]')].filter(e => e.id
+        && e.getBoundingClientRect().width > 425).map(e => e.id).slice(0, 12)""")  # names what is too wide
+    assert width <= 420, f"the admin panel scrolls sideways ({width} px): {wide}"
+    shoot(page, tmp_path, "rating-admin-420")
+    page.close()
+
+
+@browser_only
 def test_studio_login_with_a_rater_account_opens_the_rate_tab_signed_in(rated: Rated, browser: Any) -> None:
     """`python app.py --auth raters`: the studio's login page checks the accounts table, and the
     Rate tab takes the account from `request.username` (no second sign-in)."""
@@ -231,3 +249,49 @@ def test_admin_mistakes_are_toasts_and_leave_the_tables_alone(rated: Rated, brow
     with pytest.raises(AppError, match=r"History # \(second\): pick another clip than #1"):
         client.predict("1", "1", api_name="/rating_pick_pair")
     assert len(rated.service.list_pairs(rated.service.rater_by_name(ADMIN))) == pairs_before
+
+
+@browser_only
+def test_an_admin_changes_the_rating_settings_in_the_panel(rated: Rated, browser: Any) -> None:
+    import json
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    from playwright.sync_api import expect
+
+    service, settings = rated.service, rated.services.settings
+    path = settings.data_dir / "rating.json"
+    before = service.config
+    page = open_rate_tab(browser, rated.url, ADMIN)
+    try:
+        page.get_by_role("tab", name="Admin").click()
+        page.locator("#rate-admin-settings button.label-wrap").click()
+        gold = page.locator("#rate-settings-gold_share input")
+        expect(gold).to_have_value(f"{before.gold_share:g}")
+        gold.fill("0.3")
+        page.locator("#rate-settings-require_scores input").check()
+        page.click("#rate-settings-save")
+        expect(page.locator("#rate-settings-note")).to_contain_text("rating.json", timeout=15_000)
+        # Saved to the file the command line reads, and served by at once (no restart).
+        assert json.loads(path.read_text(encoding="utf-8"))["gold_share"] == 0.3
+        assert service.config.gold_share == 0.3 and service.config.require_scores is True
+        # A bad pair of shares: a toast in the box's own words; neither the file nor the service changes.
+        saved = path.read_text(encoding="utf-8")
+        gold.fill("0.9")
+        page.locator("#rate-settings-repeat_share input").fill("0.2")
+        page.click("#rate-settings-save")
+        expect(page.get_by_text(re.compile("Repeat share: gold_share \\+ repeat_share must be at most 1")).first) \
+            .to_be_visible(timeout=15_000)
+        page.wait_for_timeout(300)
+        assert page.locator(".error").count() == 0 and path.read_text(encoding="utf-8") == saved
+        assert service.config.gold_share == 0.3
+        # A rater's session is refused, even calling the endpoint itself.
+        client = Client(rated.url, verbose=False)
+        client.predict(RATER, PASSWORD, api_name="/rate_sign_in")
+        with pytest.raises(AppError, match="Only an admin may do this"):
+            client.predict("", 0.0, 0.0, 5, False, 10.0, api_name="/rating_settings")
+        assert service.config.gold_share == 0.3
+    finally:
+        page.close()
+        path.unlink(missing_ok=True)
+        service.config = before  # the other tests of this module serve pairs by the defaults
