@@ -120,7 +120,8 @@ def model_note(services: StudioServices, model: str) -> str:
         return f"**Unknown model** `{model}`: pick one from the list or give a local diffusers folder."
     here = services.availability.get(spec.id, spec.local_path is not None and spec.local_path.is_dir())
     weights = ("weights on this machine" if here else
-               f"weights not on this machine — run `python -m engine download {spec.id}`")
+               f"weights not on this machine — whoever runs the studio can fetch them with "
+               f"`python -m engine download {spec.id}`")
     return f"**VRAM:** {spec.vram_note} · {weights}"
 
 
