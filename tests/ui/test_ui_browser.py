@@ -199,7 +199,7 @@ def test_impossible_value_shows_an_error_toast_and_writes_nothing(studio: tuple[
 
 
 def test_an_unusual_tag_pair_is_made_only_with_generate_anyway(studio: tuple[StudioServices, str],
-                                                               browser: sync_api.Browser) -> None:
+                                                               browser: sync_api.Browser, tmp_path: Path) -> None:
     services, url = studio
     expect = sync_api.expect
     page = open_studio(browser, url)
@@ -215,6 +215,8 @@ def test_an_unusual_tag_pair_is_made_only_with_generate_anyway(studio: tuple[Stu
     expect(anyway).to_be_visible()
     # The compiled prompt stays readable (it used to blank on a contradiction).
     expect(page.locator("#compiled-prompt textarea")).to_have_value(re.compile("a night train crosses a bridge$"))
+    anyway.scroll_into_view_if_needed()
+    shoot(page, tmp_path, "create-anyway-1280", full_page=False)
     before = services.studio.history.list().total
     page.click("#generate")
     expect(page.get_by_text(re.compile("rarely goes with.*generate anyway")).first).to_be_visible(timeout=15_000)
