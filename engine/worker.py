@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.settings import Settings
@@ -27,13 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, *, idle_exit_s: float | None = None, max_jobs: int | None = None,
-               poll_s: float = 1.0, lease_s: float = LEASE_S, out: TextIO = sys.stdout) -> int:
+               poll_s: float = 1.0, lease_s: float = LEASE_S, out: TextIO = sys.stdout, engine: Any = None,
+               on_idle: Callable[[], None] | None = None) -> int:
     """Run queued jobs until `max_jobs` ran, the queue stayed empty `idle_exit_s`, or Ctrl-C.
-    Returns how many jobs this worker ran."""
+    Returns how many jobs this worker ran. `engine` and `on_idle` (each empty look at the queue) are
+    for the split worker (engine/parallel_worker.py)."""
     from .runner import JobRunner
     from .studio import Studio
 
-    studio = Studio(settings)
+    studio = Studio(settings, engine=engine)
     runner = JobRunner(studio, orphan_grace_s=0.0)
     ran = 0
     idle_since = time.monotonic()
@@ -46,6 +48,8 @@ def run_worker(settings: Settings, *, idle_exit_s: float | None = None, max_jobs
                 print(f"job #{back}: its worker is gone; back in the queue", file=out, flush=True)
             job_id = next(iter(studio.history.queue_positions()), None)
             if job_id is None:
+                if on_idle is not None:
+                    on_idle()
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
                 time.sleep(poll_s)
@@ -77,6 +81,8 @@ def add_parser(subparsers: Any) -> None:
     w.add_argument("--gpu", type=int, metavar="N", help="use GPU N only (sets CUDA_VISIBLE_DEVICES; implies --device cuda)")
     w.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after the queue has been empty this long")
     w.add_argument("--max-jobs", type=int, metavar="N", help="stop after running N jobs")
+    w.add_argument("--parallel", choices=("ulysses", "ring"), help="split every job's clip over the processes of "
+                   "this torchrun launch (torchrun --nproc-per-node N -m engine worker --parallel ulysses)")
 
 
 def pin_gpu(index: int, field: str) -> None:
@@ -100,5 +106,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise InvalidRequest(f"--{name.replace('_', '-')}", f"must be above 0, got {value}")
+    if args.parallel is not None:
+        from .core.parallel import world
+        from .parallel_worker import run_parallel_worker
+
+        if world()[2] < 2:
+            raise InvalidRequest("--parallel", f"splits each clip over several processes: launch the worker with "
+                                               f"torchrun, e.g. `torchrun --nproc-per-node 2 -m engine worker "
+                                               f"--parallel {args.parallel}`")
+        run_parallel_worker(settings, args.parallel, idle_exit_s=args.idle_exit, max_jobs=args.max_jobs)
+        return 0
     run_worker(settings, idle_exit_s=args.idle_exit, max_jobs=args.max_jobs)
     return 0

@@ -75,3 +75,80 @@ def test_outside_torchrun_the_flag_says_how_to_launch(studio_settings: Settings,
     out = _engine(studio_settings, *ARGS, "--parallel", mode)
     assert out.returncode == 2 and "torchrun --nproc-per-node 2" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_split_worker_runs_queued_jobs_over_two_processes(studio_settings: Settings, tmp_path: Path) -> None:
+    from engine.core.export import write_mp4
+    from engine.core.generation import Engine
+    from engine.core.requests import GenerationRequest
+    from engine.studio import Studio
+
+    studio = Studio(studio_settings)
+    try:
+        jobs = [studio.submit(GenerationRequest(narrative=f"a red ball bounces, take {i}", model="preview", seed=11 + i,
+                                                width=32, height=32, num_frames=5, steps=2), source="studio")
+                for i in range(2)]
+    finally:
+        studio.close()
+    torchrun = ("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29535")
+    out = _engine(studio_settings, "worker", "--parallel", "ulysses", "--max-jobs", "2", launcher=torchrun)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("waiting for jobs") == 1  # rank 0 is the worker; the helper only follows
+    db = open_database(studio_settings.database)
+    try:
+        history = HistoryService(db, studio_settings.media_dir)
+        records = [history.get(j) for j in jobs]
+        assert [r.status for r in records] == ["done", "done"], [r.error for r in records]
+        assert len(list(studio_settings.media_dir.rglob("*.mp4"))) == 2  # one clip per job, not per rank
+        # The row keeps the job as it was asked for; its mp4 records how it ran.
+        assert [read_embedded_settings(history.video_path(r))["request"]["parallel"] for r in records] == \
+            ["ulysses", "ulysses"]
+        split = read_frames(history.video_path(records[0]))
+    finally:
+        db.dispose()
+    alone = Engine(studio_settings).generate(records[0].request)  # the same job in one process, encoded alike
+    one = read_frames(write_mp4(alone.frames, alone.request.fps or 8, tmp_path / "one.mp4"))
+    assert np.abs(split.astype(int) - one.astype(int)).max() <= 1
+
+
+def test_a_split_worker_outside_torchrun_says_how_to_launch(studio_settings: Settings) -> None:
+    out = _engine(studio_settings, "worker", "--parallel", "ulysses", "--max-jobs", "1")
+    assert out.returncode == 2 and "torchrun --nproc-per-node 2 -m engine worker --parallel ulysses" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_job_cancelled_on_a_split_worker_stops_every_rank_and_the_worker_goes_on(studio_settings: Settings,
+                                                                                   tmp_path: Path) -> None:
+    import time
+
+    from engine.core.requests import GenerationRequest
+    from engine.studio import Studio
+
+    studio = Studio(studio_settings)
+    try:
+        ask = dict(model="preview", width=32, height=32, num_frames=5)
+        long_job = studio.submit(GenerationRequest(narrative="a long take", seed=1, steps=200, **ask), source="studio")
+        short_job = studio.submit(GenerationRequest(narrative="a short take", seed=2, steps=2, **ask), source="studio")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                                   "--master-port", "29536", "-m", "engine", "--data-dir", str(studio_settings.data_dir),
+                                   "--device", "cpu", "worker", "--parallel", "ulysses", "--max-jobs", "2"],
+                                  stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:  # cancel once it is denoising (both ranks in step collectives)
+                record = studio.history.get(long_job)
+                if record.progress is not None and record.progress.stage == "denoising":
+                    break
+                time.sleep(0.2)
+            studio.history.cancel(long_job, "cancelled by the user")  # what Cancel writes from another process
+            assert worker.wait(240) == 0, log.read_text()[-3000:]
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        assert studio.history.get(long_job).status == "cancelled"
+        assert studio.history.get(short_job).status == "done", log.read_text()[-3000:]
+        assert f"job #{long_job}: cancelled" in log.read_text()
+    finally:
+        studio.close()
