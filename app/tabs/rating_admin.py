@@ -96,6 +96,7 @@ class AdminPanel:
     board_agreement: gr.Dataframe
     board_note: gr.Markdown
     settings: rating_settings.SettingsPanel | None = None  # "Rating settings" (uncertainty first, shares)
+    pick_any: gr.Checkbox | None = None  # "Pair these two" across prompts, asked for explicitly
 
     def account_outputs(self) -> list[Any]:
         return [self.raters, self.target]
@@ -150,6 +151,7 @@ def build(services: StudioServices) -> AdminPanel:
                                elem_id="rate-admin-pick-a")
             pick_b = gr.Textbox(label="History # (second)", placeholder="e.g. 15", max_lines=1, min_width=110,
                                elem_id="rate-admin-pick-b")
+            pick_any = gr.Checkbox(False, label="Different prompts allowed", min_width=130, elem_id="rate-admin-pick-any")
             pick = gr.Button("Pair these two", size="sm", min_width=130, elem_id="rate-admin-pick")
         build_report = gr.Markdown("Pairs are clips with the same narrative, tags and seed made by different "
                                    "models or settings. Building renders the playback copies, which takes a moment.",
@@ -198,7 +200,7 @@ def build(services: StudioServices) -> AdminPanel:
                       enable, make_admin, make_rater, reset_password, set_password, build_pairs, build_report,
                       pick_a, pick_b, pick, pairs, gold_pair, gold, set_gold, clear_gold, export_kind, export,
                       export_file, stats_refresh, agreement, quality, quality_note, group_key, board_refresh, board,
-                      board_reward, board_agreement, board_note, settings)
+                      board_reward, board_agreement, board_note, settings, pick_any)
 
 
 # -- tables (plain data, testable without a browser) ----------------------------------------------
@@ -345,12 +347,18 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
             lines.append(f"- … and {len(report.skipped) - 20} more")
         return ["\n".join(lines), pair_rows(admin)]
 
-    def pick(admin: Any, first: str | None, second: str | None) -> list[Any]:
+    def pick(admin: Any, first: str | None, second: str | None, any_prompt: bool = False) -> list[Any]:
         a, b = parse_id(first), parse_id(second)
         if a is None or b is None:
             raise Refused("Give two history numbers (the # in the History tab).")
         if a == b:  # said in the form's words; the service's message names its own fields
             raise Refused(f"History # (second): pick another clip than #{a}; a clip is not paired with itself.")
+        gens = service.repository.generations({a, b})
+        if not any_prompt and a in gens and b in gens and (
+                gens[a].narrative != gens[b].narrative or dict(gens[a].tags) != dict(gens[b].tags)):
+            # A rater judges how one prompt was made two ways; two prompts is a choice made on purpose.
+            raise Refused(f"History # (second): #{b} has another narrative or other tags than #{a}; tick "
+                          "'Different prompts allowed' to pair them anyway.")
         made = service.pick_pair(admin, a, b)
         return [f"Pair **{made.id}** made from history #{a} and #{b}.", pair_rows(admin)]
 
@@ -452,7 +460,8 @@ def wire(panel: AdminPanel, services: StudioServices, *, session: gr.State, admi
                          api_name="rating_set_password")
     p.build_pairs.click(act(build_pairs, 2), inputs=session, outputs=[p.build_report, p.pairs],
                         api_name="rating_build_pairs")
-    p.pick.click(act(pick, 2), inputs=[session, p.pick_a, p.pick_b], outputs=[p.build_report, p.pairs],
+    p.pick.click(act(pick, 2), inputs=[session, p.pick_a, p.pick_b, *([p.pick_any] if p.pick_any else [])],
+                 outputs=[p.build_report, p.pairs],
                  api_name="rating_pick_pair")
     p.set_gold.click(act(set_gold), inputs=[session, p.gold_pair, *p.gold], outputs=p.pairs, api_name="rating_set_gold")
     p.clear_gold.click(act(clear_gold), inputs=[session, p.gold_pair], outputs=p.pairs, api_name="rating_clear_gold")

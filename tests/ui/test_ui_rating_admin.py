@@ -249,6 +249,24 @@ def test_admin_mistakes_are_toasts_and_leave_the_tables_alone(rated: Rated, brow
     with pytest.raises(AppError, match=r"History # \(second\): pick another clip than #1"):
         client.predict("1", "1", api_name="/rating_pick_pair")
     assert len(rated.service.list_pairs(rated.service.rater_by_name(ADMIN))) == pairs_before
+    # Two clips of different prompts are paired only when that is asked for.
+    from dataclasses import replace
+
+    from engine.core.export import write_mp4
+    from engine.storage.clips import MediaFiles
+    from support.rating_ui import FPS, _request, ball_clip
+
+    first = rated.services.studio.history.get(next(iter(rated.clips.values())))
+    asked = replace(_request(first.model), narrative="a kite climbs over the river")
+    made = rated.services.studio.history.record_finished(
+        asked, None, lambda folder: MediaFiles(video=write_mp4(ball_clip(5), FPS, folder / "clip.mp4")))
+    one, other = str(first.id), str(made.id)
+    with pytest.raises(AppError, match=r"History # \(second\): #\d+ has another narrative or other tags"):
+        client.predict(one, other, api_name="/rating_pick_pair")
+    assert len(rated.service.list_pairs(rated.service.rater_by_name(ADMIN))) == pairs_before
+    report, _ = client.predict(one, other, True, api_name="/rating_pick_pair")
+    assert "made from history" in report
+    assert len(rated.service.list_pairs(rated.service.rater_by_name(ADMIN))) == pairs_before + 1
 
 
 @browser_only
