@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from .core.errors import EngineError, GenerationCancelled
 from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
@@ -73,11 +73,10 @@ class LeadingEngine(Engine):
         return super().generate(prepared, progress=progress, cancel=SharedCancel(cancel))
 
 
-def run_parallel_worker(settings: Settings, parallel: str, *, idle_exit_s: float | None = None,
-                        max_jobs: int | None = None, out: TextIO = sys.stdout) -> int:
-    """The worker on rank 0, a follower on the others; returns the jobs rank 0 ran (0 on helpers)."""
-    from .worker import run_worker
-
+def run_parallel_worker(settings: Settings, parallel: str, run_worker: Callable[..., int], *,
+                        idle_exit_s: float | None = None, max_jobs: int | None = None, out: TextIO = sys.stdout) -> int:
+    """`run_worker` (engine.worker's loop) on rank 0, a follower on the others; returns the jobs rank 0
+    ran (0 on helpers)."""
     join_group(resolve_device(settings.device))
     if is_helper():
         follow(settings)

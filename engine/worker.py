@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise InvalidRequest("--parallel", f"splits each clip over several processes: launch the worker with "
                                                f"torchrun, e.g. `torchrun --nproc-per-node 2 -m engine worker "
                                                f"--parallel {args.parallel}`")
-        run_parallel_worker(settings, args.parallel, idle_exit_s=args.idle_exit, max_jobs=args.max_jobs)
+        run_parallel_worker(settings, args.parallel, run_worker, idle_exit_s=args.idle_exit, max_jobs=args.max_jobs)
         return 0
     run_worker(settings, idle_exit_s=args.idle_exit, max_jobs=args.max_jobs)
     return 0
