@@ -94,7 +94,9 @@ def test_pick_tags_generate_and_watch_the_clip(studio: tuple[StudioServices, str
     page.wait_for_timeout(500)  # let the poster frame paint before the screenshot
     shoot(page, tmp_path, "create-1280")
 
-    [record] = services.studio.history.list().items
+    # The newest entry is this clip (another test of this module may have made one before).
+    record = services.studio.history.list().items[0]
+    assert record.request.narrative == "a girl runs across a rooftop at dusk"
     # The strip of recent results shows it; a click plays it, and its settings can be reused.
     thumb = page.locator("#recent-gallery button").first
     thumb.wait_for(timeout=30_000)
