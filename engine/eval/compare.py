@@ -33,7 +33,8 @@ def resolve_side(eval_dir: Path, text: str) -> tuple[RunFolder, str]:
     return folder, system
 
 
-def _by_pair(folder: RunFolder, system: str) -> dict[tuple[str, int], dict[str, float]]:
+def system_values(folder: RunFolder, system: str) -> dict[tuple[str, int], dict[str, float]]:
+    """One system's finished clips of a run: (prompt, seed) -> metric values."""
     return {(it["prompt"], int(it["seed"])): item_values(it) for it in folder.all_items().values()
             if it.get("system") == system and it.get("status") == "done"}
 
@@ -61,7 +62,7 @@ def compare(eval_dir: Path, side_a: str, side_b: str) -> dict[str, Any]:
     fb, sb = resolve_side(eval_dir, side_b)
     if (fa.root, sa) == (fb.root, sb):
         raise InvalidRequest("compare", "A and B are the same system of the same run")
-    result = compare_items(_by_pair(fa, sa), _by_pair(fb, sb))
+    result = compare_items(system_values(fa, sa), system_values(fb, sb))
     if result["pairs"] == 0:
         raise InvalidRequest("compare", f"{side_a} and {side_b} share no finished (prompt, seed) pair")
     return {"a": f"{fa.run_id}:{sa}", "b": f"{fb.run_id}:{sb}", **result}

@@ -152,18 +152,20 @@ class _Checker:
 
 
 def parse_suite(data: Any, source: str, lines: Mapping[str, int] | None = None,
-                taxonomy: Taxonomy | None = None) -> Suite:
-    """Check a suite mapping (as read from YAML) completely and return it as a `Suite`."""
-    from ..core.registry import resolve_model
+                taxonomy: Taxonomy | None = None, systems: Sequence[System] | None = None,
+                generation: Mapping[str, Any] | None = None) -> Suite:
+    """Check a suite mapping (as read from YAML) completely and return it as a `Suite`.
 
+    `systems` replace the file's (which may then be left out); `generation` fills in what the
+    file's ``generation:`` does not set. Both serve callers that judge their own systems."""
     tax = taxonomy or load_taxonomy()
     c = _Checker(source, lines or {})
     top = c.mapping(data, "", TOP_KEYS)
-    for key in ("prompts", "systems"):
+    for key in ("prompts", "systems") if systems is None else ("prompts",):
         if key not in top:
             raise c.fail(key, "is missing")
     default_seeds = c.seeds(top["seeds"], "seeds") if "seeds" in top else None
-    generation = dict(c.mapping(top.get("generation") or {}, "generation", GENERATION_KEYS))
+    generation = {**(generation or {}), **c.mapping(top.get("generation") or {}, "generation", GENERATION_KEYS)}
     raw_prompts = top["prompts"]
     if raw_prompts == "builtin":
         raw_prompts = builtin_suite(tax)["prompts"]
@@ -194,11 +196,20 @@ def parse_suite(data: Any, source: str, lines: Mapping[str, int] | None = None,
             raise c.fail(f"{path}.base", f"names '{base}', which is not a prompt listed before this one")
         prompts.append(Prompt(pid, narrative.strip(), {k: list(v) if tax.field(k).multi else v[0]
                                                         for k, v in tags.items()}, seeds, base))
-    raw_systems = top["systems"]
+    suite = Suite(str(top.get("name") or Path(source).stem), tuple(prompts),
+                  tuple(systems) if systems is not None else _systems(top["systems"], c), generation, source,
+                  dict(lines or {}))
+    _check_requests(suite, c)
+    return suite
+
+
+def _systems(raw_systems: Any, c: _Checker) -> tuple[System, ...]:
+    from ..core.registry import resolve_model
+
     if not isinstance(raw_systems, list) or not raw_systems:
         raise c.fail("systems", "must be a non-empty list of systems")
     systems: list[System] = []
-    seen = set()
+    seen: set[str] = set()
     for i, raw in enumerate(raw_systems):
         path = f"systems[{i}]"
         sd = c.mapping(raw, path, SYSTEM_KEYS)
@@ -209,10 +220,7 @@ def parse_suite(data: Any, source: str, lines: Mapping[str, int] | None = None,
         except InvalidRequest as exc:
             raise c.fail(f"{path}.{exc.field.split('.')[0]}", exc.reason) from None
         systems.append(system)
-    suite = Suite(str(top.get("name") or Path(source).stem), tuple(prompts), tuple(systems), generation, source,
-                  dict(lines or {}))
-    _check_requests(suite, c)
-    return suite
+    return tuple(systems)
 
 
 def _check_requests(suite: Suite, c: _Checker) -> None:
@@ -230,11 +238,12 @@ def _check_requests(suite: Suite, c: _Checker) -> None:
             raise c.fail(where, exc.reason) from None
 
 
-def load_suite(path: str | Path, taxonomy: Taxonomy | None = None) -> Suite:
-    """Read and check a suite file; the word ``builtin`` gives the built-in suite."""
+def load_suite(path: str | Path, taxonomy: Taxonomy | None = None, systems: Sequence[System] | None = None,
+               generation: Mapping[str, Any] | None = None) -> Suite:
+    """Read and check a suite file; the word ``builtin`` gives the built-in suite (see `parse_suite`)."""
     if str(path) == "builtin":
         tax = taxonomy or load_taxonomy()
-        return parse_suite(builtin_suite(tax), "<builtin>", {}, tax)
+        return parse_suite(builtin_suite(tax), "<builtin>", {}, tax, systems, generation)
     p = Path(path)
     if not p.is_file():
         raise InvalidRequest("suite", f"{p} does not exist (give a suite YAML file, or the word builtin)")
@@ -242,7 +251,7 @@ def load_suite(path: str | Path, taxonomy: Taxonomy | None = None) -> Suite:
         raise InvalidRequest("suite", f"{p} is larger than {MAX_SUITE_BYTES // 1024} KiB")
     text = p.read_text(encoding="utf-8", errors="replace")
     data = load_yaml_text(text, str(p), str(p))
-    return parse_suite(data, str(p), _line_index(text), taxonomy)
+    return parse_suite(data, str(p), _line_index(text), taxonomy, systems, generation)
 
 
 __all__ = ["Prompt", "Suite", "load_suite", "parse_suite"]

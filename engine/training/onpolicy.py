@@ -12,7 +12,9 @@ One round, from the adapter of the round before (or the config's ``start_adapter
    frozen snapshot is the reference), under the job runner's GPU lock; with ``objective: rwr``
    reward-weighted flow matching on every candidate instead (`engine.training.rwr`; no pairs);
 4. eval: held-out prompts (``heldout``; default the training prompts) at a fixed seed, with the
-   parent and with the new adapter: mean utility, reward and P(failure) before and after;
+   parent and with the new adapter: mean utility, reward and P(failure) before and after; with
+   ``eval_suite`` also the eval runner on that suite's prompts and seeds (systems ``parent`` and
+   ``adapter``), its PKS-adherence and pixel metrics compared pair by pair;
 5. queue: the ``queue_pairs`` candidate pairs the reward model is least sure of become rating
    pairs for the animators (``queue_admin`` names the admin account);
 6. report: ``rounds/round-NNN/report.json`` with the provenance (round, parent adapter, adapter).
@@ -71,6 +73,7 @@ class LoopConfig(Section):
     queue_admin: str | None = None
     start_adapter: str | None = None
     objective: Literal["dpo", "rwr"] = "dpo"  # pairs by reward margin, or every candidate weighed by reward
+    eval_suite: str | None = None  # an eval suite file (or "builtin"): its prompts judge parent vs new adapter
     generation: LoopGeneration = field(default_factory=LoopGeneration)
 
 
@@ -107,13 +110,53 @@ def load_loop_config(path: Path | str) -> tuple[LoopConfig, dict[str, Any]]:
     cfg = LoopConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
                         "output_dir": resolve(cfg.output_dir), "reward_model": resolve(cfg.reward_model),
                         "start_adapter": resolve(cfg.start_adapter),
+                        "eval_suite": cfg.eval_suite if cfg.eval_suite in (None, "builtin") else resolve(cfg.eval_suite),
                         "model": cfg.model if cfg.model in REGISTRY else resolve(cfg.model)})
     if not Path(cfg.reward_model).is_dir():
         raise InvalidRequest("reward_model", f"{cfg.reward_model} is not a folder")
     if cfg.queue_pairs and not cfg.queue_admin:
         raise InvalidRequest("queue_admin", "name the admin account that queues pairs for the animators")
     _training_config(cfg, training, Path(cfg.output_dir) / "check", Path(cfg.output_dir) / "pairs.jsonl", None)
+    if cfg.eval_suite is not None:
+        _loop_suite(cfg, None, str(Path(cfg.output_dir) / "check"))  # a suite that cannot run stops here
     return cfg, training
+
+
+def _loop_suite(cfg: LoopConfig, parent: str | None, adapter: str) -> Any:
+    """The eval suite of a round: the file's prompts and seeds, the loop's generation settings under
+    the suite's own, and two systems on the loop's model: the parent adapter (or none) and the new one."""
+    from dataclasses import asdict
+
+    from ..core.requests import AdapterRef
+    from ..eval.suite import load_suite
+    from ..eval.systems import System
+
+    systems = (System("parent", cfg.model, (AdapterRef(parent),) if parent else ()),
+               System("adapter", cfg.model, (AdapterRef(adapter),)))
+    try:
+        return load_suite(str(cfg.eval_suite), systems=systems, generation=asdict(cfg.generation))
+    except InvalidRequest as exc:
+        raise InvalidRequest("eval_suite", f"{exc.field}: {exc.reason}") from None
+
+
+def _suite_eval(cfg: LoopConfig, r: "_Round", runner: Any, adapter: str) -> dict[str, Any]:
+    """The eval runner on the round's suite (resumes like `eval run`), and parent vs adapter per metric."""
+    import sys
+
+    from ..eval.compare import compare_items, system_values
+    from ..eval.report import write_report
+    from ..eval.runner import EvalRunner
+    from ..eval.state import RunFolder
+
+    suite = _loop_suite(cfg, r.parent, adapter)
+    folder = RunFolder(r.folder / f"eval-{Path(cfg.output_dir).name}-round-{r.index:03d}"[:64])
+    summary = EvalRunner(runner, suite, folder, stream=sys.stderr).run()  # a line per clip, with the ETA
+    r.log(f"round {r.index}: eval suite {suite.name}: {summary.total} clips, {summary.generated} generated, "
+          f"{summary.failed} failed")
+    write_report(folder)
+    compared = compare_items(system_values(folder, "parent"), system_values(folder, "adapter"))
+    return {"suite": suite.name, "run": str(folder.root), "clips": summary.total, "failed": summary.failed,
+            "pairs": compared["pairs"], "metrics": compared["metrics"]}
 
 
 def _training_config(cfg: LoopConfig, training: dict[str, Any], out: Path, pairs: Path, parent: str | None) -> Any:
@@ -240,6 +283,9 @@ def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
             for p in range(len(rows), len(held)):
                 rows.append(r.generate(runner, scorer, r.request(held[p], cfg.seed + 7 + p, which), "loop_eval"))
                 r.save()
+        if cfg.eval_suite is not None and "suite_eval" not in r.state:
+            r.state["suite_eval"] = _suite_eval(cfg, r, runner, adapter)
+            r.save()
         if "queued" not in r.state:
             r.state["queued"] = _queue(cfg, studio, cands, settings)
             r.save()
@@ -248,7 +294,8 @@ def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
     report = {"round": r.index, "parent_adapter": r.parent, "adapter": adapter, "batch": r.batch,
               "candidates": sum(len(v) for v in cands.values()), "pairs": len(r.state["pairs"]),
               "train": r.state["train"], "heldout": {n: _summary(r.state[f"eval_{n}"]) for n in ("before", "after")},
-              "queued_pairs": r.state["queued"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "queued_pairs": r.state["queued"], **({"eval": r.state["suite_eval"]} if "suite_eval" in r.state else {}),
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_json(r.folder / "report.json", report, indent=2)  # the round is done once this exists
     return report
 
@@ -336,4 +383,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"held-out utility {before['utility']:+.3f} -> {after['utility']:+.3f}, "
           f"P(failure) {before['p_failure']:.3f} -> {after['p_failure']:.3f}; "
           f"{len(report['queued_pairs'])} pairs queued for animators")
+    if "eval" in report:
+        ev = report["eval"]
+        moved = [f"{m['label']} {m['verdict'].removeprefix('B ')}" for m in ev["metrics"].values()
+                 if m["verdict"] != "no significant difference"]
+        print(f"eval suite {ev['suite']} ({ev['pairs']} prompt-seed pairs, report in {ev['run']}): "
+              f"{'; '.join(moved) if moved else 'no metric changed significantly'} (adapter vs parent)")
     return 0

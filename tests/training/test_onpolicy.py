@@ -203,3 +203,52 @@ def test_a_round_stopped_between_a_clip_and_its_state_resumes_without_generating
         db.dispose()
     made = [r for r in rows if r.batch == report["batch"] and r.source == "loop"]
     assert len(made) == 3  # the clip made before the stop was found, not generated a second time
+
+
+def test_a_round_judges_its_adapter_with_an_eval_suite(studio_settings: Settings, tmp_path: Path, capsys) -> None:
+    reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")
+    suite = {"name": "loop-check", "seeds": [4, 5],  # no systems: the round brings parent and adapter
+             "prompts": [{"id": "pan", "narrative": "a red square slides right", "tags": {"camera.movement": "pan"}},
+                         {"id": "still", "narrative": "a blue square rests", "tags": {"camera.movement": "static"}}]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    config = {"model": "preview", "output_dir": str(tmp_path / "loop"), "reward_model": str(reward),
+              "objective": "rwr", "candidates": 2, "prompts": [{"narrative": "a red square slides right"}],
+              "eval_suite": "suite.yaml",  # relative to the config
+              "generation": {"width": 32, "height": 32, "num_frames": 5, "fps": 8, "steps": 2, "guidance": 1.0},
+              "training": {"adapter": {"rank": 4, "alpha": 4}, "cache": {"dtype": "float32"},
+                           "train": {"max_steps": 1, "batch_size": 1}}}
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(path), "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    ev = report["eval"]
+    assert (ev["suite"], ev["clips"], ev["failed"], ev["pairs"]) == ("loop-check", 8, 0, 4)  # 2 systems x 2 prompts x 2 seeds
+    # The suite's PKS-adherence and pixel metrics, parent vs adapter, pair by pair.
+    assert {"camera_adherence", "flicker", "consistency"} <= set(ev["metrics"])
+    assert all(m["n"] == 4 and m["verdict"] in ("no significant difference", "B better", "B worse")
+               for m in ev["metrics"].values())
+    run = Path(ev["run"])
+    assert (run / "report.md").is_file() and "parent" in (run / "report.md").read_text()
+    db = open_database(studio_settings.database)
+    try:
+        clips = [r for r in HistoryService(db, studio_settings.media_dir).list(limit=100).items if r.source == "eval"]
+    finally:
+        db.dispose()
+    # At the loop's own size; the parent is the base model (round 1), then the new adapter.
+    assert len(clips) == 8 and {c.width for c in clips} == {32}
+    assert sum(1 for c in clips if not c.request.adapters) == 4
+    assert {c.request.adapters[0].path for c in clips if c.request.adapters} == {report["adapter"]}
+    # Run again: the next round (its own eval folder); the text output names the suite's verdicts.
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(path))
+    assert rc == 0, err
+    assert "eval suite loop-check (4 prompt-seed pairs" in out
+
+    # A suite that cannot run is refused before anything is generated.
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**suite, "prompts": [{**suite["prompts"][0],
+                                                                              "tags": {"camera.movement": "teleport"}}]}))
+    bad = tmp_path / "bad-loop.yaml"
+    bad.write_text(yaml.safe_dump({**config, "eval_suite": "bad.yaml", "output_dir": str(tmp_path / "bad-loop")}))
+    rc, out, err = _cli(studio_settings, capsys, "loop", "round", str(bad))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: eval_suite:") and "teleport" in err
+    assert not (tmp_path / "bad-loop" / "rounds").exists()
