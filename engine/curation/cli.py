@@ -48,6 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--executor", choices=EXECUTORS, help="local processes (default) or a Ray cluster (pip install ray)")
     c.add_argument("--address", help="with --executor ray: the cluster, e.g. ray://head:10001 (default: one "
                                      "already running here, or a new local one)")
+    c.add_argument("--state", metavar="FOLDER_OR_URL", help="where the resumable state lives: a folder or an fsspec "
+                   "URL such as s3://bucket/run/state (default: OUT/state)")
     c.add_argument("--stage", action="append", choices=STAGES, default=[], help="run only these stages (repeatable)")
     c.add_argument("--cut-mode", choices=CUT_MODES, help="auto (copy where exact), copy (keyframes), reencode (exact)")
     c.add_argument("--aesthetic", choices=AESTHETIC_SCORERS, help="aesthetic scorer")
@@ -76,6 +78,7 @@ def build_config(args: argparse.Namespace, settings: Settings) -> CurationConfig
         "output_dir": str(args.out) if args.out else None, "workers": args.workers,
         "clips.cut_mode": args.cut_mode, "aesthetic.scorer": args.aesthetic, "caption.captioner": args.captioner,
         "progress": False if args.no_progress else None, "executor": args.executor, "ray_address": args.address,
+        "state": args.state,
         "input.paths": [str(p) for p in args.input] if args.input else None,
     }
     overrides.update(dict(args.set))
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for item in result.report.get("unreadable", []):
             print(f"unreadable: {item['file']}: {item['error']}", file=sys.stderr)
     else:
-        print(f"ran {', '.join(args.stage)}; state in {result.output_dir / 'state'}")
+        print(f"ran {', '.join(args.stage)}; state in {config.state or result.output_dir / 'state'}")
     return 0
 
 

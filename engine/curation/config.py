@@ -166,6 +166,7 @@ class CurationConfig(Section):
     progress: bool = True
     executor: str = field(default="local", metadata=limits(choices=EXECUTORS))
     ray_address: str | None = None  # e.g. ray://head:10001; None: a cluster already running here, or a new local one
+    state: str | None = None  # the resumable state: a folder or an fsspec URL (s3://...); None: <output_dir>/state
     taxonomy: str | None = None
     shots: ShotConfig = field(default_factory=ShotConfig)
     clips: ClipConfig = field(default_factory=ClipConfig)

@@ -69,7 +69,7 @@ class Curator:
         self.config = config
         self.settings = settings or Settings.from_env()
         self.out = config.out
-        self.store = StateStore(self.out / "state")
+        self.store = StateStore(config.state or self.out / "state")
         self.scorer = aesthetic_scorer if aesthetic_scorer is not None else make_scorer(
             config.aesthetic, self.settings.models_dir, self.settings.hf_cache_dir)
         self._captioner = captioner

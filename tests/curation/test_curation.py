@@ -333,3 +333,36 @@ def test_explain_prints_one_clips_numbers_against_each_threshold(serial_run: Any
     assert main([*args, "--explain", "no-such-clip"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no clip 'no-such-clip'" in err[0]
+
+
+def test_the_state_on_an_fsspec_url_gives_the_same_manifest_and_resumes(serial_run: Any, footage: Path,
+                                                                        tmp_path: Path) -> None:
+    import uuid
+
+    import fsspec
+
+    result, _ = serial_run
+    url = f"memory://animatrix-{uuid.uuid4().hex[:8]}/run/state"  # an object store's shape, in this process
+    config = make_config(footage, tmp_path / "out", state=url)
+    first = run_curation(config, captioner=StubCaptioner())
+    assert (first.output_dir / "manifest.jsonl").read_bytes() == (result.output_dir / "manifest.jsonl").read_bytes()
+    assert not (tmp_path / "out" / "state").exists()  # the state went to the URL, not the output folder
+    fs, base = fsspec.core.url_to_fs(url)
+    stored = fs.find(base)
+    assert {p.removeprefix(base).split("/")[1] for p in stored} >= {"ingest", "shots", "clips", "motion"}
+    assert len([p for p in stored if "/motion/" in p]) == first.work["motion"] == len(first.rows)
+    again = run_curation(config, captioner=StubCaptioner())  # every finished item is read back from the URL
+    assert sum(again.work.values()) == 0
+    assert (again.output_dir / "manifest.jsonl").read_bytes() == (result.output_dir / "manifest.jsonl").read_bytes()
+    fs.rm(base.split("/run/")[0], recursive=True)
+
+
+def test_a_state_url_fsspec_does_not_know_is_refused_in_one_line(footage: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    rc = main(["--data-dir", str(tmp_path / "studio"), "curate", "--input", str(footage), "--out",
+               str(tmp_path / "out"), "--state", "nosuch://bucket/state"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: state: nosuch://bucket/state is not a storage URL")
+    assert not (tmp_path / "out" / "clips").exists() and not (tmp_path / "out" / "manifest.jsonl").exists()

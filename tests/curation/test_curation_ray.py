@@ -56,6 +56,10 @@ def test_ray_gives_the_local_manifest_byte_for_byte(footage: Path, tmp_path: Pat
     # Run again on the cluster: every clip is finished in the state folder, so nothing is redone.
     again = run_curation(_config(footage, tmp_path / "ray", executor="ray"))
     assert sum(again.work.values()) == 0 and _manifest(again.output_dir) == _manifest(local.output_dir)
+    # The state on an fsspec URL instead of the output folder (the driver writes it): the same manifest.
+    url = f"memory://ray-{os.getpid()}-{time.monotonic_ns()}/state"
+    on_url = run_curation(_config(footage, tmp_path / "ray-url", executor="ray", state=url))
+    assert _manifest(on_url.output_dir) == _manifest(local.output_dir) and not (tmp_path / "ray-url" / "state").exists()
 
 
 def test_a_killed_ray_worker_loses_nothing(footage: Path, tmp_path: Path, cluster: None) -> None:
