@@ -47,6 +47,7 @@ class LaunchOptions:
     on_space: bool = False  # SPACE_ID is set: a Hugging Face Space is public by default
     database_url: str | None = None  # a shared PostgreSQL database instead of the data folder's SQLite file
     no_worker: bool = False  # run no jobs here: `python -m engine worker` processes do
+    media_dir: Path | None = None  # the media store (clips); None: the data folder's media/
     gradio_host: str | None = None  # GRADIO_SERVER_NAME, which Gradio uses when --host is not given
 
     @property
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "for an owned history, none for a shared one)")
     p.add_argument("--database-url", help="a shared PostgreSQL database, postgresql+psycopg://USER@HOST/DB "
                                           "(env ANIMATRIX_DATABASE_URL; default: the data folder's SQLite file)")
+    p.add_argument("--media-dir", help="where clips live, e.g. a mount the workers share (env ANIMATRIX_MEDIA_DIR; "
+                                       "default: the data folder's media/)")
     p.add_argument("--no-worker", action="store_true",
                    help="run no jobs in this process: `python -m engine worker` processes run the queue "
                         "(e.g. a rating front-end without a GPU)")
@@ -192,6 +195,7 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         allow_local_models=args.allow_local_models,
         on_space=bool(env.get("SPACE_ID")),
         database_url=pick(args.database_url, "DATABASE_URL")[0],
+        media_dir=Path(media_text).expanduser() if (media_text := pick(args.media_dir, "MEDIA_DIR")[0]) else None,
         no_worker=bool(args.no_worker),
         gradio_host=env.get("GRADIO_SERVER_NAME") or None,
         host=host.strip() if host else None,

@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env().with_overrides(data_dir=options.data_dir, device=options.device,
                                                       default_model=options.default_model,
-                                                      database_url=options.database_url)
+                                                      database_url=options.database_url,
+                                                      media_root=options.media_dir)
         resolve_model(settings.default_model)  # a typo in the default model is a bad flag too
     except InvalidRequest as exc:
         return _error(str(exc), EXIT_BAD_INPUT)

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, metavar="{auto,cpu,cuda,cuda:N,mps}",
                    help="device to run on (default auto); cuda:N uses GPU N only")
     p.add_argument("--database-url", help="a shared PostgreSQL database (env ANIMATRIX_DATABASE_URL)")
+    p.add_argument("--media-dir", type=Path, help="where clips live, e.g. a mount every worker shares (env "
+                   "ANIMATRIX_MEDIA_DIR; default DATA_DIR/media)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -168,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker_cli.pin_gpu(int(args.device[5:]), "--device")
             args.device = "cuda"
         settings = Settings.from_env().with_overrides(data_dir=args.data_dir, device=args.device,
-                                                      database_url=args.database_url)
+                                                      database_url=args.database_url, media_root=args.media_dir)
         fresh = args.data_dir is None and not os.environ.get("ANIMATRIX_DATA_DIR") and not settings.data_dir.exists()
         handler = {"generate": _generate, "history": _history, "info": _info, "models": model_commands.models,
                    "download": model_commands.download, "quantize": model_commands.quantize, "curate": _curate, "rating": _rating, "train": _train, "reward": _reward,
@@ -198,7 +200,7 @@ def _device(value: str) -> str:
     raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 
 
-_GLOBAL_FLAGS = {"--data-dir": True, "--device": True, "--database-url": True, "--debug": False}  # flag -> takes a value
+_GLOBAL_FLAGS = {"--data-dir": 1, "--device": 1, "--database-url": 1, "--media-dir": 1, "--debug": 0}  # takes a value
 
 
 # Library lines that read like failures but are not (a CPU machine has no CUDA kernels or Triton).

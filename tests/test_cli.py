@@ -214,3 +214,26 @@ def test_an_unusual_tag_pair_is_refused_in_one_line_and_made_with_anyway(tmp_pat
     made = _engine(*retro, "--anyway", "--out", str(tmp_path / "retro.mp4"))
     assert made.returncode == 0, made.stderr
     assert read_embedded_settings(tmp_path / "retro.mp4")["request"]["allow_soft_contradictions"] is True
+
+
+def test_clips_go_to_the_media_folder_given_by_flag_or_environment(studio_settings: Settings, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "mounted-store"
+    assert _run(studio_settings, *GEN, "--media-dir", str(store)) == 0  # a global flag, after the command
+    [clip] = store.rglob("*.mp4")
+    assert not any((studio_settings.data_dir / "media").rglob("*.mp4"))
+    capsys.readouterr()
+    # The rows keep paths relative to the store: another process that mounts it elsewhere finds the clip.
+    moved = tmp_path / "mounted-elsewhere"
+    store.rename(moved)
+    from engine.storage.clips import HistoryService
+    from engine.storage.db import open_database
+
+    db = open_database(studio_settings.database)
+    try:
+        [record] = HistoryService(db, moved).list().items
+        assert HistoryService(db, moved).video_path(record) == moved / clip.relative_to(store)
+    finally:
+        db.dispose()
+    env = Settings.from_env({"ANIMATRIX_MEDIA_DIR": str(moved), "ANIMATRIX_DATA_DIR": str(tmp_path / "d")})
+    assert env.media_dir == moved and env.data_dir == tmp_path / "d"

@@ -16,6 +16,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 # The rating playback folder under media_dir; rows store paths relative to media_dir, so it is fixed.
 PLAYBACK_FOLDER = "rating"
+_ENV_NAMES = {"media_root": "ANIMATRIX_MEDIA_DIR"}  # the flag is --media-dir: the variable says the same
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,17 @@ class Settings:
     # A shared PostgreSQL database ("postgresql+psycopg://user@host/db") instead of the data
     # folder's SQLite file; the media files stay under data_dir, which the workers must all see.
     database_url: str | None = None
+    # The media store: where clips, posters and rating playback files live (a path; a shared mount
+    # for several workers). None: data_dir/media. Rows keep paths relative to it, so every process
+    # of a studio may mount it at its own place.
+    media_root: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.db_path is not None:
             object.__setattr__(self, "db_path", Path(self.db_path).expanduser())
+        if self.media_root is not None:
+            object.__setattr__(self, "media_root", Path(self.media_root).expanduser())
         if self.database_url is not None and not str(self.database_url).startswith(("postgresql", "postgres://")):
             raise InvalidRequest("database_url", "must be a PostgreSQL URL such as "
                                                  f"postgresql+psycopg://user@host/studio, got {shown(self.database_url)}")
@@ -53,7 +60,7 @@ class Settings:
 
     @property
     def media_dir(self) -> Path:
-        return self.data_dir / "media"
+        return self.media_root or self.data_dir / "media"
 
     @property
     def models_dir(self) -> Path:
@@ -124,9 +131,9 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"ANIMATRIX_{f.name.upper()}")
+            raw = env.get(_ENV_NAMES.get(f.name, f"ANIMATRIX_{f.name.upper()}"))
             if raw:
-                values[f.name] = Path(raw) if f.name.endswith(("_dir", "_path")) else raw
+                values[f.name] = Path(raw) if f.name.endswith(("_dir", "_path", "_root")) else raw
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> "Settings":

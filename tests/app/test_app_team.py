@@ -1,7 +1,8 @@
 """The README's studio team, as processes: `python app.py --database-url URL --no-worker` serves the
 page with no GPU of its own, a README `/generate` call waits in the shared PostgreSQL queue, and a
-separate `python -m engine --database-url URL worker` process (another machine, in a team) runs it;
-the call then returns the worker's clip."""
+separate `python -m engine --database-url URL worker` process (another machine, in a team: its own
+data folder and models) runs it into the media store both mount (`--media-dir`); the call then
+returns the worker's clip."""
 from __future__ import annotations
 
 import os
@@ -48,13 +49,17 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 def test_a_front_end_without_a_worker_and_a_worker_process_share_one_postgresql_queue(
         tmp_path: Path, preview_folder: Path, postgres_url: str) -> None:
-    settings: Settings = replace(make_settings(tmp_path, preview_folder), database_url=postgres_url)
+    media = tmp_path / "shared-media"  # the one folder both "machines" mount
+    settings: Settings = replace(make_settings(tmp_path / "front", preview_folder), database_url=postgres_url,
+                                 media_root=media)
+    gpu_box = make_settings(tmp_path / "gpu-box", preview_folder)  # the worker's own data folder and models
     port, app_log, worker_log = free_port(), tmp_path / "app.log", tmp_path / "worker.log"
     front = worker = None
     studio = None
     try:
         front = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--data-dir", str(settings.data_dir),
-                                  "--database-url", postgres_url, "--no-worker", "--port", str(port),
+                                  "--database-url", postgres_url, "--media-dir", str(media), "--no-worker",
+                                  "--port", str(port),
                                   "--host", "127.0.0.1"], cwd=ROOT, env=ENV, stdout=app_log.open("wb"),
                                  stderr=subprocess.STDOUT)
         _wait_for(app_log, "is running at", front)
@@ -80,8 +85,9 @@ def test_a_front_end_without_a_worker_and_a_worker_process_share_one_postgresql_
         time.sleep(3)  # the front-end runs nothing itself: the job is still waiting
         assert studio.history.get(queued.id).status == "queued" and caller.is_alive()
 
-        worker = subprocess.Popen([sys.executable, "-m", "engine", "--data-dir", str(settings.data_dir),
-                                   "--database-url", postgres_url, "--device", "cpu", "worker", "--idle-exit", "5"],
+        worker = subprocess.Popen([sys.executable, "-m", "engine", "--data-dir", str(gpu_box.data_dir),
+                                   "--database-url", postgres_url, "--device", "cpu", "worker", "--idle-exit", "5",
+                                   "--media-dir", str(media)],  # a global flag, after the command too
                                   cwd=ROOT, env={**ENV, "PYTHONPATH": str(ROOT)}, stdout=worker_log.open("wb"),
                                   stderr=subprocess.STDOUT)
         caller.join(180)
@@ -91,6 +97,10 @@ def test_a_front_end_without_a_worker_and_a_worker_process_share_one_postgresql_
         assert shown["id"] == queued.id and shown["seed"] == 7
         record = studio.history.get(queued.id)
         assert record.status == "done" and record.tags["camera.movement"] == ("whip_pan",)
+        made = studio.history.video_path(record)
+        assert made is not None and made.is_file() and media in made.parents  # in the shared store
+        assert Path(video).read_bytes() == made.read_bytes()  # the page served the worker's file
+        assert not any((gpu_box.data_dir / "media").rglob("*.mp4")) and not any((settings.data_dir / "media").rglob("*.mp4"))
         assert worker.wait(60) == 0, worker_log.read_text()[-2000:]
         assert f"job #{queued.id}: done" in worker_log.read_text()
         assert "Traceback" not in app_log.read_text()
