@@ -20,6 +20,9 @@ side keeps its best run (least time per stage), which is the figure least distur
 load on a shared machine. Without it the table is this checkout's alone, plus the flow stage
 against a plain OpenCV DIS loop at the same size. An after-side aesthetic time of ~0 means the
 motion stage scored the aesthetic frames from its own decode (see the `motion + aesthetic` row).
+With `clips.cut: selected` (this checkout's default) the `clips` row is ~0 and the cuts of the
+selected clips are in the `select` row; `--theta` sets how many are selected (both sides),
+`--after-cut all` measures this checkout cutting every clip.
 """
 from __future__ import annotations
 
@@ -99,7 +102,7 @@ def plain_flow_fps(path: Path, max_side: int) -> float:
     return frames / (time.perf_counter() - t)
 
 
-def run_stages(src: Path, out: Path, workers: int) -> dict[str, Any]:
+def run_stages(src: Path, out: Path, workers: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every stage once on `src` with whatever `engine` is importable: seconds per stage, etc."""
     import av  # noqa: F401 - warm imports (module docstring)
     import cv2  # noqa: F401
@@ -112,9 +115,11 @@ def run_stages(src: Path, out: Path, workers: int) -> dict[str, Any]:
     from engine.curation import CurationConfig, Curator
 
     shutil.rmtree(out, ignore_errors=True)
-    cfg = CurationConfig.from_dict({"output_dir": str(out), "input": {"paths": [str(src)]}, "workers": workers,
-                                    "progress": False, "aesthetic": {"scorer": "tiny"},
-                                    "caption": {"captioner": "none"}})
+    data: dict[str, Any] = {"output_dir": str(out), "input": {"paths": [str(src)]}, "workers": workers,
+                            "progress": False, "aesthetic": {"scorer": "tiny"}, "caption": {"captioner": "none"}}
+    for section, values in (overrides or {}).items():  # --theta, --after-cut
+        data.setdefault(section, {}).update(values)
+    cfg = CurationConfig.from_dict(data)
     cur = Curator(cfg)
     cur.preflight(["ingest"])
     times: dict[str, float] = {}
@@ -131,13 +136,15 @@ def run_stages(src: Path, out: Path, workers: int) -> dict[str, Any]:
     rows = cur.build_rows()
     return {"times": times, "source_s": sum(s.duration_s for s in cur.sources),
             "clip_s": sum(r["num_frames"] / r["fps"] for r in rows), "frames": sum(r["num_frames"] for r in rows),
-            "clips": len(rows), "max_side": cfg.motion.max_side, "engine": str(Path(engine.__file__).parent),
+            "clips": len(rows), "selected": sum(1 for r in rows if r["selected"]), "max_side": cfg.motion.max_side, "engine": str(Path(engine.__file__).parent),
             "motion": [r["scores"]["motion"] for r in rows], "timing": [r["timing"] for r in rows]}
 
 
-def measure(code_root: Path, src: Path, out: Path, workers: int) -> dict[str, Any]:
+def measure(code_root: Path, src: Path, out: Path, workers: int,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """`run_stages` in a fresh process with `engine` imported from `code_root`."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(code_root), str(src), str(out), str(workers)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(code_root), str(src), str(out), str(workers),
+           json.dumps(overrides or {})]
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=code_root, env=env, timeout=3600)
     if done.returncode != 0:
@@ -189,6 +196,10 @@ def _side_by_side(args: argparse.Namespace, work: Path, resolutions: list[int], 
     print(f"before: {args.baseline_ref} ({base}); after: this checkout. {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f} at the start; {args.sources} sources x {args.seconds:g} s; "
           f"best of {args.repeats} alternating runs per side\n")
+    shared: dict[str, Any] = {"selection": {"theta": args.theta}} if args.theta is not None else {}
+    after_only = {**shared, **({"clips": {"cut": args.after_cut}} if args.after_cut else {})}
+    print(f"config: {json.dumps(shared) if shared else 'defaults'} on both sides; after also "
+          f"{json.dumps(after_only.get('clips', {})) if args.after_cut else 'its defaults'}\n")
     for res in resolutions:
         src = work / f"src{res}"
         src.mkdir()
@@ -196,11 +207,12 @@ def _side_by_side(args: argparse.Namespace, work: Path, resolutions: list[int], 
         for w in workers:
             runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
             for _ in range(args.repeats):
-                runs["before"].append(measure(base, src, work / "out-before", w))
-                runs["after"].append(measure(ROOT, src, work / "out-after", w))
+                runs["before"].append(measure(base, src, work / "out-before", w, shared))
+                runs["after"].append(measure(ROOT, src, work / "out-after", w, after_only))
             before, after = best(runs["before"]), best(runs["after"])
             rb, ra = rates(before), rates(after)
-            print(f"**{res}p, {w} worker{'s' if w > 1 else ''}**, {before['clips']} clips, {before['clip_s']:.1f} "
+            print(f"**{res}p, {w} worker{'s' if w > 1 else ''}**, {before['clips']} clips ({after.get('selected')} "
+                  f"selected), {before['clip_s']:.1f} "
                   f"clip-s; flow at {before['max_side']} -> {after['max_side']} px; load average now "
                   f"{os.getloadavg()[0]:.1f}\n")
             print("| stage | before s | after s | before clip-s/s | after clip-s/s | after / before |")
@@ -250,9 +262,9 @@ def alone(args: argparse.Namespace, work: Path, resolutions: list[int], workers:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":  # one measurement, JSON on the last line
-        code_root, src, out, workers = sys.argv[2:6]
+        code_root, src, out, workers, overrides = sys.argv[2:7]
         sys.path.insert(0, code_root)
-        print(json.dumps(run_stages(Path(src), Path(out), int(workers))))
+        print(json.dumps(run_stages(Path(src), Path(out), int(workers), json.loads(overrides))))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--resolutions", default="480,720")
@@ -261,6 +273,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--baseline-ref", default=None, help="git ref whose code runs side by side (e.g. 8ba00d8)")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs per side with --baseline-ref")
+    ap.add_argument("--theta", type=float, help="selection.theta on both sides (how many clips are selected)")
+    ap.add_argument("--after-cut", choices=("all", "selected"), help="clips.cut of this checkout (default: its own)")
     args = ap.parse_args()
     resolutions = [int(r) for r in args.resolutions.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]

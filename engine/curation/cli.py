@@ -51,6 +51,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--state", metavar="FOLDER_OR_URL", help="where the resumable state lives: a folder or an fsspec "
                    "URL such as s3://bucket/run/state (default: OUT/state)")
     c.add_argument("--stage", action="append", choices=STAGES, default=[], help="run only these stages (repeatable)")
+    c.add_argument("--cut", choices=("all", "selected"), help="selected (default): analyse from the sources, cut "
+                   "only the selected clips; all: cut every clip first (to watch the rejected ones too)")
     c.add_argument("--cut-mode", choices=CUT_MODES, help="auto (copy where exact), copy (keyframes), reencode (exact)")
     c.add_argument("--aesthetic", choices=AESTHETIC_SCORERS, help="aesthetic scorer")
     c.add_argument("--captioner", choices=CAPTIONERS, help="AniCaption backend")
@@ -76,7 +78,7 @@ def build_config(args: argparse.Namespace, settings: Settings) -> CurationConfig
         data = loaded or {}
     overrides: dict[str, Any] = {
         "output_dir": str(args.out) if args.out else None, "workers": args.workers,
-        "clips.cut_mode": args.cut_mode, "aesthetic.scorer": args.aesthetic, "caption.captioner": args.captioner,
+        "clips.cut_mode": args.cut_mode, "clips.cut": args.cut, "aesthetic.scorer": args.aesthetic, "caption.captioner": args.captioner,
         "progress": False if args.no_progress else None, "executor": args.executor, "ray_address": args.address,
         "state": args.state,
         "input.paths": [str(p) for p in args.input] if args.input else None,

@@ -72,6 +72,9 @@ class ClipConfig(Section):
     shot_margin_frames: int = field(default=2, metadata=limits(min=0))
     cut_mode: str = field(default="auto", metadata=limits(choices=CUT_MODES))
     crf: int = field(default=18, metadata=limits(min=0, max=51))
+    # all: every planned clip is cut, then analysed from its file; selected: the clips are analysed
+    # from the source itself (one pass per source) and only the selected ones are cut (docs/curation.md)
+    cut: str = field(default="selected", metadata=limits(choices=("all", "selected")))
 
     def check(self) -> None:
         _check(self.max_s >= self.min_s, "max_s", f"must be at least min_s ({self.min_s}), got {self.max_s}")

@@ -70,6 +70,28 @@ def motion_one(clip_path: str, fps: float, config: CurationConfig,
     return out
 
 
+def analyse_source(source_path: str, plans: list[dict[str, Any]], config: CurationConfig,
+                   aesthetic_of: dict[str, int], motion: bool = True) -> dict[str, dict[str, Any]]:
+    """`clips.cut: selected`: the motion (and aesthetic) results of many clips of one source from
+    one pass over the source itself (no cut file): {clip_id: result} as `motion_one` gives them, or
+    with ``motion=False`` only ``aesthetic_result``/``aesthetic_error`` for the clips of `aesthetic_of`."""
+    from .media import Window, decode_windows
+
+    clips = [ClipPlan(**p) for p in plans]
+    windows = [Window(c.start, c.end, sample_indices(aesthetic_of[c.clip_id], config.aesthetic.frames)
+                      if c.clip_id in aesthetic_of else ()) for c in clips]
+    out: dict[str, dict[str, Any]] = {}
+    for k, frames in decode_windows(source_path, windows, config.motion.max_side, AESTHETIC_SIDE):
+        result = analyze_gray(frames.gray, clips[k].fps, config) if motion else {}
+        if frames.rgb is not None:
+            try:
+                result["aesthetic_result"] = score_frames(frames.rgb)
+            except Exception as exc:  # noqa: BLE001 - the motion result is still good
+                result["aesthetic_error"] = f"{type(exc).__name__}: {exc}"
+        out[clips[k].clip_id] = result
+    return out
+
+
 def aesthetic_one(clip_path: str, num_frames: int, frames: int) -> dict[str, Any]:
     from .media import decode_rgb
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -96,6 +96,77 @@ def decode_clip(path: str | os.PathLike[str], gray_side: int, rgb_indices: Seque
         raise InvalidRequest("file", f"{path} holds no decodable frames")
     rgb = np.stack([got[i] for i in rgb_indices]) if rgb_indices else None
     return ClipFrames(np.stack(gray), rgb)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames [start, end) of a source, and the frames (relative to start) wanted as RGB."""
+
+    start: int
+    end: int
+    rgb_indices: Sequence[int] = ()
+
+
+def decode_windows(path: str | os.PathLike[str], windows: Sequence[Window], gray_side: int,
+                   rgb_side: int = 448) -> Iterator[tuple[int, ClipFrames]]:
+    """One pass over a source for many clips: yields (window number, its frames) as each window ends.
+
+    Frames are counted in decode order from the first (the index the shot plan and the cuts use);
+    frames outside every window are decoded but never scaled or kept, and the pass stops after the
+    last window. A window the source ends inside yields the frames it has (none: not yielded). An
+    RGB index past a window's end gives its last frame, as `decode_clip` does.
+    """
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    order = sorted(range(len(windows)), key=lambda k: (windows[k].start, k))
+    last_end = max((w.end for w in windows), default=0)
+    active: dict[int, tuple[list[np.ndarray], dict[int, np.ndarray]]] = {}
+    to_gray, to_rgb = VideoReformatter(), VideoReformatter()
+    nxt = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            w, h = stream.codec_context.width, stream.codec_context.height
+            gsize, csize = fit_size(w, h, gray_side), fit_size(w, h, rgb_side)
+
+            def rgb(frame: Any) -> np.ndarray:
+                return to_rgb.reformat(frame, width=csize[0], height=csize[1], format="rgb24").to_ndarray()
+
+            def finished(k: int, tail: Any) -> ClipFrames:
+                gray, got = active.pop(k)
+                wanted = list(windows[k].rgb_indices)
+                if not wanted:
+                    return ClipFrames(np.stack(gray), None)
+                missing = [i for i in wanted if i not in got]
+                if missing:  # past the window's end: its last frame
+                    last = rgb(tail)
+                    got.update({i: last for i in missing})
+                return ClipFrames(np.stack(gray), np.stack([got[i] for i in wanted]))
+
+            frame = None
+            for i, frame in enumerate(container.decode(stream)):
+                if i >= last_end:
+                    break
+                while nxt < len(order) and windows[order[nxt]].start <= i:
+                    active[order[nxt]] = ([], {})
+                    nxt += 1
+                if not active:
+                    continue
+                gray = to_gray.reformat(frame, width=gsize[0], height=gsize[1], format="gray").to_ndarray()
+                for k in list(active):
+                    win = windows[k]
+                    active[k][0].append(gray)
+                    if i - win.start in win.rgb_indices:
+                        active[k][1][i - win.start] = rgb(frame)
+                    if i + 1 >= win.end:
+                        yield k, finished(k, frame)
+            for k in sorted(active):  # the source ended inside these windows
+                if active[k][0]:
+                    yield k, finished(k, frame)
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        raise InvalidRequest("file", f"{path} could not be decoded ({exc})") from None
 
 
 def decode_gray(path: str | os.PathLike[str], max_side: int) -> np.ndarray:

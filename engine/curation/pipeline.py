@@ -30,7 +30,9 @@ from .executors import _WORKER, ItemFailed, RayPool, _in_worker, _init_worker, l
 from .explain import admission_hints
 from .config import STAGES, CurationConfig
 from .ingest import Candidate, SourceInfo, content_id, discover
+from .rows import build_rows
 from .selection import Borders, decide
+from . import source_pass
 from .shots import ClipPlan, ShotPlan
 from .state import StateStore, write_json_atomic
 
@@ -265,7 +267,13 @@ class Curator:
         by_id = {s.source_id: s for s in self.sources}
         return [(by_id[p.source_id], c) for p in self.plans for c in p.clips]
 
+    @property
+    def from_source(self) -> bool:
+        return self.config.clips.cut == "selected"  # analysed from the sources, cut after selection
+
     def stage_clips(self, compute: bool = True) -> None:
+        if self.from_source:
+            return source_pass.load_cuts(self)
         fp = self.config.stage_fingerprint("clips")
         jobs = []
         for src, plan in self._plans():
@@ -322,6 +330,8 @@ class Curator:
         """Held frames, flow and borders per clip. When the aesthetic stage computes in this run
         too, each clip's aesthetic score comes from the same decode and is stored as the
         aesthetic stage's result (that stage then only loads it)."""
+        if self.from_source:
+            return source_pass.stage_motion(self, compute)
         fp = self.config.stage_fingerprint("motion")
         fuse = self.scorer is not None and "aesthetic" in self._computing
         afp = self._aesthetic_fingerprint() if fuse else ""
@@ -369,8 +379,8 @@ class Curator:
         self.counts["clips_analyzed"] = len(self.analysis)
 
     def stage_aesthetic(self, compute: bool = True) -> None:
-        if self.scorer is None:
-            return
+        if self.scorer is None or self.from_source:
+            return None if self.scorer is None else source_pass.stage_aesthetic(self, compute)
         fp = self._aesthetic_fingerprint()
         jobs = []
         for _, plan in self._plans():
@@ -392,9 +402,9 @@ class Curator:
 
     def stage_select(self, compute: bool = True) -> None:
         """Pure and cheap: always recomputed from the stored scores (nothing to resume)."""
-        for _, plan in self._plans():
+        for src, plan in self._plans():
             a = self.analysis.get(plan.clip_id)
-            cut = self.cuts.get(plan.clip_id)
+            cut = self.cuts.get(plan.clip_id) or ({"width": src.width, "height": src.height} if self.from_source else None)
             if a is None or cut is None or (self.scorer is not None and plan.clip_id not in self.aesthetics):
                 continue
             self.decisions[plan.clip_id] = decide(
@@ -402,6 +412,8 @@ class Curator:
                 aesthetic=self.aesthetics.get(plan.clip_id), borders=Borders(**a["borders"]),
                 cfg=self.config.selection)
         self.counts["clips_selected"] = sum(1 for d in self.decisions.values() if d.selected)
+        if self.from_source and {"clips", "select"} & self._computing:
+            source_pass.cut_selected(self)
 
     def stage_caption(self, compute: bool = True) -> None:
         captioner = self.captioner()
@@ -413,7 +425,7 @@ class Curator:
         jobs = []
         for _, plan in self._plans():
             d = self.decisions.get(plan.clip_id)
-            if d is None or (self.config.caption.only_selected and not d.selected):
+            if d is None or (self.config.caption.only_selected and not d.selected) or plan.clip_id not in self.cuts:
                 continue
             stored = self.store.load("caption", plan.clip_id, fp)
             if stored is not None:
@@ -438,31 +450,7 @@ class Curator:
 
     # ---------------------------------------------------------------------------- manifest
     def build_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for src, plan in self._plans():
-            d = self.decisions.get(plan.clip_id)
-            if d is None:
-                continue
-            a, cut = self.analysis[plan.clip_id], self.cuts[plan.clip_id]
-            cap = self.captions.get(plan.clip_id)
-            tags = dict(cap["tags"]) if cap else {}
-            tags["style.timing"] = a["holds"]["timing"]  # measured beats the captioner's guess
-            num = int(a["num_frames"])
-            rows.append({
-                "clip": f"clips/{plan.clip_id}.mp4", "clip_id": plan.clip_id, "source": src.name,
-                "start_s": plan.start_s, "end_s": round((plan.start + num) / plan.fps, 6), "fps": plan.fps,
-                "num_frames": num, "width": cut["width"], "height": cut["height"], "timing": a["holds"]["timing"],
-                "scores": {"motion": a["motion"]["score"], "optical": d.optical,
-                           "aesthetic": self.aesthetics.get(plan.clip_id), "combined": d.combined},
-                "selected": d.selected, "reason": d.reason, "tags": dict(sorted(tags.items())),
-                "caption": cap["narrative"] if cap else None,
-                "stats": {"distinct_drawings": a["holds"]["distinct"], "hold_ratio": a["holds"]["hold_ratio"],
-                          "motion_per_s": a["motion"]["motion_per_s"],
-                          "border_vertical": round(a["borders"]["top"] + a["borders"]["bottom"], 4),
-                          "border_horizontal": round(a["borders"]["left"] + a["borders"]["right"], 4),
-                          "copied": cut["copied"], "caption_rejected": len(cap["rejected"]) if cap else 0},
-            })
-        return sorted(rows, key=lambda r: (r["source"], r["start_s"], r["clip_id"]))
+        return build_rows(self)
 
     def manifest(self) -> CurationResult:
         rows = self.build_rows()
@@ -473,6 +461,8 @@ class Curator:
         if self.scorer is None:
             notes.append("aesthetic.scorer is none: S = S_optical (no aesthetic term)")
         notes.append("text-heavy frames are not filtered: no OCR engine is available")
+        if self.from_source:
+            notes.append("clips.cut is selected: only the selected clips were cut (clips.cut=all cuts every clip)")
         report = {
             "manifest_version": mf.MANIFEST_VERSION,
             "counts": {**dict(self.counts), "clips_in_manifest": len(rows)},

@@ -170,6 +170,9 @@ def read_clips(cfg: DataConfig, taxonomy: Any) -> tuple[list[Clip], DatasetRepor
                 report.skipped["not selected"] += 1
                 continue
             rel = row.get("clip")
+            if rel is None and row.get("selected") is False:  # `clips.cut: selected` cuts no rejected clip
+                report.skipped["not selected (never cut)"] += 1
+                continue
             if not isinstance(rel, str) or not rel:
                 raise InvalidRequest("data.manifest", f"{source} row {n} has no 'clip' path")
             path = Path(rel) if Path(rel).is_absolute() else source.parent / rel

@@ -90,6 +90,7 @@ def make_config(footage: Path, out: Path, **over: Any) -> CurationConfig:
         "output_dir": str(out), "input": {"paths": [str(footage)]}, "progress": False,
         "aesthetic": {"scorer": "tiny", "frames": 2}, "caption": {"captioner": "none"},
         "selection": {"min_width": 64, "min_height": 64, "theta": 8.0},
+        "clips": {"cut": "all"},  # these tests check every clip's file; the *_from_the_sources tests the default
     }
     data.update(over)
     return CurationConfig.from_dict(data)
@@ -366,3 +367,46 @@ def test_a_state_url_fsspec_does_not_know_is_refused_in_one_line(footage: Path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: state: nosuch://bucket/state is not a storage URL")
     assert not (tmp_path / "out" / "clips").exists() and not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_the_default_analyses_from_the_sources_and_cuts_only_the_selected_clips(serial_run: Any, footage: Path,
+                                                                                 tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    every, _ = serial_run  # clips.cut: all, the same footage and thresholds
+    config = make_config(footage, tmp_path / "out", clips={})  # the default: clips.cut selected
+    assert config.clips.cut == "selected"
+    result = run_curation(config, captioner=StubCaptioner())
+    before = {r["clip_id"]: r for r in every.rows}
+    assert [r["clip_id"] for r in result.rows] == [r["clip_id"] for r in every.rows]
+    chosen = [r for r in result.rows if r["selected"]]
+    assert 0 < len(chosen) < len(result.rows)
+    for row in result.rows:
+        old = before[row["clip_id"]]
+        # From the source, not from a re-encoded cut: the same decisions, nearly the same numbers.
+        assert (row["selected"], row["reason"], row["timing"], row["num_frames"]) == \
+            (old["selected"], old["reason"], old["timing"], old["num_frames"])
+        assert row["scores"]["motion"] == pytest.approx(old["scores"]["motion"], rel=0.02, abs=0.01)
+        assert (row["width"], row["height"]) == (W, H)
+        if row["selected"]:
+            assert row["clip"] == old["clip"] and probe_video(result.output_dir / row["clip"]).num_frames == \
+                row["num_frames"]
+        else:
+            assert row["clip"] is None and row["stats"]["copied"] is None
+    files = sorted(p.name for p in (result.output_dir / "clips").glob("*.mp4"))
+    assert files == sorted(f"{r['clip_id']}.mp4" for r in chosen)
+    assert result.work["clips"] == len(chosen) and result.report["counts"]["clips_cut"] == len(chosen)
+    assert result.work["motion"] == result.work["aesthetic"] == len(result.rows)  # counted per clip
+    assert pq.read_table(result.manifest_parquet).column("clip").null_count == len(result.rows) - len(chosen)
+
+    # A lower theta selects more: only those are cut now; nothing is analysed again.
+    below = [r for r in result.rows if r["reason"] == "below_threshold"]
+    assert below, [r["reason"] for r in result.rows]
+    lower = min(r["scores"]["combined"] for r in below) - 0.01
+    again = run_curation(make_config(footage, tmp_path / "out", clips={},
+                                     selection={"min_width": 64, "min_height": 64, "theta": lower}),
+                         captioner=StubCaptioner())
+    assert {r["clip_id"] for r in again.rows if r["selected"]} == {r["clip_id"] for r in chosen + below}
+    assert again.work["clips"] == len(below)
+    assert again.work["motion"] == again.work["aesthetic"] == again.work["shots"] == 0
+    assert all((again.output_dir / r["clip"]).is_file() for r in again.rows if r["selected"])

@@ -99,3 +99,19 @@ def test_a_scorer_error_leaves_the_motion_result_standing(twos: Path, monkeypatc
     result = jobs.motion_one(str(twos), FPS, CurationConfig(), 96)
     assert "aesthetic_result" not in result and "out of memory" in result["aesthetic_error"]
     assert result["holds"]["timing"] == "on_twos"
+
+
+def test_one_pass_over_a_source_gives_each_windows_frames(twos: Path) -> None:
+    from engine.curation.media import Window, decode_windows
+
+    whole = decode_clip(twos, 256, list(range(96)), 448)
+    assert whole.rgb is not None
+    windows = [Window(50, 70, (0, 19, 40)), Window(5, 30), Window(25, 45, (3,)), Window(90, 120, (0, 29))]
+    got = dict(decode_windows(twos, windows, 256, 448))
+    assert sorted(got) == [0, 1, 2, 3]  # overlapping windows too; the last one ends past the source
+    for k, (start, end) in enumerate([(50, 70), (5, 30), (25, 45), (90, 96)]):
+        assert np.array_equal(got[k].gray, whole.gray[start:end])  # the frames of a cut, exactly
+    assert got[1].rgb is None and got[2].rgb is not None and np.array_equal(got[2].rgb[0], whole.rgb[28])
+    assert got[0].rgb is not None and np.array_equal(got[0].rgb[2], whole.rgb[69])  # past the end: last frame
+    assert got[3].rgb is not None and np.array_equal(got[3].rgb[1], whole.rgb[95])
+    assert dict(decode_windows(twos, [Window(200, 210)], 256)) == {}  # starts after the source ends
