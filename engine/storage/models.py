@@ -88,7 +88,8 @@ class Generation(Base):
     model: Mapped[str] = mapped_column(Text)
     narrative: Mapped[str] = mapped_column(Text)
     tags_json: Mapped[str] = mapped_column(Text, default="{}")
-    seed: Mapped[int | None] = mapped_column(Integer)
+    # 0..2**32-1: a BIGINT on PostgreSQL (its INTEGER is 32-bit); SQLite's INTEGER holds 64 bits already
+    seed: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     request_json: Mapped[str] = mapped_column(Text)
     compiled_prompt: Mapped[str | None] = mapped_column(Text)
     video_path: Mapped[str | None] = mapped_column(Text)

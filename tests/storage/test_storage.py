@@ -168,6 +168,15 @@ def test_add_get_and_record_fields(repo: HistoryRepository) -> None:
         repo.add_job(req, source="Not A Source!")
 
 
+def test_every_seed_a_request_allows_is_stored(repo: HistoryRepository) -> None:
+    from engine.core.requests import MAX_SEED
+
+    # PostgreSQL's INTEGER is 32-bit: half of the random seeds (above 2**31-1) used to be refused there.
+    for seed in (0, 2**31 - 1, 2**31, MAX_SEED):
+        rec = repo.add_job(_request(seed=seed), source="studio", compiled_prompt="p")
+        assert repo.get(rec.id).seed == seed
+
+
 def test_list_filters_and_pagination(repo: HistoryRepository) -> None:
     a = repo.add_job(_request("A girl runs, 100% speed", tags={"camera.movement": ["pan", "zoom"]}), source="cli")
     b = repo.add_job(_request("a boy jumps", tags={"camera.movement": "pan", "vfx.impact": "flash"}), source="cli",

@@ -127,3 +127,35 @@ def test_a_front_end_shows_the_workers_progress_from_the_database(studio_setting
         assert outcome.record.progress is None and front.queue() == []  # a finished job reports none
     finally:
         studio.close()
+
+
+def test_a_job_of_a_worker_on_another_machine_returns_only_when_its_heartbeat_expires(
+        studio_settings: Settings, postgres_url: str) -> None:
+    """On another machine the pid cannot be checked: only the heartbeat tells. A fresh one is left
+    alone; once it is older than the lease the job goes back to the queue and a live worker runs it."""
+    import io
+    from datetime import timedelta
+
+    from engine.storage.models import Generation, utc_now
+    from engine.worker import run_worker
+
+    settings = replace(studio_settings, database_url=postgres_url)
+    studio = Studio(settings)
+    try:
+        request = GenerationRequest(narrative="a job of the machine next door", model="preview", width=64, height=64,
+                                    num_frames=9, steps=2)
+        alive, gone = studio.submit(request, source="studio"), studio.submit(replace(request, seed=2), source="studio")
+        with studio.db.sessions() as s:
+            for job, age in ((alive, 1.0), (gone, 30.0)):
+                row = s.get(Generation, job)
+                assert row is not None
+                row.status, row.worker = "running", f"gpu-box-{job}:4242:cafe{job:04d}"  # not this host
+                row.started_at = row.heartbeat_at = utc_now() - timedelta(seconds=age)
+            s.commit()
+        out = io.StringIO()
+        assert run_worker(settings, max_jobs=1, poll_s=0.1, lease_s=20.0, out=out) == 1
+        assert f"job #{gone}: its worker is gone; back in the queue" in out.getvalue()
+        assert f"job #{gone}: done" in out.getvalue() and studio.history.get(gone).status == "done"
+        assert f"job #{alive}" not in out.getvalue() and studio.history.get(alive).status == "running"
+    finally:
+        studio.close()
