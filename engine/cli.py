@@ -173,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       database_url=args.database_url, media_root=args.media_dir)
         fresh = args.data_dir is None and not os.environ.get("ANIMATRIX_DATA_DIR") and not settings.data_dir.exists()
         handler = {"generate": _generate, "history": _history, "info": _info, "models": model_commands.models,
-                   "download": model_commands.download, "quantize": model_commands.quantize, "curate": _curate, "rating": _rating, "train": _train, "reward": _reward,
-                   "loop": _loop, "eval": _eval, "worker": worker_cli.run}[args.command]
+                   "download": model_commands.download, "quantize": model_commands.quantize,
+                   "worker": worker_cli.run, **dict.fromkeys(_SUBSYSTEMS, _subsystem)}[args.command]
         code = handler(args, settings)
         _say_where(settings, fresh=fresh and code == 0)  # after the command: an error stays one line
         return code
@@ -466,37 +466,13 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _curate(args: argparse.Namespace, settings: Settings) -> int:
-    from .curation.cli import run
-
-    return run(args, settings)
-
-
-def _rating(args: argparse.Namespace, settings: Settings) -> int:
-    from .rating import cli as rating_cli
-
-    return rating_cli.run(args, settings)
+# Subcommands whose handler (`run(args, settings)`) lives in its subsystem, imported only when it runs.
+_SUBSYSTEMS = {"curate": ".curation.cli", "rating": ".rating.cli", "train": ".training.cli",
+               "loop": ".training.onpolicy", "reward": ".reward.cli", "eval": ".eval.cli"}
 
 
-def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from .training.cli import run
+def _subsystem(args: argparse.Namespace, settings: Settings) -> int:
+    import importlib
 
-    return run(args, settings)
-
-
-def _loop(args: argparse.Namespace, settings: Settings) -> int:
-    from .training.onpolicy import run
-
-    return run(args, settings)
-
-
-def _reward(args: argparse.Namespace, settings: Settings) -> int:
-    from .reward import cli as reward_cli
-
-    return reward_cli.run(args, settings)
-
-
-def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from .eval import cli as eval_cli
-
-    return eval_cli.run(args, settings)
+    code: int = importlib.import_module(_SUBSYSTEMS[args.command], __package__).run(args, settings)
+    return code

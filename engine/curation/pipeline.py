@@ -326,6 +326,16 @@ class Curator:
         assert self.scorer is not None
         return self.config.stage_fingerprint("aesthetic") + f"-{self.scorer.name}"
 
+    def _store_motion(self, cid: str, result: dict[str, Any], fp: str, afp: str) -> None:
+        """A clip's motion result, and the aesthetic result its decode also gave (when it did)."""
+        aesthetic = result.pop("aesthetic_result", None)
+        result.pop("aesthetic_error", None)  # the aesthetic stage retries the clip on its own
+        self.store.save("motion", cid, fp, result)
+        self.analysis[cid] = result
+        if aesthetic is not None:
+            self.store.save("aesthetic", cid, afp, aesthetic)
+            self.work["aesthetic"] += 1
+
     def stage_motion(self, compute: bool = True) -> None:
         """Held frames, flow and borders per clip. When the aesthetic stage computes in this run
         too, each clip's aesthetic score comes from the same decode and is stored as the
@@ -352,13 +362,7 @@ class Curator:
                                    *((frames,) if frames else ())))
 
         def done(cid: str, result: dict[str, Any]) -> None:
-            aesthetic = result.pop("aesthetic_result", None)
-            result.pop("aesthetic_error", None)  # the aesthetic stage retries the clip on its own
-            self.store.save("motion", cid, fp, result)
-            self.analysis[cid] = result
-            if aesthetic is not None:
-                self.store.save("aesthetic", cid, afp, aesthetic)
-                self.work["aesthetic"] += 1
+            self._store_motion(cid, result, fp, afp)
 
         if self._pending_cuts:  # cuts still running: analyse each clip as soon as it is cut
             from tqdm import tqdm

@@ -59,13 +59,7 @@ def stage_motion(cur: CurationRun, compute: bool) -> None:
 
     def done(_source: str, results: dict[str, dict[str, Any]]) -> None:
         for cid, result in results.items():
-            aesthetic = result.pop("aesthetic_result", None)
-            result.pop("aesthetic_error", None)  # the aesthetic stage retries the clip on its own
-            cur.store.save("motion", cid, fp, result)
-            cur.analysis[cid] = result
-            if aesthetic is not None:
-                cur.store.save("aesthetic", cid, afp, aesthetic)
-                cur.work["aesthetic"] += 1
+            cur._store_motion(cid, result, fp, afp)
         cur.work["motion"] += len(results) - 1  # `work` counts clips; the job was one source
 
     jobs = [(sid, (path, plans, cur.config, {p["clip_id"]: aesthetic_of[p["clip_id"]] for p in plans
