@@ -119,6 +119,18 @@ def test_dataset_reads_jsonl_parquet_and_caption_folders(ws, tmp_path) -> None:
     assert preport.used == 5 and preport.skipped["not selected"] == 1 and preport.dropped_tags == 1
     assert "camera.movement" not in pclips[0].tags and pclips[0].caption == clips[1].caption
 
+    # A curation with clips.cut: selected leaves rejected rows without a file: read, never fatal.
+    uncut = [json.loads(line) for line in ws.manifest.read_text().splitlines()]
+    uncut[0].update(selected=False, clip=None)
+    manifest = ws.manifest.parent / "uncut.jsonl"  # beside the clips its paths are relative to
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in uncut))
+    for only_selected in (True, False):
+        data = {"manifest": str(manifest), "only_selected": only_selected}
+        uclips, ureport = read_clips(parse_config(_raw(ws, "x", data=data)).data, tax)
+        assert ureport.used == 5 and sum(ureport.skipped.values()) == 1, ureport.skipped
+        assert list(ureport.skipped) == (["not selected"] if only_selected else ["not selected (never cut)"])
+        assert all(c.path.is_file() for c in uclips)
+
     folder = tmp_path / "folder"
     write_synthetic_dataset(folder, clips=2, size=(32, 32), frames=5, captions_txt=True)
     (folder / "clips" / "clip001.txt").unlink()
