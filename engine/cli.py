@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import model_commands
+from . import catalog_cli, model_commands
 from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.quantized_cache import CACHEABLE_MODES
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval import cli as eval_cli
 
     eval_cli.add_parser(sub)
+    catalog_cli.add_parser(sub)  # tags, presets
     return p
 
 
@@ -468,7 +469,8 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
 
 # Subcommands whose handler (`run(args, settings)`) lives in its subsystem, imported only when it runs.
 _SUBSYSTEMS = {"curate": ".curation.cli", "rating": ".rating.cli", "train": ".training.cli",
-               "loop": ".training.onpolicy", "reward": ".reward.cli", "eval": ".eval.cli"}
+               "loop": ".training.onpolicy", "reward": ".reward.cli", "eval": ".eval.cli",
+               "tags": ".catalog_cli", "presets": ".catalog_cli"}
 
 
 def _subsystem(args: argparse.Namespace, settings: Settings) -> int:

@@ -28,16 +28,16 @@ Prompt format (``Taxonomy.compile_prompt``)
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .errors import InvalidRequest, NotFound, shown
+from .pks_suggest import unknown_field as _unknown_field, unknown_value as _unknown
 from .requests import normalize_tags
 from .yamlsafe import load_yaml_text
 
@@ -47,7 +47,6 @@ MAX_TAXONOMY_BYTES = 2 * 1024 * 1024  # a taxonomy is text for dropdowns; anythi
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
-_SHOWN_CHOICES = 8  # how many valid ids an error message lists before "..."
 
 TagsInput = Mapping[str, str | Sequence[str]]  # field id -> value id or value ids
 __all__ = ["Axis", "Contradiction", "DEFAULT_TAXONOMY_PATH", "TagField", "TagValueDef", "Taxonomy", "TagsInput",
@@ -173,7 +172,7 @@ class Taxonomy:
         try:
             return self._fields[field_id]
         except KeyError:
-            raise NotFound(_unknown("field", field_id, self.field_ids, "")) from None
+            raise NotFound(_unknown_field(field_id, self.fields)) from None
 
     def value(self, field_id: str, value_id: str) -> TagValueDef:
         f = self.field(field_id)
@@ -195,7 +194,7 @@ class Taxonomy:
         out: dict[str, tuple[str, ...]] = {}
         for field_id, given in normalized.items():
             if field_id not in self._fields:
-                raise InvalidRequest("tags", _unknown("field", field_id, self.field_ids, ""))
+                raise InvalidRequest("tags", _unknown_field(field_id, self.fields))
             out[field_id] = self._check_field_values(self._fields[field_id], given)
         for c in self.contradictions:
             if c.holds(out) and not c.soft:
@@ -304,25 +303,6 @@ class Taxonomy:
         }
 
 
-def _unknown(kind: str, given: str, valid: Sequence[str], where: str = "",
-             values: Iterable[TagValueDef] = ()) -> str:
-    """'unknown value 'whippan' for camera.movement; did you mean: whip_pan? (valid: ...)'."""
-    guesses: list[str] = []
-    # A label or spaced spelling ("Whip pan", "whip-pan") names the id outright.
-    key = re.sub(r"[\s\-]+", "_", given.strip().lower())
-    by_label = {v.label.lower(): v.id for v in values}
-    for exact in (key, by_label.get(given.strip().lower())):
-        if exact is not None and exact in valid and exact not in guesses:
-            guesses.append(exact)
-    # A field given without its axis ("movement") matches on the suffix.
-    guesses += [v for v in valid if v.endswith("." + key) and v not in guesses]
-    guesses += [v for v in difflib.get_close_matches(key, valid, n=3, cutoff=0.6) if v not in guesses]
-    hint = f"; did you mean: {', '.join(guesses[:3])}?" if guesses else ""
-    listed = ", ".join(valid[:_SHOWN_CHOICES]) + (", ..." if len(valid) > _SHOWN_CHOICES else "")
-    place = f" for {where}" if where else ""
-    return f"unknown {kind} {shown(given)}{place}{hint} (valid: {listed})"
-
-
 # ------------------------------------------------------------------------------- loading
 def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
     """Load and validate a taxonomy file (default: the repository's); each path is read once."""
@@ -383,7 +363,7 @@ def parse_taxonomy(data: Any) -> Taxonomy:
     for k, fid in enumerate(_list(top.get("prompt_order", []), f"{root}.prompt_order", allow_empty=True)):
         loc = f"{root}.prompt_order[{k}]"
         if not isinstance(fid, str) or fid not in by_id:
-            raise InvalidRequest(loc, _unknown("field", str(fid), tuple(by_id), "prompt_order"))
+            raise InvalidRequest(loc, _unknown_field(str(fid), by_id.values(), "prompt_order"))
         if fid in order:
             raise InvalidRequest(loc, f"field '{fid}' is listed twice")
         order.append(fid)
@@ -452,7 +432,7 @@ def _tag_ref(raw: Any, loc: str, by_id: Mapping[str, TagField]) -> tuple[str, st
         raise InvalidRequest(loc, f"must be 'field=value' (e.g. 'camera.movement=static'), got {shown(raw)}")
     field_id, value_id = (part.strip() for part in raw.split("="))
     if field_id not in by_id:
-        raise InvalidRequest(loc, _unknown("field", field_id, tuple(by_id), ""))
+        raise InvalidRequest(loc, _unknown_field(field_id, by_id.values()))
     f = by_id[field_id]
     if value_id not in f.value_ids:
         raise InvalidRequest(loc, _unknown("value", value_id, f.value_ids, field_id, f.values))
