@@ -318,7 +318,7 @@ def progress_markdown(progress: RaterProgress | None, pair: ServedPair | None = 
         return ""
     if pair is None:
         return f"**{progress.done} of {progress.total}** pairs done."
-    editing = " · editing your submitted answer" if pair.status == "submitted" else ""
+    editing = " · your submitted answer (final)" if pair.status == "submitted" else ""
     resumed = " · draft restored" if pair.status != "submitted" and pair.draft.votes else ""
     return (f"**Pair {min(progress.done + 1, max(progress.total, 1))} of {progress.total}** · "
             f"{progress.done} done · task #{pair.assignment_id}{editing}{resumed}")

@@ -201,14 +201,15 @@ def build(services: StudioServices) -> RatingTab:
                     submit = gr.Button("Submit judgement (Enter)", variant="primary", elem_id="rate-submit", scale=3)
                     skip = gr.Button("Skip pair (S S)", variant="secondary", elem_id="rate-skip", scale=1)
             with gr.Accordion("Your judgements", open=False, elem_id="rate-mine"):
-                gr.Markdown("Only your own servings are listed. Open a submitted one to change your answer: "
-                            "submitting it again replaces it.", elem_classes=["muted"])
+                gr.Markdown("Only your own servings are listed. A submitted answer is final (you have seen "
+                            "which clip was which); open one to read it. Ask an admin to void a mistake.",
+                            elem_classes=["muted"])
                 mine = gr.Dataframe(headers=MY_HEADERS, value=[], interactive=False, wrap=True, max_height=260,
                                     elem_id="rate-mine-table", show_label=False)
                 with gr.Row():
                     open_id = gr.Textbox(label="Task #", placeholder="e.g. 3", max_lines=1, min_width=100, scale=1,
                                         elem_id="rate-open-id")
-                    open_task = gr.Button("Open to edit", size="sm", scale=1, elem_id="rate-open")
+                    open_task = gr.Button("Open", size="sm", scale=1, elem_id="rate-open")
                     mine_refresh = gr.Button("Refresh", size="sm", scale=1, elem_id="rate-mine-refresh")
         with gr.Tab("Admin", id="rate-admin", visible=False, elem_id="rate-admin-tab") as admin_tab:
             admin = rating_admin.build(services)
@@ -313,7 +314,8 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         marks = marks_from_form(served.draft)
         return [{"id": served.assignment_id, "frames": served.num_frames, "status": served.status}, marks,
                 player_html(served, hints), prompt_markdown(served, services.taxonomy),
-                progress_markdown(served.progress, served), shown, hidden, "", hidden, gr.update(interactive=True),
+                progress_markdown(served.progress, served), shown, hidden, "", hidden,
+                gr.update(interactive=served.status == "pending"),
                 gr.update(interactive=served.status != "submitted"), "",
                 gr.update(choices=[(mark_label(m), str(i)) for i, m in enumerate(marks)], value=[]), None, None, "",
                 *MARK_DEFAULTS, *vote_values(served.draft)]  # a new pair's mark starts afresh
@@ -358,7 +360,7 @@ def wire(tab: RatingTab, services: StudioServices, *, blocks: gr.Blocks, main_ta
         except EngineError as exc:
             raise _fail(exc) from None
         if served.status == "skipped":
-            refuse(f"Task {task_id} was skipped; there is no answer to edit.", TITLE)
+            refuse(f"Task {task_id} was skipped; there is no answer to show.", TITLE)
         return [*show_pair(served), gr.Tabs(selected="rate-pairs")]
 
     def pick_task(evt: gr.SelectData) -> Any:

@@ -108,6 +108,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     gclear.add_argument("pair", type=int)
     admin(gclear)
 
+    void = rs.add_parser("void", help="void a submitted judgement (answers are final otherwise); the reason is kept",
+                         allow_abbrev=False)
+    void.add_argument("task", type=int, help="the rating task (assignment) id")
+    void.add_argument("--reason", required=True, help="why it no longer counts (kept with the judgement)")
+    admin(void)
+
     judge = rs.add_parser("judge", help="submit judgements from a file (JSON, JSON Lines or CSV)", allow_abbrev=False,
                           description="Each row names a rater, a pair and the votes in history ids; checked like "
                                       "the Rate tab, all rows before any is stored (docs/preference.md).")
@@ -202,7 +208,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         service = RatingService(db, settings.media_dir, config)
         handler = {"rater": _rater, "pairs": _pairs, "gold": _gold, "export": _export, "stats": _stats,
-                   "leaderboard": _leaderboard, "judge": _judge}[args.rating_command]
+                   "leaderboard": _leaderboard, "judge": _judge, "void": _void}[args.rating_command]
         return handler(service, args)
     finally:
         db.dispose()
@@ -239,6 +245,12 @@ def _rater(service: Any, args: argparse.Namespace) -> int:
     target = found[0]
     service.set_active(me, target.id, args.rating_action == "enable")
     print(f"{args.name} {'enabled' if args.rating_action == 'enable' else 'disabled'}")
+    return 0
+
+
+def _void(service: Any, args: argparse.Namespace) -> int:
+    view = service.void(_actor(service, args), args.task, args.reason)
+    print(f"task {view.assignment_id} voided: {view.void_reason}")
     return 0
 
 

@@ -18,8 +18,8 @@ are the pair's playback frames, 0-based, as in the Rate tab. A CSV has the colum
 ``pair``, one column per dimension (winner id | tie | both_bad), optionally ``strength`` (for
 every winner), ``elapsed_s`` and ``deformations`` (the list above as JSON text).
 
-A rater judges a pair once: a pair the rater already submitted is refused (edit it in the Rate
-tab); a pair the rater has open there is submitted; a rater with another pair open must finish
+A rater judges a pair once: a pair the rater already submitted is refused (answers are final;
+an admin may void one); a pair the rater has open there is submitted; a rater with another pair open must finish
 or skip it first. The server's time for an imported judgement is close to zero, so `rating stats`
 may flag the rater as too fast.
 """

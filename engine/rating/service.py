@@ -213,14 +213,15 @@ class RatingService:
         return None if record is None else self._served(record)
 
     def open_assignment(self, actor: Rater, assignment_id: int) -> ServedPair:
-        """One of the rater's own servings again, e.g. to edit a submitted judgement."""
+        """One of the rater's own servings again: a pending one to finish, a submitted one to
+        read (its answer is final)."""
         return self._served(self._own(actor, assignment_id))
 
     def save_draft(self, actor: Rater, assignment_id: int, form: JudgementForm) -> RaterProgress:
         """Autosave: store a partial judgement so it can be resumed (also after a restart)."""
         record = self._own(actor, assignment_id)
         if record.status == "submitted":
-            raise InvalidRequest("assignment", f"rating task {assignment_id} is submitted; submit the edited answer")
+            raise InvalidRequest("assignment", f"rating task {assignment_id} is submitted; its answer is final")
         pair = self.repository.get_comparison(record.comparison_id)
         check_form(form, pair, complete=False, require_scores=self.config.require_scores)
         right = self._other(pair, record.left_generation_id)
@@ -230,14 +231,18 @@ class RatingService:
         return self.progress(actor)
 
     def submit(self, actor: Rater, assignment_id: int, form: JudgementForm) -> RaterProgress:
-        """Store a complete judgement (every dimension chosen). Submitting an already submitted
-        serving replaces its answer: that is how a rater edits their own judgement.
+        """Store a complete judgement (every dimension chosen), once: the reveal follows, so a
+        submitted serving is final and a second submit is refused (only an admin can `void` it).
+        Drafts (`save_draft`) may change freely before. Repeats are new servings, never edits.
 
         Time is the server's: from serving to the first submit (`server_time_s`, what the too-fast
         flag reads). The form's `elapsed_s` and `replays` are the page's report, kept as a hint
         and cut to what the server saw (no more time than has passed, no more replays than full
         passes of the clip fit in it)."""
         record = self._own(actor, assignment_id)
+        if record.status != "pending":  # said before the form is checked; the repository re-checks under the lock
+            raise InvalidRequest("assignment", f"rating task {assignment_id} was already {record.status} and its "
+                                               "answer is final; only an admin can void it")
         pair = self.repository.get_comparison(record.comparison_id)
         check_form(form, pair, complete=True, require_scores=self.config.require_scores)
         left, right = record.left_generation_id, self._other(pair, record.left_generation_id)
@@ -255,6 +260,18 @@ class RatingService:
         self.repository.submit(assignment_id, record.rater_id, verdicts, labels, None, float(form.elapsed_s),
                                form.replays, self._pass_s(pair))
         return self.progress(actor)
+
+    def void(self, actor: Rater, assignment_id: int, reason: str) -> JudgementView:
+        """An admin voids a submitted answer (e.g. changed after a glimpse of the reveal, or a
+        rater's mistake reported to the admin). The answer stays on record with who, when and
+        why; it no longer counts. The pair is not served to that rater again."""
+        self._admin(actor, "void")
+        if isinstance(assignment_id, bool) or not isinstance(assignment_id, int):
+            raise InvalidRequest("assignment_id", f"must be a whole number, got {assignment_id!r}")
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_NOTE_CHARS:
+            raise InvalidRequest("reason", f"give the reason, as text of at most {MAX_NOTE_CHARS} characters")
+        record = self.repository.void(assignment_id, actor.id, reason.strip())
+        return next(v for v in self.judgements(actor, record.rater_id) if v.assignment_id == assignment_id)
 
     def skip(self, actor: Rater, assignment_id: int, reason: str | None = None, *, elapsed_s: float = 0.0) -> RaterProgress:
         record = self._own(actor, assignment_id)
@@ -281,7 +298,8 @@ class RatingService:
         views = []
         for r in records:
             base: dict[str, Any] = dict(
-                assignment_id=r.id, rater_id=r.rater_id, status=r.status, served_at=r.served_at,
+                assignment_id=r.id, rater_id=r.rater_id, status="voided" if r.voided_at else r.status,
+                void_reason=r.void_reason, served_at=r.served_at,
                 submitted_at=r.submitted_at, time_spent_s=r.time_spent_s, replays=r.replays,
                 server_time_s=r.server_time_s,
                 votes=votes.get(r.id, {}), deformations=marks.get(r.id, ()))
@@ -423,14 +441,14 @@ class RatingService:
         lefts = {r.id: r.left_generation_id for r in records}
         ids = list(lefts)
         votes: dict[int, dict[str, Vote]] = {}
-        for v in self.repository.votes(assignment_ids=ids) if ids else []:
+        for v in self.repository.votes(assignment_ids=ids, include_voided=True) if ids else []:
             left = lefts[v.assignment_id]
             right = v.generation_b_id if left == v.generation_a_id else v.generation_a_id
             choice = v.outcome if v.outcome != "winner" else ("A" if v.winner_generation_id == left else "B")
             votes.setdefault(v.assignment_id, {})[v.dimension] = Vote(choice, v.strength, v.scores.get(left),
                                                                       v.scores.get(right))
         marks: dict[int, list[DeformationMark]] = {}
-        for lab in self.repository.labels(assignment_ids=ids) if ids else []:
+        for lab in self.repository.labels(assignment_ids=ids, include_voided=True) if ids else []:
             clip = "A" if lab.generation_id == lefts[lab.assignment_id] else "B"
             marks.setdefault(lab.assignment_id, []).append(
                 DeformationMark(clip, lab.start_frame, lab.end_frame, lab.kind, lab.intent, lab.note or ""))

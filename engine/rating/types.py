@@ -253,6 +253,7 @@ class JudgementView:
     right_generation_id: int | None = None
     is_repeat: bool | None = None
     is_gold: bool | None = None
+    void_reason: str | None = None  # status "voided": why an admin voided the answer
 
 
 @dataclass(frozen=True)

@@ -273,6 +273,10 @@ class Assignment(Base):
     skip_reason: Mapped[str | None] = mapped_column(Text)
     # Measured by the server: served_at to the first submit (or skip); what the too-fast flag reads.
     server_time_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # A submitted answer is final; only an admin may void it, and the reason stays (0009).
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    voided_by: Mapped[int | None] = mapped_column(Integer)
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ServedClip(Base):

@@ -222,13 +222,14 @@ def test_draft_resume_submit_edit_and_skip(studio: Studio) -> None:
         service.save_draft(aki, pair.assignment_id, draft)
     with pytest.raises(InvalidRequest, match="submitted"):
         service.skip(aki, pair.assignment_id)
-    # Editing: reopen, change, submit again; the rows are replaced, not added.
+    # Reopening shows the answer; it is final, so submitting again is refused and nothing changes.
     reopened = service.open_assignment(aki, pair.assignment_id)
     assert reopened.status == "submitted" and reopened.draft.votes["style_fidelity"].choice == "both_bad"
     assert reopened.draft.deformations == (mark,) and reopened.draft.votes["visual_quality"].score_a == 4
-    service.submit(aki, pair.assignment_id, full_form("B"))
+    with pytest.raises(InvalidRequest, match="final"):
+        service.submit(aki, pair.assignment_id, full_form("B"))
     assert _rows(studio, "SELECT count(*) AS n FROM judgements")[0].n == 5
-    assert _rows(studio, "SELECT count(*) AS n FROM deformation_labels")[0].n == 0
+    assert _rows(studio, "SELECT count(*) AS n FROM deformation_labels")[0].n == 1
     # Skipping: the next pair is another one and the skipped one is not served again.
     nxt = service.next_pair(aki)
     service.skip(aki, nxt.assignment_id, "clip B does not play")

@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 
 from app.services.rating_view import vote_values
+from engine.core.errors import InvalidRequest
 from engine.rating.types import JudgementForm
 
 from support.rating import ADMIN, N1, RaterServer, Studio, age_serving, full_form, rater_server
@@ -61,8 +62,9 @@ def test_the_page_report_is_kept_when_it_fits_what_the_server_saw(studio: Studio
     assert stored.server_time_s == pytest.approx(100.0, abs=3.0)
     assert stored.time_spent_s == pytest.approx(stored.server_time_s + 2.0, abs=3.0)  # capped, not 258,040 s
     assert stored.replays <= 1 + int(stored.server_time_s)  # one pass of the 8-frame, 8 fps clip is 1 s
-    # Editing later keeps the first submission's time.
-    service.submit(aki, pair.assignment_id, full_form("B"))
+    # The answer is final: a later submit is refused and the first submission's time stays.
+    with pytest.raises(InvalidRequest, match="final"):
+        service.submit(aki, pair.assignment_id, full_form("B"))
     assert service.repository.get_assignment(pair.assignment_id).server_time_s == stored.server_time_s
     report = service.stats(studio.rater("director"))
     assert not next(r for r in report.raters if r.name == "aki").too_fast

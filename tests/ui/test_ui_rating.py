@@ -200,7 +200,7 @@ def test_rater_rates_a_pair_with_the_keyboard_only_and_sees_the_reveal(rated: Ra
 
 
 @browser_only
-def test_rater_reopens_and_changes_their_own_judgement(rated: Rated, browser: Any) -> None:
+def test_rater_reopens_a_judgement_but_cannot_change_it(rated: Rated, browser: Any) -> None:
     from playwright.sync_api import expect
 
     service = rated.service
@@ -213,17 +213,18 @@ def test_rater_reopens_and_changes_their_own_judgement(rated: Rated, browser: An
     expect(page.locator("#rate-mine-table")).to_contain_text("submitted")
     page.locator("#rate-open-id input").fill(str(task))
     page.click("#rate-open")
-    expect(page.locator("#rate-progress")).to_contain_text("editing your submitted answer")
+    expect(page.locator("#rate-progress")).to_contain_text("your submitted answer (final)")
     expect(page.locator(f"#amx-player[data-assignment='{task}']")).to_have_count(1)
     expect(page.locator("#rate-choice-visual_quality input[value='A']")).to_be_checked()
+    expect(page.locator("#rate-submit")).to_be_disabled()
     wait_for_players(page)
     page.locator("body").click(position={"x": 5, "y": 5})
     page.keyboard.press("4")
     page.keyboard.press("t")
     page.keyboard.press("Enter")
-    expect(page.locator("#rate-reveal")).to_be_visible()
+    expect(page.locator("#rate-reveal")).to_be_hidden()
     view = next(v for v in service.judgements(rater) if v.assignment_id == task)
-    assert view.votes["visual_quality"].choice == "tie" and view.votes["style_fidelity"].choice == "A"
+    assert view.votes["visual_quality"].choice == "A" and view.votes["style_fidelity"].choice == "A"
     page.close()
 
 

@@ -356,10 +356,14 @@ class RatingRepository(Repository):
     def submit(self, assignment_id: int, rater_id: int, verdicts: Sequence[Verdict], labels: Sequence[LabelInput],
                draft_json: str | None, add_time_s: float, add_replays: int,
                min_replay_s: float | None = None) -> AssignmentRecord:
-        """Store (or replace, when edited later) a serving's verdicts, scores and labels at once.
-        The first submit fixes the server's time (served_at to now); an edit leaves it."""
+        """Store a serving's verdicts, scores and labels at once, and fix the server's time
+        (served_at to now). Once stored the answer is final: the rater has seen the reveal, so a
+        second submit is refused here, under the write lock (two tabs cannot both get through)."""
         with self._transaction(write=True) as s:
             row = self._own_assignment(s, assignment_id, rater_id)
+            if row.status != "pending":
+                raise InvalidRequest("assignment", f"rating task {assignment_id} was already {row.status} and its "
+                                                   "answer is final; only an admin can void it")
             s.execute(delete(Judgement).where(Judgement.assignment_id == assignment_id))
             s.execute(delete(DeformationLabel).where(DeformationLabel.assignment_id == assignment_id))
             now = utc_now()
@@ -373,15 +377,12 @@ class RatingRepository(Repository):
             s.add_all(DeformationLabel(assignment_id=row.id, generation_id=lab.generation_id, kind=lab.kind,
                                        intent=lab.intent, start_frame=lab.start_frame, end_frame=lab.end_frame,
                                        note=lab.note, created_at=now) for lab in labels)
-            first = row.status != "submitted"
             row.status = "submitted"
             row.submitted_at = now
             row.updated_at = now
             row.skip_reason = None
             row.draft_json = draft_json
-            wall = _add_hints(row, add_time_s, add_replays, min_replay_s, now)
-            if first:
-                row.server_time_s = wall
+            row.server_time_s = _add_hints(row, add_time_s, add_replays, min_replay_s, now)
             s.flush()
             return _assignment(row)
 
@@ -389,7 +390,7 @@ class RatingRepository(Repository):
         with self._transaction(write=True) as s:
             row = self._own_assignment(s, assignment_id, rater_id)
             if row.status == "submitted":
-                raise InvalidRequest("assignment", f"rating task {assignment_id} was already submitted; edit it instead")
+                raise InvalidRequest("assignment", f"rating task {assignment_id} was already submitted; its answer is final")
             row.status = "skipped"
             row.skip_reason = reason
             now = utc_now()
@@ -398,15 +399,37 @@ class RatingRepository(Repository):
             s.flush()
             return _assignment(row)
 
+    def void(self, assignment_id: int, by: int, reason: str) -> AssignmentRecord:
+        """An admin's void of a submitted answer: its rows stay, with who, when and why, but it
+        no longer counts anywhere (votes, labels, pair counts). Voiding twice is refused."""
+        with self._transaction(write=True) as s:
+            row = s.get(Assignment, assignment_id)
+            if row is None:
+                raise NotFound(f"no rating task with id {assignment_id}")
+            if row.status != "submitted":
+                raise InvalidRequest("assignment", f"rating task {assignment_id} is {row.status}; only a submitted "
+                                                   "answer can be voided")
+            if row.voided_at is not None:
+                raise InvalidRequest("assignment", f"rating task {assignment_id} was already voided")
+            row.voided_at = utc_now()
+            row.voided_by = by
+            row.void_reason = reason
+            s.flush()
+            return _assignment(row)
+
     # -- what stats, views and exports read ------------------------------------------------------
-    def votes(self, *, rater_id: int | None = None, assignment_ids: Sequence[int] | None = None) -> list[VoteRecord]:
-        """Submitted verdicts (first servings and repeats), oldest first, with their pair's context."""
+    def votes(self, *, rater_id: int | None = None, assignment_ids: Sequence[int] | None = None,
+              include_voided: bool = False) -> list[VoteRecord]:
+        """Submitted verdicts (first servings and repeats), oldest first, with their pair's context.
+        Voided answers are left out unless asked for (a rater's own list still shows them)."""
         with self._transaction(write=False) as s:
             query = (select(Judgement, Assignment, Comparison)
                      .join(Assignment, Judgement.assignment_id == Assignment.id)
                      .join(Comparison, Judgement.comparison_id == Comparison.id)
                      .where(Assignment.status == "submitted")
                      .order_by(Judgement.assignment_id, Judgement.dimension))
+            if not include_voided:
+                query = query.where(Assignment.voided_at.is_(None))
             if rater_id is not None:
                 query = query.where(Judgement.rater_id == rater_id)
             if assignment_ids is not None:
@@ -423,7 +446,8 @@ class RatingRepository(Repository):
                                a.served_at, float(a.server_time_s or 0.0))
                     for j, a, c in rows]
 
-    def labels(self, *, assignment_ids: Sequence[int] | None = None, include_repeats: bool = True) -> list[LabelRecord]:
+    def labels(self, *, assignment_ids: Sequence[int] | None = None, include_repeats: bool = True,
+               include_voided: bool = False) -> list[LabelRecord]:
         """Deformation labels of submitted servings, with the playback clip their frames refer to."""
         with self._transaction(write=False) as s:
             query = (select(DeformationLabel, Assignment, Comparison)
@@ -431,6 +455,8 @@ class RatingRepository(Repository):
                      .join(Comparison, Assignment.comparison_id == Comparison.id)
                      .where(Assignment.status == "submitted")
                      .order_by(DeformationLabel.id))
+            if not include_voided:
+                query = query.where(Assignment.voided_at.is_(None))
             if assignment_ids is not None:
                 query = query.where(DeformationLabel.assignment_id.in_(assignment_ids))
             if not include_repeats:
@@ -449,5 +475,6 @@ class RatingRepository(Repository):
     def _judged_query() -> Any:
         """Submitted first servings per comparison."""
         return (select(Assignment.comparison_id, func.count())
-                .where(Assignment.status == "submitted", Assignment.is_repeat.is_(False))
+                .where(Assignment.status == "submitted", Assignment.is_repeat.is_(False),
+                       Assignment.voided_at.is_(None))
                 .group_by(Assignment.comparison_id))

@@ -105,6 +105,8 @@ class AssignmentRecord:
     draft_json: str | None
     skip_reason: str | None
     server_time_s: float = 0.0  # served_at to the first submit or skip, measured by the server
+    voided_at: datetime | None = None  # set by an admin's void: the answer no longer counts
+    void_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,4 +204,4 @@ def _assignment(row: Assignment) -> AssignmentRecord:
     return AssignmentRecord(row.id, row.comparison_id, row.rater_id, row.left_generation_id, bool(row.is_repeat),
                             row.repeat_of_id, row.status, row.served_at, row.updated_at, row.submitted_at,
                             float(row.time_spent_s), int(row.replays), row.draft_json, row.skip_reason,
-                            float(row.server_time_s or 0.0))
+                            float(row.server_time_s or 0.0), row.voided_at, row.void_reason)
