@@ -44,6 +44,7 @@ class LaunchOptions:
     max_queued_per_user: int | None = None  # None: the scope's default
     max_megapixel_frames_per_hour: int | None = None  # None: the scope's default; 0: no cap
     allow_local_models: bool | None = None  # None: allowed in a shared studio only
+    allow_downloads: bool | None = None  # None: only a private studio (shared history, no login) downloads
     on_space: bool = False  # SPACE_ID is set: a Hugging Face Space is public by default
     database_url: str | None = None  # a shared PostgreSQL database instead of the data folder's SQLite file
     no_worker: bool = False  # run no jobs here: `python -m engine worker` processes do
@@ -72,6 +73,13 @@ class LaunchOptions:
     @property
     def local_models_allowed(self) -> bool:
         return self.allow_local_models if self.allow_local_models is not None else self.history_scope == "shared"
+
+    @property
+    def downloads_allowed(self) -> bool:
+        """Whether a visitor's request may make this studio download weights from the hub."""
+        if self.allow_downloads is not None:
+            return self.allow_downloads
+        return self.history_scope == "shared" and not self.auth and not self.auth_raters
 
     @property
     def gradio_auth(self) -> list[tuple[str, str]] | str | None:
@@ -128,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-local-models", action=argparse.BooleanOptionalAction, default=None,
                    help="let the page load models and transformer files from any folder of this machine, not "
                         "only under the data folder (default: yes for a shared history, no for an owned one)")
+    p.add_argument("--allow-downloads", action=argparse.BooleanOptionalAction, default=None,
+                   help="let a visitor's request download a model's weights from the hub (default: yes for a "
+                        "private studio, no for a hosted one, where admins run `python -m engine download`)")
     return p
 
 
@@ -193,6 +204,7 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         max_queued_per_user=parse_count(queued_text, queued_where, 10_000) if queued_text is not None else None,
         max_megapixel_frames_per_hour=(parse_count(mpf_text, mpf_where, 10**9) if mpf_text is not None else None),
         allow_local_models=args.allow_local_models,
+        allow_downloads=args.allow_downloads,
         on_space=bool(env.get("SPACE_ID")),
         database_url=pick(args.database_url, "DATABASE_URL")[0],
         media_dir=Path(media_text).expanduser() if (media_text := pick(args.media_dir, "MEDIA_DIR")[0]) else None,

@@ -124,7 +124,8 @@ def access_policy(options: LaunchOptions) -> Any:
 
     queued, pixel_frames = options.usage_limits()
     scope = "owned" if options.history_scope == "owned" else "shared"
-    return AccessPolicy(scope, UsageLimits(queued, pixel_frames), local_models=options.local_models_allowed)
+    return AccessPolicy(scope, UsageLimits(queued, pixel_frames), local_models=options.local_models_allowed,
+                        downloads=options.downloads_allowed)
 
 
 def identity_of(options: LaunchOptions) -> Any:

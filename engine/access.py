@@ -93,6 +93,7 @@ class AccessPolicy:
     scope: Scope = "shared"
     limits: UsageLimits = UsageLimits()
     local_models: bool = True  # False: non-admins load weights only from the registry or the data folder
+    downloads: bool = True  # False: a non-admin's job never makes the studio download weights (hosted)
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:

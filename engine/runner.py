@@ -125,7 +125,8 @@ class JobRunner:
                 confine_to_data_dir(request, self.studio.settings.data_dir)
             with self._gate.lock:  # count and insert together
                 job_id = self.studio.submit(request, source=source, owner=viewer.owner, batch=batch,
-                                            admit=lambda checked: self._gate.check(viewer, checked))
+                                            admit=lambda checked: self._gate.check(viewer, checked),
+                                            local_only=not (self.access.downloads or viewer.admin))
         self._touch()
         return job_id
 

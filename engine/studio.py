@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from .core.errors import EngineError, GenerationCancelled, StorageError
 from .core.export import export_clip
 from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, Progress, ProgressCallback
+from .core.loading import check_weights_present
 from .core.requests import GenerationRequest
 from .core.settings import Settings
 from .storage.db import open_database
@@ -42,13 +43,18 @@ class Studio:
         LIVE_WORKERS.add(self.worker)
 
     def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
-               batch: str | None = None, admit: Callable[[GenerationRequest], None] | None = None) -> int:
+               batch: str | None = None, admit: Callable[[GenerationRequest], None] | None = None,
+               local_only: bool = False) -> int:
         """Check the request and queue it; returns the job id. Refused requests write nothing.
 
         `owner` is who may cancel, delete and list it ("user:NAME", "anon:…"); `batch` the run it is
         for; `admit` sees the checked request (sizes resolved) and may refuse it (per-user limits).
+        `local_only`: refuse a model whose weights are not on this machine (a hosted studio's
+        visitors: a download is tens of GB of the host's disk and bandwidth, an admin's call).
         """
         prepared = self.engine.prepare(request)
+        if local_only:
+            check_weights_present(prepared.spec, self.settings)
         if admit is not None:
             admit(prepared.request)
         job_id = self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import EngineError, ModelUnavailable
+from .errors import EngineError, InvalidRequest, ModelUnavailable
 from .memory import MemoryPlan, load_time_quantization, place, quantize_components
 from .preview import ensure_preview_model
 from .registry import ModelSpec
@@ -113,6 +113,15 @@ def is_available_locally(spec: ModelSpec, settings: Settings) -> bool:
         return True
     except ModelUnavailable:
         return False
+
+
+def check_weights_present(spec: ModelSpec, settings: Settings) -> None:
+    """Raise InvalidRequest("model") unless the weights are on this machine; never asks the hub."""
+    if not is_available_locally(spec, settings):
+        raise InvalidRequest("model", f"the weights of {spec.id} are not on this server, and this hosted studio "
+                                      "never downloads weights for a visitor's request; an admin can run "
+                                      f"`python -m engine download {spec.id}` (or start a private studio with "
+                                      "--allow-downloads)")
 
 
 class ModelManager:
