@@ -3,7 +3,7 @@ launch options (`--auth raters` as the accounts table, a guard on media files) a
 tabs a rater sees.
 
 Blind rating (issue 18, SECURITY.md): a rater logged in to the studio sees only the Rate tab
-(`studio_view`), and `RaterFileGuard` stops them fetching any file of the media folder other than
+(`studio_view`), and `RaterFileGuard` (app/services/file_guard.py) stops them fetching any file of the media folder other than
 their servings' own copies (`engine.rating.playback`), so history clips cannot be downloaded by
 guessing their names and read for the request they carry.
 """
@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import gradio as gr
 from starlette.middleware import Middleware
-from starlette.requests import Request
 
 from engine.core.errors import EngineError
-from engine.rating.playback import SERVED_DIR
 
 from ..config import RATER_AUTH
+from ..services.file_guard import RaterFileGuard
 from ..services.rating_view import request_login
 
 if TYPE_CHECKING:
@@ -71,7 +70,8 @@ def launch_kwargs(services: "StudioServices", kwargs: dict[str, Any]) -> dict[st
     head = kwargs.get("head") or ""
     kwargs["head"] = f"{head}\n{head_html()}" if head else head_html()
     app_kwargs = dict(kwargs.get("app_kwargs") or {})
-    app_kwargs["middleware"] = [*(app_kwargs.get("middleware") or []), Middleware(RaterFileGuard, services=services)]
+    app_kwargs["middleware"] = [*(app_kwargs.get("middleware") or []),
+                                Middleware(RaterFileGuard, services=services, restricted=_restricted)]
     kwargs["app_kwargs"] = app_kwargs
     if kwargs.get("auth") == RATER_AUTH:
         service = services.rating
@@ -107,50 +107,3 @@ def _restricted(services: "StudioServices", login: str | None) -> bool:
     except EngineError:
         return True  # cannot tell: the safe side
     return found is not None and not (found[0].is_admin and found[0].active)
-
-
-class RaterFileGuard:
-    """ASGI middleware: for a rater logged in to the studio, Gradio's file route serves from the
-    media folder only the servings' copies (`<media>/playback/served/`); anything else there
-    (history clips, which carry their request, shared playback files) is 403. Admins, a
-    studio-wide `--auth USER:PASSWORD` login and a studio without login are not affected."""
-
-    def __init__(self, app: Any, services: "StudioServices") -> None:
-        self.app = app
-        self.services = services
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and self._refused(scope):
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-            await send({"type": "http.response.body", "body": b"This file is not available to rater accounts."})
-            return
-        await self.app(scope, receive, send)
-
-    def _refused(self, scope: dict[str, Any]) -> bool:
-        path = str(scope.get("path") or "")
-        at = path.find("/file=")
-        if at < 0:
-            return False
-        target = path[at + len("/file="):]
-        if "://" in target:
-            return False  # a remote URL: not our files
-        try:
-            media = self.services.settings.media_dir.resolve()
-            full = Path(target).resolve()  # relative names resolve as Gradio resolves them
-        except (OSError, RuntimeError, ValueError):
-            return False  # Gradio refuses it itself
-        if not full.is_relative_to(media) or full.is_relative_to((media / SERVED_DIR).resolve()):
-            return False
-        return _restricted(self.services, self._login(scope))
-
-    @staticmethod
-    def _login(scope: dict[str, Any]) -> str | None:
-        app = scope.get("app")  # Starlette puts the Gradio app here before any middleware runs
-        cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
-        if cookie_id is None or not isinstance(tokens, dict):
-            return None
-        cookies = Request(scope).cookies
-        token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
-        user = tokens.get(token) if token else None
-        return user if isinstance(user, str) else None

@@ -179,6 +179,7 @@ class RaterServer:
     services: Any
     url: str
     clips: dict[str, int]  # "<narrative key>-<model>" -> history id
+    app: Any = None  # the launched StudioApp (its FastAPI app: app.blocks.server_app)
 
     @property
     def service(self) -> RatingService:
@@ -233,6 +234,7 @@ def rater_server(root: Path, narratives: dict[str, tuple[str, int]] | None = Non
         services.rating.add_rater(admin, name, PASSWORD, experience="key animator")
     services.rating.build_pairs(admin)
     app = build_app(services)
+    server.app = app
     try:
         _, server.url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                                       quiet=True, **({"auth": "raters"} if auth else {}))
