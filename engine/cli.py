@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import catalog_cli, model_commands
+from .generate_flags import add_generate_parser, parse_tag as _tag
 from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.quantized_cache import CACHEABLE_MODES
@@ -31,33 +32,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _tag(text: str) -> tuple[str, str]:
-    field, sep, value = text.partition("=")
-    if not sep or not field.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"'{text}' is not FIELD=VALUE (e.g. camera.movement=whip_pan)")
-    return field.strip(), value.strip()
-
-
-def _adapter(text: str) -> dict[str, Any]:
-    path, sep, strength = text.rpartition(":") if ":" in text else (text, "", "")
-    try:
-        return {"path": path if sep else text, "strength": float(strength) if sep else 1.0}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not PATH or PATH:STRENGTH") from None
-
-
-def _cache(text: str) -> tuple[str, float | None]:
-    kind, sep, number = text.partition(":")
-    try:
-        return kind.strip(), float(number) if sep else None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not KIND or KIND:NUMBER (e.g. first-block:0.1)") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .core.registry import model_ids
-    from .core.requests import ATTENTION_BACKENDS, OFFLOAD_MODES, PARALLEL_MODES, QUANTIZATION_MODES, SPEED_PROFILES
-
     p = _Parser(prog="python -m engine", description="AniMatrix Studio engine")
     p.add_argument("--data-dir", type=Path, help="where the history database and clips live (env ANIMATRIX_DATA_DIR)")
     p.add_argument("--device", type=_device, metavar="{auto,cpu,cuda,cuda:N,mps}",
@@ -68,51 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    g = sub.add_parser("generate", help="generate a clip and record it in the history")
-    g.add_argument("--model", help=f"model id ({', '.join(model_ids())}) or a local diffusers folder")
-    g.add_argument("--narrative", help="what happens in the clip, in words")
-    g.add_argument("--negative", dest="negative_prompt", help="what to avoid")
-    g.add_argument("--tag", action="append", type=_tag, default=[], metavar="FIELD=VALUE",
-                   help="a production tag; repeat for several (multi-select fields take several values)")
-    g.add_argument("--preset", help="start from a preset (its name or slug); flags override it")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--width", type=int)
-    g.add_argument("--height", type=int)
-    g.add_argument("--frames", dest="num_frames", type=int)
-    g.add_argument("--fps", type=int)
-    g.add_argument("--steps", type=int)
-    g.add_argument("--guidance", type=float)
-    g.add_argument("--quantization", choices=QUANTIZATION_MODES)
-    g.add_argument("--offload", choices=OFFLOAD_MODES)
-    g.add_argument("--vae-tiling", dest="vae_tiling", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--adapter", action="append", type=_adapter, default=[], metavar="PATH[:STRENGTH]")
-    g.add_argument("--transformer", dest="transformer_file", metavar="FILE",
-                   help="the transformer from one file: a community GGUF (Q8_0 … Q4_K) or a single .safetensors; "
-                        "a path, or a file name in <data dir>/models/gguf/ (the rest comes from --model)")
-    g.add_argument("--tag-encoder", dest="tag_encoder", metavar="FOLDER",
-                   help="a trained PKS tag encoder: tags also go through cross-attention and AdaLN")
-    g.add_argument("--tag-guidance", dest="tag_guidance", type=float, metavar="SCALE",
-                   help="separate guidance scale on the tags (needs --tag-encoder)")
-    g.add_argument("--tags-in-prompt", dest="tags_in_prompt", action=argparse.BooleanOptionalAction, default=None,
-                   help="also write the tags into the text prompt (default on)")
-    g.add_argument("--anyway", dest="allow_soft_contradictions", action="store_true", default=None, help="generate "
-                   "even when two tags are an unusual pair (a soft contradiction)")
-    g.add_argument("--speed", choices=SPEED_PROFILES, help="speed profile (docs/speed.md; default quality)")
-    g.add_argument("--cache", type=_cache, metavar="KIND[:NUMBER]", help="step cache instead of the profile's: none, "
-                   "first-block[:threshold], taylorseer[:interval]")
-    g.add_argument("--compile", dest="compile_blocks", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the repeated transformer blocks (slow first job)")
-    g.add_argument("--attention", choices=ATTENTION_BACKENDS, help="diffusers attention backend (default auto)")
-    g.add_argument("--parallel", choices=PARALLEL_MODES, help="one clip over several GPUs (under torchrun)")
-    g.add_argument("--from", dest="from_file", type=Path, help="reproduce the clip whose settings this mp4 holds")
-    g.add_argument("--from-history", type=int, metavar="ID", help="reproduce a history entry")
-    g.add_argument("--allow-local-models", action="store_true", help="let --from name weights outside the data dir")
-    g.add_argument("--out", type=Path, help="also copy the mp4 here")
-    g.add_argument("--webp", action="store_true", help="also write an animated WebP")
-    g.add_argument("--gif", action="store_true", help="also write an animated GIF")
-    g.add_argument("--json", action="store_true", help="print the result as JSON")
-    g.add_argument("--best-of", type=int, metavar="N", help="generate N seeds and rank them (needs --reward-model)")
-    g.add_argument("--reward-model", type=Path, metavar="DIR", help="reward checkpoint folder that ranks --best-of")
+    add_generate_parser(sub)  # every flag with its help, range and default
 
     h = sub.add_parser("history", help="list, show or delete past generations")
     hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -327,8 +258,9 @@ def _check_out_path(out: Path | None) -> None:
     if out.suffix.lower() != ".mp4":
         raise InvalidRequest("--out", f"must end in .mp4, got '{out.name}'")
     parent = out.expanduser().resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InvalidRequest("--out", f"folder {parent} does not exist or is not writable")
+    existing = next(p for p in (parent, *parent.parents) if p.exists())  # missing folders are made after the job
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InvalidRequest("--out", f"cannot write under {existing} (not a writable folder)")
 
 
 class _ProgressLine:
@@ -384,6 +316,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     video = studio.history.video_path(record)
     assert video is not None  # a done record always has its video
     if args.out is not None:
+        args.out.expanduser().parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(video, args.out)
         video = args.out
     noise = " (preview model: random weights, the output is noise)" if record.model == "preview" else ""

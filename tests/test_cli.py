@@ -103,8 +103,9 @@ def test_argument_errors_exit_2_in_one_line(settings: Settings, capsys: pytest.C
 
 def test_out_path_is_checked_before_generating(studio_settings: Settings, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(studio_settings, *GEN, "--out", str(tmp_path / "nope" / "clip.mp4")) == 2
-    assert "--out: folder" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")  # a missing folder is created; a file in the way is refused at once
+    assert _run(studio_settings, *GEN, "--out", str(tmp_path / "a-file" / "clip.mp4")) == 2
+    assert "--out: cannot write under" in capsys.readouterr().err
     assert _run(studio_settings, *GEN, "--out", str(tmp_path / "clip.avi")) == 2
     assert _history_ids(studio_settings, capsys) == []
 

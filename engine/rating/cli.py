@@ -143,7 +143,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     export = rs.add_parser("export", help="write the judgements for training or analysis", allow_abbrev=False)
     export.add_argument("--as", dest="as_kind", required=True, choices=("trl", "pickapic", "videoalign", "deformations"))
     export.add_argument("--out", type=Path, required=True,
-                        help="trl/pickapic: .parquet or .jsonl; videoalign: .csv; deformations: .jsonl")
+                        help="trl/pickapic: .parquet or .jsonl; videoalign: .csv; deformations: .jsonl "
+                             "(missing folders are created)")
     admin(export)
 
     stats = rs.add_parser("stats", help="agreement, gold accuracy, self-consistency and speed per rater",
@@ -288,7 +289,8 @@ def _pairs(service: Any, args: argparse.Namespace) -> int:
             max_per_group=None if args.all_combinations else args.max_per_group))
         for line in report.skipped:
             print(f"skipped {line}", file=sys.stderr)
-        print(f"{len(report.created)} new pairs, {report.existing} already there, {len(report.skipped)} skipped")
+        print(f"{len(report.created)} new pairs, {report.existing} already there, {len(report.skipped)} skipped"
+              + (f": {report.why_none}" if report.why_none else ""))
     return 0
 
 

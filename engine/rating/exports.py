@@ -52,8 +52,6 @@ def check_out_path(kind: str, out: Path) -> Path:
     out = Path(out).expanduser()
     if out.suffix.lower() not in SUFFIXES[kind]:
         raise InvalidRequest("out", f"a {kind} export must end in {' or '.join(SUFFIXES[kind])}; got '{out.name}'")
-    if not out.parent.is_dir():
-        raise InvalidRequest("out", f"folder {out.parent} does not exist")
     if out.is_dir():
         raise InvalidRequest("out", f"{out} is a folder; give a file name")
     return out
@@ -184,6 +182,7 @@ def _features(kind: str) -> Any:
 
 def _atomic(out: Path, write: Callable[[Path], None]) -> None:
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # `--out new/dir/x.jsonl` works as typed
         with atomic_path(out, mode=0o644) as temp:
             write(temp)
     except OSError as exc:

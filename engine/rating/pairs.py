@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
 from pathlib import Path
+from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest, StorageError
 from ..core.export import VideoInfo, probe_video
@@ -58,6 +59,19 @@ class PairFilter:
             since = self.since if self.since.tzinfo is None else self.since.replace(tzinfo=None)
             return made >= since
         return True
+
+
+def why_nothing_to_pair(groups: Mapping[Any, list[GenerationRecord]]) -> str:
+    """One line saying why a build found no candidate pair (a bare "0 new pairs" leaves the user guessing)."""
+    clips = sum(len(members) for members in groups.values())
+    if clips == 0:
+        return ("no finished clip with a seed matches (generate some first, or widen --since / --ids; training "
+                "samples need --include-validation)")
+    if all(len(members) < 2 for members in groups.values()):
+        return (f"no two of the {clips} finished clips share a narrative, tags and seed: generate one prompt and "
+                "seed with two models or settings, or pair any two clips with --pick ID ID")
+    return ("the clips that share a narrative, tags and seed were made with the same model and settings: "
+            "there is no difference to compare")
 
 
 def choose_combinations(members: list[GenerationRecord], taken: set[tuple[int, int]], limit: int | None
@@ -119,7 +133,8 @@ class PairBuilder:
                     created.append(self.create(me, a, b, "same_seed", probes).id)
                 except (InvalidRequest, StorageError) as exc:
                     skipped.append(f"generations {a.id} and {b.id}: {exc}")
-        return PairBuildReport(tuple(created), already, tuple(skipped))
+        why = "" if created or already or skipped else why_nothing_to_pair(groups)
+        return PairBuildReport(tuple(created), already, tuple(skipped), why)
 
     def _probe(self, g: GenerationRecord, probes: dict[int, VideoInfo | str]) -> VideoInfo:
         if g.id not in probes:

@@ -261,6 +261,7 @@ class PairBuildReport:
     created: tuple[int, ...]  # new comparison ids
     existing: int  # candidate pairs that were already there
     skipped: tuple[str, ...]  # one line per candidate that could not be used, and why
+    why_none: str = ""  # when nothing was built, found or skipped: why there was nothing to pair
 
 
 @dataclass(frozen=True)

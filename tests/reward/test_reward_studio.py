@@ -159,7 +159,7 @@ def test_leaderboard_puts_reward_beside_animators(studio: Studio, reward_model) 
         return main_for("reward", argv)
     from engine.reward.data import read_scores
 
-    out = studio.settings.data_dir / "scores.jsonl"
+    out = studio.settings.data_dir / "exports" / "new" / "scores.jsonl"  # missing folders are created
     assert main(["--data-dir", str(studio.settings.data_dir), "export-scores", "--out", str(out),
                  "--admin", ADMIN]) == 0
     votes = [v for v in service.repository.votes() if not v.is_repeat and not v.is_gold_pair]
