@@ -4,7 +4,11 @@ Which judgements go out: first servings only (a hidden repeat is the same rater 
 gold pairs (their answer was set by an admin, the raters' votes on them measure the raters), and
 for the three preference formats only pairs whose two clips share narrative and tags (a
 preference is only meaningful under one prompt; admin-picked pairs across prompts are left out).
-Video paths are the original clips (absolute), not the playback copies.
+Video paths are the original clips, not the playback copies, named relative to the studio's
+media folder (`12-a-girl-runs-3f9a.mp4`): an export handed out from the admin panel tells nothing
+of the server's folders. The studio's readers (`engine.reward.data`, `engine.training.preference`)
+find a relative name beside the export first, then in the media folder. CSV cells that a
+spreadsheet would run as a formula are written as text (`engine.core.toolkit.csvsafe`).
 
 - trl: one row per dimension verdict with a winner: `prompt`, `chosen`, `rejected` (video
   paths) plus generation ids, dimension, strength, rater. Ties and "both bad" are left out.
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest, StorageError
+from ..core.toolkit.csvsafe import safe_row
 from ..core.toolkit.files import atomic_path, describe_os_error
 from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import LabelRecord, VoteRecord
@@ -209,7 +214,7 @@ def write_export(kind: str, rows: list[dict[str, Any]], out: Path) -> None:
                            "num_frames_B", *DIMENSIONS, "generation_A", "generation_B", "rater_id", "comparison_id"]
                 writer = csv.DictWriter(fh, fieldnames=columns)
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows(safe_row(r) for r in rows)  # a narrative is never run as a formula
         _atomic(out, write_csv)
     else:
         def write_jsonl(temp: Path) -> None:

@@ -342,7 +342,7 @@ class RatingService:
         if kind == "deformations":
             labels = self.repository.labels(include_repeats=False)
             gens = self.repository.generations({lab.generation_id for lab in labels})
-            rows = exports.deformation_rows(labels, gens, video_of, lambda rel: str(self.media_dir / rel))
+            rows = exports.deformation_rows(labels, gens, video_of, lambda rel: rel)  # names relative to media_dir
         else:
             votes = self.repository.votes()
             gens = self.repository.generations({g for v in votes for g in (v.generation_a_id, v.generation_b_id)})
@@ -406,8 +406,10 @@ class RatingService:
                                          created_by=None if actor is None else actor.id, only_if_no_admin=first)
 
     # -- helpers: pairs -------------------------------------------------------------------------
-    def _video_of(self, g: GenerationRecord) -> str:
-        return str(self.media_dir / g.video_path) if g.video_path else ""
+    @staticmethod
+    def _video_of(g: GenerationRecord) -> str:
+        # Relative to the media folder: exports leave the server, its folders stay private.
+        return str(g.video_path) if g.video_path else ""
 
     def _warm_groups(self) -> None:
         missing = {g for pair in self.repository.existing_pairs() for g in pair

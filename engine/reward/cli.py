@@ -187,7 +187,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidRequest("--out", f"{out} exists and is not a folder")
-    data = load_rating_data(args.pairs, args.deformations, args.scores)
+    data = load_rating_data(args.pairs, args.deformations, args.scores, settings.media_dir)
     outcome = train_reward_model(data, config, train, out_dir=out, device=_device(settings),
                                  log=lambda m: print(m, file=sys.stderr))
     report = outcome.heldout or outcome.train
@@ -207,7 +207,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
     _check_files(args)
     model = _load_model(args.model, settings)
-    data = load_rating_data(args.pairs, args.deformations, args.scores)
+    data = load_rating_data(args.pairs, args.deformations, args.scores, settings.media_dir)
     features = extract_features(model, data)
     seen = set(model.train_summary.get("train_prompts") or [])
     held = set(model.train_summary.get("heldout_prompts") or [])

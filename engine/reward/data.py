@@ -27,15 +27,16 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidRequest
+from ..core.toolkit.csvsafe import restore_cell
 from .config import DIMENSIONS
 from .losses import A_WINS, B_WINS, TIE
 
-__all__ = ["ClipRef", "PairLabel", "RewardData", "SegmentMark", "load_rating_data", "parse_tags", "prompt_group",
+__all__ = ["clip_path", "ClipRef", "PairLabel", "RewardData", "SegmentMark", "load_rating_data", "parse_tags", "prompt_group",
            "read_deformations", "read_pairs", "read_rows", "read_scores", "segment_labels", "split_by_prompt"]
 
 INTENTS = ("intentional", "failure")
@@ -138,7 +139,7 @@ def read_rows(path: Path, what: str) -> list[dict[str, Any]]:
             return pq.read_table(path).to_pylist()
         if suffix == ".csv":
             with open(path, newline="", encoding="utf-8") as fh:
-                return list(csv.DictReader(fh))
+                return [{k: restore_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
         text = path.read_text(encoding="utf-8")
         if text.lstrip().startswith("["):
             rows = json.loads(text)
@@ -182,6 +183,25 @@ def _clip(video: Any, gid: Any, prompt: Any, tags: Any) -> ClipRef:
     return ClipRef(key, video, str(prompt or ""), parse_tags(tags), number)
 
 
+def clip_path(video: str, export: Path, media_dir: Path | None) -> Path:
+    """Where a clip an export names lives: an absolute name as it is; a relative one (the studio's
+    exports name clips relative to its media folder) beside the export first, then in `media_dir`."""
+    p = Path(video).expanduser()
+    if p.is_absolute():
+        return p
+    beside = export.parent / p
+    if media_dir is not None and not beside.exists():
+        return Path(media_dir) / p
+    return beside
+
+
+def _resolved(data: RewardData, export: Path, media_dir: Path | None) -> RewardData:
+    for key, clip in list(data.clips.items()):
+        if clip.video and not Path(clip.video).is_absolute():
+            data.clips[key] = replace(clip, video=str(clip_path(clip.video, export, media_dir)))
+    return data
+
+
 def _dimension(row: Mapping[str, Any], path: Path, n: int) -> str:
     dim = row.get("dimension")
     if dim not in DIMENSIONS:
@@ -189,7 +209,7 @@ def _dimension(row: Mapping[str, Any], path: Path, n: int) -> str:
     return str(dim)
 
 
-def read_pairs(path: Path | str) -> RewardData:
+def read_pairs(path: Path | str, media_dir: Path | None = None) -> RewardData:
     """Pairwise verdicts from a pickapic, trl or videoalign export (told apart by their columns)."""
     path = Path(path).expanduser()
     rows = read_rows(path, "pairs")
@@ -232,13 +252,13 @@ def read_pairs(path: Path | str) -> RewardData:
         raise InvalidRequest("pairs", f"{path}: a row is incomplete ({exc})") from None
     data.labelled |= {k for p in data.pairs for k in (p.a, p.b)}
     data.models |= {str(m) for r in rows for c in _MODEL_COLUMNS if (m := r.get(c))}
-    return data
+    return _resolved(data, path, media_dir)
 
 
 _MODEL_COLUMNS = ("model_0", "model_1", "chosen_model", "rejected_model", "model")  # the studio's exports
 
 
-def read_deformations(path: Path | str) -> RewardData:
+def read_deformations(path: Path | str, media_dir: Path | None = None) -> RewardData:
     """Deformation frame ranges (source frames) per clip from the deformations export."""
     path = Path(path).expanduser()
     data = RewardData()
@@ -258,10 +278,10 @@ def read_deformations(path: Path | str) -> RewardData:
         data.labelled.add(key)
         if r.get("model"):
             data.models.add(str(r["model"]))
-    return data
+    return _resolved(data, path, media_dir)
 
 
-def read_scores(path: Path | str) -> RewardData:
+def read_scores(path: Path | str, media_dir: Path | None = None) -> RewardData:
     """Absolute 1-5 scores per clip and dimension (several raters: several values, averaged later)."""
     path = Path(path).expanduser()
     data = RewardData()
@@ -276,19 +296,19 @@ def read_scores(path: Path | str) -> RewardData:
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidRequest("scores", f"{path} row {n}: {exc}") from None
         data.scores.setdefault((key, str(dim)), []).append(score)
-    return data
+    return _resolved(data, path, media_dir)
 
 
 def load_rating_data(pairs: Sequence[Path] = (), deformations: Sequence[Path] = (),
-                     scores: Sequence[Path] = ()) -> RewardData:
-    """Everything the files hold, merged by clip."""
+                     scores: Sequence[Path] = (), media_dir: Path | None = None) -> RewardData:
+    """Everything the files hold, merged by clip; relative clip names found as `clip_path` says."""
     data = RewardData()
     for p in pairs:
-        data.merge(read_pairs(p))
+        data.merge(read_pairs(p, media_dir))
     for p in deformations:
-        data.merge(read_deformations(p))
+        data.merge(read_deformations(p, media_dir))
     for p in scores:
-        data.merge(read_scores(p))
+        data.merge(read_scores(p, media_dir))
     if not data.pairs and not data.marks and not data.scores:
         raise InvalidRequest("pairs", "the files hold no verdicts, deformation labels or scores to learn from")
     return data

@@ -101,7 +101,7 @@ class DPOTrainer(Trainer):
         cfg = self.config
         assert cfg.dpo is not None
         self.taxonomy = load_taxonomy()
-        found = read_preference_pairs(Path(cfg.data.manifest), cfg.dpo, self.taxonomy)
+        found = read_preference_pairs(Path(cfg.data.manifest), cfg.dpo, self.taxonomy, self.settings.media_dir)
         fam = self.spec.family
         report = DatasetReport(rows=len(found.clips))
         planned = plan_clips(found.clips, cfg.data, fam.frame_stride, fam.side_multiple, self.spec.max_side, report)

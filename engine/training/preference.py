@@ -63,15 +63,18 @@ def _tags(raw: Any, taxonomy: Any, dropped: Counter) -> Mapping[str, tuple[str, 
 
 
 class _Reader:
-    def __init__(self, taxonomy: Any) -> None:
+    def __init__(self, taxonomy: Any, media_dir: Path | None = None) -> None:
         self.taxonomy = taxonomy
+        self.media_dir = media_dir
         self.out = PreferencePairs([], [])
         self.index: dict[str, int] = {}
 
     def clip_of(self, video: Any, prompt: str, tags: Mapping[str, tuple[str, ...]], base: Path, what: str) -> int:
         if not isinstance(video, str) or not video:
             raise InvalidRequest(what, f"{base}: a row has no video path")
-        p = Path(video) if Path(video).is_absolute() else base.parent / video
+        from ..reward.data import clip_path  # the studio's exports name clips relative to its media folder
+
+        p = clip_path(video, base, self.media_dir)
         key = str(p)
         if key not in self.index:
             self.index[key] = len(self.out.clips)
@@ -158,10 +161,12 @@ def _group(clip: Clip, row_seed: int | None) -> tuple[str, int] | None:
     return json.dumps([narrative.strip(), shown], sort_keys=True), seed
 
 
-def read_preference_pairs(path: Path | str, cfg: DPOConfig, taxonomy: Any) -> PreferencePairs:
-    """Winner/loser pairs from the choices export and the deformation marks (see the module docstring)."""
+def read_preference_pairs(path: Path | str, cfg: DPOConfig, taxonomy: Any,
+                          media_dir: Path | None = None) -> PreferencePairs:
+    """Winner/loser pairs from the choices export and the deformation marks (see the module docstring).
+    Relative clip names are found beside the export, then in `media_dir` (the studio's media folder)."""
     path = Path(path)
-    reader = _Reader(taxonomy)
+    reader = _Reader(taxonomy, media_dir)
     out = reader.out
     votes = _choices(reader, path, cfg)
     if "choices" in cfg.sources:

@@ -328,7 +328,7 @@ def test_exports_load_back_and_match_the_database(studio: Studio, tmp_path: Path
     assert trl.rows == len(rows) == len(winners) > 0
     for row, v in zip(rows, winners):
         assert row["chosen_generation_id"] == v.winner_generation_id and row["judgement_id"] == v.judgement_id
-        assert row["chosen"] == str(studio.settings.media_dir / gens[v.winner_generation_id].video_path)
+        assert row["chosen"] == gens[v.winner_generation_id].video_path  # relative to the media folder
         assert row["prompt"] == gens[v.winner_generation_id].narrative and row["dimension"] == v.dimension
         assert row["rejected_generation_id"] in (v.generation_a_id, v.generation_b_id)
         assert row["rejected_generation_id"] != row["chosen_generation_id"]
@@ -356,7 +356,7 @@ def test_exports_load_back_and_match_the_database(studio: Studio, tmp_path: Path
         assert row["VQ"] == row["visual_quality"] and row["MQ"] == row["artistic_motion"]
         assert row["style_fidelity"] == row["character_consistency"] == "same" and row["VQ"] in ("A", "B")
         better_a = QUALITY[gens[row["generation_A"]].model] > QUALITY[gens[row["generation_B"]].model]
-        assert row["TA"] == ("A" if better_a else "B") and Path(row["path_A"]).is_file()
+        assert row["TA"] == ("A" if better_a else "B") and (studio.settings.media_dir / row["path_A"]).is_file()
 
     labels = service.export(admin, "deformations", tmp_path / "deformations.jsonl")
     rows = _load("deformations", labels.path, cache)
@@ -364,7 +364,7 @@ def test_exports_load_back_and_match_the_database(studio: Studio, tmp_path: Path
     assert len(rows) == first_servings[0].n == labels.rows
     for row in rows:
         assert (row["kind"], row["intent"], row["start_frame"], row["end_frame"]) == ("face_melt", "failure", 1, 6)
-        assert row["note"] == "eyes slide" and row["fps"] == 8 and Path(row["video"]).is_file()
+        assert row["note"] == "eyes slide" and row["fps"] == 8 and (studio.settings.media_dir / row["video"]).is_file()
         if row["source_fps"] == 12.0:  # the 12 fps clip: playback frame 6 is t = 0.75 s -> source frame 9
             assert (row["source_start_frame"], row["source_end_frame"]) == (1, 9)
         else:
@@ -376,8 +376,9 @@ def test_exports_load_back_and_match_the_database(studio: Studio, tmp_path: Path
 
 def test_bad_export_requests_name_the_field(studio: Studio, tmp_path: Path) -> None:
     service, admin = studio.service(), studio.rater(ADMIN)
+    # A missing folder is created (`rating export --out new/dir/x.csv`), so it is not a bad request.
     for kind, out, field in (("trl", tmp_path / "x.csv", "out"), ("dpo", tmp_path / "x.parquet", "as"),
-                             ("videoalign", tmp_path / "missing" / "x.csv", "out")):
+                             ("videoalign", tmp_path, "out")):
         with pytest.raises(InvalidRequest) as exc:
             service.export(admin, kind, out)
         assert exc.value.field == field

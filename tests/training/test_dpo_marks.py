@@ -75,12 +75,12 @@ def _pairs(found: Any, names: dict[int, str], origin: str | None = None) -> set[
 
 def test_failure_marks_make_pairs_and_intentional_marks_never_lose(rated) -> None:
     taxonomy = load_taxonomy()
-    human = read_preference_pairs(rated.pairs, DPOConfig(), taxonomy)
+    human = read_preference_pairs(rated.pairs, DPOConfig(), taxonomy, rated.studio.settings.media_dir)
     names = _names(human, rated.studio)
     assert ("n1-wan2.1-t2v-1.3b", "n1-preview") in _pairs(human, names)  # the raters preferred wan
 
     cfg = DPOConfig(deformations=str(rated.marks))
-    found = read_preference_pairs(rated.pairs, cfg, taxonomy)
+    found = read_preference_pairs(rated.pairs, cfg, taxonomy, rated.studio.settings.media_dir)
     names = _names(found, rated.studio)
     marks = _pairs(found, names, "marks")
     # The clip with a failure mark loses to both clips of its prompt and seed without one.
@@ -93,7 +93,8 @@ def test_failure_marks_make_pairs_and_intentional_marks_never_lose(rated) -> Non
     wan = next(i for i, n in names.items() if n == "n1-wan2.1-t2v-1.3b")
     assert found.failures[wan] == [(FAIL[1], FAIL[2])]  # same rate and length: playback = source frames
     assert next(i for i, n in names.items() if n == "n1-preview") not in found.failures
-    choices_only = read_preference_pairs(rated.pairs, dataclasses.replace(cfg, sources=("choices",)), taxonomy)
+    choices_only = read_preference_pairs(rated.pairs, dataclasses.replace(cfg, sources=("choices",)), taxonomy,
+                                         rated.studio.settings.media_dir)
     assert _pairs(choices_only, _names(choices_only, rated.studio)) == _pairs(human, names)
 
 
@@ -135,7 +136,9 @@ def test_dpo_learns_the_mark_pair_from_rating_data(rated, dpo_ws) -> None:
                      dpo={"beta": 1000.0, "deformations": str(rated.marks), "failure_weight": 4.0},
                      train={"max_steps": 12, "checkpoint_every": 100, "batch_size": 2})
     losses: list[float] = []
-    trainer = DPOTrainer(parse_config(raw), dpo_ws.settings, show_progress=False,
+    # The exports name clips relative to the studio's media folder: the trainer reads that studio's.
+    settings = dataclasses.replace(dpo_ws.settings, media_root=rated.studio.settings.media_dir)
+    trainer = DPOTrainer(parse_config(raw), settings, show_progress=False,
                          on_step_end=lambda _s, loss: losses.append(loss))
     trainer.prepare()
     names = {i: p.clip.path for i, p in enumerate(trainer.clip_planned)}
