@@ -209,7 +209,8 @@ def tags_summary(preset: Preset, taxonomy: Taxonomy, limit: int = 70) -> str:
 
 def preset_cell(preset: Preset) -> str:
     """The table's first cell (markdown): the name, and whether it is built-in or the user's."""
-    return f"**{_cell(preset.name)}**\n_{'built-in' if preset.builtin else 'yours'}_"
+    # A preset file is anyone's words: the name is text, never HTML or a Markdown image.
+    return f"**{_cell(plain(preset.name))}**\n_{'built-in' if preset.builtin else 'yours'}_"
 
 
 def preset_rows(presets: Sequence[Preset], taxonomy: Taxonomy) -> list[list[str]]:

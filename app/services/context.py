@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from engine.reward.model import RewardModel
     from engine.storage.repository.reward import RewardScoreRecord
 
-__all__ = ["DEFAULT_DOWNLOAD_MODEL", "AdapterCatalog", "AdapterEntry", "RewardEntry", "StudioServices",
+__all__ = ["DEFAULT_DOWNLOAD_MODEL", "AdapterCatalog", "AdapterEntry", "RewardEntry", "StudioServices", "shown_folder",
            "TagEncoderEntry", "find_reward_models", "find_tag_encoders", "inspect_tag_encoder", "tag_encoder_roots",
            "tag_encoders_for"]
 
@@ -200,3 +200,16 @@ class StudioServices:
     def close(self) -> None:
         self.runner.stop()
         self.studio.close()
+
+
+def shown_folder(services: "StudioServices", folder: Path) -> str:
+    """A folder of the studio as a page may show it: the absolute path in a private studio (it is
+    the owner's machine), "data folder/…" in a hosted one, where a visitor has no business
+    learning the server's layout."""
+    if services.access.scope != "owned":
+        return str(folder)
+    try:
+        inside = Path(folder).resolve().relative_to(services.settings.data_dir.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return f"the studio's {Path(folder).name} folder"
+    return "data folder/" + inside.as_posix() if inside.parts else "data folder"

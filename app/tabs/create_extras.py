@@ -18,7 +18,8 @@ from engine.core.requests import AdapterRef
 from .. import adapters
 from ..adapters import MAX_ADAPTERS, FormValues
 from ..formatting import adapters_note, adapters_title
-from ..services.context import AdapterEntry, StudioServices, inspect_tag_encoder, tag_encoder_roots, tag_encoders_for
+from ..services.context import (AdapterEntry, StudioServices, inspect_tag_encoder, shown_folder, tag_encoder_roots,
+                                tag_encoders_for)
 
 
 class ExtrasControls(Protocol):
@@ -51,7 +52,8 @@ def adapter_list(services: StudioServices, model: str) -> list[Any]:
     """Values for [adapters_box, adapters_note, *adapter_paths]: the adapters that fit `model`."""
     catalog = services.adapter_catalog
     entries = catalog.for_model(model)
-    note = adapters_note(len(entries), model, catalog.roots(), len(catalog.problems))
+    note = adapters_note(len(entries), model, [shown_folder(services, r) for r in catalog.roots()],
+                         len(catalog.problems))
     choices = adapter_choices(entries, model)
     return [gr.update(label=adapters_title(len(entries))), note,
             *[gr.update(choices=choices) for _ in range(MAX_ADAPTERS)]]
@@ -60,7 +62,7 @@ def adapter_list(services: StudioServices, model: str) -> list[Any]:
 def tag_encoder_list(services: StudioServices, model: str) -> tuple[Any, str]:
     """Values for [tag_encoder, tag_encoder_note]: the saved tag encoders that fit `model`."""
     entries = tag_encoders_for(services.settings, model, services.studio.history)
-    root = tag_encoder_roots(services.settings)[0]
+    root = shown_folder(services, tag_encoder_roots(services.settings)[0])
     note = (f"{len(entries)} tag encoder{'s' if len(entries) != 1 else ''} fit{'s' if len(entries) == 1 else ''} "
             f"this model." if entries else f"No tag encoder fits this model; save one in `{root}` or train one.")
     return gr.update(choices=[NO_TAG_ENCODER, *[(e.label(), e.path) for e in entries]]), note

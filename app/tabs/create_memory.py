@@ -24,7 +24,7 @@ from engine.core.single_file import listed_files
 from .. import adapters
 from ..adapters import FormValues
 from ..feedback import refuse, refusals
-from ..services.context import StudioServices
+from ..services.context import StudioServices, shown_folder
 from ..services.identity import require_creator
 
 # Label "none", value "": the form's "no transformer file" (see adapters.NO_TRANSFORMER_FILE).
@@ -79,7 +79,7 @@ def transformer_file_list(services: StudioServices) -> tuple[object, str]:
     """Values for [transformer_file, transformer_note]: the files now in models/gguf."""
     choices = transformer_file_choices(services.settings)
     count = len(choices) - 1
-    folder = services.settings.gguf_dir
+    folder = shown_folder(services, services.settings.gguf_dir)
     note = (f"{count} transformer file{'s' if count != 1 else ''} in `{folder}`." if count
             else f"No transformer file in `{folder}`; put a .gguf or .safetensors there, or type a path.")
     return gr.update(choices=choices), note

@@ -140,6 +140,23 @@ def _gallery_item(services: StudioServices, record: GenerationRecord) -> tuple[A
     return image, caption(record)
 
 
+
+# Past this a page is only ever "the last page"; SQLite's OFFSET is a 64-bit integer.
+MAX_PAGE = 10**9
+
+
+def page_number(page: Any) -> int:
+    """The page asked for, 1..MAX_PAGE (a larger one shows the last page); anything that is not a
+    finite number is refused in one line, never passed to SQL."""
+    try:
+        value = float(page or 1)
+    except (TypeError, ValueError):
+        refuse("Page: must be a whole number of at least 1.")
+    if value != value or value in (float("inf"), float("-inf")):
+        refuse("Page: must be a whole number of at least 1.")
+    return int(min(max(value, 1), MAX_PAGE))
+
+
 def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_tab: gr.Tab,
          reuse_outputs: list[Any], reuse_values: Callable[[GenerationRecord], list[Any]]) -> None:
     """`reuse_outputs`/`reuse_values` come from the Create tab, so this tab never reaches into it."""
@@ -149,7 +166,7 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
     @refusals("History", outputs=len(tab.list_outputs()), taxonomy=tax)
     def list_page(text: str | None, tag: str | None, model: str | None, status: str | None,
                   page: float | None, request: gr.Request) -> tuple[list[Any], list[int], int, str]:
-        number = max(int(page or 1), 1)
+        number = page_number(page)
 
         def fetch(n: int) -> HistoryPage:
             return history.list(text=text or None, tag=tag or None, model=model or None, status=status or None,
@@ -176,7 +193,7 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
     def step(delta: int) -> Callable[..., Any]:
         def handler(text: str | None, tag: str | None, model: str | None, status: str | None,
                     page: float | None, request: gr.Request) -> Any:
-            return list_page(text, tag, model, status, max(int(page or 1) + delta, 1), request)
+            return list_page(text, tag, model, status, max(page_number(page) + delta, 1), request)
         return handler
 
     def entry(entry_id: int, request: gr.Request | None, action: str) -> GenerationRecord:
