@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_cli.add_parser(sub)
     catalog_cli.add_parser(sub)  # tags, presets
+    from .world import cli as world_cli
+
+    world_cli.add_parser(sub)
     return p
 
 
@@ -403,7 +406,7 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
 # Subcommands whose handler (`run(args, settings)`) lives in its subsystem, imported only when it runs.
 _SUBSYSTEMS = {"curate": ".curation.cli", "rating": ".rating.cli", "train": ".training.cli",
                "loop": ".training.onpolicy", "reward": ".reward.cli", "eval": ".eval.cli",
-               "tags": ".catalog_cli", "presets": ".catalog_cli"}
+               "tags": ".catalog_cli", "presets": ".catalog_cli", "world": ".world.cli"}
 
 
 def _subsystem(args: argparse.Namespace, settings: Settings) -> int:

@@ -145,6 +145,11 @@ class Engine:
         seed = request.seed if request.seed is not None else random.SystemRandom().randint(0, MAX_SEED)
         resolved = spec.resolve(replace(request, tags=tags), seed)  # the model's shape rules
         resolved = self._check_speed(resolved, spec, device)
+        if spec.builtin == "mini" and resolved.tag_encoder is None and is_available_locally(spec, self.settings):
+            # The mini model was trained with its tag encoder: tags reach it through their own channel.
+            from .mini_model import TAG_ENCODER, ensure_mini_model
+
+            resolved = replace(resolved, tag_encoder=str(ensure_mini_model(self.settings.models_dir) / TAG_ENCODER))
         if resolved.tags_in_prompt is None:  # the dual channel by default: tags off the prompt with an encoder
             resolved = replace(resolved, tags_in_prompt=resolved.tag_encoder is None)
         if spec.family.has_second_expert and (request.adapters or request.tag_encoder is not None):
@@ -156,11 +161,11 @@ class Engine:
             from .adapters import check_adapters
 
             check_adapters(request.adapters, spec)  # missing, mislabelled or misfit files refused before queueing
-        if request.tag_encoder is not None:
+        if resolved.tag_encoder is not None:
             from .tag_encoder import check_tag_encoder
 
             # Its config only, against the model's config.json where the weights are here: weights load once, later.
-            check_tag_encoder(request.tag_encoder, taxonomy, spec, transformer_config(spec, self.settings))
+            check_tag_encoder(resolved.tag_encoder, taxonomy, spec, transformer_config(spec, self.settings))
         if self.settings.offline and not is_available_locally(spec, self.settings):
             # Offline, a model without weights cannot run: say so now (after the request's own mistakes).
             raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "

@@ -66,6 +66,10 @@ def locate_weights(spec: ModelSpec, settings: Settings, *, allow_download: bool 
     """The local folder holding the model's diffusers files, downloading it if allowed and online."""
     if spec.is_preview:
         return ensure_preview_model(settings.models_dir)
+    if spec.builtin == "mini":
+        from .mini_model import ensure_mini_model
+
+        return ensure_mini_model(settings.models_dir)
     if spec.local_path is not None:
         return spec.local_path
     from huggingface_hub import snapshot_download
@@ -90,8 +94,8 @@ def transformer_config(spec: ModelSpec, settings: Settings) -> dict[str, Any] | 
     """The model's transformer/config.json when its files are on this machine (None otherwise)."""
     import json
 
-    if spec.is_preview:
-        folder: Path | None = settings.models_dir / "preview"  # not built here: prepare must stay fast
+    if spec.builtin is not None:
+        folder: Path | None = settings.models_dir / spec.builtin  # not built here: prepare must stay fast
     else:
         try:
             folder = locate_weights(spec, settings, allow_download=False)
@@ -109,6 +113,10 @@ def transformer_config(spec: ModelSpec, settings: Settings) -> dict[str, Any] | 
 
 def is_available_locally(spec: ModelSpec, settings: Settings) -> bool:
     try:
+        if spec.builtin == "mini":
+            from .mini_model import shipped
+
+            return shipped()
         locate_weights(spec, settings, allow_download=False) if not spec.is_preview else None
         return True
     except ModelUnavailable:

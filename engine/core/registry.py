@@ -9,6 +9,7 @@ from .families import HUNYUAN, WAN, WAN22_5B, WAN22_A14B, ModelFamily, family_of
 from .requests import MODEL_LIMITS, GenerationRequest
 
 PREVIEW_ID = "preview"
+MINI_ID = "mini"
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,19 @@ class ModelSpec:
     vram_note: str
     local_path: Path | None = None  # set for a folder given instead of a registry id
     is_preview: bool = False
+    builtin: str | None = None  # "preview" or "mini": made on this machine, never downloaded
+    trained_size: tuple[int, int, int] | None = None  # (width, height, frames) the only size it makes sense at
 
     def check(self, req: GenerationRequest) -> None:
         """The family's shape rules and this model's limits, on a request with every size set."""
         if req.num_frames is None or req.width is None or req.height is None:
             raise InvalidRequest("request", "frames, width and height must be set before the model's rules apply")
+        if self.trained_size is not None:
+            w, h, f = self.trained_size
+            for name, got, want in (("width", req.width, w), ("height", req.height, h), ("num_frames", req.num_frames, f)):
+                if got != want:
+                    raise InvalidRequest(name, f"the {self.id} model was trained on {w}x{h} clips of {f} frames only; "
+                                               f"got {got}")
         self.family.check_shape(req.num_frames, req.width, req.height, self.max_frames, self.max_side)
 
     def resolve(self, req: GenerationRequest, seed: int) -> GenerationRequest:
@@ -90,7 +99,13 @@ REGISTRY: dict[str, ModelSpec] = {
             PREVIEW_ID, "Preview (built-in, random weights: output is noise)", "built in", WAN,
             Defaults(64, 64, 9, 8, 4, 5.0), max_frames=33, max_side=256, flow_shift=3.0,
             vram_note="a few MB; runs anywhere; random weights, so the output is noise",
-            is_preview=True,
+            is_preview=True, builtin=PREVIEW_ID,
+        ),
+        ModelSpec(
+            MINI_ID, "Mini (built-in, trained on the studio's world: 32x32, 17 frames)", "built in", WAN,
+            Defaults(32, 32, 17, 24, 20, 4.0), max_frames=17, max_side=32, flow_shift=3.0,
+            vram_note="about 10 MB; runs on any CPU in seconds; follows camera and timing tags",
+            builtin=MINI_ID, trained_size=(32, 32, 17),
         ),
     )
 }

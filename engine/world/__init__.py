@@ -1,0 +1,1 @@
+"""The procedural anime world: clips with ground truth for every tag and deformation (docs/world.md)."""
