@@ -2,4 +2,5 @@
 
 Importing this package is cheap: torch, diffusers and the database load only when first used.
 """
-__version__ = "0.1.0"
+# The one version source: pyproject.toml reads it (setuptools `attr:`), clips and history rows record it.
+__version__ = "0.3.0"

@@ -22,7 +22,23 @@ def test_no_engine_module_mentions_gradio() -> None:
 
 
 def test_app_package_exists_so_import_app_is_not_the_launcher() -> None:
-    assert (ROOT / "app" / "__init__.py").is_file()
+    """From the repository root `import app` must find the UI package, not app.py beside it: without
+    app/__init__.py a plain module (the launcher) wins over a folder of the same name."""
+    code = "import app, app.main; print(app.__file__); print(hasattr(app, '__path__'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    path, is_package = out.stdout.split()
+    assert Path(path) == ROOT / "app" / "__init__.py" and is_package == "True"
+
+
+def test_one_version_source() -> None:
+    """pyproject.toml takes the version from engine/__init__.py, which clips and history rows record."""
+    import engine
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    project = read_configuration(ROOT / "pyproject.toml")["project"]
+    assert "version" in project["dynamic"] and project["version"] == engine.__version__
+    assert 'version = "' not in (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("[tool.")[0]
 
 
 def test_no_source_file_is_over_500_lines() -> None:

@@ -8,7 +8,7 @@ Embedded settings (stable format; a file alone must be enough to reproduce its c
 ------------------------------------------------------------------------------------
 The writers embed one JSON object, the *envelope*::
 
-    {"animatrix": {"format": 1, "engine_version": "0.1.0", "settings": {...}}}
+    {"animatrix": {"format": 1, "engine_version": "0.3.0", "settings": {...}}}
 
 ``settings`` is exactly the mapping the caller passed (stored as JSON, so tuples come back as
 lists). The engine's convention for its keys: ``request`` (``GenerationRequest.to_dict()`` of

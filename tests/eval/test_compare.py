@@ -94,6 +94,16 @@ def test_statistics() -> None:
     assert paired_test([1, 1, 1], [1, 1, 1]).p_value == 1.0
 
 
-def test_settings_fixture_unused_guard(settings: Settings) -> None:
-    # `eval compare` names its runs inside the data dir it is given; an empty one has none.
-    assert main(["--data-dir", str(settings.data_dir), "eval", "compare", "a:x", "b:y"]) == 2
+def test_settings_fixture_unused_guard(settings: Settings, synthetic_run: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`eval compare` names its runs inside the data dir it is given (never the default one): with an
+    empty data dir the run is missing, named with that folder; with the run copied in, it compares."""
+    import shutil
+
+    argv = ["--data-dir", str(settings.data_dir), "eval", "compare", "syn:follows", "syn:ignores"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: run: no eval run at {settings.data_dir / 'eval' / 'syn'} (run `python -m engine eval run` first)\n"
+    shutil.copytree(synthetic_run / "eval" / "syn", settings.data_dir / "eval" / "syn")
+    assert main(argv) == 0
+    assert "B worse" in capsys.readouterr().out

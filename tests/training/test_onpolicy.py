@@ -151,7 +151,22 @@ def test_a_round_refuses_a_reward_model_for_another_family(studio_settings: Sett
         db.dispose()
 
 
-def test_a_reward_weighted_round(studio_settings: Settings, tmp_path: Path, capsys) -> None:
+def test_a_reward_weighted_round(studio_settings: Settings, tmp_path: Path, capsys,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from engine.training.rwr import RWRTrainer
+
+    real_loss, checked = RWRTrainer.sample_loss, []
+
+    def weighed_loss(self: RWRTrainer, pred: torch.Tensor, target: torch.Tensor, clips: list[int]) -> torch.Tensor:
+        loss = real_loss(self, pred, target, clips)  # the real loss, checked against the clips' weights
+        per = ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
+        assert torch.allclose(loss, (per * self.rwr_weights[clips]).mean())
+        checked.append(float(self.rwr_weights[clips].sum()))
+        return loss
+
+    monkeypatch.setattr(RWRTrainer, "sample_loss", weighed_loss)
     reward = RewardModel.build(TINY, seed=5, name="tiny").save(tmp_path / "reward")
     config = {"model": "preview", "output_dir": str(tmp_path / "rwr-loop"), "reward_model": str(reward),
               "objective": "rwr", "candidates": 2, "prompts": [{"narrative": "a red square slides right"}],
@@ -164,8 +179,21 @@ def test_a_reward_weighted_round(studio_settings: Settings, tmp_path: Path, caps
     assert rc == 0, err
     report = json.loads(out)
     folder = Path(report["adapter"]).parent.parent
-    assert report["train"]["steps"] == 2 and len((folder / "scores.jsonl").read_text().splitlines()) == 2
+    scores = [json.loads(line) for line in (folder / "scores.jsonl").read_text().splitlines()]
+    assert report["train"]["steps"] == 2 and len(scores) == 2
     assert "rwr: 2 scored clips" in err
+    # The weights follow the reward: exp((u - max u) / T) over their mean, worked out here from the
+    # scores the round wrote, so a round that weighed every clip 1 (or ignored T) fails.
+    import math
+    import re
+
+    utilities = [float(row["utility"]) for row in scores]
+    assert max(utilities) - min(utilities) > 1e-4, "the two candidates scored alike: the test shows nothing"
+    raw = [math.exp((u - max(utilities)) / 0.5) for u in utilities]
+    expected = [w / (sum(raw) / len(raw)) for w in raw]
+    low, high = map(float, re.search(r"weights ([\d.]+)\.\.([\d.]+)", err).groups())  # type: ignore[union-attr]
+    assert (low, high) == pytest.approx((min(expected), max(expected)), abs=1e-3) and low < high
+    assert len(checked) == 2  # both training steps went through the weighted loss
 
 
 def test_a_round_stopped_between_a_clip_and_its_state_resumes_without_generating_it_again(
