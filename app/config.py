@@ -45,6 +45,7 @@ class LaunchOptions:
     max_megapixel_frames_per_hour: int | None = None  # None: the scope's default; 0: no cap
     allow_local_models: bool | None = None  # None: allowed in a shared studio only
     allow_downloads: bool | None = None  # None: only a private studio (shared history, no login) downloads
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For names the client; none by default
     on_space: bool = False  # SPACE_ID is set: a Hugging Face Space is public by default
     database_url: str | None = None  # a shared PostgreSQL database instead of the data folder's SQLite file
     no_worker: bool = False  # run no jobs here: `python -m engine worker` processes do
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-downloads", action=argparse.BooleanOptionalAction, default=None,
                    help="let a visitor's request download a model's weights from the hub (default: yes for a "
                         "private studio, no for a hosted one, where admins run `python -m engine download`)")
+    p.add_argument("--trusted-proxies", help="addresses of your reverse proxies, comma-separated: only requests "
+                                             "from them may name the client in X-Forwarded-For (env "
+                                             "ANIMATRIX_TRUSTED_PROXIES; default none: the peer is the client)")
     return p
 
 
@@ -205,6 +209,7 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         max_megapixel_frames_per_hour=(parse_count(mpf_text, mpf_where, 10**9) if mpf_text is not None else None),
         allow_local_models=args.allow_local_models,
         allow_downloads=args.allow_downloads,
+        trusted_proxies=parse_proxies(*pick(args.trusted_proxies, "TRUSTED_PROXIES")),
         on_space=bool(env.get("SPACE_ID")),
         database_url=pick(args.database_url, "DATABASE_URL")[0],
         media_dir=Path(media_text).expanduser() if (media_text := pick(args.media_dir, "MEDIA_DIR")[0]) else None,
@@ -220,6 +225,23 @@ def parse_options(argv: Sequence[str] | None, env: Mapping[str, str]) -> LaunchO
         device=args.device,
         max_upload_mb=parse_upload_mb(upload_text, upload_where) if upload_text is not None else 16,
     )
+
+
+def parse_proxies(text: str | None, where: str) -> tuple[str, ...]:
+    """Proxy addresses (IPs or networks) as uvicorn's forwarded_allow_ips takes them."""
+    import ipaddress
+
+    out = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: {item!r} is not an IP address or network") from None
+        out.append(item)
+    return tuple(out)
 
 
 def parse_count(text: str, where: str, most: int) -> int:

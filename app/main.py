@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(logging.INFO)
+    # uvicorn (under Gradio) lets 127.0.0.1 rename the client with X-Forwarded-For unless told
+    # otherwise; a tunnel or a local attacker would then pick the address the throttle sees.
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(options.trusted_proxies)
     return serve(settings, options)
 
 

@@ -3,14 +3,19 @@
 Each password gets its own random 16-byte salt; the cost parameters (n, r, p) are stored with
 the hash, so raising them later only affects new hashes and old ones still verify (`needs_rehash`
 tells the caller to re-hash at the next successful login). New hashes use N=2**17, r=8, p=1
-(128 MiB, about half a second). Comparison is constant-time (`hmac.compare_digest`), and an
-unknown name costs the same scrypt run as a wrong password, so timing does not tell which names
-exist.
+(128 MiB, about half a second). Comparison is constant-time (`hmac.compare_digest`). An unknown
+name runs no scrypt (a flood of made-up names must not cost the host 128 MiB each) but waits as
+long as a real check takes (measured here), so timing does not tell which names exist.
 
-`LoginThrottle` slows password guessing: after a few failures per account name, and more per
-client address, each further try must wait twice as long as the last (up to 15 minutes). It
-keys on the name typed, whether or not such an account exists, and its message is the same for
-both, so a lockout does not reveal which names are real.
+At most `MAX_CONCURRENT_CHECKS` password checks run at once (`guarded_login`); the others wait
+up to `CHECK_WAIT_S` for a slot and are then refused, so concurrent bad logins cannot exhaust the
+host's memory.
+
+`LoginThrottle` slows password guessing: after a few failures for one account from one client
+address (more for the address alone), each further try must wait twice as long as the last (up
+to 15 minutes). The back-off is per address and account, never global, so an attacker elsewhere
+cannot lock the owner out. It keys on the name typed, whether or not such an account exists, and
+its message is the same for both, so a lockout does not reveal which names are real.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import hashlib
 import hmac
 import math
 import os
+import random
 import re
 import threading
 import time
@@ -29,9 +35,10 @@ from functools import lru_cache
 from ..core.errors import EngineError, InvalidRequest, shown
 from ..storage.repository.rating import PasswordHash
 
-__all__ = ["DEFAULT_N", "DEFAULT_P", "DEFAULT_R", "KDF_NAME", "LOGIN_THROTTLE", "MIN_PASSWORD_CHARS",
-           "LoginThrottle", "LoginThrottled", "check_name", "check_password", "guarded_login", "hash_password",
-           "needs_rehash", "verify_nothing", "verify_password"]
+__all__ = ["CHECK_WAIT_S", "DEFAULT_N", "DEFAULT_P", "DEFAULT_R", "KDF_NAME", "LOGIN_THROTTLE",
+           "MAX_CONCURRENT_CHECKS", "MIN_PASSWORD_CHARS", "LoginBusy", "LoginThrottle", "LoginThrottled",
+           "check_name", "check_password", "guarded_login", "hash_password", "needs_rehash", "verify_nothing",
+           "verify_password"]
 
 KDF_NAME = "scrypt"
 SALT_BYTES = 16
@@ -90,21 +97,40 @@ def hash_password(password: str, *, n: int = DEFAULT_N, r: int = DEFAULT_R, p: i
     return PasswordHash(KDF_NAME, n, r, p, salt, _scrypt(password, salt, n, r, p))
 
 
+# Seconds one scrypt check takes per cost (n, r, p), a running average of real checks: what an
+# unknown name waits instead of running one.
+_CHECK_SECONDS: dict[tuple[int, int, int], float] = {}
+
+
+def _timed_scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    started = time.perf_counter()
+    digest = _scrypt(password, salt, n, r, p)
+    took = time.perf_counter() - started
+    last = _CHECK_SECONDS.get((n, r, p))
+    _CHECK_SECONDS[(n, r, p)] = took if last is None else 0.8 * last + 0.2 * took
+    return digest
+
+
 def verify_password(password: str, stored: PasswordHash) -> bool:
     if stored.kdf != KDF_NAME or not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
         return False
-    candidate = _scrypt(password, stored.salt, stored.n, stored.r, stored.p)
+    candidate = _timed_scrypt(password, stored.salt, stored.n, stored.r, stored.p)
     return hmac.compare_digest(candidate, stored.digest)
 
 
 @lru_cache(maxsize=4)
 def _dummy(n: int, r: int, p: int) -> PasswordHash:
-    return hash_password("no such account, only here to spend time", n=n, r=r, p=p)
+    # One real run per cost, once per process: it measures what a check takes.
+    return PasswordHash(KDF_NAME, n, r, p, b"\0" * SALT_BYTES,
+                        _timed_scrypt("no such account, only here to measure", b"\0" * SALT_BYTES, n, r, p))
 
 
 def verify_nothing(password: str, *, n: int, r: int, p: int) -> bool:
-    """Spend the time a real check would take (for unknown names); always False."""
-    verify_password(password if isinstance(password, str) else "", _dummy(n, r, p))
+    """Take as long as a real check of this cost (for unknown names) without running scrypt, so
+    made-up names cost the host no memory; always False."""
+    if (n, r, p) not in _CHECK_SECONDS:
+        _dummy(n, r, p)
+    time.sleep(_CHECK_SECONDS[(n, r, p)] * random.uniform(0.95, 1.05))
     return False
 
 
@@ -118,6 +144,14 @@ class LoginThrottled(EngineError):
         super().__init__(f"too many failed sign-ins; try again in {math.ceil(retry_after_s)} s")
 
 
+class LoginBusy(LoginThrottled):
+    """Every password-check slot stayed taken for `CHECK_WAIT_S`: refused without a check."""
+
+    def __init__(self) -> None:
+        EngineError.__init__(self, "the studio is busy checking other sign-ins; try again in a few seconds")
+        self.retry_after_s = 5.0
+
+
 @dataclass
 class _Record:
     failures: int = 0
@@ -126,12 +160,15 @@ class _Record:
 
 
 class LoginThrottle:
-    """Exponential back-off per account name and per client address.
+    """Exponential back-off per account name from one client address, and per address.
 
-    The first `free_failures` failures of a name (`address_free_failures` of an address, which
-    may be shared by a whole office or proxy) cost nothing; each one after that blocks the key
-    for `base_delay_s`, then twice that, and so on up to `max_delay_s`. A success clears the
-    name's record only, so an attacker's own account cannot wash an address clean. Records are
+    The first `free_failures` failures of a name from an address (`address_free_failures` of an
+    address, which may be shared by a whole office or proxy) cost nothing; each one after that
+    blocks the key for `base_delay_s`, then twice that, and so on up to `max_delay_s`. There is
+    no global per-account key when the address is known: guessing from one address does not lock
+    the owner out of the account from theirs. Without an address (a --share tunnel) the name alone
+    is the key. A success clears the name's records only, so an attacker's own account cannot wash
+    an address clean. Records are
     forgotten `forget_after_s` after their last failure, and at most `max_tracked` are kept
     (oldest dropped first), so random names cannot fill the memory. `clock` is injectable so
     tests need not sleep. Thread-safe.
@@ -141,7 +178,7 @@ class LoginThrottle:
                  address_free_failures: int = 20, base_delay_s: float = 1.0, max_delay_s: float = 900.0,
                  forget_after_s: float = 3600.0, max_tracked: int = 10_000) -> None:
         self._clock = clock
-        self._free = {"account": free_failures, "address": address_free_failures}
+        self._free = {"account": free_failures, "pair": free_failures, "address": address_free_failures}
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
         self.forget_after_s, self.max_tracked = forget_after_s, max_tracked
         self._records: dict[tuple[str, str], _Record] = {}
@@ -155,10 +192,10 @@ class LoginThrottle:
     @staticmethod
     def _keys(account: str, address: str | None) -> list[tuple[str, str]]:
         name = account.strip().casefold()[:128] if isinstance(account, str) else ""
-        keys = [("account", name)]
-        if address:
-            keys.append(("address", str(address)[:64]))
-        return keys
+        if not address:
+            return [("account", name)]
+        where = str(address)[:64]
+        return [("pair", f"{name}\n{where}"), ("address", where)]
 
     def _live(self, key: tuple[str, str], now: float) -> _Record | None:
         record = self._records.get(key)
@@ -196,6 +233,8 @@ class LoginThrottle:
         """A correct password: the name starts afresh (the address keeps its count)."""
         with self._lock:
             self._records.pop(self._keys(account, None)[0], None)
+            if address:
+                self._records.pop(self._keys(account, address)[0], None)
 
     def _prune(self, now: float) -> None:
         for key in [k for k in self._records if self._live(k, now) is None]:
@@ -209,16 +248,28 @@ class LoginThrottle:
 
 LOGIN_THROTTLE = LoginThrottle()  # one per process, shared by every sign-in form so they cannot be alternated
 
+# Password checks at once: scrypt at the default cost takes 128 MiB, so this bounds what a
+# burst of sign-ins can take from the host (one check, 128 MiB); the rest wait for the slot.
+MAX_CONCURRENT_CHECKS = 1
+CHECK_WAIT_S = 20.0
+_CHECK_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
+
 
 def guarded_login(check: Callable[[str, str], bool], name: str, password: str, *, address: str | None = None,
                   throttle: LoginThrottle | None = None) -> bool:
     """Run `check(name, password)` behind the throttle: raises LoginThrottled (without calling
-    `check`, so no scrypt is spent) while the name or the address must wait; records the result."""
+    `check`, so no scrypt is spent) while the name or the address must wait, LoginBusy when no
+    check slot frees up in time; records the result."""
     throttle = LOGIN_THROTTLE if throttle is None else throttle
     wait = throttle.retry_after(name, address)
     if wait > 0:
         raise LoginThrottled(wait)
-    ok = bool(check(name, password))
+    if not _CHECK_SLOTS.acquire(timeout=CHECK_WAIT_S):
+        raise LoginBusy()
+    try:
+        ok = bool(check(name, password))
+    finally:
+        _CHECK_SLOTS.release()
     if ok:
         throttle.succeeded(name, address)
     else:

@@ -133,7 +133,8 @@ def test_gradio_auth_callable_is_throttled_per_account_and_address() -> None:
     assert asyncio.run(attempt("nope nope", "192.0.2.1")) is False
     assert asyncio.run(attempt(PASSWORD, "192.0.2.1")) is False  # locked out: even the right password waits
     assert throttle.retry_after("", "192.0.2.1") == 0.0  # 2 failures are under the per-address limit
-    clock.advance(throttle.retry_after("ann"))
+    assert asyncio.run(attempt(PASSWORD, "198.51.100.9")) is True  # the owner, elsewhere: not locked out
+    clock.advance(throttle.retry_after("ann", "192.0.2.1"))
     assert asyncio.run(attempt(PASSWORD, "192.0.2.1")) is True
 
 
