@@ -26,6 +26,7 @@ from ..core.requests import MAX_SEED, GenerationRequest
 from .history import HistoryScorer
 from .model import RewardModel
 from .types import BestOfNProgress, ScoredClip
+from .utility import utility
 
 if TYPE_CHECKING:
     from ..access import Viewer
@@ -87,7 +88,7 @@ def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_mo
         video = studio.history.video_path(record)
         assert video is not None  # a done record always has its video
         done.append(ScoredClip(0, record, video, score, seed))
-    ranked = sorted(done, key=lambda c: (-c.score.reward, c.seed))
+    ranked = sorted(done, key=lambda c: (-utility(c.score), c.seed))
     return [replace(c, rank=r) for r, c in enumerate(ranked, start=1)]
 
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from ..core.errors import InvalidRequest
 from ..core.toolkit.config import Section, build, limits, plain
 from ..storage.models import RATING_DIMENSIONS
+from .utility import FAILURE_PENALTY
 
 __all__ = ["BackboneSpec", "RewardConfig", "RewardTrainConfig", "DEFORMATION_CLASSES", "TIE_MODELS",
            "DIMENSIONS", "CLIP_MEAN", "CLIP_STD"]
@@ -65,8 +66,9 @@ class RewardConfig(Section):
     and masked), split into `segments` equal runs for the deformation head. Scores: one per
     entry of `dimensions`. Ties: `tie_model` with its parameter (`tie_init`: Rao-Kupper theta
     > 1 or Davidson nu > 0), learned per dimension when `learn_tie`. The combined reward is the
-    `weights`-weighted mean of the dimension scores minus `failure_penalty` times the clip's
-    probability of a *failure* (see `engine.reward.model`).
+    `weights`-weighted mean of the dimension scores minus the studio's one failure penalty times
+    the clip's probability of a *failure* (`engine.reward.utility`); `failure_penalty` is kept so
+    saved configs load, and must equal that penalty.
     """
 
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
@@ -84,7 +86,7 @@ class RewardConfig(Section):
     tie_init: float = field(default=2.0, metadata=limits(above=0.0, max=1e4))
     learn_tie: bool = True
     weights: tuple[float, ...] = field(default=(), metadata=limits(min=0.0, max=1e3))  # one per dimension; empty: all 1
-    failure_penalty: float = field(default=2.0, metadata=limits(min=0.0, max=1e3))
+    failure_penalty: float = field(default=FAILURE_PENALTY, metadata=limits(min=0.0, max=1e3))
     # segments with p(failure) at least this get a warning
     warn_failure: float = field(default=0.5, metadata=limits(min=0.0, max=1.0))
 
@@ -98,6 +100,10 @@ class RewardConfig(Section):
             raise InvalidRequest("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")
         if self.tie_model == "rao_kupper" and not self.tie_init > 1.0:  # theta = 1 means no ties at all
             raise InvalidRequest("tie_init", f"must be above 1.0 for rao_kupper, got {self.tie_init}")
+        if self.failure_penalty != FAILURE_PENALTY:  # Best of N and loop rounds must rank by one utility
+            raise InvalidRequest("failure_penalty", f"the studio ranks clips by one utility with failure penalty "
+                                                    f"{FAILURE_PENALTY} (engine.reward.utility); remove the key, "
+                                                    f"got {self.failure_penalty}")
         if self.weights:
             if len(self.weights) != len(dims):
                 raise InvalidRequest("weights", f"needs one weight per dimension ({len(dims)}), got {len(self.weights)}")

@@ -15,9 +15,10 @@ The first and second frame differences are what make flicker (a frame unlike bot
 and tearing (parts jumping between frames) visible; an intentional smear or squash-and-stretch
 changes smoothly along the motion and leaves a small second difference.
 
-Combined reward: ``R = Σ_d w_d r_d / Σ_d w_d − failure_penalty · P(failure)`` where
+Combined reward: ``R = Σ_d w_d r_d / Σ_d w_d − FAILURE_PENALTY · P(failure)`` where
 ``P(failure)`` is the largest per-segment failure probability. Only *failure* is subtracted:
-an intentional deformation costs nothing, which is the point of the model.
+an intentional deformation costs nothing, which is the point of the model. R is the studio's one
+utility (`engine.reward.utility`): Best of N and loop rounds rank clips by it.
 
 Checkpoint folder: ``reward_config.json`` (config, feature size, training summary),
 ``head.safetensors`` (the trainable head) and, for a tiny backbone, ``backbone.safetensors``.
@@ -45,6 +46,7 @@ from .backbone import Backbone, build_backbone, tiny_clip
 from .config import CLIP_MEAN, CLIP_STD, DEFORMATION_CLASSES, RewardConfig
 from .losses import outcome_log_probs, raw_to_tie_param, tie_param_to_raw
 from .types import RewardScore, SegmentScore
+from .utility import penalised
 
 __all__ = ["Backbone", "ClipFeatures", "RewardHead", "RewardModel", "RewardOutput", "build_backbone",
            "sample_positions", "segment_bounds", "segment_frame_ranges", "text_token_ids", "FORMAT", "CONFIG_FILE", "HEAD_FILE", "BACKBONE_FILE"]
@@ -274,7 +276,7 @@ class RewardModel(nn.Module):
 
     def combined(self, scores: torch.Tensor, p_failure: torch.Tensor) -> torch.Tensor:
         w = torch.tensor(self.config.dimension_weights, dtype=torch.float32, device=scores.device)
-        return (scores.float() * w).sum(-1) / w.sum() - self.config.failure_penalty * p_failure
+        return penalised((scores.float() * w).sum(-1) / w.sum(), p_failure)
 
     @torch.no_grad()
     def score_features(self, items: Sequence[ClipFeatures], texts: Sequence[list[int]],

@@ -1,14 +1,15 @@
 """Reward-weighted flow matching (Flow-RWR): fine-tuning on unpaired clips the reward model scored.
 
-With an ``rwr:`` section a fine-tuning run weighs each clip of ``data.manifest`` by its reward
-model utility ``u = mean_d r_d − P(failure)`` (P(intentional) never counts against a clip)::
+With an ``rwr:`` section a fine-tuning run weighs each clip of ``data.manifest`` by its utility u,
+the studio's one utility (`engine.reward.utility`: the reward model's combined reward, mean r_d
+minus FAILURE_PENALTY · P(failure); P(intentional) never counts against a clip)::
 
     w_i  = exp((u_i − max_j u_j) / τ),  normalised to mean 1 over the clips, capped at max_weight
     loss = 1/B Σ_i w_i ‖v_θ(x_t,i) − v_i‖²          (‖·‖²: mean over the latent's elements)
 
 So the clips the reward model likes most pull hardest, a collapsed clip barely at all, and no
 pair is needed. ``rwr.scores`` gives the scores: JSON Lines rows ``{"video", "utility"}`` or
-``{"video", "score": {...}}``, or the JSON object `python -m engine reward score --json` prints
+``{"video", "score": {...}}`` (a score's utility: its ``reward``), or the JSON object `python -m engine reward score --json` prints
 (keys are video paths or history ids; a history id is looked up in the studio's history). Clips
 without a score are left out (and counted). Everything else is the fine-tuning run's.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from ..core.errors import InvalidRequest
+from ..reward.utility import utility_of_dict
 from .dataset import Planned
 from .loop import Trainer
 
@@ -32,8 +34,7 @@ def _utility(value: Any, where: str) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     if isinstance(value, dict) and isinstance(value.get("dimensions"), dict):
-        dims = [float(v) for v in value["dimensions"].values()]
-        return (sum(dims) / len(dims) if dims else 0.0) - float(value.get("p_failure", 0.0))
+        return utility_of_dict(value)
     raise InvalidRequest("rwr.scores", f"{where}: give a finite utility or a reward score object")
 
 

@@ -46,7 +46,10 @@ def test_weights_by_hand_and_both_score_formats(tmp_path: Path) -> None:
     as_object.write_text(json.dumps({str(video): {"reward": 0.1, "dimensions": {"visual_quality": 0.5,
                                                                                "artistic_motion": 1.5},
                                                   "p_failure": 0.25, "p_intentional": 0.9}}))
-    assert read_utilities(as_object) == {str(video.resolve()): pytest.approx(0.75)}  # 1.0 - 0.25; intent ignored
+    assert read_utilities(as_object) == {str(video.resolve()): pytest.approx(0.1)}  # the one utility: its reward
+    as_object.write_text(json.dumps({str(video): {"dimensions": {"visual_quality": 0.5, "artistic_motion": 1.5},
+                                                  "p_failure": 0.25, "p_intentional": 0.9}}))
+    assert read_utilities(as_object) == {str(video.resolve()): pytest.approx(0.5)}  # 1.0 - 2 x 0.25; intent ignored
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"video": "a.mp4", "utility": "high"}) + "\n")
     with pytest.raises(InvalidRequest) as exc:
