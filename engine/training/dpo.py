@@ -126,7 +126,9 @@ class DPOTrainer(Trainer):
             self.frame_weights.append(failure_frame_weights(pw, pl, found.failures, fam.frame_stride,
                                                             cfg.dpo.failure_weight))
         self.found = found
-        self.log(f"dpo data: {found.describe()}; clips: {report.describe()}")
+        weighted = sum(1 for w in self.frame_weights if bool((w != 1.0).any()))
+        self.log(f"dpo data: {found.describe()}; clips: {report.describe()}; {weighted} of {len(self.pairs)} "
+                 f"pairs weigh failure frames x{cfg.dpo.failure_weight:g}")
         te = cfg.tag_encoder
         if te.enabled and (te.tag_dropout > 0 or te.drop_all_rate > 0):
             self.log("warning: a dpo run shows both clips of a pair with all their tags; "
