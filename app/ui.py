@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from engine.core.errors import EngineError
-from engine.core.registry import PREVIEW_ID
+from engine.core.registry import MINI_ID, PREVIEW_ID
 
 from . import adapters
 from .services.context import DEFAULT_DOWNLOAD_MODEL, StudioServices
@@ -73,8 +73,9 @@ def banner_text(services: StudioServices) -> str:
     spec = services.default_spec()
     name = spec.label if spec is not None else services.default_model
     model_id = spec.id if spec is not None and spec.local_path is None else DEFAULT_DOWNLOAD_MODEL
-    preview = ("Meanwhile you can try the built-in preview model: it runs anywhere, but its weights are random, "
-               "so its clips are noise.")
+    preview = ("Meanwhile you can try the built-in **mini** model, trained here on the studio's own procedural "
+               "anime world: 32x32 clips of 17 frames that follow their camera and timing tags, in seconds on a "
+               "CPU; or the preview model, which runs anywhere but has random weights, so its clips are noise.")
     if services.settings.offline:
         return (f"**The default model's weights are not on this machine** ({name}), and they cannot be downloaded "
                 f"while offline. On a machine with network run `python -m engine download {model_id}`, then "
@@ -94,6 +95,11 @@ def hide_banner() -> Any:
     return gr.update(visible=False)
 
 
+def hide_banner_for_mini() -> Any:
+    gr.Info("The mini model is selected: 32x32 clips of 17 frames; camera and timing tags steer it.", duration=4)
+    return gr.update(visible=False)
+
+
 def build_app(services: StudioServices) -> StudioApp:
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as blocks:
         with gr.Row(elem_id="header"):
@@ -102,6 +108,8 @@ def build_app(services: StudioServices) -> StudioApp:
         with gr.Row(visible=services.default_weights_missing(), elem_id="offline-banner", elem_classes=["banner"],
                     equal_height=True) as banner:
             gr.Markdown(banner_text(services), scale=4, min_width=240)
+            use_mini = gr.Button("Use the mini model", size="sm", variant="primary", scale=0,
+                                 min_width=170, elem_id="use-mini")
             use_preview = gr.Button("Use the preview model", size="sm", variant="secondary", scale=0,
                                     min_width=190, elem_id="use-preview")
         if services.recovered:
@@ -149,4 +157,7 @@ def build_app(services: StudioServices) -> StudioApp:
         use_preview.click(create_tab.use_model(services, PREVIEW_ID), inputs=create.inputs(),
                           outputs=create.fill_outputs(), api_name="use_preview").then(
             hide_banner, outputs=banner, api_visibility="private")
+        use_mini.click(create_tab.use_model(services, MINI_ID), inputs=create.inputs(),
+                       outputs=create.fill_outputs(), api_name="use_mini").then(
+            hide_banner_for_mini, outputs=banner, api_visibility="private")
     return StudioApp(blocks, services, create, history, banner, rating, evaluation)
