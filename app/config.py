@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  f"(env ANIMATRIX_MAX_QUEUED_PER_USER; default {DEFAULT_MAX_QUEUED} "
                                                  "for an owned history, none for a shared one)")
     p.add_argument("--max-megapixel-frames-per-hour",
-                   help="width x height x frames one user may queue per hour, in millions; 0: no cap (env "
+                   help="width x height x frames one user may queue per hour, in millions, at up to 50 steps "
+                        "(more steps count more); anonymous visitors share one budget; 0: no cap (env "
                         f"ANIMATRIX_MAX_MEGAPIXEL_FRAMES_PER_HOUR; default {DEFAULT_MEGAPIXEL_FRAMES_PER_HOUR} "
                         "for an owned history, none for a shared one)")
     p.add_argument("--database-url", help="a shared PostgreSQL database, postgresql+psycopg://USER@HOST/DB "

@@ -67,7 +67,9 @@ class Viewer:
 
 @dataclass(frozen=True)
 class UsageLimits:
-    """Per-owner caps; None means no cap. `pixel_frames_per_hour` is width × height × frames."""
+    """Per-owner caps; None means no cap. `pixel_frames_per_hour` is the hourly `work` budget:
+    width × height × frames, scaled by steps past REFERENCE_STEPS. Anonymous visitors share one
+    budget (a new cookie is no new budget); `max_queued` is per visitor."""
 
     max_queued: int | None = None
     pixel_frames_per_hour: int | None = None
@@ -86,6 +88,17 @@ class UsageLimits:
 def pixel_frames(request: "GenerationRequest") -> int:
     # Called on checked requests, whose sizes the engine has filled in.
     return (request.width or 0) * (request.height or 0) * (request.num_frames or 0)
+
+
+# The hourly cap weighs work, not size alone: width × height × frames at up to this many steps;
+# beyond it each step adds its share (a 200-step clip costs four 50-step ones).
+REFERENCE_STEPS = 50
+ANON_POOL = "anon:"  # every anonymous visitor's jobs count against one hourly pool
+
+
+def work(width: int, height: int, frames: int, steps: int | None) -> int:
+    """Width × height × frames, scaled up by steps beyond REFERENCE_STEPS."""
+    return width * height * frames * max(steps or REFERENCE_STEPS, REFERENCE_STEPS) // REFERENCE_STEPS
 
 
 @dataclass(frozen=True)
@@ -131,13 +144,22 @@ class UsageGate:
         limits = self.limits
         if viewer.admin or limits.unlimited:
             return
-        active, recent = self.repository.usage(viewer.owner, since=timedelta(hours=1))
+        hour = timedelta(hours=1)
+        active, _ = self.repository.usage(viewer.owner, since=hour)
         if limits.max_queued is not None and active + count > limits.max_queued:
             raise QuotaExceeded("queue", f"you have {active} job(s) queued or running; the limit is "
                                          f"{limits.max_queued} at a time: wait for one to finish or remove one")
-        wanted = pixel_frames(request) * count
-        if limits.pixel_frames_per_hour is not None and recent + wanted > limits.pixel_frames_per_hour:
+        if limits.pixel_frames_per_hour is None:
+            return
+        pooled = viewer.owner.startswith(ANON_POOL)
+        sizes = (self.repository.recent_sizes(since=hour, owner_prefix=ANON_POOL) if pooled
+                 else self.repository.recent_sizes(since=hour, owner=viewer.owner))
+        recent = sum(work(*size) for size in sizes)
+        wanted = work(request.width or 0, request.height or 0, request.num_frames or 0, request.steps) * count
+        if recent + wanted > limits.pixel_frames_per_hour:
             left = max(limits.pixel_frames_per_hour - recent, 0)
-            raise QuotaExceeded("size", f"this needs {wanted / 1e6:.1f} megapixel-frames, and {left / 1e6:.1f} of "
-                                        f"your {limits.pixel_frames_per_hour / 1e6:.1f} per hour are left: make "
-                                        "the clip shorter or smaller, or wait")
+            whose = "the visitors' shared" if pooled else "your"
+            raise QuotaExceeded("size", f"this needs {wanted / 1e6:.1f} megapixel-frames (at up to "
+                                        f"{REFERENCE_STEPS} steps; more steps cost more), and {left / 1e6:.1f} of "
+                                        f"{whose} {limits.pixel_frames_per_hour / 1e6:.1f} per hour are left: "
+                                        "make the clip shorter, smaller or with fewer steps, or wait")

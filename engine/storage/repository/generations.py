@@ -283,6 +283,29 @@ class HistoryRepository(Repository):
                 ~((Generation.status == "cancelled") & Generation.started_at.is_(None)))) or 0
             return int(active), int(spent)
 
+    def recent_sizes(self, *, since: timedelta, owner: str | None = None,
+                     owner_prefix: str | None = None) -> builtins.list[tuple[int, int, int, int | None]]:
+        """(width, height, frames, steps) of the jobs of `owner`, or of every owner starting with
+        `owner_prefix` (anonymous visitors as one pool), created within `since`; what the hourly
+        work cap weighs. A job removed before it started costs nothing."""
+        owner = _check_label("owner", owner)
+        if owner_prefix is not None and not re.fullmatch(r"[A-Za-z]+:", owner_prefix):
+            raise InvalidRequest("owner_prefix", f"must be a kind such as 'anon:', got {owner_prefix[:20]!r}")
+        who = Generation.owner == owner if owner is not None else Generation.owner.startswith(owner_prefix or "")
+        with self._transaction(write=False) as s:
+            rows = s.execute(select(Generation.width, Generation.height, Generation.num_frames,
+                                    Generation.request_json).where(
+                who, Generation.created_at >= utc_now() - since,
+                ~((Generation.status == "cancelled") & Generation.started_at.is_(None)))).all()
+        out = []
+        for w, h, f, raw in rows:
+            try:
+                steps = json.loads(raw).get("steps")
+            except (ValueError, AttributeError):
+                steps = None
+            out.append((int(w or 0), int(h or 0), int(f or 0), steps if isinstance(steps, int) else None))
+        return out
+
     def queue_positions(self) -> dict[int, int]:
         """Queued job ids in the order they will run, each with its 1-based position."""
         with self._transaction(write=False) as s:
