@@ -152,3 +152,15 @@ class Settings:
             except OSError as exc:
                 raise StorageError(describe_os_error(exc, path.parent, f"cannot create the folder {path.name}")
                                    + "; pick another with --data-dir") from None
+
+
+DATA_DIR_MARK = "{data_dir}"
+
+
+def expand_data_dir(path: str, data_dir: Path | None = None) -> str:
+    """A config path written `{data_dir}/...` placed in the studio's data folder (`data_dir`, else the one
+    ANIMATRIX_DATA_DIR or the default names), so example configs write there, never into the repository."""
+    if not isinstance(path, str) or not path.startswith(DATA_DIR_MARK):
+        return path
+    root = Path(data_dir).expanduser() if data_dir is not None else Settings.from_env().data_dir
+    return str(root / path[len(DATA_DIR_MARK):].lstrip("/\\"))

@@ -37,6 +37,15 @@ def _tag(text: str) -> tuple[str, str]:
     return field.strip(), value.strip()
 
 
+# `reward train --preset NAME`: whole settings by name. `quick` suits the built-in preview model, whose
+# clips are noise: on 12 synthetic clips on a loaded 2-core CPU it trained in 10.5 s, where
+# `--backbone tiny` with the default sizes (40 frames, 400 steps) took 434 s.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"model": {"num_frames": 8, "segments": 2, "d_model": 16, "n_heads": 2, "motion_size": 16,
+                        "text_buckets": 64}, "train": {"steps": 40, "batch_pairs": 16, "batch_clips": 8}},
+}
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", action="append", type=Path, default=[], metavar="FILE",
                    help="pairwise export: pickapic (.jsonl/.parquet, keeps ties), trl, or videoalign (.csv); repeatable")
@@ -63,6 +72,9 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     t.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help=f"frozen CLIP/SigLIP image encoder: hub repo id or local folder (default {DEFAULT_BACKBONE}), "
                         "or 'tiny' for a small random one (smoke tests)")
+    t.add_argument("--preset", choices=tuple(PRESETS), help="named settings under the flags: quick = the "
+                   "preview model's reward model in seconds on a CPU (tiny random backbone, 8 frames, 40 steps; "
+                   "its scores only exercise the pipeline)")
     t.add_argument("--config", type=Path, help="JSON file with reward-model settings (see docs/reward.md)")
     t.add_argument("--frames", type=int, help="frames per clip (default 40)")
     t.add_argument("--fps", type=float, help="sampling rate in frames per second (default 8)")
@@ -173,10 +185,15 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
             raise InvalidRequest("--config", f"{args.config} is not a readable JSON file ({exc})") from None
         if not isinstance(base, dict):
             raise InvalidRequest("--config", "must hold a JSON object of settings")
+    if args.preset is not None:
+        if args.config is not None:
+            raise InvalidRequest("--preset", "and --config both name the settings; use one (flags override either)")
+        base = json.loads(json.dumps(PRESETS[args.preset]))  # a copy
     model_part = dict(base.get("model", {k: v for k, v in base.items() if k != "train"}))
     train_part = dict(base.get("train", {}))
+    backbone = "tiny" if args.preset == "quick" and args.backbone == DEFAULT_BACKBONE else args.backbone
     if "backbone" not in model_part:
-        model_part["backbone"] = BackboneSpec() if args.backbone == "tiny" else BackboneSpec.pretrained(args.backbone)
+        model_part["backbone"] = BackboneSpec() if backbone == "tiny" else BackboneSpec.pretrained(backbone)
     for flag, key in (("frames", "num_frames"), ("fps", "fps"), ("segments", "segments")):
         if getattr(args, flag) is not None:
             model_part[key] = getattr(args, flag)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from .config import load_config
     from .loop import Trainer
 
-    config = load_config(args.config)
+    config = load_config(args.config, settings.data_dir)  # `{data_dir}/...` paths follow --data-dir
     if args.max_steps is not None:
         if args.max_steps < 1:
             from ..core.errors import InvalidRequest

@@ -299,13 +299,16 @@ def _check_dpo(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, dpo=dataclasses.replace(d, reference=ref))
 
 
-def parse_config(data: Any, base_dir: Path | None = None) -> RunConfig:
-    """Build and check a RunConfig from plain data (e.g. parsed YAML)."""
+def parse_config(data: Any, base_dir: Path | None = None, data_dir: Path | None = None) -> RunConfig:
+    """Build and check a RunConfig from plain data (e.g. parsed YAML). A relative path is relative to
+    `base_dir`; one written `{data_dir}/...` is in the studio's data folder (`data_dir`, else the default)."""
+    from ..core.settings import expand_data_dir
+
     cfg = build(RunConfig, data)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
 
     def resolve(p: str) -> str:
-        path = Path(p).expanduser()
+        path = Path(expand_data_dir(p, data_dir)).expanduser()
         return str(path if path.is_absolute() else (base / path).resolve())
 
     def maybe(p: str | None) -> str | None:
@@ -338,8 +341,8 @@ def _is_registry_id(model: str) -> bool:
     return model in REGISTRY
 
 
-def load_config(path: Path | str) -> RunConfig:
-    """Read a YAML config file (strict: duplicate keys refused) and check it."""
+def load_config(path: Path | str, data_dir: Path | None = None) -> RunConfig:
+    """Read a YAML config file (strict: duplicate keys refused) and check it; `data_dir`: see parse_config."""
     from ..core.pks import load_yaml_text
 
     path = Path(path).expanduser()
@@ -350,4 +353,4 @@ def load_config(path: Path | str) -> RunConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest("config", f"{path} could not be read ({exc})") from None
     data = load_yaml_text(text, f"config {path}", "config")
-    return parse_config(data, path.parent.resolve())
+    return parse_config(data, path.parent.resolve(), data_dir)
