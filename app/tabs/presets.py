@@ -22,7 +22,7 @@ from ..adapters import ui_message
 from ..feedback import refuse, refusals, warn
 from ..formatting import PRESET_HEADERS, preset_cell, preset_details, preset_rows, preset_summary
 from ..services.context import StudioServices
-from ..services.downloads import new_download
+from ..services.downloads import cached_download
 from . import create as create_tab
 
 NOTHING_SELECTED = "Select a preset in the table to see what it sets and the prompt it compiles to."
@@ -120,8 +120,11 @@ def listing(services: StudioServices, library: PresetLibrary,
 
 
 def export_file(services: StudioServices, library: PresetLibrary, preset: Preset) -> str:
-    """The preset written to a file the browser can download."""
-    return str(library.export(preset.slug, new_download(services.settings, f"{preset.slug}.yaml")))
+    """The preset written to a file the browser can download, once per version of the preset
+    (its whole content is the key: a rename or edit is a new file)."""
+    key = f"{library.user_dir}\n{preset!r}"  # the dataclass repr holds every field
+    return str(cached_download(services.settings, key, f"{preset.slug}.yaml",
+                               lambda path: library.export(preset.slug, path)))
 
 
 def details(services: StudioServices, library: PresetLibrary, slug: str | None) -> list[Any]:
