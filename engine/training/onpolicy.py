@@ -3,21 +3,27 @@
 One round, from the adapter of the round before (or the config's ``start_adapter``, or none):
 
 1. candidates: K clips per prompt (seeds ``seed + 1000·round + 100·prompt + k``) generated with
-   the current adapter through the job runner, each a history entry (source "loop", batch
-   ``loop:<run>:round-NNN``) scored by the reward model (scores stored);
+   the current adapter (and tag encoder, when the round trains one) through the job runner, each
+   a history entry (source "loop", batch ``loop:<run>:round-NNN``) scored by the reward model
+   (scores stored);
 2. pairs: per prompt, the best candidate against the worst, the second against the second worst...
-   by the utility ``u = mean_d r_d − P(failure)`` (never minus P(intentional): an intentional
-   deformation is art), kept when the margin is at least ``min_margin``; written as a trl export;
-3. train: the DPO stage (`DPOTrainer`) on those pairs, starting from the parent adapter (its
-   frozen snapshot is the reference), under the job runner's GPU lock; with ``objective: rwr``
-   reward-weighted flow matching on every candidate instead (`engine.training.rwr`; no pairs);
+   by the studio's one utility (`engine.reward.utility`: the combined reward, mean r_d minus
+   FAILURE_PENALTY · P(failure), never minus P(intentional)), kept when the margin is at least
+   ``min_margin``; written as a trl export, with the reward model's per-segment failures of the
+   paired clips as failure marks (`engine.training.onpolicy_carry`);
+3. train: the DPO stage (`DPOTrainer`) on those pairs, failure-aware through the marks, starting
+   from the parent adapter and tag encoder (their frozen snapshot is the reference), under the job
+   runner's GPU lock; with ``objective: rwr`` reward-weighted flow matching on every candidate
+   instead (`engine.training.rwr`; no pairs, no marks);
 4. eval: held-out prompts (``heldout``; default the training prompts) at a fixed seed, with the
-   parent and with the new adapter: mean utility, reward and P(failure) before and after; with
-   ``eval_suite`` also the eval runner on that suite's prompts and seeds (systems ``parent`` and
-   ``adapter``), its PKS-adherence and pixel metrics compared pair by pair;
+   parent and with the new adapter and tag encoder: mean utility, reward and P(failure) before and
+   after; with ``eval_suite`` also the eval runner on that suite's prompts and seeds (systems
+   ``parent`` and ``adapter``, each with its tag encoder), its PKS-adherence and pixel metrics
+   compared pair by pair;
 5. queue: the ``queue_pairs`` candidate pairs the reward model is least sure of become rating
    pairs for the animators (``queue_admin`` names the admin account);
-6. report: ``rounds/round-NNN/report.json`` with the provenance (round, parent adapter, adapter).
+6. report: ``rounds/round-NNN/report.json`` with the provenance (round, parent adapter and tag
+   encoder, adapter and tag encoder); the next round starts from both.
 
 Every stage's result is written to ``state.json`` before the next starts, and each candidate as
 it finishes, so running the command again after an interruption continues the unfinished round;
@@ -36,6 +42,9 @@ from ..core.errors import InvalidRequest
 from ..core.settings import Settings
 from ..core.toolkit.config import Section, build, limits
 from ..core.toolkit.files import write_json
+from ..reward.utility import utility
+from .onpolicy_carry import (check_tag_encoder_keys, failure_marks, start_tag_encoder, trained_tag_encoder,
+                             trains_tag_encoder, write_marks)
 
 __all__ = ["LoopConfig", "add_parser", "load_loop_config", "run", "run_round", "utility"]
 
@@ -72,15 +81,12 @@ class LoopConfig(Section):
     queue_pairs: int = field(default=0, metadata=limits(min=0, max=1000))
     queue_admin: str | None = None
     start_adapter: str | None = None
+    start_tag_encoder: str | None = None  # round 1's tag encoder (needs training.tag_encoder.enabled)
+    # segments of a paired candidate with P(failure) at least this are failure marks; None: the reward model's warn_failure
+    failure_mark: float | None = field(default=None, metadata=limits(min=0.0, max=1.0))
     objective: Literal["dpo", "rwr"] = "dpo"  # pairs by reward margin, or every candidate weighed by reward
     eval_suite: str | None = None  # an eval suite file (or "builtin"): its prompts judge parent vs new adapter
     generation: LoopGeneration = field(default_factory=LoopGeneration)
-
-
-def utility(score: Any) -> float:
-    """Quality minus P(failure); P(intentional) never counts against a clip."""
-    dims = list(score.dimensions.values())
-    return (sum(dims) / len(dims) if dims else 0.0) - float(score.p_failure)
 
 
 def load_loop_config(path: Path | str, data_dir: Path | None = None) -> tuple[LoopConfig, dict[str, Any]]:
@@ -103,6 +109,9 @@ def load_loop_config(path: Path | str, data_dir: Path | None = None) -> tuple[Lo
     for key in ("model", "output_dir", "data"):
         if key in training:
             raise InvalidRequest(f"training.{key}", "is set by the loop (the round's pairs and folders)")
+    dpo = training.get("dpo")
+    if isinstance(dpo, dict) and dpo.get("deformations") is not None:
+        raise InvalidRequest("training.dpo.deformations", "is set by the loop (the reward model's failure marks)")
     cfg = build(LoopConfig, data)
     base = path.parent.resolve()
 
@@ -114,36 +123,42 @@ def load_loop_config(path: Path | str, data_dir: Path | None = None) -> tuple[Lo
     cfg = LoopConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
                         "output_dir": resolve(cfg.output_dir), "reward_model": resolve(cfg.reward_model),
                         "start_adapter": resolve(cfg.start_adapter),
+                        "start_tag_encoder": resolve(cfg.start_tag_encoder),
                         "eval_suite": cfg.eval_suite if cfg.eval_suite in (None, "builtin") else resolve(cfg.eval_suite),
                         "model": cfg.model if cfg.model in REGISTRY else resolve(cfg.model)})
     if not Path(cfg.reward_model).is_dir():
         raise InvalidRequest("reward_model", f"{cfg.reward_model} is not a folder")
     if cfg.queue_pairs and not cfg.queue_admin:
         raise InvalidRequest("queue_admin", "name the admin account that queues pairs for the animators")
-    _training_config(cfg, training, Path(cfg.output_dir) / "check", Path(cfg.output_dir) / "pairs.jsonl", None)
-    if cfg.eval_suite is not None:
-        _loop_suite(cfg, None, str(Path(cfg.output_dir) / "check"))  # a suite that cannot run stops here
+    check_tag_encoder_keys(cfg.model, cfg.start_tag_encoder, training)
+    _training_config(cfg, training, Path(cfg.output_dir) / "check", Path(cfg.output_dir) / "pairs.jsonl", None, None)
+    if cfg.eval_suite is not None:  # a suite that cannot run stops here
+        _loop_suite(cfg, (None, None), (str(Path(cfg.output_dir) / "check"), None))
     return cfg, training
 
 
-def _loop_suite(cfg: LoopConfig, parent: str | None, adapter: str) -> Any:
+Weights = tuple[str | None, str | None]  # (adapter, tag encoder) folders; None: none
+
+
+def _loop_suite(cfg: LoopConfig, parent: Weights, new: Weights) -> Any:
     """The eval suite of a round: the file's prompts and seeds, the loop's generation settings under
-    the suite's own, and two systems on the loop's model: the parent adapter (or none) and the new one."""
+    the suite's own, and two systems on the loop's model: the parent adapter and tag encoder (or
+    none) and the new ones."""
     from dataclasses import asdict
 
     from ..core.requests import AdapterRef
     from ..eval.suite import load_suite
     from ..eval.systems import System
 
-    systems = (System("parent", cfg.model, (AdapterRef(parent),) if parent else ()),
-               System("adapter", cfg.model, (AdapterRef(adapter),)))
+    systems = tuple(System(name, cfg.model, (AdapterRef(adapter),) if adapter else (), tag_encoder)
+                    for name, (adapter, tag_encoder) in (("parent", parent), ("adapter", new)))
     try:
         return load_suite(str(cfg.eval_suite), systems=systems, generation=asdict(cfg.generation))
     except InvalidRequest as exc:
         raise InvalidRequest("eval_suite", f"{exc.field}: {exc.reason}") from None
 
 
-def _suite_eval(cfg: LoopConfig, r: "_Round", runner: Any, adapter: str) -> dict[str, Any]:
+def _suite_eval(cfg: LoopConfig, r: "_Round", runner: Any, new: Weights) -> dict[str, Any]:
     """The eval runner on the round's suite (resumes like `eval run`), and parent vs adapter per metric."""
     import sys
 
@@ -152,7 +167,7 @@ def _suite_eval(cfg: LoopConfig, r: "_Round", runner: Any, adapter: str) -> dict
     from ..eval.runner import EvalRunner
     from ..eval.state import RunFolder
 
-    suite = _loop_suite(cfg, r.parent, adapter)
+    suite = _loop_suite(cfg, (r.parent, r.parent_te), new)
     folder = RunFolder(r.folder / f"eval-{Path(cfg.output_dir).name}-round-{r.index:03d}"[:64])
     summary = EvalRunner(runner, suite, folder, stream=sys.stderr).run()  # a line per clip, with the ETA
     r.log(f"round {r.index}: eval suite {suite.name}: {summary.total} clips, {summary.generated} generated, "
@@ -163,7 +178,8 @@ def _suite_eval(cfg: LoopConfig, r: "_Round", runner: Any, adapter: str) -> dict
             "pairs": compared["pairs"], "metrics": compared["metrics"]}
 
 
-def _training_config(cfg: LoopConfig, training: dict[str, Any], out: Path, pairs: Path, parent: str | None) -> Any:
+def _training_config(cfg: LoopConfig, training: dict[str, Any], out: Path, pairs: Path, parent: str | None,
+                     parent_te: str | None, marks: Path | None = None) -> Any:
     from .config import parse_config
 
     g = cfg.generation
@@ -177,11 +193,15 @@ def _training_config(cfg: LoopConfig, training: dict[str, Any], out: Path, pairs
         raw["data"]["manifest"] = str(pairs.parent / "clips.jsonl")
     else:
         raw.setdefault("dpo", {})
+        if marks is not None:  # the reward model's failure marks: frame weights of the DPO loss
+            raw["dpo"]["deformations"] = str(marks)
     raw.setdefault("curriculum", {"enabled": False})
     raw.setdefault("train", {}).setdefault("max_steps", 20)
     raw.setdefault("validation", {"every": 0})
     if parent is not None:
         raw.setdefault("adapter", {})["init_from"] = parent
+    if parent_te is not None:
+        raw["tag_encoder"]["init_from"] = parent_te  # present: only a round that trains one has a parent_te
     try:
         return parse_config(raw)
     except InvalidRequest as exc:
@@ -200,23 +220,28 @@ class _Round:
         self.folder.mkdir(parents=True, exist_ok=True)
         state_file = self.folder / "state.json"
         self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        self.parent_te: str | None
         if self.index == 1:
             self.parent = cfg.start_adapter
+            self.parent_te = start_tag_encoder(cfg.model, cfg.start_tag_encoder, training, settings)
         else:
             prev = json.loads((self.root / f"round-{self.index - 1:03d}" / "report.json").read_text())
-            self.parent = prev["adapter"]
+            # A round that no longer trains a tag encoder generates without one, as it trains.
+            self.parent, self.parent_te = prev["adapter"], prev.get("tag_encoder") if trains_tag_encoder(training) else None
         self.batch = f"loop:{Path(cfg.output_dir).name}:round-{self.index:03d}"
 
     def save(self) -> None:
         write_json(self.folder / "state.json", self.state, indent=2)
 
-    def request(self, prompt: LoopPrompt, seed: int, adapter: str | None) -> Any:
+    def request(self, prompt: LoopPrompt, seed: int, weights: Weights) -> Any:
         from ..core.requests import AdapterRef, GenerationRequest
 
         g = self.cfg.generation
+        adapter, tag_encoder = weights
         return GenerationRequest(narrative=prompt.narrative, model=self.cfg.model, tags=dict(prompt.tags), seed=seed,
                                  width=g.width, height=g.height, num_frames=g.num_frames, fps=g.fps, steps=g.steps,
-                                 guidance=g.guidance, adapters=(AdapterRef(adapter),) if adapter else ())
+                                 guidance=g.guidance, adapters=(AdapterRef(adapter),) if adapter else (),
+                                 tag_encoder=tag_encoder)
 
     def generate(self, runner: Any, scorer: Any, request: Any, source: str) -> dict[str, Any]:
         # A round stopped between a clip and its line in state.json finds that clip in the history.
@@ -252,14 +277,16 @@ def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
             have = cands.setdefault(str(p), [])
             for k in range(len(have), cfg.candidates):
                 seed = cfg.seed + 1000 * r.index + 100 * p + k
-                have.append(r.generate(runner, scorer, r.request(prompt, seed, r.parent), "loop"))
+                have.append(r.generate(runner, scorer, r.request(prompt, seed, (r.parent, r.parent_te)), "loop"))
                 r.save()
         log(f"round {r.index}: {sum(len(v) for v in cands.values())} candidates scored by {reward_model.key}")
-        pairs_file = r.folder / "pairs.jsonl"
+        pairs_file, marks_file = r.folder / "pairs.jsonl", r.folder / "marks.jsonl"
         if "pairs" not in r.state:
             r.state["pairs"] = _write_pairs(cfg, cands, pairs_file)
+            threshold = reward_model.config.warn_failure if cfg.failure_mark is None else cfg.failure_mark
+            r.state["marks"] = len(write_marks(failure_marks(r.state["pairs"], cands, threshold), marks_file))
             if cfg.objective == "rwr":
-                r.state["pairs"] = _write_scored(cfg, cands, r.folder)
+                r.state["pairs"], r.state["marks"] = _write_scored(cfg, cands, r.folder), 0
             r.save()
         if not r.state["pairs"]:
             raise InvalidRequest("min_margin", f"round {r.index}: no candidate pair differs by {cfg.min_margin} in "
@@ -268,35 +295,39 @@ def run_round(cfg: LoopConfig, training: dict[str, Any], settings: Settings,
             from .dpo import DPOTrainer
             from .rwr import RWRTrainer
 
-            config = _training_config(cfg, training, r.folder / "train", pairs_file, r.parent)
+            config = _training_config(cfg, training, r.folder / "train", pairs_file, r.parent, r.parent_te,
+                                      marks_file if r.state.get("marks") else None)
             trainer = RWRTrainer if cfg.objective == "rwr" else DPOTrainer
             runner.free_memory()  # the generator's pipeline makes room for the trainer's
             with GPU_LOCK:
                 result = trainer(config, settings, show_progress=False).run(resume="auto")
             assert result.adapter_dir is not None
+            tag_encoder = trained_tag_encoder(result.adapter_dir)
             write_json(result.adapter_dir.parent / "provenance.json",
-                       {"round": r.index, "parent_adapter": r.parent, "pairs": str(pairs_file)}, indent=2)
-            r.state["train"] = {"adapter": str(result.adapter_dir), "steps": result.steps,
+                       {"round": r.index, "parent_adapter": r.parent, "parent_tag_encoder": r.parent_te,
+                        "tag_encoder": tag_encoder, "pairs": str(pairs_file)}, indent=2)
+            r.state["train"] = {"adapter": str(result.adapter_dir), "tag_encoder": tag_encoder, "steps": result.steps,
                                 "first_loss": result.losses[0][1] if result.losses else None,
                                 "last_loss": result.losses[-1][1] if result.losses else None}
             r.save()
-        adapter = r.state["train"]["adapter"]
+        adapter, tag_encoder = r.state["train"]["adapter"], r.state["train"].get("tag_encoder")
         held = cfg.heldout or cfg.prompts
-        for name, which in (("before", r.parent), ("after", adapter)):
+        for name, which in (("before", (r.parent, r.parent_te)), ("after", (adapter, tag_encoder))):
             rows = r.state.setdefault(f"eval_{name}", [])
             for p in range(len(rows), len(held)):
                 rows.append(r.generate(runner, scorer, r.request(held[p], cfg.seed + 7 + p, which), "loop_eval"))
                 r.save()
         if cfg.eval_suite is not None and "suite_eval" not in r.state:
-            r.state["suite_eval"] = _suite_eval(cfg, r, runner, adapter)
+            r.state["suite_eval"] = _suite_eval(cfg, r, runner, (adapter, tag_encoder))
             r.save()
         if "queued" not in r.state:
             r.state["queued"] = _queue(cfg, studio, cands, settings)
             r.save()
     finally:
         studio.close()
-    report = {"round": r.index, "parent_adapter": r.parent, "adapter": adapter, "batch": r.batch,
-              "candidates": sum(len(v) for v in cands.values()), "pairs": len(r.state["pairs"]),
+    report = {"round": r.index, "parent_adapter": r.parent, "adapter": adapter, "parent_tag_encoder": r.parent_te,
+              "tag_encoder": tag_encoder, "batch": r.batch, "candidates": sum(len(v) for v in cands.values()),
+              "pairs": len(r.state["pairs"]), "failure_marks": r.state.get("marks", 0),
               "train": r.state["train"], "heldout": {n: _summary(r.state[f"eval_{n}"]) for n in ("before", "after")},
               "queued_pairs": r.state["queued"], **({"eval": r.state["suite_eval"]} if "suite_eval" in r.state else {}),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
