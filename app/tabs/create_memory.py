@@ -98,7 +98,8 @@ def build(form: FormValues) -> MemoryBox:
                                        allow_custom_value=True, info=TRANSFORMER_FILE_INFO, elem_id="transformer-file")
         transformer_note = gr.Markdown("", elem_classes=["muted"], elem_id="transformer-file-note")
         speed = gr.Dropdown(speed_choices(), value=form.speed, label="Speed", elem_id="speed",
-                            info="measured on the real-size Wan2.1-1.3B; see docs/speed.md")
+                            info="measured on a CPU with the real-size Wan2.1-1.3B and random weights; "
+                                 "see docs/speed.md")
         with gr.Row():
             cache = gr.Dropdown(list(CACHE_CHOICES), value=form.cache, label="Step cache", allow_custom_value=True,
                                 info=CACHE_INFO, elem_id="speed-cache", min_width=150)

@@ -34,10 +34,12 @@ CPU_BACKENDS: tuple[str, ...] = ("native", "_native_math", "flex")
 # counts are counted (tests/core/test_speed.py), not timed.
 PROFILE_NOTES: dict[str, str] = {
     "quality": "every step computed in full",
-    "balanced": "measured 1.5x faster denoising at 10 steps; 52 of 100 transformer passes at 50 steps; "
-                "frames about 41 dB PSNR from quality",
-    "fast": "measured 1.95x faster denoising at 10 steps; 36 of 100 passes at 50 steps; frames about "
-            "38 dB PSNR from quality, more drift",
+    # Measured by benchmarks/bench_speed.py on a CPU with random weights (docs/speed.md): the pass
+    # counts hold for any weights, the wall-time and PSNR figures are what that machine showed.
+    "balanced": "1.5x faster denoising at 10 steps (measured on a CPU, random weights); 52 of 100 "
+                "transformer passes at 50 steps; frames about 41 dB PSNR from quality",
+    "fast": "1.95x faster denoising at 10 steps (measured on a CPU, random weights); 36 of 100 passes "
+            "at 50 steps; frames about 38 dB PSNR from quality, more drift",
 }
 _APPLIED = "_animatrix_speed"  # attribute on each transformer: (cache key, compiled, backend) it carries now
 

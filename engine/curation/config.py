@@ -103,8 +103,8 @@ class MotionConfig(Section):
 
     method: str = field(default="dis", metadata=limits(choices=FLOW_METHODS))
     preset: str = field(default="medium", metadata=limits(choices=DIS_PRESETS))
-    # flow at <= 256 px: the score is a frame-wide mean in % of the diagonal, which 256 px measures as
-    # well as 512 px did (nearer the true motion on flat paint) at a quarter of the cost (docs/curation.md)
+    # flow at <= 256 px: the score is a frame-wide mean in % of the diagonal, which needs no fine detail;
+    # a quarter of the DIS work of 512 px (docs/curation.md, "Flow resolution")
     max_side: int = field(default=256, metadata=limits(min=32, max=4096))
     pixel_statistic: str = field(default="mean", metadata=limits(choices=PIXEL_STATISTICS))
     raft_weights: str | None = None  # a local .pth of torchvision's raft_large; None = torch hub cache

@@ -222,6 +222,8 @@ def test_the_profiles_save_the_work_their_notes_promise(studio_settings: Setting
     for speed in ("balanced", "fast"):
         _, count, _ = _run(engine, _req(speed=speed, steps=50))
         assert f"{count} of 100" in PROFILE_NOTES[speed], (speed, count)
+        # A wall-time figure from a CPU with random weights says so where creators read it.
+        assert "faster" in PROFILE_NOTES[speed] and "(measured on a CPU, random weights)" in PROFILE_NOTES[speed]
 
 
 def test_both_experts_of_a_two_expert_model_take_the_cache_and_lose_it() -> None:
