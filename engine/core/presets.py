@@ -45,7 +45,10 @@ SETTING_KEYS: tuple[str, ...] = ("model", "width", "height", "num_frames", "fps"
 FILE_KEYS: tuple[str, ...] = ("schema_version", "name", "description", "tags", "narrative", "negative_prompt", "settings")
 MAX_NAME_CHARS = 80
 MAX_DESCRIPTION_CHARS = 1000
-MAX_PRESET_BYTES = 256 * 1024
+# A preset is about 1 KiB and 60 values; these bounds leave room and keep a hostile file's parse
+# to milliseconds (engine/core/yamlsafe.py: PyYAML here costs about 25 µs a character).
+MAX_PRESET_BYTES = 32 * 1024
+MAX_PRESET_NODES = 2_000
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SUFFIX = ".yaml"
 _MAX_REASON_CHARS = 500
@@ -235,7 +238,8 @@ class PresetLibrary:
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 raise InvalidRequest("preset", "is not UTF-8 text") from None
-            preset = Preset.from_dict(load_yaml_text(text, "the file", "preset"), slug=slug, builtin=builtin)
+            preset = Preset.from_dict(load_yaml_text(text, "the file", "preset", max_chars=MAX_PRESET_BYTES,
+                                                     max_nodes=MAX_PRESET_NODES), slug=slug, builtin=builtin)
             return replace(preset, tags=self.taxonomy.validate_tags(preset.tags))
         except InvalidRequest as exc:
             # Capped: a message quoting a value from the file must not grow with the file.
