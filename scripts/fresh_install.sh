@@ -18,13 +18,17 @@ step() {  # step NAME COMMAND...: run, time, one line
   local name=$1; shift
   local t0=$SECONDS
   "$@" > "$VENV.log" 2>&1 || { echo "FAILED: $name"; tail -20 "$VENV.log"; exit 1; }
-  printf '| %s | %d s |\n' "$name" $((SECONDS - t0))
+  printf '| %s | %d s | %s |\n' "$name" $((SECONDS - t0)) "$(load)"
+}
+
+load() {  # the 1/5/15-minute load average: timings on shared cores mean little without it
+  cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime | sed 's/.*average[s]*: //'
 }
 
 python3 -m venv "$VENV"
 PY="$VENV/bin/python"
-echo "| step | time |"
-echo "|---|---|"
+echo "| step | time | load average after it (1/5/15 min) |"
+echo "|---|---|---|"
 if [ "${1:-}" = "--cpu-index" ]; then
   step "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" \
     "$PY" -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
@@ -50,7 +54,7 @@ until curl -fsS "http://127.0.0.1:$PORT/" > /dev/null 2>&1; do
   if ! kill -0 "$APP_PID" 2>/dev/null || [ $((SECONDS - t0)) -gt 180 ]; then echo "FAILED: python app.py"; tail -20 "$VENV.app.log"; exit 1; fi
   sleep 1
 done
-printf '| python app.py answers on http://127.0.0.1:%s | %d s |\n' "$PORT" $((SECONDS - t0))
+printf '| python app.py answers on http://127.0.0.1:%s | %d s | %s |\n' "$PORT" $((SECONDS - t0)) "$(load)"
 echo
 echo "venv: $(du -sh "$VENV" | cut -f1) · python $("$PY" -c 'import sys; print(sys.version.split()[0])') · torch $("$PY" -c 'import torch; print(torch.__version__)')"
 rm -rf "$DATA"
