@@ -41,9 +41,9 @@ def _filesystem(url: str) -> tuple[Any, str]:
         raise InvalidRequest("state", f"{url}: its storage driver is not installed ({exc}); e.g. pip install "
                                       "s3fs for s3://, gcsfs for gs://") from None
     except (ValueError, TypeError) as exc:
-        known = ", ".join(sorted(p for p in fsspec.available_protocols() if len(p) < 12)[:20])
+        known = ", ".join(sorted(fsspec.available_protocols()))  # every one: a cut list hides the one meant
         raise InvalidRequest("state", f"{url} is not a storage URL fsspec knows ({exc}); "
-                                      f"a folder, or one of {known}...") from None
+                                      f"a folder, or a URL starting with one of: {known}") from None
 
 
 class StateStore:
