@@ -44,6 +44,13 @@ class StudioApp:
         # The media folder (clip names carry a random part) and this studio's own downloads folder.
         kwargs.setdefault("allowed_paths", [str(settings.media_dir), str(downloads_dir(settings))])
         kwargs["app_kwargs"] = with_visitor_cookie(kwargs.get("app_kwargs"))
+        if self.services.access.scope == "owned":  # a hosted studio: uploads spend the host's disk
+            from starlette.middleware import Middleware
+
+            from .services.uploads import UploadGuard
+
+            middleware = kwargs["app_kwargs"].get("middleware") or []
+            kwargs["app_kwargs"]["middleware"] = [*middleware, Middleware(UploadGuard)]
         kwargs.setdefault("footer_links", ["api", "settings"])
         kwargs.setdefault("show_error", True)
         self.blocks.queue(default_concurrency_limit=4)
