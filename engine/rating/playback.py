@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import secrets
 import subprocess
 import time
@@ -169,11 +170,18 @@ class ServedCopies:
         todo = {gid: have.get(gid) or new_served_name() for gid in wanted
                 if gid not in have or not (self.media_dir / have[gid]).is_file()}
         written: list[Path] = []
+        # Rendered in a random order and then given one timestamp: otherwise the file written
+        # first (the pair's stored "a", which a file's Last-Modified shows) tells the sides apart.
+        order = list(todo.items())
+        random.SystemRandom().shuffle(order)
         try:
-            for gid, rel in todo.items():
+            for gid, rel in order:
                 target = self.media_dir / rel
                 self._render(pair.playback_of(gid), sources.get(gid), target)
                 written.append(target)
+            stamp = time.time()
+            for path in written:
+                os.utime(path, (stamp, stamp))
             if todo:
                 have, unused = self.repository.add_served_clips(record.id, {g: r for g, r in todo.items()
                                                                             if g not in have})
