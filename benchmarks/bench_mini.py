@@ -3,12 +3,16 @@
     python benchmarks/bench_mini.py adherence [--weights assets/mini] [--seeds 0,1,2,3] [--steps 20]
     python benchmarks/bench_mini.py curve RUN_DIR [--seeds 0,1] [--steps 20]
     python benchmarks/bench_mini.py sheet [--weights assets/mini] [--out docs/images/mini_sheet.png]
+    python benchmarks/bench_mini.py dilution [--weights assets/mini] [--seeds 0,1,2]
 
 adherence  camera.movement (static, pan, tilt, zoom_in, zoom_out) x style.timing (on ones, twos, threes)
            x seeds, tags through the model's tag encoder, a narrative naming only the character; each
            clip read by the eval runner's metrics. Prints the shares with 95 % Wilson intervals, the
            chance levels, both confusion matrices, CPU seconds per clip and the weights' size.
 curve      the same (fewer seeds) for every checkpoint a `world train-mini` run kept: accuracy vs steps.
+dilution   AniMatrix's instruction-dilution claim in miniature: the same camera and timing directives
+           given in the narrative only (short or long: the text channel), or in the narrative and the
+           tags (both channels), on the one shipped model; adherence per axis and condition.
 sheet      a contact sheet: one row per camera value (on twos), every other frame, 4x enlarged.
 Measured on a CPU; the mini model's weights are its own (trained here), not random.
 """
@@ -84,6 +88,21 @@ def curve(args: argparse.Namespace) -> None:
               f"{t0:.2f}-{t1:.2f} | {sum(window) / max(1, len(window)):.4f} |", flush=True)
 
 
+def dilution(args: argparse.Namespace) -> None:
+    import torch
+
+    from engine.world.evaluate import CONDITIONS, load_mini, measure
+
+    torch.set_num_threads(args.threads)
+    pipe, channel = load_mini(args.weights)
+    print("| directives in | camera followed | 95 % CI | timing followed | 95 % CI | clips |\n|---|---|---|---|---|---|")
+    for condition in CONDITIONS:
+        r = measure(pipe, channel, _seeds(args.seeds), steps=args.steps, guidance=args.guidance, condition=condition)
+        (c0, c1), (t0, t1) = r.interval("camera_ok"), r.interval("timing_ok")
+        print(f"| {condition} | {r.share('camera_ok'):.3f} | {c0:.2f}-{c1:.2f} | {r.share('timing_ok'):.3f} | "
+              f"{t0:.2f}-{t1:.2f} | {len(r.rows)} |", flush=True)
+
+
 def sheet(args: argparse.Namespace) -> None:
     import cv2
     import numpy as np
@@ -108,14 +127,14 @@ def sheet(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    for name, fn in (("adherence", adherence), ("curve", curve), ("sheet", sheet)):
+    for name, fn in (("adherence", adherence), ("curve", curve), ("sheet", sheet), ("dilution", dilution)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
         if name == "curve":
             s.add_argument("run")
         else:
             s.add_argument("--weights", default=str(ROOT / "assets" / "mini"))
-        s.add_argument("--seeds", default="0,1,2,3" if name == "adherence" else "0,1")
+        s.add_argument("--seeds", default={"adherence": "0,1,2,3", "dilution": "0,1,2"}.get(name, "0,1"))
         s.add_argument("--steps", type=int, default=20)
         s.add_argument("--guidance", type=float, default=4.0)
         s.add_argument("--threads", type=int, default=1)

@@ -96,26 +96,38 @@ def generate(pipe: Any, channel: Any, tags: dict[str, Any], narrative: str, seed
     return (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
 
 
+CONDITIONS = ("subject+tags", "short", "long", "short+tags", "long+tags")
+
+
 def measure(pipe: Any, channel: Any, seeds: Sequence[int], *, cameras: Sequence[str] = CAMERAS,
             timings: Sequence[str] = TIMINGS, steps: int = 20, guidance: float = 4.0,
-            tag_guidance: float | None = None) -> Adherence:
-    """Generate the grid and read every clip's camera and timing back."""
+            tag_guidance: float | None = None, condition: str = "subject+tags") -> Adherence:
+    """Generate the grid and read every clip's camera and timing back.
+
+    `condition` says where the camera and timing directives go: `subject+tags` (the narrative
+    names only the character; the tags carry them), `short` / `long` (the narrative states them,
+    no tags: the text channel alone), `short+tags` / `long+tags` (both channels)."""
     from ..eval.metrics.camera import adheres
     from ..eval.metrics.score import MetricConfig, rgb_to_gray, score_frames
     from .config import sample_truth
     from .mini_train import world_for_mini
-    from .narrative import subject
+    from .narrative import narratives, subject
 
+    if condition not in CONDITIONS:
+        raise InvalidRequest("condition", f"'{condition}' is not one of {', '.join(CONDITIONS)}")
     result, started = Adherence(), time.perf_counter()
     world = world_for_mini()
     for camera in cameras:
         for timing in timings:
             for seed in seeds:
-                tags = {"camera.movement": camera, "style.timing": timing}
-                narrative = subject(sample_truth(world, 900_000 + seed, camera=camera, timing=timing))
+                truth = sample_truth(world, 900_000 + seed, camera=camera, timing=timing)
+                short, long = narratives(truth)
+                narrative = {"subject": subject(truth), "short": short, "long": long}[condition.split("+")[0]]
+                tags = {"camera.movement": camera, "style.timing": timing} if condition.endswith("tags") else {}
                 frames = generate(pipe, channel, tags, narrative, seed, steps=steps, guidance=guidance,
                                   tag_guidance=tag_guidance)
-                score = score_frames(rgb_to_gray(frames, 192), 24.0, MetricConfig(), tags)
+                score = score_frames(rgb_to_gray(frames, 192), 24.0, MetricConfig(),
+                                     {"camera.movement": camera, "style.timing": timing})
                 result.rows.append({"camera": camera, "timing": timing, "seed": seed,
                                     "camera_read": score.camera.klass, "timing_read": score.timing,
                                     "camera_ok": bool(adheres(camera, score.camera)),
@@ -124,4 +136,4 @@ def measure(pipe: Any, channel: Any, seeds: Sequence[int], *, cameras: Sequence[
     return result
 
 
-__all__ = ["Adherence", "CAMERAS", "TIMINGS", "generate", "load_mini", "measure", "wilson"]
+__all__ = ["Adherence", "CAMERAS", "CONDITIONS", "TIMINGS", "generate", "load_mini", "measure", "wilson"]
