@@ -120,7 +120,53 @@ def _open_av(path: Path) -> Any:
         raise InvalidRequest("file", f"{path} could not be read as a video ({exc})") from None
 
 
+# Boxes that carry an mp4's tags. FFmpeg reads a tag whole when the file is opened, so a 60 MB
+# comment would be in memory before the 1 MiB bound is checked: these are measured first.
+_TAG_BOXES = (b"udta", b"meta", b"ilst")
+MAX_TAG_BOX_BYTES = 2 * MAX_READ_EMBEDDED_BYTES
+
+
+def _oversized_tag_box(path: Path) -> int | None:
+    """The size of the first tag box over MAX_TAG_BOX_BYTES (top level or inside moov), or None.
+    Reads box headers only; a file that is not an ISO media file is left to FFmpeg."""
+    def boxes(fh: Any, start: int, end: int) -> Any:
+        pos = start
+        while pos + 8 <= end:
+            fh.seek(pos)
+            head = fh.read(8)
+            if len(head) < 8:
+                return
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if size == 1:
+                large = fh.read(8)
+                size = int.from_bytes(large, "big") if len(large) == 8 else 0
+            elif size == 0:
+                size = end - pos
+            if size < 8:
+                return
+            yield kind, pos, size
+            pos += size
+
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, 2)
+            for kind, pos, size in boxes(fh, 0, end):
+                if kind in _TAG_BOXES and size > MAX_TAG_BOX_BYTES:
+                    return size
+                if kind == b"moov":
+                    for inner, _, inner_size in boxes(fh, pos + 8, min(pos + size, end)):
+                        if inner in _TAG_BOXES and inner_size > MAX_TAG_BOX_BYTES:
+                            return inner_size
+    except OSError:
+        return None
+    return None
+
+
 def _read_container_tag(path: Path) -> str | None:
+    big = _oversized_tag_box(path)
+    if big is not None:
+        raise InvalidRequest("file", f"{path} holds {big >> 10} KiB of tags; at most "
+                                     f"{MAX_TAG_BOX_BYTES >> 10} KiB are read")
     with _open_av(path) as container:
         return container.metadata.get(MP4_METADATA_TAG)
 
