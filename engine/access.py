@@ -149,13 +149,20 @@ class UsageGate:
         if limits.max_queued is not None and active + count > limits.max_queued:
             raise QuotaExceeded("queue", f"you have {active} job(s) queued or running; the limit is "
                                          f"{limits.max_queued} at a time: wait for one to finish or remove one")
-        if limits.pixel_frames_per_hour is None:
+        self.check_work(viewer, work(request.width or 0, request.height or 0, request.num_frames or 0,
+                                     request.steps) * count)
+
+    def check_work(self, viewer: Viewer, wanted: int) -> None:
+        """Raise QuotaExceeded if `wanted` more work this hour goes over the hourly budget (an edit
+        that makes a queued job bigger asks only for the difference)."""
+        limits = self.limits
+        if viewer.admin or limits.pixel_frames_per_hour is None or wanted <= 0:
             return
+        hour = timedelta(hours=1)
         pooled = viewer.owner.startswith(ANON_POOL)
         sizes = (self.repository.recent_sizes(since=hour, owner_prefix=ANON_POOL) if pooled
                  else self.repository.recent_sizes(since=hour, owner=viewer.owner))
         recent = sum(work(*size) for size in sizes)
-        wanted = work(request.width or 0, request.height or 0, request.num_frames or 0, request.steps) * count
         if recent + wanted > limits.pixel_frames_per_hour:
             left = max(limits.pixel_frames_per_hour - recent, 0)
             whose = "the visitors' shared" if pooled else "your"

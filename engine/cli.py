@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .world import cli as world_cli
 
     world_cli.add_parser(sub)
+    from .queue_cli import add_parser as add_queue_parser
+
+    add_queue_parser(sub)
     return p
 
 
@@ -406,7 +409,8 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
 # Subcommands whose handler (`run(args, settings)`) lives in its subsystem, imported only when it runs.
 _SUBSYSTEMS = {"curate": ".curation.cli", "rating": ".rating.cli", "train": ".training.cli",
                "loop": ".training.onpolicy", "reward": ".reward.cli", "eval": ".eval.cli",
-               "tags": ".catalog_cli", "presets": ".catalog_cli", "world": ".world.cli"}
+               "tags": ".catalog_cli", "presets": ".catalog_cli", "world": ".world.cli",
+               "queue": ".queue_cli"}
 
 
 def _subsystem(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,6 +29,7 @@ from .core.requests import GenerationRequest
 from .core.sources import confine_to_data_dir
 from .storage.clips import GenerationRecord, HistoryService
 from .storage.models import utc_now
+from .storage.repository.queue import QueueRepository
 from .studio import Studio
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class JobRunner:
         # `python -m engine worker` to finish the job instead of running it here.
         self.executes = executes
         self.history = studio.history
+        self.queue_store = QueueRepository(studio.db)  # the line's order and pause switch, shared by every process
         self.access = access or AccessPolicy()
         self._gate = UsageGate(self.history.repository, self.access.limits)
         self.orphan_grace_s = orphan_grace_s
@@ -109,7 +111,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._resume: list[int] = []
+        self._resume = False
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
@@ -151,7 +153,7 @@ class JobRunner:
     def run_queued(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                    extra_formats: Sequence[str] = ()) -> GenerationRecord:
         """`run` for a caller that owns the job: a job that ended elsewhere (removed) counts as cancelled."""
-        outcome = self.run(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats)
+        outcome = self.run(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats, in_order=False)
         if not outcome.ran and outcome.record.status != "done":
             raise GenerationCancelled(outcome.record.error or f"job #{job_id} was {outcome.record.status}")
         return outcome.record
@@ -159,9 +161,13 @@ class JobRunner:
     # -- running ----------------------------------------------------------------------------------
     def run(self, job_id: int, *, progress: ProgressCallback | None = None,
             on_wait: Callable[[], None] | None = None, cancel: CancelToken | None = None,
-            extra_formats: Sequence[str] = ()) -> JobOutcome:
+            extra_formats: Sequence[str] = (), in_order: bool = True) -> JobOutcome:
         """Run a queued job under the GPU lock and return its final record.
 
+        `in_order`: the queue's order and pause hold (engine/storage/repository/queue.py): while
+        other jobs stand ahead of this one they run first, here (whoever queued them; their
+        progress is not reported), and while the queue is paused nothing starts. `run_queued`
+        (a synchronous caller that queued the job a moment ago) runs it at once instead.
         Raises the engine's error after recording it (GenerationCancelled when cancelled).
         A job that is no longer queued is not run: its current record comes back (`ran=False`).
         """
@@ -170,32 +176,69 @@ class JobRunner:
             return JobOutcome(record, False)
         if not self.executes:
             return JobOutcome(self._wait_for_worker(job_id, on_wait, cancel, progress), False)
-        if not self._acquire(job_id, on_wait, cancel):
-            return JobOutcome(self.history.get(job_id), False)
-        try:
-            record = self.history.get(job_id)
-            if record.status != "queued":  # removed while waiting, or run by the background thread
-                return JobOutcome(record, False)
-            token = JobCancelToken(self.history, job_id, outer=cancel)
-            with self._state:
-                self._running = (job_id, token, threading.get_ident())
+        while True:
+            if not self._acquire(job_id, on_wait, cancel):
+                return JobOutcome(self.history.get(job_id), False)
             try:
-                record = self.studio.run_job(job_id, progress=progress, cancel=token, extra_formats=extra_formats)
-                return JobOutcome(record, True)
-            except InvalidRequest as exc:
-                # Removed, or started by another studio on the same database, between the check
-                # above and the start: not a failure of this job.
-                current = self.history.get(job_id)
-                if exc.field == "status" and current.status != "queued":
-                    return JobOutcome(current, False)
-                raise
+                record = self.history.get(job_id)
+                if record.status != "queued":  # removed while waiting, or run by the background thread
+                    return JobOutcome(record, False)
+                head = self.queue_store.next_runnable() if in_order else job_id
+                if head == job_id:
+                    return self._run_locked(job_id, progress, cancel, extra_formats)
+                if head is not None:
+                    self._run_ahead(head)
             finally:
-                with self._state:
-                    self._running = None
+                self._touch()
+                GPU_LOCK.release()
+                self._wake.set()
+            if head is None and not self._wait_while_paused(job_id, on_wait, cancel):
+                return JobOutcome(self.history.get(job_id), False)
+
+    def _run_locked(self, job_id: int, progress: ProgressCallback | None, cancel: CancelToken | None,
+                    extra_formats: Sequence[str]) -> JobOutcome:
+        token = JobCancelToken(self.history, job_id, outer=cancel)
+        with self._state:
+            self._running = (job_id, token, threading.get_ident())
+        try:
+            record = self.studio.run_job(job_id, progress=progress, cancel=token, extra_formats=extra_formats)
+            return JobOutcome(record, True)
+        except InvalidRequest as exc:
+            # Removed, or started by another studio on the same database, between the check
+            # above and the start: not a failure of this job.
+            current = self.history.get(job_id)
+            if exc.field == "status" and current.status != "queued":
+                return JobOutcome(current, False)
+            raise
         finally:
-            self._touch()
-            GPU_LOCK.release()
-            self._wake.set()
+            with self._state:
+                self._running = None
+
+    def _run_ahead(self, job_id: int) -> None:
+        """Run a job that stands ahead of the caller's; its outcome is recorded on its own row."""
+        try:
+            self._run_locked(job_id, None, None, ())
+        except GenerationCancelled:
+            pass
+        except EngineError as exc:
+            log.warning("queued job #%s failed: %s", job_id, exc)
+        except Exception:  # noqa: BLE001 - the caller's own job must still run (this one is recorded failed)
+            log.exception("queued job #%s failed", job_id)
+
+    def _wait_while_paused(self, job_id: int, on_wait: Callable[[], None] | None,
+                           cancel: CancelToken | None) -> bool:
+        """Wait, off the GPU lock, until the queue runs again; False once the job ended or its caller cancelled."""
+        if on_wait is not None:
+            on_wait()
+        while self.queue_store.state().paused:
+            if cancel is not None and cancel.cancelled:
+                if self.history.get(job_id).status == "queued":
+                    self.history.cancel(job_id, REMOVED_REASON)
+                return False
+            if self.history.get(job_id).status != "queued":
+                return False
+            time.sleep(min(self.poll_s, 0.5))
+        return True
 
     def _wait_for_worker(self, job_id: int, on_wait: Callable[[], None] | None, cancel: CancelToken | None,
                          progress: ProgressCallback | None = None) -> GenerationRecord:
@@ -313,7 +356,7 @@ class JobRunner:
         """Start the thread that resumes jobs left queued by a previous run, then runs orphans."""
         if self._thread is not None:
             return
-        self._resume = list(self.history.queue_positions()) if resume else []
+        self._resume = resume
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="animatrix-gpu-resume", daemon=True)
         self._thread.start()
@@ -335,16 +378,17 @@ class JobRunner:
             self._last_activity = time.monotonic()
 
     def _next_background_job(self) -> int | None:
-        while self._resume:
-            job_id = self._resume.pop(0)
-            if self.history.get(job_id).status == "queued":
-                return job_id
+        if self._resume:  # jobs a previous run left queued: in the queue's order, unless it is paused
+            head = self.queue_store.next_runnable()
+            if head is not None:
+                return head
+            self._resume = False
         with self._state:
             idle_for = time.monotonic() - self._last_activity
             busy = self._waiting > 0 or self._running is not None
         if busy or GPU_LOCK.locked() or idle_for < self.orphan_grace_s:
             return None
-        return next(iter(self.history.queue_positions()), None)
+        return self.queue_store.next_runnable()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

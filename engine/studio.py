@@ -76,7 +76,9 @@ class Studio:
         # Take the job before anything else: of several workers seeing it queued, only the one
         # whose queued -> running transition wins goes on (the others get InvalidRequest on
         # "status"), so a worker that cannot prepare it never fails a job another one runs.
-        self.history.start(job_id, self.worker)
+        started = self.history.start(job_id, self.worker)
+        if prepared is not None and started.request_json != prepared.request.to_json():
+            prepared = None  # edited in the queue since (by any process): check the edited request
         beating = threading.Event()
         latest: list[Progress] = []  # the last report, written to the row by the lease thread
 
@@ -89,7 +91,7 @@ class Studio:
                                 name=f"animatrix-lease-{job_id}")
         beat.start()
         try:
-            if prepared is None:  # queued by an earlier process: check it again, once
+            if prepared is None:  # queued by an earlier process, or edited: check it again, once
                 prepared = self.engine.prepare(self.history.get(job_id).request)
             result = self.engine.generate(prepared, progress=report, cancel=cancel)
         except GenerationCancelled as exc:

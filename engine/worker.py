@@ -2,7 +2,8 @@
 
 Start one per GPU, on any machine that sees the database (`--database-url` for PostgreSQL, or
 the data folder's SQLite file on one machine) and the data folder (clips are written there).
-Each worker takes the oldest queued job by its queued -> running transition, which only one
+Each worker takes the first job in line (engine/storage/repository/queue.py; none while the
+queue is paused) by its queued -> running transition, which only one
 worker wins (SQLite's single writer; on PostgreSQL the writers' advisory lock, see
 engine/storage/postgres.py); it prepares the job only after taking it, and runs it through the one job runner
 with a heartbeat, and goes on. Between jobs it returns to the queue any job whose worker has gone
@@ -46,7 +47,7 @@ def run_worker(settings: Settings, *, idle_exit_s: float | None = None, max_jobs
                                                              live_here=frozenset({studio.worker}))
             for back in requeued:
                 print(f"job #{back}: its worker is gone; back in the queue", file=out, flush=True)
-            job_id = next(iter(studio.history.queue_positions()), None)
+            job_id = runner.queue_store.next_runnable()  # None while the queue is paused
             if job_id is None:
                 if on_idle is not None:
                     on_idle()

@@ -112,9 +112,23 @@ class Generation(Base):
     progress_total: Mapped[int | None] = mapped_column(Integer)
     owner: Mapped[str | None] = mapped_column(String(128))  # "user:NAME", "anon:…", "cli"; NULL: shared
     batch: Mapped[str | None] = mapped_column(String(128))  # the run it belongs to ("eval:NAME")
+    # Where a queued job stands in line (migration 0010); NULL: its id, so a new job goes last.
+    queue_order: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"Generation(id={self.id!r}, status={self.status!r}, model={self.model!r})"
+
+
+class QueueState(Base):
+    """The queue's one switch (migration 0010): a paused queue starts no job, in any process."""
+
+    __tablename__ = "queue_state"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_by: Mapped[str | None] = mapped_column(String(128))
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # -- animator rating (migration 0002) ------------------------------------------------------------

@@ -3,6 +3,7 @@
 - `generations`: the generations table (job queue and clip history).
 - `rating`: animator rating (accounts, pairs, servings, judgements).
 - `reward`: reward-model scores of history clips.
+- `queue`: steering the job queue (order, pause, edits of queued jobs).
 
 Everything the former single module `engine.storage.repository` exported is re-exported here,
 so `from engine.storage.repository import HistoryRepository, GenerationRecord, HistoryPage`
@@ -14,6 +15,7 @@ from .generations import ACTIVE_STATUSES, MAX_ERROR_CHARS, MAX_PAGE_SIZE, Histor
 from .records import FINISHED_STATUSES, GenerationRecord, HistoryPage, JobProgress
 from .rating import (AssignmentRecord, CandidatePair, ComparisonRecord, GoldRecord, LabelInput, LabelRecord,
                      PasswordHash, PlaybackRecord, Rater, RatingRepository, ServeChoice, Verdict, VoteRecord)
+from .queue import MOVES, Move, QueueRepository, QueueStateRecord
 from .reward import RewardRepository, RewardScoreInput, RewardScoreRecord
 
 __all__ = [
@@ -22,4 +24,5 @@ __all__ = [
     "AssignmentRecord", "CandidatePair", "ComparisonRecord", "GoldRecord", "LabelInput", "LabelRecord",
     "PasswordHash", "PlaybackRecord", "Rater", "RatingRepository", "ServeChoice", "Verdict", "VoteRecord",
     "RewardRepository", "RewardScoreInput", "RewardScoreRecord",
+    "MOVES", "Move", "QueueRepository", "QueueStateRecord",
 ]

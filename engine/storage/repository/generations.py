@@ -25,7 +25,7 @@ from ...core.errors import InvalidRequest, NotFound
 from ...core.requests import GenerationRequest
 from .base import Repository
 from .records import GenerationRecord, HistoryPage, _tags_to_json, _to_record  # noqa: F401 - re-exported
-from .sql import tag_has
+from .sql import queue_key, tag_has
 from ..models import STATUSES, Comparison, Generation, utc_now
 
 ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
@@ -249,18 +249,18 @@ class HistoryRepository(Repository):
 
     # -- the queue ------------------------------------------------------------------------------
     def next_queued(self) -> GenerationRecord | None:
-        """The oldest queued job, without taking it (see `claim_next` for workers)."""
+        """The first job in line, without taking it (see `claim_next` for workers)."""
         with self._transaction(write=False) as s:
             row = s.scalars(select(Generation).where(Generation.status == "queued")
-                            .order_by(Generation.id).limit(1)).first()
+                            .order_by(queue_key(), Generation.id).limit(1)).first()
             return None if row is None else _to_record(row)
 
     def claim_next(self) -> GenerationRecord | None:
-        """Take the oldest queued job and mark it running, atomically across processes (and, on
+        """Take the first job in line and mark it running, atomically across processes (and, on
         PostgreSQL, across machines: the row is locked, rows other workers hold are skipped)."""
         with self._transaction(write=True) as s:
             row = s.scalars(select(Generation).where(Generation.status == "queued")
-                            .order_by(Generation.id).limit(1).with_for_update(skip_locked=True)).first()
+                            .order_by(queue_key(), Generation.id).limit(1).with_for_update(skip_locked=True)).first()
             if row is None:
                 return None
             row.status = "running"
@@ -309,7 +309,8 @@ class HistoryRepository(Repository):
     def queue_positions(self) -> dict[int, int]:
         """Queued job ids in the order they will run, each with its 1-based position."""
         with self._transaction(write=False) as s:
-            ids = s.scalars(select(Generation.id).where(Generation.status == "queued").order_by(Generation.id)).all()
+            ids = s.scalars(select(Generation.id).where(Generation.status == "queued")
+                            .order_by(queue_key(), Generation.id)).all()
             return {gid: pos for pos, gid in enumerate(ids, start=1)}
 
     # -- status transitions ---------------------------------------------------------------------

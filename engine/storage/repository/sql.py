@@ -3,14 +3,24 @@
 `tag_has(tags_json, field, value)`: the entry's tags (a JSON object of lists, stored as text)
 hold `value` under `field`. SQLite walks the list with `json_each`; PostgreSQL asks the JSONB
 containment operator.
+
+`queue_key()`: the order of the job queue (engine/storage/repository/queue.py), used by every query
+that picks or counts queued jobs.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, literal
+from sqlalchemy import Boolean, ColumnElement, func, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
+
+from ..models import Generation
+
+
+def queue_key() -> ColumnElement[Any]:
+    """Where a queued job stands in line, lower first: its `queue_order`, or its id if never moved."""
+    return func.coalesce(Generation.queue_order, Generation.id)
 
 
 class tag_has(FunctionElement[bool]):  # noqa: N801 - reads like the SQL function it stands for
