@@ -5,6 +5,9 @@ The rest of the pipeline (VAE, text encoder, scheduler, tokenizer) still comes f
 folder or hub repo. GGUF weights stay quantized in memory: diffusers' own GGUF support
 (`from_single_file` with `GGUFQuantizationConfig`) dequantizes each layer on the fly.
 
+Files in the original/ComfyUI layout (and ComfyUI's fp8 files, scaled or not) are renamed and
+unscaled by `file_layouts`, told by names only their layout has.
+
 Before anything loads, the file's tensor names and shapes are read (memory-mapped, no weights)
 and compared with the model's architecture from its config.json, so a file of another model or
 size is refused naming the first tensor that does not fit and both shapes.
@@ -17,6 +20,7 @@ from typing import Any
 
 from .errors import InvalidRequest
 from .families import ModelFamily
+from .file_layouts import fold_fp8_scales, shapes_in_diffusers_names, to_diffusers_names
 
 SUFFIXES = (".gguf", ".safetensors")
 FIELD = "transformer_file"
@@ -75,23 +79,6 @@ def _model_shapes(family: ModelFamily, config: dict[str, Any]) -> dict[str, tupl
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _to_diffusers_names(family: ModelFamily, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """Files in the original (non-diffusers) layout, renamed as diffusers' own converter does."""
-    import torch
-    from diffusers.loaders import single_file_utils as sfu
-
-    convert = {"wan": getattr(sfu, "convert_wan_transformer_to_diffusers", None),
-               "hunyuanvideo": getattr(sfu, "convert_hunyuan_video_transformer_to_diffusers", None)}.get(family.key)
-    if convert is None:
-        return shapes
-    meta = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
-    try:
-        converted = convert(meta)
-    except Exception:  # noqa: BLE001 - a layout the converter does not know: compared as it is
-        return shapes
-    return {k: tuple(v.shape) for k, v in converted.items()}
-
-
 def check_transformer_file(path: Path, family: ModelFamily, config: dict[str, Any] | None) -> None:
     """Refuse a file whose tensors do not fit the model's transformer, naming the first that does not."""
     shapes = tensor_shapes(path)
@@ -100,8 +87,8 @@ def check_transformer_file(path: Path, family: ModelFamily, config: dict[str, An
     if config is None:
         return  # the model's files are not here yet: diffusers checks when it loads
     want = _model_shapes(family, config)
-    if not set(shapes) & set(want):
-        shapes = _to_diffusers_names(family, shapes)
+    # Renamed by what the file is (its layout's own names), not by how many names it shares with the model.
+    shapes = shapes_in_diffusers_names(family, shapes)
     common = [k for k in want if k in shapes]
     if not common:
         raise InvalidRequest(FIELD, f"{path.name} does not hold a {family.name} transformer: none of its "
@@ -124,15 +111,34 @@ def load_transformer_file(path: Path, family: ModelFamily, folder: Path, dtype_n
     cls = getattr(diffusers, family.transformer_class)
     dtype = getattr(torch, dtype_name)
     kwargs: dict[str, Any] = {"config": str(folder / "transformer"), "torch_dtype": dtype}
-    source: Any = str(path)
     if path.suffix.lower() == ".gguf":
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
-        source = _mapped_gguf(path)
+        tensors = _mapped_gguf(path)
+    else:
+        tensors = _read_safetensors(path, dtype)
+    # Handed over under diffusers' exact names and only the model's own tensors, so `from_single_file`
+    # converts nothing a second time (its converter run on diffusers names would swap norm2 and norm3).
+    source = to_diffusers_names(family, tensors)
+    config = transformer_config_of(folder)
+    if config is not None:
+        want = _model_shapes(family, config)
+        source = {k: v for k, v in source.items() if k in want}
     try:
         return cls.from_single_file(source, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise InvalidRequest(FIELD, f"{path.name} could not be loaded ({type(exc).__name__}: "
                                     f"{str(exc)[:200]})") from None
+
+
+def _read_safetensors(path: Path, dtype: Any) -> dict[str, Any]:
+    """A .safetensors file's tensors; float8 ones (ComfyUI's fp8 files, scaled or not) as `dtype`."""
+    from safetensors.torch import load_file
+
+    try:
+        return fold_fp8_scales(load_file(str(path)), dtype)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise InvalidRequest(FIELD, f"{path.name} could not be read ({type(exc).__name__}: "
+                                    f"{str(exc)[:160]})") from None
 
 
 def _mapped_gguf(path: Path) -> dict[str, Any]:
