@@ -356,7 +356,7 @@ class JobRunner:
         """Start the thread that resumes jobs left queued by a previous run, then runs orphans."""
         if self._thread is not None:
             return
-        self._resume = resume
+        self._resume = resume and bool(self.history.queue_positions())  # left queued by a previous run
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="animatrix-gpu-resume", daemon=True)
         self._thread.start()

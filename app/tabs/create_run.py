@@ -171,5 +171,5 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
         event.then(queue_panel.refresher(services), outputs=tab.queue.outputs(), show_progress="hidden",
                    api_visibility="private")
     tab.cancel.click(cancel, inputs=tab.session_jobs, outputs=tab.status, api_name="cancel")
-    queue_panel.wire(tab.queue, services)
+    queue_panel.wire(tab.queue, services, inputs, validated)
     return ran
