@@ -81,10 +81,10 @@ class AdapterEntry:
 
         The family must match; the preview model's layers are tiny, so its adapters fit only it
         and no real checkpoint's adapter fits it. A LoRA made elsewhere records no base: the
-        engine checks its layer shapes when it loads.
+        engine checks its layer shapes when it loads, on any model (the built-in one too).
         """
         if self.base_family is None:
-            return "made for real checkpoints, not the preview model" if spec.is_preview else None
+            return None
         if self.base_family != spec.family.name:
             return (f"it was trained on a {self.base_family} model ('{self.base_model}'); "
                     f"{spec.id} is {spec.family.name}")

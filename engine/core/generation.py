@@ -160,7 +160,9 @@ class Engine:
         if request.adapters:
             from .adapters import check_adapters
 
-            check_adapters(request.adapters, spec)  # missing, mislabelled or misfit files refused before queueing
+            # Missing, mislabelled or misfit files (layer shapes too, where the model's config is here) refused
+            # before queueing.
+            check_adapters(request.adapters, spec, transformer_config(spec, self.settings))
         if resolved.tag_encoder is not None:
             from .tag_encoder import check_tag_encoder
 

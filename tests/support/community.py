@@ -109,3 +109,53 @@ def write_fp8(state: Mapping[str, torch.Tensor], path: Path, scaled: bool) -> Pa
         out["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
     save_file(out, str(path))
     return path
+
+
+def wan_lora_layers(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The Wan block linears community LoRAs train (what kohya's converter expects, every block)."""
+    out = []
+    for name in state:
+        if name.endswith(".weight") and name.startswith("blocks.") and state[name].ndim == 2:
+            layer = name[:-len(".weight")]
+            if any(p in layer for p in (".attn1.to_", ".attn2.to_", ".ffn.net.")):
+                out.append(layer)
+    return out
+
+
+def random_lora(state: Mapping[str, torch.Tensor], rank: int = 4, seed: int = 0,
+                scale: float = 0.5) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer (diffusers name) a down (A: rank x in) and up (B: out x rank) matrix."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for layer in wan_lora_layers(state):
+        fan_out, fan_in = state[layer + ".weight"].shape
+        out[layer] = (torch.randn(rank, fan_in, generator=g) * scale, torch.randn(fan_out, rank, generator=g) * scale)
+    return out
+
+
+def write_lora(lora: Mapping[str, tuple[torch.Tensor, torch.Tensor]], path: Path, layout: str,
+               alpha: float | None = None) -> Path:
+    """The same LoRA in one layout: "diffusers" (alpha/rank folded into B, as peft files carry it),
+    "comfyui" (`diffusion_model.` + original names, lora_A/lora_B + alpha), "musubi" (lora_down/lora_up)
+    or "kohya" (`lora_unet_` + underscores, lora_down/lora_up + alpha)."""
+    from safetensors.torch import save_file
+
+    out: dict[str, torch.Tensor] = {}
+    for layer, (a, b) in lora.items():
+        rank = a.shape[0]
+        al = float(alpha if alpha is not None else rank)
+        original = wan_original_name(layer + ".weight")[:-len(".weight")]
+        if layout == "diffusers":
+            out[f"transformer.{layer}.lora_A.weight"] = a.clone()
+            out[f"transformer.{layer}.lora_B.weight"] = b * (al / rank)
+            continue
+        if layout == "kohya":
+            stem, down, up = "lora_unet_" + original.replace(".", "_"), "lora_down", "lora_up"
+        else:
+            stem = "diffusion_model." + original
+            down, up = ("lora_A", "lora_B") if layout == "comfyui" else ("lora_down", "lora_up")
+        out[f"{stem}.{down}.weight"] = a.clone()
+        out[f"{stem}.{up}.weight"] = b.clone()
+        out[f"{stem}.alpha"] = torch.tensor(al)
+    save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+    return path

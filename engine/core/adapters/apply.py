@@ -3,7 +3,8 @@
 `apply_adapters` is the one entry point the studio calls: it checks every adapter against the
 base model before touching the pipeline (a refused adapter leaves the pipeline unchanged),
 loads HydraLoRA through our injector and plain LoRA through diffusers' ``load_lora_weights``
-(peft backend, so community LoRAs in diffusers, kohya or original-Wan layouts all load), and
+(peft backend; community LoRAs in diffusers, ComfyUI/musubi or kohya layouts are read and
+checked by layer shapes in `community.py`), and
 returns a handle. ``handle.remove()`` restores the pipeline; passing the handle back as
 ``previous`` reuses it when the adapters did not change (only strengths changing is cheap too).
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import InvalidRequest
 from ..requests import AdapterRef
+from .community import check_file_fits, check_fit, read_lora
 from .inject import HydraInjection, inject_hydralora, shape_mismatch
 from .io import AdapterConfig, AdapterFiles, inspect_adapter, load_hydralora_weights
 
@@ -72,41 +74,17 @@ def check_base(config: AdapterConfig, transformer: Any, base_model_id: str, wher
                      base_model_id)
 
 
-def _precheck_community_lora(files: AdapterFiles, transformer: Any, where: str) -> None:
-    """Shape check of a LoRA without our config, when its keys are in the diffusers layout.
-
-    Reads only the header (names and shapes), not the tensors.
-    """
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(files.weights), framework="pt") as fh:
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except Exception as exc:  # noqa: BLE001 - any parse failure
-        raise InvalidRequest("adapters.path", f"{where}: {files.weights} is not a readable safetensors file ({exc})") from None
-    expected: dict[str, tuple[int, int]] = {}
-    for key, a in shapes.items():
-        if key.startswith("transformer.") and key.endswith(".lora_A.weight"):
-            name = key[len("transformer."):-len(".lora_A.weight")]
-            b = shapes.get(f"transformer.{name}.lora_B.weight")
-            if b is not None and len(a) == 2 and len(b) == 2:
-                expected[name] = (int(a[1]), int(b[0]))
-    if not expected:
-        return  # another layout (kohya, original Wan): diffusers converts it; checked after loading
-    why = shape_mismatch(expected, transformer)
-    if why is not None:
-        raise InvalidRequest("adapters.path", f"{where} does not fit this model: {why}")
-
-
-def check_adapters(adapters: Sequence[AdapterRef], spec: "ModelSpec | None" = None) -> tuple[str, ...]:
+def check_adapters(adapters: Sequence[AdapterRef], spec: "ModelSpec | None" = None,
+                   config: dict[str, Any] | None = None) -> tuple[str, ...]:
     """Without a pipeline: every adapter path exists, is what its `kind` says and, when it records its
     base, was trained on `spec`'s family and model size; returns the kinds.
 
-    For refusing a request before it is queued; the layer-shape check needs the loaded model and
-    happens in `apply_adapters`.
+    For refusing a request before it is queued. With the transformer's `config` (its files are here),
+    a LoRA made elsewhere is also read in its layout and checked against the layer shapes; otherwise
+    that check happens in `apply_adapters`.
     """
     kinds = []
-    for ref in adapters:
+    for i, ref in enumerate(adapters):
         ref = ref if isinstance(ref, AdapterRef) else AdapterRef(**ref)
         files = inspect_adapter(ref.path, ref.kind)
         kinds.append(files.kind)
@@ -114,6 +92,8 @@ def check_adapters(adapters: Sequence[AdapterRef], spec: "ModelSpec | None" = No
             why = base_misfit(files.config.base if files.config is not None else None, spec)
             if why is not None:
                 raise InvalidRequest("adapters.path", f"{Path(ref.path).name} does not fit {spec.id}: {why}")
+            if files.config is None and config is not None:
+                check_file_fits(files.weights, spec.family, config, f"adapter {i + 1} ({ref.path})")
     return tuple(kinds)
 
 
@@ -121,11 +101,11 @@ def base_misfit(base: "BaseInfo | None", spec: "ModelSpec") -> str | None:
     """Why an adapter trained on `base` cannot go on `spec` (None: it can, as far as its files tell).
 
     The family must match; the preview model's layers are tiny, so its adapters fit only it and no
-    real checkpoint's adapter fits it. A LoRA made elsewhere records no base: its layer shapes are
-    checked when it loads.
+    real checkpoint's adapter fits it. A LoRA made elsewhere records no base: it is judged by its
+    layer shapes when it loads, on any model (the built-in one too).
     """
     if base is None or not base.family:
-        return "made for real checkpoints, not the preview model" if spec.is_preview else None
+        return None
     if base.family != spec.family.name:
         return f"it was trained on a {base.family} model ('{base.model_id}'); {spec.id} is {spec.family.name}"
     if (base.model_id == "preview") != spec.is_preview:
@@ -246,23 +226,25 @@ def apply_adapters(
         raise InvalidRequest("adapters", f"{type(pipe).__name__} has no transformer to apply adapters to")
 
     # 1. Check everything first, so a refusal leaves the pipeline untouched.
-    planned: list[tuple[AdapterRef, AdapterFiles]] = []
+    planned: list[tuple[AdapterRef, AdapterFiles, dict[str, Any] | None]] = []
     for i, ref in enumerate(adapters):
         files = inspect_adapter(ref.path, ref.kind)
         where = f"adapter {i + 1} ({ref.path})"
         if files.kind == "hydralora" and fuse:
             raise InvalidRequest("adapters.fuse", f"{where}: {HYDRA_MERGE_REFUSAL}")
+        tensors: dict[str, Any] | None = None
         if files.config is not None:
             check_base(files.config, transformer, base_model_id, where)
-        else:
-            _precheck_community_lora(files, transformer, where)
-        planned.append((ref, files))
+        else:  # made elsewhere: read in its own layout and judged by the model's layer shapes
+            tensors = read_lora(type(pipe), files.weights, where)
+            check_fit(tensors, transformer, where)
+        planned.append((ref, files, tensors))
 
     if previous is not None:
         previous.remove()
     handle = AdapterHandle(pipe=pipe, base_model_id=base_model_id, fused=False)
     try:
-        for i, (ref, files) in enumerate(planned):
+        for i, (ref, files, tensors) in enumerate(planned):
             where = f"adapter {i + 1} ({ref.path})"
             item = _Applied(ref=ref, kind=files.kind, weights=files.weights, signature=_signature(files.weights))
             if files.kind == "hydralora":
@@ -279,7 +261,7 @@ def apply_adapters(
                 item.hydra = injection
             else:
                 item.lora_name = f"animatrix_{next(_names)}"
-                _load_lora(pipe, files, item.lora_name, where)
+                _load_lora(pipe, files, item.lora_name, where, tensors)
             handle.applied.append(item)
         handle._set_lora_weights()
         if fuse and any(a.lora_name for a in handle.applied):
@@ -292,12 +274,15 @@ def apply_adapters(
     return handle
 
 
-def _load_lora(pipe: Any, files: AdapterFiles, name: str, where: str) -> None:
+def _load_lora(pipe: Any, files: AdapterFiles, name: str, where: str, tensors: dict[str, Any] | None) -> None:
     if not hasattr(pipe, "load_lora_weights"):
         raise InvalidRequest("adapters.kind", f"{type(pipe).__name__} cannot load LoRA files")
     before = set(pipe.get_list_adapters().get("transformer", [])) if hasattr(pipe, "get_list_adapters") else set()
     try:
-        pipe.load_lora_weights(str(files.weights.parent), weight_name=files.weights.name, adapter_name=name)
+        if tensors is not None:  # already read and checked under diffusers' names
+            pipe.load_lora_weights(dict(tensors), adapter_name=name)
+        else:
+            pipe.load_lora_weights(str(files.weights.parent), weight_name=files.weights.name, adapter_name=name)
     except (ValueError, RuntimeError, KeyError, OSError) as exc:
         _delete_quietly(pipe, name)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
