@@ -10,6 +10,10 @@ the queue survives restarts. Every kind of GPU work goes through here:
   queued, and later it picks up *orphans* -- queued jobs whose browser went away before their
   event ran (a job still queued after `orphan_grace_s` of idle GPU has nobody waiting for it).
 
+Jobs start in the queue's order and not while it is paused, both read from the database
+(engine/storage/repository/queue.py, steered through engine/steering.py), so a move or a pause made
+by any process holds here: a browser's run first runs the jobs that stand ahead of its own.
+
 Cancel sets the running job's token; the token also polls the row (a cancel recorded by another
 process stops the job too) and the caller's own token. A queued job is removed by marking it
 cancelled; its event then finds it ended and returns without running.

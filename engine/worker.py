@@ -40,6 +40,7 @@ def run_worker(settings: Settings, *, idle_exit_s: float | None = None, max_jobs
     runner = JobRunner(studio, orphan_grace_s=0.0)
     ran = 0
     idle_since = time.monotonic()
+    paused_seen = False
     print(f"worker {studio.worker} on {settings.device}: waiting for jobs", file=out, flush=True)
     try:
         while max_jobs is None or ran < max_jobs:
@@ -48,7 +49,14 @@ def run_worker(settings: Settings, *, idle_exit_s: float | None = None, max_jobs
             for back in requeued:
                 print(f"job #{back}: its worker is gone; back in the queue", file=out, flush=True)
             job_id = runner.queue_store.next_runnable()  # None while the queue is paused
+            paused = job_id is None and runner.queue_store.state().paused
+            if paused != paused_seen:
+                paused_seen = paused
+                print("the queue is paused: no job starts until it is resumed" if paused else
+                      "the queue is resumed", file=out, flush=True)
             if job_id is None:
+                if paused and studio.history.queue_positions():
+                    idle_since = time.monotonic()  # jobs wait for a resume: the queue is not empty
                 if on_idle is not None:
                     on_idle()
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:

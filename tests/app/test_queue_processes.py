@@ -89,6 +89,7 @@ def _steer_across_processes(settings: Settings, tmp_path: Path) -> None:
         assert len(videos) == 6 and {history.video_path(r) for r in records} == set(videos)  # each once
         text = log.read_text()
         assert all(text.count(f"job #{i}: done") == 1 for i in ids), text
+        assert text.count("the queue is paused") == 2 and text.count("the queue is resumed") == 2, text
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()
