@@ -21,6 +21,7 @@ from typing import Iterator, Protocol
 
 from .errors import EngineError, InvalidRequest
 from .families import FAMILIES
+from .lora_metadata import LoraInfo, lora_info
 from .preview import TEXT_DIM
 from .registry import ModelSpec, resolve_model
 from .settings import Settings
@@ -69,12 +70,16 @@ class AdapterEntry:
     kind: str  # "hydralora" | "lora"
     base_model: str | None  # the model id it was trained on; None for a LoRA made elsewhere
     base_family: str | None
+    info: LoraInfo | None = None  # what a LoRA made elsewhere says in its header (triggers, rank, base)
 
     def label(self, model: str | None = None) -> str:
-        """"name · HydraLoRA", plus its base when that is not `model` (the one it is listed for)."""
+        """"name · HydraLoRA", plus its base when that is not `model` (the one it is listed for), plus
+        what a LoRA made elsewhere says of itself (rank, trigger words, the model it was made for)."""
+        said = self.info.summary() if self.info is not None else ""
         base = "" if self.base_model == model else (
-            f" · trained on {self.base_model}" if self.base_model else " · base model not recorded")
-        return f"{self.name} · {KIND_LABELS.get(self.kind, self.kind)}{base}"
+            f" · trained on {self.base_model}" if self.base_model else ("" if "made for" in said
+                                                                      else " · base model not recorded"))
+        return f"{self.name} · {KIND_LABELS.get(self.kind, self.kind)}{base}{said}"
 
     def misfit(self, spec: ModelSpec) -> str | None:
         """Why this adapter cannot go on `spec` (None: it can, as far as the files tell).
@@ -109,7 +114,8 @@ class AdapterCatalog:
         self.problems: tuple[tuple[str, str], ...] = ()  # (path, why) of candidates the last scan skipped
 
     def roots(self) -> tuple[Path, Path]:
-        """Where adapters are looked for: `Settings.adapters_dir` (copy files here) and `Settings.training_dir`."""
+        """Where adapters are looked for: `Settings.adapters_dir` (copy files here) and `Settings.training_dir`
+        (and `Settings.loras_dir`, where community LoRAs are dropped as in ComfyUI)."""
         return self.settings.adapters_dir, self.settings.training_dir
 
     # -- finding candidates (no torch) ---------------------------------------------------------------
@@ -157,7 +163,9 @@ class AdapterCatalog:
     def candidates(self) -> list[Path]:
         models, training = self.roots()
         seen: dict[str, Path] = {}
-        for path in [*self._walk(models, loose=True), *self._walk(training, loose=False), *self._from_history()]:
+        loras = self.settings.loras_dir
+        for path in [*self._walk(models, loose=True), *self._walk(loras, loose=True), *self._walk(training, loose=False),
+                     *self._from_history()]:
             seen.setdefault(os.path.realpath(path), path)
             if len(seen) >= _MAX_CANDIDATES:
                 log.warning("more than %d adapter candidates; listing the first ones", _MAX_CANDIDATES)
@@ -167,7 +175,7 @@ class AdapterCatalog:
     # -- reading them -------------------------------------------------------------------------------
     def _name(self, path: Path) -> str:
         models, training = self.roots()
-        for root in (models, training):
+        for root in (models, self.settings.loras_dir, training):
             try:
                 rel = path.relative_to(root)
                 break
@@ -205,8 +213,14 @@ class AdapterCatalog:
             return cached[1]
         files = inspect_adapter(p)
         base = files.config.base if files.config is not None else None
+        info = None
+        if files.config is None:
+            try:
+                info = lora_info(files.weights)
+            except (OSError, ValueError) as exc:  # listed all the same; the header only adds a note
+                log.warning("could not read the header of %s: %s", files.weights, exc)
         entry = AdapterEntry(str(p), self._name(p), files.kind, base.model_id if base else None,
-                             base.family if base else None)
+                             base.family if base else None, info)
         with self._lock:
             self._cache[key] = (stamp, entry)
         return entry

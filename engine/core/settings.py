@@ -78,6 +78,11 @@ class Settings:
         return self.models_dir / "adapters"
 
     @property
+    def loras_dir(self) -> Path:
+        """LoRAs downloaded from community sites, dropped in as in ComfyUI's `models/loras`; Create lists them."""
+        return self.models_dir / "loras"
+
+    @property
     def tag_encoders_dir(self) -> Path:
         """Tag encoders (dual-channel conditioning) copied onto this machine."""
         return self.models_dir / "tag_encoders"

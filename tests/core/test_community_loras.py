@@ -130,3 +130,29 @@ def test_a_community_lora_in_the_adapters_folder_is_offered_for_the_built_in_mod
     entries = AdapterCatalog(settings).for_model("preview")
     assert [e.kind for e in entries] == ["lora"] and "ink-wash" in entries[0].name
     assert entries[0].misfit(REGISTRY["preview"]) is None  # judged by its layer shapes when it loads
+
+
+def test_the_loras_folder_is_listed_with_what_each_header_says(settings: Settings, lora, tmp_path: Path) -> None:
+    from engine.core.catalog import AdapterCatalog
+    from engine.core.lora_metadata import LoraInfo, lora_info
+
+    folder = settings.loras_dir
+    (folder / "ink-wash").mkdir(parents=True)  # a downloaded LoRA's own folder: listed by the folder's name
+    write_lora(lora, folder / "sakuga-smears.safetensors", "kohya", alpha=ALPHA, metadata={
+        "ss_network_dim": "4", "ss_network_alpha": "2.0", "ss_base_model_version": "wan21_t2v_14b",
+        "ss_tag_frequency": json.dumps({"10_smears": {"smear frame": 40, "impact frame": 12, "1girl": 3}})})
+    write_lora(lora, folder / "ink-wash" / "ink_wash_v1.safetensors", "comfyui", alpha=ALPHA, metadata={
+        "modelspec.trigger_phrase": "ink wash, sumi-e", "modelspec.architecture": "wan2.1-t2v-1.3b/lora"})
+    write_lora(lora, folder / "plain.safetensors", "diffusers")  # no metadata at all: rank from its shapes
+    entries = {e.name: e for e in AdapterCatalog(settings).for_model("preview")}
+    assert sorted(entries) == ["ink-wash", "plain", "sakuga-smears"]
+    assert entries["sakuga-smears"].info == LoraInfo(("smear frame", "impact frame", "1girl"), "wan21_t2v_14b", 4, 2.0)
+    assert entries["sakuga-smears"].label("preview") == ("sakuga-smears · LoRA · rank 4, alpha 2 · triggers: smear frame, "
+                                                         "impact frame, 1girl · made for wan21_t2v_14b")
+    assert entries["ink-wash"].info is not None
+    assert entries["ink-wash"].info.trigger_words == ("ink wash", "sumi-e")
+    assert entries["plain"].label("preview") == "plain · LoRA · base model not recorded · rank 4"
+    broken = tmp_path / "cut.safetensors"
+    broken.write_bytes((folder / "plain.safetensors").read_bytes()[:20])
+    with pytest.raises(ValueError, match="cut short"):
+        lora_info(broken)

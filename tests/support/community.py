@@ -134,7 +134,7 @@ def random_lora(state: Mapping[str, torch.Tensor], rank: int = 4, seed: int = 0,
 
 
 def write_lora(lora: Mapping[str, tuple[torch.Tensor, torch.Tensor]], path: Path, layout: str,
-               alpha: float | None = None) -> Path:
+               alpha: float | None = None, metadata: Mapping[str, str] | None = None) -> Path:
     """The same LoRA in one layout: "diffusers" (alpha/rank folded into B, as peft files carry it),
     "comfyui" (`diffusion_model.` + original names, lora_A/lora_B + alpha), "musubi" (lora_down/lora_up)
     or "kohya" (`lora_unet_` + underscores, lora_down/lora_up + alpha)."""
@@ -157,5 +157,5 @@ def write_lora(lora: Mapping[str, tuple[torch.Tensor, torch.Tensor]], path: Path
         out[f"{stem}.{down}.weight"] = a.clone()
         out[f"{stem}.{up}.weight"] = b.clone()
         out[f"{stem}.alpha"] = torch.tensor(al)
-    save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+    save_file({k: v.contiguous() for k, v in out.items()}, str(path), metadata=dict(metadata or {}))
     return path
