@@ -26,6 +26,7 @@ from . import best_of_n as best_of_n_box
 from . import queue as queue_panel
 
 log = logging.getLogger(__name__)
+MAX_GPU_SECONDS = 300  # what one ZeroGPU call asks for at most (a single job's own cap), however long the line
 
 
 class RunControls(Protocol):
@@ -117,7 +118,11 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
 
     def duration(job_id: float | None, *_: Any, **__: Any) -> int:
         try:
-            return estimate_seconds(history.get(int(job_id or 0)))
+            # The run starts with the jobs that stand ahead of this one in the queue (engine/runner.py).
+            mine = int(job_id or 0)
+            positions = history.queue_positions()
+            ahead = [j for j, p in positions.items() if p <= positions.get(mine, 0)] or [mine]
+            return min(sum(estimate_seconds(history.get(j)) for j in ahead), MAX_GPU_SECONDS)
         except (EngineError, ValueError):
             return 120
 

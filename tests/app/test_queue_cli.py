@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
+from engine.runner import JobRunner
 from engine.studio import Studio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,5 +55,9 @@ def test_the_queue_commands_steer_the_shared_database(studio_settings: Settings)
         assert [j["id"] for j in listing["jobs"]][:3] == [ids[2], ids[0], ids[1]] and len(listing["jobs"]) == 4
         assert _cli(studio_settings, "resume").returncode == 0
         assert "the queue is running" in _cli(studio_settings, "list").stdout
+        # This process queued the job and still holds it as first checked; the edit made by the
+        # other process is what runs.
+        ran = JobRunner(studio).run_queued(ids[0])
+        assert (ran.status, ran.request.steps, ran.narrative) == ("done", 3, "shot zero, slower")
     finally:
         studio.close()
