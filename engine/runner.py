@@ -189,8 +189,11 @@ class JobRunner:
                     return JobOutcome(record, False)
                 head = self.queue_store.next_runnable() if in_order else job_id
                 if head == job_id:
-                    return self._run_locked(job_id, progress, cancel, extra_formats)
-                if head is not None:
+                    outcome = self._run_locked(job_id, progress, cancel, extra_formats, in_line=in_order)
+                    if outcome.ran or outcome.record.status != "queued":
+                        return outcome
+                    head = None  # paused just before it started: wait for the resume like any paused run
+                elif head is not None:
                     self._run_ahead(head)
             finally:
                 self._touch()
@@ -200,18 +203,19 @@ class JobRunner:
                 return JobOutcome(self.history.get(job_id), False)
 
     def _run_locked(self, job_id: int, progress: ProgressCallback | None, cancel: CancelToken | None,
-                    extra_formats: Sequence[str]) -> JobOutcome:
+                    extra_formats: Sequence[str], *, in_line: bool = True) -> JobOutcome:
         token = JobCancelToken(self.history, job_id, outer=cancel)
         with self._state:
             self._running = (job_id, token, threading.get_ident())
         try:
-            record = self.studio.run_job(job_id, progress=progress, cancel=token, extra_formats=extra_formats)
+            record = self.studio.run_job(job_id, progress=progress, cancel=token, extra_formats=extra_formats,
+                                         in_line=in_line)
             return JobOutcome(record, True)
         except InvalidRequest as exc:
-            # Removed, or started by another studio on the same database, between the check
-            # above and the start: not a failure of this job.
+            # Removed, or started by another studio on the same database, or the queue paused,
+            # between the check above and the start: not a failure of this job.
             current = self.history.get(job_id)
-            if exc.field == "status" and current.status != "queued":
+            if (exc.field == "status" and current.status != "queued") or exc.field == "queue":
                 return JobOutcome(current, False)
             raise
         finally:

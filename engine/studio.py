@@ -69,14 +69,15 @@ class Studio:
             return self._queued.get(job_id)
 
     def run_job(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                extra_formats: Sequence[str] = ()) -> GenerationRecord:
-        """Run a queued job to its end state; re-raises the error after recording it."""
+                extra_formats: Sequence[str] = (), in_line: bool = False) -> GenerationRecord:
+        """Run a queued job to its end state; re-raises the error after recording it. `in_line`: a job
+        taken from the queue, which does not start while the queue is paused (InvalidRequest on "queue")."""
         with self._queued_lock:
             prepared = self._queued.pop(job_id, None)
         # Take the job before anything else: of several workers seeing it queued, only the one
         # whose queued -> running transition wins goes on (the others get InvalidRequest on
         # "status"), so a worker that cannot prepare it never fails a job another one runs.
-        started = self.history.start(job_id, self.worker)
+        started = self.history.start(job_id, self.worker, unless_paused=in_line)
         if prepared is not None and started.request_json != prepared.request.to_json():
             prepared = None  # edited in the queue since (by any process): check the edited request
         beating = threading.Event()

@@ -139,9 +139,10 @@ class HistoryService:
         """For the GPU worker: take the oldest queued job (marks it running)."""
         return self.repository.claim_next()
 
-    def start(self, generation_id: int, worker: str | None = None) -> GenerationRecord:
-        """Mark a job running; with a worker id it holds a lease the worker renews with `heartbeat`."""
-        return self.repository.mark_running(generation_id, worker)
+    def start(self, generation_id: int, worker: str | None = None, *, unless_paused: bool = False) -> GenerationRecord:
+        """Mark a job running; with a worker id it holds a lease the worker renews with `heartbeat`.
+        `unless_paused`: refused (InvalidRequest on "queue") while the queue is paused."""
+        return self.repository.mark_running(generation_id, worker, unless_paused=unless_paused)
 
     def heartbeat(self, generation_id: int, worker: str) -> bool:
         return self.repository.heartbeat(generation_id, worker)

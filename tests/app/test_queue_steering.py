@@ -174,3 +174,18 @@ def test_a_paused_queue_holds_a_waiting_run_until_it_is_resumed(studio: Studio) 
     # the job moved ahead ran first, in the same call, then the caller's own
     a, b = studio.history.get(second), studio.history.get(first)
     assert (a.status, b.status) == ("done", "done") and a.started_at < b.started_at  # type: ignore[operator]
+
+
+def test_a_pause_that_lands_just_before_a_start_still_holds(studio: Studio) -> None:
+    # A worker looked at the queue (not paused), then someone paused it, then the worker starts:
+    # the start itself reads the switch, in the same transaction, and the job stays queued.
+    steer = _steering(studio, "shared")
+    job = steer.runner.submit(_request("races a pause"))
+    assert steer.runner.queue_store.next_runnable() == job
+    steer.pause()
+    with pytest.raises(InvalidRequest, match="the queue is paused") as exc:
+        studio.run_job(job, in_line=True)
+    assert exc.value.field == "queue"
+    record = studio.history.get(job)
+    assert (record.status, record.started_at, record.error) == ("queued", None, None)
+    assert studio.run_job(job).status == "done"  # a synchronous caller's own job (the CLI) is not held

@@ -26,7 +26,7 @@ from ...core.requests import GenerationRequest
 from .base import Repository
 from .records import GenerationRecord, HistoryPage, _tags_to_json, _to_record  # noqa: F401 - re-exported
 from .sql import queue_key, tag_has
-from ..models import STATUSES, Comparison, Generation, utc_now
+from ..models import STATUSES, Comparison, Generation, QueueState, utc_now
 
 ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
 MAX_PAGE_SIZE = 500
@@ -118,9 +118,11 @@ class HistoryRepository(Repository):
         return row
 
     def _transition(
-        self, generation_id: int, allowed: tuple[str, ...], action: str, *, already: tuple[str, ...] = (), **values: Any
+        self, generation_id: int, allowed: tuple[str, ...], action: str, *, already: tuple[str, ...] = (),
+        unless_paused: bool = False, **values: Any
     ) -> GenerationRecord:
-        """Apply `values` if the row's status is in `allowed`; a status in `already` is left as is."""
+        """Apply `values` if the row's status is in `allowed`; a status in `already` is left as is.
+        `unless_paused`: refuse (field "queue") while the queue is paused, in the same transaction."""
         with self._transaction(write=True) as s:
             row = self._row(s, generation_id)
             if row.status in already:
@@ -130,6 +132,9 @@ class HistoryRepository(Repository):
                     "status",
                     f"history entry {generation_id} is {row.status}; only a {' or '.join(allowed)} entry can be {action}",
                 )
+            state = s.get(QueueState, 1) if unless_paused else None
+            if state is not None and state.paused:
+                raise InvalidRequest("queue", f"the queue is paused; job #{generation_id} waits for it to resume")
             for name, value in values.items():
                 setattr(row, name, value)
             s.flush()
@@ -314,10 +319,14 @@ class HistoryRepository(Repository):
             return {gid: pos for pos, gid in enumerate(ids, start=1)}
 
     # -- status transitions ---------------------------------------------------------------------
-    def mark_running(self, generation_id: int, worker: str | None = None) -> GenerationRecord:
+    def mark_running(self, generation_id: int, worker: str | None = None, *,
+                     unless_paused: bool = False) -> GenerationRecord:
+        """Start a queued job; `unless_paused` (a job taken from the queue) is refused while it is paused,
+        so a pause that commits between a worker's look at the queue and this start still holds."""
         now = utc_now()
         lease: dict[str, Any] = {"worker": worker, "heartbeat_at": now} if worker else {}  # none: columns untouched
-        return self._transition(generation_id, ("queued",), "started", status="running", started_at=now, **lease)
+        return self._transition(generation_id, ("queued",), "started", unless_paused=unless_paused,
+                                status="running", started_at=now, **lease)
 
     def heartbeat(self, generation_id: int, worker: str) -> bool:
         """The worker running a job says it is alive; False when the job is no longer its running job."""
