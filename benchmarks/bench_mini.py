@@ -4,6 +4,7 @@
     python benchmarks/bench_mini.py curve RUN_DIR [--seeds 0,1] [--steps 20]
     python benchmarks/bench_mini.py sheet [--weights assets/mini] [--out docs/images/mini_sheet.png]
     python benchmarks/bench_mini.py dilution [--weights assets/mini] [--seeds 0,1,2]
+    python benchmarks/bench_mini.py losses [--log assets/mini/train_log.jsonl] [--out docs/images/mini_loss.png]
 
 adherence  camera.movement (static, pan, tilt, zoom_in, zoom_out) x style.timing (on ones, twos, threes)
            x seeds, tags through the model's tag encoder, a narrative naming only the character; each
@@ -13,6 +14,7 @@ curve      the same (fewer seeds) for every checkpoint a `world train-mini` run 
 dilution   AniMatrix's instruction-dilution claim in miniature: the same camera and timing directives
            given in the narrative only (short or long: the text channel), or in the narrative and the
            tags (both channels), on the one shipped model; adherence per axis and condition.
+losses     the training loss against steps (mean of each 100 steps), as a table and a PNG.
 sheet      a contact sheet: one row per camera value (on twos), every other frame, 4x enlarged.
 Measured on a CPU; the mini model's weights are its own (trained here), not random.
 """
@@ -103,6 +105,36 @@ def dilution(args: argparse.Namespace) -> None:
               f"{t0:.2f}-{t1:.2f} | {len(r.rows)} |", flush=True)
 
 
+def losses(args: argparse.Namespace) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()]
+    buckets: dict[int, list[float]] = {}
+    for row in rows:
+        buckets.setdefault((row["step"] - 1) // 100, []).append(row["loss"])
+    print("| steps | mean loss | peak RSS MB |\n|---|---|---|")
+    peak = {(r["step"] - 1) // 100: r.get("peak_rss_mb", 0) for r in rows}
+    for b, values in sorted(buckets.items()):
+        if b % 5 == 4 or b == max(buckets):
+            print(f"| {b * 100 + 1}-{b * 100 + 100} | {sum(values) / len(values):.4f} | {peak[b]:.0f} |")
+    fig = Figure(figsize=(6, 3.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=0.4, alpha=0.35, color="tab:blue")
+    ax.plot([b * 100 + 50 for b in sorted(buckets)], [sum(v) / len(v) for _, v in sorted(buckets.items())],
+            color="tab:red", lw=1.5, label="mean of 100 steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("x0 MSE")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("mini: training loss (CPU, one thread)")
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
 def sheet(args: argparse.Namespace) -> None:
     import cv2
     import numpy as np
@@ -127,6 +159,10 @@ def sheet(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
+    lp = sub.add_parser("losses")
+    lp.set_defaults(fn=losses)
+    lp.add_argument("--log", default=str(ROOT / "assets" / "mini" / "train_log.jsonl"))
+    lp.add_argument("--out", default=str(ROOT / "docs" / "images" / "mini_loss.png"))
     for name, fn in (("adherence", adherence), ("curve", curve), ("sheet", sheet), ("dilution", dilution)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)

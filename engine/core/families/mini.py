@@ -9,7 +9,9 @@ and speed hooks work on it as on Wan) with two differences that let a 2-core CPU
 * `MiniTransformer3DModel` predicts the clean clip (x0) and returns the flow-matching velocity
   ``(x_t - x0) / sigma`` the scheduler expects. A token (4 frames x 4x4 pixels x 3 = 192 values)
   is as wide as the model; predicting velocity through it would mean copying the noise through
-  that bottleneck, which a small model cannot learn (docs/world.md, "Why x0").
+  that bottleneck, which a small model cannot learn. Its x0 is preconditioned as in EDM
+  (``x0 = c_skip * x_t + c_out * F``): near the clean end the input is passed through and the
+  network adds detail, near the noisy end it draws the clip (docs/world.md, "Why x0").
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
 FRAMES_PER_LATENT = 4
 SIGMA_MIN = 1e-3  # velocity from x0 divides by sigma; the scheduler's last sigma is above this
+SIGMA_DATA = 0.5  # spread of pixels in [-1, 1]: EDM's preconditioning scale
 
 
 class _Dist:
@@ -86,9 +89,11 @@ class MiniTransformer3DModel(WanTransformer3DModel):
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, *args: Any, return_dict: bool = True,
                 **kwargs: Any) -> Any:
-        clean = super().forward(hidden_states, timestep, *args, return_dict=False, **kwargs)[0]  # type: ignore[misc]
+        out = super().forward(hidden_states, timestep, *args, return_dict=False, **kwargs)[0]  # type: ignore[misc]
         sigma = sigma_of(timestep, hidden_states.ndim)
-        velocity = ((hidden_states.float() - clean.float()) / sigma).to(clean.dtype)
+        skip, scale = preconditioning(sigma)
+        clean = skip * hidden_states.float() + scale * out.float()
+        velocity = ((hidden_states.float() - clean) / sigma).to(out.dtype)
         return Transformer2DModelOutput(sample=velocity) if return_dict else (velocity,)
 
 
@@ -96,6 +101,13 @@ def sigma_of(timestep: torch.Tensor, ndim: int) -> torch.Tensor:
     """The noise level of a flow-matching timestep (0-1000), shaped to broadcast over a clip."""
     t = timestep.float().reshape(timestep.shape[0], *([1] * (ndim - 1))) if timestep.ndim else timestep.float()
     return (t / 1000.0).clamp_min(SIGMA_MIN)
+
+
+def preconditioning(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """EDM's c_skip and c_out for x_t = (1 - sigma) x0 + sigma noise, with data spread SIGMA_DATA."""
+    d2 = SIGMA_DATA ** 2
+    denom = (1 - sigma) ** 2 * d2 + sigma ** 2
+    return (1 - sigma) * d2 / denom, sigma * SIGMA_DATA / denom.sqrt()
 
 
 def clean_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
@@ -124,5 +136,5 @@ def build_mini_pipeline(transformer_config: dict[str, Any] | None = None, seed: 
                        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), transformer=transformer)
 
 
-__all__ = ["FRAMES_PER_LATENT", "MiniTransformer3DModel", "PixelVAE", "TRANSFORMER_CONFIG", "build_mini_pipeline",
-           "clean_from_velocity", "sigma_of"]
+__all__ = ["FRAMES_PER_LATENT", "MiniTransformer3DModel", "PixelVAE", "SIGMA_DATA", "TRANSFORMER_CONFIG",
+           "build_mini_pipeline", "clean_from_velocity", "preconditioning", "sigma_of"]
