@@ -6,7 +6,8 @@ folder or hub repo. GGUF weights stay quantized in memory: diffusers' own GGUF s
 (`from_single_file` with `GGUFQuantizationConfig`) dequantizes each layer on the fly.
 
 Files in the original/ComfyUI layout (and ComfyUI's fp8 files, scaled or not) are renamed and
-unscaled by `file_layouts`, told by names only their layout has.
+unscaled by `file_layouts`, told by names only their layout has. A plain fp8 e4m3fn file's linear
+weights stay float8 in memory, cast up one layer at a time; a scaled one is unscaled to the compute dtype.
 
 Before anything loads, the file's tensor names and shapes are read (memory-mapped, no weights)
 and compared with the model's architecture from its config.json, so a file of another model or
@@ -20,7 +21,7 @@ from typing import Any
 
 from .errors import InvalidRequest
 from .families import ModelFamily
-from .file_layouts import fold_fp8_scales, shapes_in_diffusers_names, to_diffusers_names
+from .file_layouts import fold_fp8_scales, scale_names, shapes_in_diffusers_names, to_diffusers_names
 
 SUFFIXES = (".gguf", ".safetensors")
 FIELD = "transformer_file"
@@ -111,11 +112,12 @@ def load_transformer_file(path: Path, family: ModelFamily, folder: Path, dtype_n
     cls = getattr(diffusers, family.transformer_class)
     dtype = getattr(torch, dtype_name)
     kwargs: dict[str, Any] = {"config": str(folder / "transformer"), "torch_dtype": dtype}
+    fp8_names: dict[str, Any] = {}
     if path.suffix.lower() == ".gguf":
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
         tensors = _mapped_gguf(path)
     else:
-        tensors = _read_safetensors(path, dtype)
+        tensors, fp8_names = _read_safetensors(path, dtype)
     # Handed over under diffusers' exact names and only the model's own tensors, so `from_single_file`
     # converts nothing a second time (its converter run on diffusers names would swap norm2 and norm3).
     source = to_diffusers_names(family, tensors)
@@ -124,21 +126,71 @@ def load_transformer_file(path: Path, family: ModelFamily, folder: Path, dtype_n
         want = _model_shapes(family, config)
         source = {k: v for k, v in source.items() if k in want}
     try:
-        return cls.from_single_file(source, **kwargs)
+        model = cls.from_single_file(source, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise InvalidRequest(FIELD, f"{path.name} could not be loaded ({type(exc).__name__}: "
                                     f"{str(exc)[:200]})") from None
+    if fp8_names:
+        _store_weights_as_fp8(model, set(to_diffusers_names(family, fp8_names)))
+    return model
 
 
-def _read_safetensors(path: Path, dtype: Any) -> dict[str, Any]:
-    """A .safetensors file's tensors; float8 ones (ComfyUI's fp8 files, scaled or not) as `dtype`."""
+def _read_safetensors(path: Path, dtype: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A .safetensors file's tensors, float8 ones (ComfyUI's fp8 files, scaled or not) as `dtype`; and,
+    when the file is plain float8 e4m3fn (no scales), the names of its float8 tensors (which can be
+    stored as float8 again exactly)."""
+    import torch
     from safetensors.torch import load_file
 
     try:
-        return fold_fp8_scales(load_file(str(path)), dtype)
+        raw = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
         raise InvalidRequest(FIELD, f"{path.name} could not be read ({type(exc).__name__}: "
                                     f"{str(exc)[:160]})") from None
+    fp8 = {} if scale_names(raw) else {k: None for k, t in raw.items() if t.dtype == torch.float8_e4m3fn}
+    return fold_fp8_scales(raw, dtype), fp8
+
+
+def _store_weights_as_fp8(model: Any, names: set[str]) -> None:
+    """Linear weights that were float8 in the file go back to float8 (exactly: they were float8) and are
+    cast up for their layer's forward only, so an fp8 file takes about its own size in memory, not twice
+    it. Only those weights: biases and norms the file kept wider stay as they were.
+
+    Registered under diffusers' "layerwise_casting" hook name, so the model still reports its compute
+    dtype (the pipeline casts its inputs to it) and LoRA layers on top do not cast inputs to float8.
+    """
+    import torch
+    from diffusers.hooks import HookRegistry, ModelHook
+
+    class Fp8Weight(ModelHook):
+        _is_stateful = False
+
+        def __init__(self, compute_dtype: torch.dtype) -> None:
+            super().__init__()
+            self.compute_dtype = compute_dtype
+
+        def initialize_hook(self, module: torch.nn.Module) -> torch.nn.Module:
+            module.weight.data = module.weight.data.to(torch.float8_e4m3fn)
+            return module
+
+        def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            module.weight.data = module.weight.data.to(self.compute_dtype)
+            return args, kwargs
+
+        def post_forward(self, module: torch.nn.Module, output: Any) -> Any:
+            module.weight.data = module.weight.data.to(torch.float8_e4m3fn)
+            return output
+
+    # The layers diffusers itself never stores low (embedders that read their weights' dtype, norms, fp32 ones).
+    import re
+
+    skip = (*(getattr(model, "_skip_layerwise_casting_patterns", None) or ()),
+            *(getattr(model, "_keep_in_fp32_modules", None) or ()))
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and f"{name}.weight" in names and \
+                not any(re.search(p, name) for p in skip):
+            registry = HookRegistry.check_if_exists_or_initialize(module)
+            registry.register_hook(Fp8Weight(module.weight.dtype), "layerwise_casting")
 
 
 def _mapped_gguf(path: Path) -> dict[str, Any]:

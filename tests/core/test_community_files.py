@@ -19,7 +19,7 @@ from engine.core.file_layouts import DIFFUSERS, ORIGINAL, UNKNOWN, layout_of, st
 from engine.core.generation import Engine
 from engine.core.requests import GenerationRequest
 from engine.core.settings import Settings
-from support.community import quantize_q6_k, wan_original, write_fp8, write_gguf
+from support.community import quantize_q6_k, wan_original, write_fp8, write_gguf, write_lora
 
 gguf = pytest.importorskip("gguf", reason="the gguf package is missing (pip install gguf)")
 
@@ -97,8 +97,27 @@ def test_an_fp8_single_file_in_the_original_layout_generates(studio_settings: Se
     path = write_fp8(wan_original(preview_state), tmp_path / "wan_preview_fp8_e4m3fn.safetensors", scaled=scaled)
     frames = engine.generate(_req(transformer_file=str(path))).frames
     assert frames.shape == plain.shape and _diff(frames, plain).mean() < 3.0
+    weight = engine.models.current().pipe.transformer.blocks[0].attn1.to_q.weight  # type: ignore[union-attr]
+    # Plain fp8 stays float8 in memory (cast up per layer); scaled fp8 is W/s, unscaled at load.
+    assert weight.dtype == (torch.float32 if scaled else torch.float8_e4m3fn)
     exact = write_fp8(preview_state, tmp_path / "diffusers_fp8_e4m3fn.safetensors", scaled=scaled)
     assert _diff(engine.generate(_req(transformer_file=str(exact))).frames, frames).max() == 0  # layout-blind
+    # The same values given as float32 make the same frames: nothing is lost by keeping them in float8.
+    from safetensors.torch import load_file, save_file
+
+    from engine.core.file_layouts import fold_fp8_scales
+
+    upcast = fold_fp8_scales(load_file(str(exact)), torch.float32)
+    save_file(upcast, str(tmp_path / "upcast.safetensors"))
+    assert _diff(engine.generate(_req(transformer_file=str(tmp_path / "upcast.safetensors"))).frames, frames).max() == 0
+    # A LoRA on top works the same on the float8-stored weights as on the upcast ones.
+    from engine.core.requests import AdapterRef
+    from support.community import random_lora
+
+    lora = str(write_lora(random_lora(preview_state, seed=1), tmp_path / "lora.safetensors", "kohya", alpha=2.0))
+    on_upcast = engine.generate(_req(transformer_file=str(tmp_path / "upcast.safetensors"), adapters=(AdapterRef(lora),)))
+    on_fp8 = engine.generate(_req(transformer_file=str(path), adapters=(AdapterRef(lora),)))
+    assert _diff(on_fp8.frames, on_upcast.frames).max() <= 1 and _diff(on_fp8.frames, frames).mean() > 1.0
 
 
 def _cases(state: dict[str, torch.Tensor], tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -156,3 +156,15 @@ def test_the_loras_folder_is_listed_with_what_each_header_says(settings: Setting
     broken.write_bytes((folder / "plain.safetensors").read_bytes()[:20])
     with pytest.raises(ValueError, match="cut short"):
         lora_info(broken)
+
+
+def test_a_community_lora_on_weights_stored_in_fp8(studio_settings: Settings, lora, tmp_path: Path) -> None:
+    """peft makes a LoRA's weights in its base layer's dtype: on fp8-stored layers they would be float8."""
+    engine = Engine(studio_settings)
+    path = AdapterRef(str(write_lora(lora, tmp_path / "kohya.safetensors", "kohya", alpha=ALPHA)))
+    full = engine.generate(_req(path)).frames
+    fp8 = engine.generate(_req(quantization="fp8-layerwise")).frames
+    both = engine.generate(_req(path, quantization="fp8-layerwise")).frames
+    assert _diff(both, fp8).mean() > 2.0 and _diff(both, full).mean() < 3.0  # the LoRA, within fp8's tolerance
+    weights = [p for n, p in engine.models.current().pipe.transformer.named_parameters() if "lora_" in n]  # type: ignore[union-attr]
+    assert weights and all(p.dtype == torch.float32 for p in weights)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..errors import InvalidRequest
 from ..requests import AdapterRef
@@ -261,17 +262,38 @@ def apply_adapters(
                 item.hydra = injection
             else:
                 item.lora_name = f"animatrix_{next(_names)}"
-                _load_lora(pipe, files, item.lora_name, where, tensors)
+                with _weights_in_compute_dtype(transformer):
+                    _load_lora(pipe, files, item.lora_name, where, tensors)
             handle.applied.append(item)
         handle._set_lora_weights()
         if fuse and any(a.lora_name for a in handle.applied):
             names = [a.lora_name for a in handle.applied if a.lora_name]
-            pipe.fuse_lora(components=["transformer"], lora_scale=1.0, adapter_names=names)
+            with _weights_in_compute_dtype(transformer):
+                pipe.fuse_lora(components=["transformer"], lora_scale=1.0, adapter_names=names)
             handle.fused = True
     except BaseException:
         handle.remove()
         raise
     return handle
+
+
+@contextmanager
+def _weights_in_compute_dtype(transformer: Any) -> Iterator[None]:
+    """Layers stored in float8 (fp8 layerwise casting, plain fp8 files) held in their compute dtype while
+    LoRA layers go in: peft creates a LoRA's weights in its base layer's dtype, and float8 LoRA weights
+    can neither hold the file's values nor multiply on CPU."""
+    held = []
+    for module in transformer.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        hook = registry.get_hook("layerwise_casting") if registry is not None else None
+        if hook is not None:
+            hook.pre_forward(module)
+            held.append((module, hook))
+    try:
+        yield
+    finally:
+        for module, hook in held:
+            hook.post_forward(module, None)
 
 
 def _load_lora(pipe: Any, files: AdapterFiles, name: str, where: str, tensors: dict[str, Any] | None) -> None:
