@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from engine.core.errors import EngineError
+from engine.core.mini_model import shipped as mini_shipped
 from engine.core.registry import MINI_ID, PREVIEW_ID
 
 from . import adapters
@@ -80,9 +81,12 @@ def banner_text(services: StudioServices) -> str:
     spec = services.default_spec()
     name = spec.label if spec is not None else services.default_model
     model_id = spec.id if spec is not None and spec.local_path is None else DEFAULT_DOWNLOAD_MODEL
-    preview = ("Meanwhile you can try the built-in **mini** model, trained here on the studio's own procedural "
-               "anime world: 32x32 clips of 17 frames that follow their camera and timing tags, in seconds on a "
-               "CPU; or the preview model, which runs anywhere but has random weights, so its clips are noise.")
+    preview = ("Meanwhile you can try the built-in preview model: it runs anywhere, but its weights are random, "
+               "so its clips are noise.")
+    if mini_shipped():
+        preview = ("Meanwhile you can try the built-in **mini** model, trained here on the studio's own procedural "
+                   "anime world (32x32 clips of 17 frames, seconds on a CPU; docs/world.md says how well it follows "
+                   "its tags), or the preview model, which runs anywhere but has random weights: its clips are noise.")
     if services.settings.offline:
         return (f"**The default model's weights are not on this machine** ({name}), and they cannot be downloaded "
                 f"while offline. On a machine with network run `python -m engine download {model_id}`, then "
@@ -103,7 +107,7 @@ def hide_banner() -> Any:
 
 
 def hide_banner_for_mini() -> Any:
-    gr.Info("The mini model is selected: 32x32 clips of 17 frames; camera and timing tags steer it.", duration=4)
+    gr.Info("The mini model is selected: 32x32 clips of 17 frames, trained on the studio's own world.", duration=4)
     return gr.update(visible=False)
 
 
@@ -115,8 +119,9 @@ def build_app(services: StudioServices) -> StudioApp:
         with gr.Row(visible=services.default_weights_missing(), elem_id="offline-banner", elem_classes=["banner"],
                     equal_height=True) as banner:
             gr.Markdown(banner_text(services), scale=4, min_width=240)
+            # Offered once its trained weights ship in assets/mini (python -m engine world train-mini --ship).
             use_mini = gr.Button("Use the mini model", size="sm", variant="primary", scale=0,
-                                 min_width=170, elem_id="use-mini")
+                                 min_width=170, elem_id="use-mini", visible=mini_shipped())
             use_preview = gr.Button("Use the preview model", size="sm", variant="secondary", scale=0,
                                     min_width=190, elem_id="use-preview")
         if services.recovered:

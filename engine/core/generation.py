@@ -168,6 +168,10 @@ class Engine:
 
             # Its config only, against the model's config.json where the weights are here: weights load once, later.
             check_tag_encoder(resolved.tag_encoder, taxonomy, spec, transformer_config(spec, self.settings))
+        if spec.builtin == "mini" and not is_available_locally(spec, self.settings):
+            # Nothing to download: refused before anything is queued or recorded.
+            raise ModelUnavailable(spec.id, spec.repo, f"its trained weights are not here. {download_hint(spec)}",
+                                   reason="its trained weights are not on this machine")
         if self.settings.offline and not is_available_locally(spec, self.settings):
             # Offline, a model without weights cannot run: say so now (after the request's own mistakes).
             raise ModelUnavailable(spec.id, spec.repo, f"this machine is offline and the weights are not here. "

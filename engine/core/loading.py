@@ -56,6 +56,10 @@ class LoadedModel:
 
 
 def download_hint(spec: ModelSpec) -> str:
+    if spec.builtin == "mini":  # made here, never downloaded
+        from .mini_model import REBUILD
+
+        return f"Its weights are trained on this machine by `{REBUILD}`; the built-in `preview` model works offline."
     return (
         f"On a machine with network run `python -m engine download {spec.id}` (or `hf download {spec.repo}`), "
         "or pass a local diffusers folder with --model PATH; the built-in `preview` model works offline."

@@ -44,7 +44,7 @@ def ensure_mini_model(models_dir: Path, assets: Path | None = None) -> Path:
     """The diffusers folder of the mini model, (re)built from the shipped weights when needed."""
     assets = assets or assets_dir()
     if not shipped(assets):
-        raise ModelUnavailable("mini", "built in", f"its weights are missing from {assets}; rebuild them with "
+        raise ModelUnavailable("mini", "built in", f"Its weights are missing from {assets}; rebuild them with "
                                                    f"`{REBUILD}`", reason="its shipped weights are missing")
     target = Path(models_dir) / "mini"
     want = _fingerprint(assets)

@@ -104,7 +104,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             MINI_ID, "Mini (built-in, trained on the studio's world: 32x32, 17 frames)", "built in", WAN,
             Defaults(32, 32, 17, 24, 20, 4.0), max_frames=17, max_side=32, flow_shift=3.0,
-            vram_note="about 10 MB; runs on any CPU in seconds; follows camera and timing tags",
+            vram_note="about 10 MB; runs on any CPU in seconds; weights trained here (docs/world.md)",
             builtin=MINI_ID, trained_size=(32, 32, 17),
         ),
     )

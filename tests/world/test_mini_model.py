@@ -85,3 +85,14 @@ def test_the_mini_model_refuses_a_size_it_was_not_trained_for(settings: Settings
                  "--narrative", "a cat", flag, value])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {field}:") and "trained on 32x32" in err[0]
+
+
+def test_without_its_weights_the_mini_model_is_refused_before_anything_is_recorded(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ANIMATRIX_MINI_WEIGHTS", str(tmp_path / "nothing-here"))
+    base = ["--data-dir", str(settings.data_dir), "--device", "cpu"]
+    assert main([*base, "generate", "--model", "mini", "--narrative", "a cat"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "world train-mini" in err[0]
+    assert main([*base, "history", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
