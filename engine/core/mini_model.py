@@ -61,26 +61,19 @@ def ensure_mini_model(models_dir: Path, assets: Path | None = None) -> Path:
 
 
 def _build(target: Path, assets: Path, want: str) -> Path:
-    import tempfile
-
     from safetensors.torch import load_file
 
     from .families.mini import build_mini_pipeline
+    from .toolkit.files import staged_folder
 
     config = json.loads((assets / "transformer" / "config.json").read_text())
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     pipe = build_mini_pipeline(config)
     pipe.transformer.load_state_dict(load_file(str(assets / "transformer" / "diffusion_pytorch_model.safetensors")))
-    staging = Path(tempfile.mkdtemp(prefix=".mini-", dir=target.parent))
-    try:  # a sibling folder swapped in: a crash never leaves half a model
+    with staged_folder(target) as staging:  # swapped in whole: a crash never leaves half a model
         pipe.save_pretrained(staging, safe_serialization=True)
         shutil.copytree(assets / TAG_ENCODER, staging / TAG_ENCODER)
         (staging / _MARKER).write_text(json.dumps({"weights": want}))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
