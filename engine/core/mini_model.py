@@ -1,8 +1,8 @@
 """The built-in `mini` model: weights trained on the studio's world, shipped in assets/mini.
 
 Like the preview, it is turned into an ordinary diffusers folder (`ensure_mini_model`) and loaded
-through the same loader as every checkpoint: the preview's text encoder and tokenizer, the exact
-`PixelVAE`, and the trained transformer and tag encoder from assets/mini (written by
+through the same loader as every checkpoint: the preview's text encoder and tokenizer, and the
+trained VAE, transformer and tag encoder from assets/mini (written by
 `python -m engine world train-mini --ship assets/mini`, docs/world.md). The folder is rebuilt
 when the shipped weights change (their hash is its marker).
 """
@@ -34,7 +34,8 @@ def shipped(assets: Path | None = None) -> bool:
 def _fingerprint(assets: Path) -> str:
     digest = hashlib.sha256()
     for part in ("transformer/diffusion_pytorch_model.safetensors", "transformer/config.json",
-                 f"{TAG_ENCODER}/tag_encoder.safetensors"):
+                 f"{TAG_ENCODER}/tag_encoder.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                 "vae/config.json"):
         path = assets / part
         digest.update(path.read_bytes() if path.is_file() else b"-")
     return digest.hexdigest()[:16]
@@ -63,12 +64,12 @@ def ensure_mini_model(models_dir: Path, assets: Path | None = None) -> Path:
 def _build(target: Path, assets: Path, want: str) -> Path:
     from safetensors.torch import load_file
 
-    from .families.mini import build_mini_pipeline
+    from .families.mini import MiniVAE, build_mini_pipeline
     from .toolkit.files import staged_folder
 
     config = json.loads((assets / "transformer" / "config.json").read_text())
     config = {k: v for k, v in config.items() if not k.startswith("_")}
-    pipe = build_mini_pipeline(config)
+    pipe = build_mini_pipeline(config, vae=MiniVAE.from_pretrained(assets / "vae"))
     pipe.transformer.load_state_dict(load_file(str(assets / "transformer" / "diffusion_pytorch_model.safetensors")))
     with staged_folder(target) as staging:  # swapped in whole: a crash never leaves half a model
         pipe.save_pretrained(staging, safe_serialization=True)

@@ -55,16 +55,15 @@ def load_mini(folder: str | Path) -> tuple[Any, Any]:
     from safetensors.torch import load_file
 
     from ..core.conditioning import attach_tag_encoder
-    from ..core.families.mini import TRANSFORMER_CONFIG, build_mini_pipeline
+    from ..core.families.mini import MiniVAE, build_mini_pipeline
     from ..core.pks import load_taxonomy
     from ..core.tag_encoder import load_tag_encoder
+    from .mini_train import MiniRecipe, transformer_config
 
     folder = Path(folder)
     if (folder / "transformer.safetensors").is_file():  # a checkpoint
         state = json.loads((folder / "state.json").read_text())
-        config = dict(TRANSFORMER_CONFIG)
-        if state["recipe"].get("tiny"):
-            config.update(num_attention_heads=2, attention_head_dim=16, ffn_dim=32, num_layers=1)
+        config = state.get("transformer") or transformer_config(MiniRecipe(**state["recipe"]))
         weights = folder / "transformer.safetensors"
     elif (folder / "transformer" / "config.json").is_file():  # shipped
         config = {k: v for k, v in json.loads((folder / "transformer" / "config.json").read_text()).items()
@@ -72,7 +71,7 @@ def load_mini(folder: str | Path) -> tuple[Any, Any]:
         weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
     else:
         raise InvalidRequest("checkpoint", f"{folder} is neither a train-mini checkpoint nor a shipped mini folder")
-    pipe = build_mini_pipeline(config)
+    pipe = build_mini_pipeline(config, vae=MiniVAE.from_pretrained(folder / "vae").eval())
     pipe.transformer.load_state_dict(load_file(str(weights)))
     pipe.transformer.eval()
     pipe.set_progress_bar_config(disable=True)

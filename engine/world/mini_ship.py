@@ -1,6 +1,6 @@
 """Write a checkpoint of `train-mini` as the weights the studio ships (assets/mini).
 
-The folder holds the transformer (config + safetensors), the tag encoder, `recipe.json` (the
+The folder holds the transformer (config + safetensors), the VAE, the tag encoder, `recipe.json` (the
 recipe, the world, the step, and the command that rebuilds it) and the training log, every
 10th step, as `train_log.jsonl`. engine/core/mini_model.py turns it into a diffusers folder.
 """
@@ -17,20 +17,17 @@ LOG_EVERY = 10
 
 def ship(checkpoint: Path, to: Path, run: Path | None = None) -> Path:
     """Copy `checkpoint` (a train-mini step folder) into `to`, replacing what is there."""
-    from ..core.families.mini import TRANSFORMER_CONFIG
     from ..core.mini_model import REBUILD
 
     state = json.loads((checkpoint / "state.json").read_text())
-    config = dict(TRANSFORMER_CONFIG)
-    if state["recipe"].get("tiny"):
-        config.update(num_attention_heads=2, attention_head_dim=16, ffn_dim=32, num_layers=1)
-    config["patch_size"] = list(config["patch_size"])
+    config = state["transformer"]
     with staged_folder(to) as staging:
         (staging / "transformer").mkdir()
         shutil.copy2(checkpoint / "transformer.safetensors", staging / "transformer" / "diffusion_pytorch_model.safetensors")
         write_text(staging / "transformer" / "config.json",
                    json.dumps({"_class_name": "MiniTransformer3DModel", **config}, indent=2))
         shutil.copytree(checkpoint / "tag_encoder", staging / "tag_encoder")
+        shutil.copytree(checkpoint / "vae", staging / "vae")
         recipe = {**state, "command": REBUILD + f" --steps {state['recipe']['steps']}"}
         write_text(staging / "recipe.json", json.dumps(recipe, indent=2) + "\n")
         log = (run or checkpoint.parents[1]) / "train_log.jsonl"

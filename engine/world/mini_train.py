@@ -26,6 +26,7 @@ from ..core.toolkit.files import write_text
 from .config import WorldConfig
 
 CHECKPOINTS = "checkpoints"
+VAE = "vae"  # the run's stage-one VAE (and a copy in every checkpoint)
 LOG = "train_log.jsonl"
 
 
@@ -48,6 +49,8 @@ class MiniRecipe(Section):
     keep_every: int = field(default=1000, metadata=limits(min=1))  # these checkpoints are never pruned
     threads: int = field(default=1, metadata=limits(min=1, max=256))
     tiny: bool = False  # a 1-layer, 32-wide transformer: for tests of the loop, not for clips
+    vae_steps: int = field(default=1500, metadata=limits(min=1, max=100_000))  # stage one (engine/world/mini_vae.py)
+    vae_channels: int = field(default=8, metadata=limits(min=1, max=16))  # latent channels a frame
 
 
     def check(self) -> None:
@@ -61,6 +64,20 @@ def world_for_mini() -> WorldConfig:
     return WorldConfig(width=32, height=32, frames=17, fps=24)
 
 
+def transformer_config(recipe: MiniRecipe) -> dict[str, Any]:
+    """The transformer a recipe trains: the shipped shape, or the 1-layer one of tests; as wide in
+    channels as the recipe's VAE latents."""
+    from ..core.families.mini import FRAMES_PER_LATENT, TRANSFORMER_CONFIG
+
+    config = dict(TRANSFORMER_CONFIG)
+    if recipe.tiny:
+        config.update(num_attention_heads=2, attention_head_dim=16, ffn_dim=32, num_layers=1)
+    config.update(in_channels=recipe.vae_channels * FRAMES_PER_LATENT,
+                  out_channels=recipe.vae_channels * FRAMES_PER_LATENT)
+    config["patch_size"] = list(config["patch_size"])
+    return config
+
+
 class MiniTrainer:
     """One training run in `out` (checkpoints, log); `run()` resumes from the newest checkpoint."""
 
@@ -68,7 +85,7 @@ class MiniTrainer:
         import torch
 
         from ..core.conditioning import attach_tag_encoder
-        from ..core.families.mini import TRANSFORMER_CONFIG, build_mini_pipeline
+        from ..core.families.mini import MiniVAE, build_mini_pipeline
         from ..core.pks import load_taxonomy
         from ..core.tag_encoder import TagEncoder
 
@@ -76,10 +93,9 @@ class MiniTrainer:
         self.recipe = recipe
         self.world = world or world_for_mini()
         torch.set_num_threads(recipe.threads)
-        config = dict(TRANSFORMER_CONFIG)
-        if recipe.tiny:
-            config.update(num_attention_heads=2, attention_head_dim=16, ffn_dim=32, num_layers=1)
-        self.pipe = build_mini_pipeline(config, seed=recipe.seed)
+        self.config = transformer_config(recipe)
+        self.pipe = build_mini_pipeline(self.config, seed=recipe.seed, vae=MiniVAE(**self._vae_config()))
+        self.pipe.vae.requires_grad_(False)
         self.transformer = self.pipe.transformer.train()
         self.taxonomy = load_taxonomy()
         torch.manual_seed(recipe.seed + 1)
@@ -90,6 +106,34 @@ class MiniTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=recipe.weight_decay)
         self.step = 0
         self._text: dict[str, Any] = {}
+
+    def _vae_config(self) -> dict[str, Any]:
+        from ..core.families.mini import FRAMES_PER_LATENT
+
+        c = self.recipe.vae_channels
+        return {"channels": c, "z_dim": c * FRAMES_PER_LATENT, "width": 8 if self.recipe.tiny else 32}
+
+    def _vae_recipe(self) -> Any:
+        from .mini_vae import VaeRecipe
+
+        return VaeRecipe(steps=self.recipe.vae_steps, channels=self.recipe.vae_channels, seed=self.recipe.seed,
+                         width=self._vae_config()["width"], frames=8 if self.recipe.tiny else 64)
+
+    def ensure_vae(self, say: Callable[[str], None] = print) -> None:
+        """Stage one: train the VAE once per run (or load the run's), before any transformer step."""
+        from ..core.families.mini import MiniVAE
+        from ..core.toolkit.files import staged_folder
+        from .mini_vae import train_vae
+
+        folder = self.out / VAE
+        if not (folder / "config.json").is_file():
+            say(f"training the VAE ({self.recipe.vae_steps} steps)")
+            vae = train_vae(self.world, self._vae_recipe(), say)
+            self.out.mkdir(parents=True, exist_ok=True)
+            with staged_folder(folder) as staging:
+                vae.save_pretrained(staging, safe_serialization=True)
+        vae = MiniVAE.from_pretrained(folder).eval().requires_grad_(False)
+        self.pipe.register_modules(vae=vae)
 
     # ------------------------------------------------------------------ one step
     def _embed(self, captions: list[str]) -> Any:
@@ -107,6 +151,7 @@ class MiniTrainer:
         import numpy as np
         import torch
 
+        from ..core.families.mini import normalized_latents
         from ..core.tag_encoder import encode_tags, tag_dropout
         from .config import sample_truth
         from .make import clip_seed
@@ -128,7 +173,8 @@ class MiniTrainer:
                            drop_all_rate=r.tags_off)
         u = torch.rand(r.batch, generator=g)
         sigma = r.shift * u / (1 + (r.shift - 1) * u)
-        x0 = self.pipe.vae.encode(pixels).latent_dist.mode()
+        with torch.no_grad():
+            x0 = normalized_latents(self.pipe.vae, pixels)
         noise = torch.randn(x0.shape, generator=g)
         return {"x0": x0, "noise": noise, "sigma": sigma, "tags": tags, "text": self._embed(captions)}
 
@@ -179,8 +225,10 @@ class MiniTrainer:
                   str(staging / "transformer.safetensors"))
         save_tag_encoder(self.encoder, staging / "tag_encoder")
         torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+        shutil.copytree(self.out / VAE, staging / VAE)
         write_text(staging / "state.json", json.dumps({"step": self.step, "recipe": plain(self.recipe),
-                                                       "world": plain(self.world)}, indent=2))
+                                                       "world": plain(self.world),
+                                                       "transformer": self.config}, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
         self._prune(root)
@@ -213,6 +261,7 @@ class MiniTrainer:
 
     def run(self, say: Callable[[str], None] = print) -> Path | None:
         """Train to `recipe.steps`, checkpointing; returns the last checkpoint."""
+        self.ensure_vae(say)
         latest = self.latest()
         if latest is not None:
             self.resume(latest)
@@ -238,4 +287,4 @@ class MiniTrainer:
         return last
 
 
-__all__ = ["MiniRecipe", "MiniTrainer", "world_for_mini"]
+__all__ = ["MiniRecipe", "MiniTrainer", "VAE", "transformer_config", "world_for_mini"]

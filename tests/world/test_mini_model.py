@@ -31,7 +31,7 @@ def _state(trainer: MiniTrainer) -> dict[str, torch.Tensor]:
 
 
 def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path: Path) -> None:
-    recipe = MiniRecipe(steps=4, batch=2, tiny=True, checkpoint_every=2, warmup=1)
+    recipe = MiniRecipe(steps=4, batch=2, tiny=True, checkpoint_every=2, warmup=1, vae_steps=2)
     straight = MiniTrainer(tmp_path / "straight", recipe)
     straight.run(say=lambda _: None)
     first = MiniTrainer(tmp_path / "split", MiniRecipe(**{**recipe.__dict__, "steps": 2}))
@@ -53,9 +53,9 @@ def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path: Path) 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
     from engine.core.errors import InvalidRequest
 
-    MiniTrainer(tmp_path, MiniRecipe(steps=1, batch=1, tiny=True)).run(say=lambda _: None)
+    MiniTrainer(tmp_path, MiniRecipe(steps=1, batch=1, tiny=True, vae_steps=2)).run(say=lambda _: None)
     with pytest.raises(InvalidRequest, match="lr"):
-        MiniTrainer(tmp_path, MiniRecipe(steps=2, batch=1, tiny=True, lr=1e-2)).run(say=lambda _: None)
+        MiniTrainer(tmp_path, MiniRecipe(steps=2, batch=1, tiny=True, lr=1e-2, vae_steps=2)).run(say=lambda _: None)
 
 
 def test_generate_with_the_mini_model_uses_its_tag_encoder_and_is_reproduced_by_from(

@@ -1,15 +1,13 @@
-"""The built-in `mini` model's parts: a Wan transformer that predicts the clean clip, in pixel space.
+"""The built-in `mini` model's parts: a small learned VAE and a Wan transformer that predicts the clean clip.
 
 `mini` is a Wan-family pipeline (WanPipeline, UMT5 text, the Wan transformer, so tags, adapters
 and speed hooks work on it as on Wan) with two differences that let a 2-core CPU train it:
 
-* `PixelVAE` is no learned autoencoder: it packs each 4 frames of RGB pixels into 12 channels
-  exactly as Wan's VAE packs frames in time (the first frame alone, then 4 a latent), and unpacks
-  them; nothing is lost or blurred, and nothing needs training.
+* `MiniVAE` is a small convolutional autoencoder (4x smaller each side, 4 channels a frame) trained
+  on the world before the transformer, with Wan's packing of 4 frames into one latent frame.
 * `MiniTransformer3DModel` predicts the clean clip (x0) and returns the flow-matching velocity
-  ``(x_t - x0) / sigma`` the scheduler expects. A token (4 frames x 4x4 pixels x 3 = 192 values)
-  is as wide as the model; predicting velocity through it would mean copying the noise through
-  that bottleneck, which a small model cannot learn. Its x0 is preconditioned as in EDM
+  ``(x_t - x0) / sigma`` the scheduler expects. A small model cannot learn to copy noise through
+  its tokens, which predicting velocity asks of it. Its x0 is preconditioned as in EDM
   (``x0 = c_skip * x_t + c_out * F``): near the clean end the input is passed through and the
   network adds detail, near the noisy end it draws the clip (docs/world.md, "Why x0").
 """
@@ -46,34 +44,75 @@ class _EncodeOut:
         self.latent_dist = _Dist(z)
 
 
-class PixelVAE(ModelMixin, ConfigMixin):
-    """Pixels [-1, 1] (B, 3, 1 + 4k, H, W) <-> packed pixels (B, 12, 1 + k, H, W), exactly."""
+def _encoder(width: int, channels: int) -> torch.nn.Sequential:
+    act = torch.nn.SiLU
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, width, 3, padding=1), act(),
+        torch.nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), act(),
+        torch.nn.Conv2d(2 * width, 2 * width, 3, padding=1), act(),
+        torch.nn.Conv2d(2 * width, 2 * width, 4, stride=2, padding=1), act(),
+        torch.nn.Conv2d(2 * width, channels, 3, padding=1))
+
+
+def _decoder(width: int, channels: int) -> torch.nn.Sequential:
+    act = torch.nn.SiLU
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(channels, 2 * width, 3, padding=1), act(),
+        torch.nn.Conv2d(2 * width, 2 * width, 3, padding=1), act(),
+        torch.nn.Upsample(scale_factor=2, mode="nearest"),
+        torch.nn.Conv2d(2 * width, 2 * width, 3, padding=1), act(),
+        torch.nn.Conv2d(2 * width, width, 3, padding=1), act(),
+        torch.nn.Upsample(scale_factor=2, mode="nearest"),
+        torch.nn.Conv2d(width, width, 3, padding=1), act(),
+        torch.nn.Conv2d(width, 3, 3, padding=1))
+
+
+class MiniVAE(ModelMixin, ConfigMixin):
+    """Pixels [-1, 1] (B, 3, 1 + 4k, H, W) <-> latents (B, 4 x channels, 1 + k, H / 4, W / 4).
+
+    Each frame is encoded alone by a small convolutional autoencoder (4x smaller each side), and
+    each 4 frames' latents are packed into one latent frame as Wan's VAE packs time (the first
+    frame alone, then 4 a latent). The encoder is deterministic, so a held drawing gives the same
+    latent each frame; the decoder is trained on slightly noised latents, so what a sampler leaves
+    of its noise is not drawn (docs/world.md, "Why a learned VAE").
+    """
 
     @register_to_config
-    def __init__(self, z_dim: int = 3 * FRAMES_PER_LATENT, scale_factor_temporal: int = FRAMES_PER_LATENT,
-                 scale_factor_spatial: int = 1, latents_mean: list[float] | None = None,
-                 latents_std: list[float] | None = None) -> None:
+    def __init__(self, channels: int = 4, width: int = 32, z_dim: int = 4 * FRAMES_PER_LATENT,
+                 scale_factor_temporal: int = FRAMES_PER_LATENT, scale_factor_spatial: int = 4,
+                 latents_mean: list[float] | None = None, latents_std: list[float] | None = None) -> None:
         super().__init__()
-        # A buffer so the model has a dtype, a device and a weights file like any diffusers model.
-        self.register_buffer("unit", torch.ones(()))  # saved: diffusers loads a model from its weights file
+        self.encoder = _encoder(width, channels)
+        self.decoder = _decoder(width, channels)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, channels, H / 4, W / 4), un-normalized."""
+        return self.encoder(frames)
+
+    def decode_frames(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
 
     def encode(self, x: torch.Tensor, return_dict: bool = True) -> Any:
         b, c, f, h, w = x.shape
-        first = x[:, :, :1].repeat(1, 1, FRAMES_PER_LATENT, 1, 1)  # the first frame fills its latent alone
-        rest = x[:, :, 1:]
-        packed = torch.cat([first, rest], dim=2).reshape(b, c, -1, FRAMES_PER_LATENT, h, w)
-        z = packed.permute(0, 3, 1, 2, 4, 5).reshape(b, c * FRAMES_PER_LATENT, -1, h, w)
-        return _EncodeOut(z) if return_dict else (_Dist(z),)
+        z = self.encode_frames(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
+        cz, hz, wz = z.shape[1:]
+        z = z.reshape(b, f, cz, hz, wz).permute(0, 2, 1, 3, 4)
+        first = z[:, :, :1].repeat(1, 1, FRAMES_PER_LATENT, 1, 1)  # the first frame fills its latent alone
+        packed = torch.cat([first, z[:, :, 1:]], dim=2).reshape(b, cz, -1, FRAMES_PER_LATENT, hz, wz)
+        packed = packed.permute(0, 3, 1, 2, 4, 5).reshape(b, cz * FRAMES_PER_LATENT, -1, hz, wz)
+        return _EncodeOut(packed) if return_dict else (_Dist(packed),)
 
     def decode(self, z: torch.Tensor, return_dict: bool = True) -> Any:
         b, cz, n, h, w = z.shape
         c = cz // FRAMES_PER_LATENT
-        frames = z.reshape(b, FRAMES_PER_LATENT, c, n, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, -1, h, w)
+        per_frame = z.reshape(b, FRAMES_PER_LATENT, c, n, h, w).permute(0, 3, 1, 2, 4, 5).reshape(-1, c, h, w)
+        frames = self.decode_frames(per_frame.to(self.dtype))
+        frames = frames.reshape(b, n * FRAMES_PER_LATENT, 3, h * 4, w * 4).permute(0, 2, 1, 3, 4)
         first = frames[:, :, :FRAMES_PER_LATENT].mean(dim=2, keepdim=True)
         video = torch.cat([first, frames[:, :, FRAMES_PER_LATENT:]], dim=2).clamp(-1.0, 1.0)
         return DecoderOutput(sample=video) if return_dict else (video,)
 
-    # The studio's VAE-tiling switch is a no-op here: decoding is a reshape.
+    # The studio's VAE-tiling switch is a no-op here: a 32x32 clip is decoded in one go.
     def enable_tiling(self, *args: Any, **kwargs: Any) -> None:
         return None
 
@@ -82,6 +121,17 @@ class PixelVAE(ModelMixin, ConfigMixin):
 
     def enable_slicing(self) -> None:
         return None
+
+
+def normalized_latents(vae: MiniVAE, pixels: torch.Tensor) -> torch.Tensor:
+    """What the transformer learns: the packed latents scaled by the VAE's latents_mean/std, as the
+    pipeline un-scales them before decoding."""
+    z = vae.encode(pixels).latent_dist.mode()
+    shape = (1, -1, 1, 1, 1)
+    config: Any = vae.config
+    mean = torch.tensor(config.latents_mean or [0.0] * z.shape[1]).view(shape)
+    std = torch.tensor(config.latents_std or [1.0] * z.shape[1]).view(shape)
+    return (z - mean) / std
 
 
 class MiniTransformer3DModel(WanTransformer3DModel):
@@ -116,14 +166,16 @@ def clean_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, timestep: tor
 
 
 TRANSFORMER_CONFIG: dict[str, Any] = dict(
-    patch_size=(1, 4, 4), num_attention_heads=6, attention_head_dim=32, in_channels=3 * FRAMES_PER_LATENT,
-    out_channels=3 * FRAMES_PER_LATENT, text_dim=32, freq_dim=64, ffn_dim=384, num_layers=4, cross_attn_norm=True,
+    patch_size=(1, 1, 1), num_attention_heads=6, attention_head_dim=32, in_channels=4 * FRAMES_PER_LATENT,
+    out_channels=4 * FRAMES_PER_LATENT, text_dim=32, freq_dim=64, ffn_dim=384, num_layers=4, cross_attn_norm=True,
     qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
 )
 
 
-def build_mini_pipeline(transformer_config: dict[str, Any] | None = None, seed: int = 0) -> Any:
-    """A fresh (untrained) mini pipeline: the preview's text encoder, PixelVAE, a new transformer."""
+def build_mini_pipeline(transformer_config: dict[str, Any] | None = None, seed: int = 0,
+                        vae: MiniVAE | None = None) -> Any:
+    """A mini pipeline with a fresh (untrained) transformer: the preview's text encoder, `vae` (a
+    fresh one when not given), a new transformer."""
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
     from ..preview import build_preview_pipeline
@@ -131,10 +183,11 @@ def build_mini_pipeline(transformer_config: dict[str, Any] | None = None, seed: 
     preview = build_preview_pipeline()
     torch.manual_seed(seed)
     transformer = MiniTransformer3DModel(**(transformer_config or TRANSFORMER_CONFIG))
-    vae = PixelVAE(latents_mean=[0.0] * 3 * FRAMES_PER_LATENT, latents_std=[1.0] * 3 * FRAMES_PER_LATENT)
+    if vae is None:
+        vae = MiniVAE()
     return WanPipeline(tokenizer=preview.tokenizer, text_encoder=preview.text_encoder, vae=vae,
                        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), transformer=transformer)
 
 
-__all__ = ["FRAMES_PER_LATENT", "MiniTransformer3DModel", "PixelVAE", "SIGMA_DATA", "TRANSFORMER_CONFIG",
-           "build_mini_pipeline", "clean_from_velocity", "preconditioning", "sigma_of"]
+__all__ = ["FRAMES_PER_LATENT", "MiniTransformer3DModel", "MiniVAE", "SIGMA_DATA", "TRANSFORMER_CONFIG",
+           "build_mini_pipeline", "clean_from_velocity", "normalized_latents", "preconditioning", "sigma_of"]
