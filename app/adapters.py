@@ -23,6 +23,7 @@ from engine.core.errors import InvalidRequest, ModelUnavailable
 from engine.core.pks import TagField, Taxonomy
 from engine.core.presets import Preset
 from engine.core.registry import REGISTRY, ModelSpec, resolve_model
+from engine.core.request_schema import labels, parse_cache
 from engine.core.requests import AdapterRef, GenerationRequest
 
 UNSET = ""  # the "not set" choice of a single-select tag dropdown
@@ -38,18 +39,12 @@ MAX_ADAPTERS = 3  # adapter slots in the Create tab; the engine itself takes any
 DEFAULT_STRENGTH = 1.0
 # Settings a preset stores (engine.core.presets.SETTING_KEYS minus the seed, which is saved only when fixed).
 PRESET_NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
+# How the form names each field in messages: the request's declared labels, and the form's own.
 FIELD_LABELS: Mapping[str, str] = MappingProxyType({
-    "model": "Model", "narrative": "Narrative", "negative_prompt": "Negative prompt", "seed": "Seed",
-    "random_seed": "Random seed", "width": "Width", "height": "Height", "num_frames": "Frames", "fps": "FPS",
-    "steps": "Steps", "guidance": "Guidance", "quantization": "Quantization", "offload": "Offload",
-    "vae_tiling": "VAE tiling", "tags": "Tags", "status": "Status", "id": "Entry", "tag": "Tag filter",
-    "name": "Preset name", "description": "Description", "slug": "Preset", "preset": "Preset file",
-    "adapters": "Adapters", "adapters.path": "Adapter", "adapters.strength": "Adapter strength",
+    **labels(GenerationRequest), "random_seed": "Random seed", "status": "Status", "id": "Entry",
+    "tag": "Tag filter", "name": "Preset name", "description": "Description", "slug": "Preset",
+    "preset": "Preset file", "adapters.path": "Adapter", "adapters.strength": "Adapter strength",
     "adapters.kind": "Adapter kind", "adapters.fuse": "Adapter merge",
-    "tag_encoder": "Tag encoder", "tag_guidance": "Tag guidance", "tags_in_prompt": "Also write tags into the prompt",
-    "transformer_file": "Transformer file",
-    "speed": "Speed", "cache": "Step cache", "cache_threshold": "Step cache", "compile_blocks": "Compile blocks",
-    "attention": "Attention backend", "parallel": "Parallel GPUs",
 })
 NO_TRANSFORMER_FILE = "none"  # the dropdown's word for "the model folder's own transformer"
 
@@ -183,9 +178,8 @@ def _cache_parts(text: str) -> tuple[str | None, float | None]:
     """The form's "KIND[:NUMBER]" as (kind, number); ("", ) is the profile's own: (None, None)."""
     if not text:
         return None, None
-    kind, sep, number = text.partition(":")
     try:
-        return kind.strip(), float(number) if sep else None
+        return parse_cache(text)
     except ValueError:
         raise InvalidRequest("cache", f"'{text}' is not KIND or KIND:NUMBER (e.g. first-block:0.1)") from None
 

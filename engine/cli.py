@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import catalog_cli, model_commands
-from .generate_flags import add_generate_parser, parse_tag as _tag
+from .generate_flags import add_generate_parser, parse_tag as _tag, setting_flags
 from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
+from .core.request_schema import merge_settings
 from .core.quantized_cache import CACHEABLE_MODES
 from .core.settings import Settings
 
@@ -212,28 +213,18 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
         base = dict(embedded["request"])
     elif args.from_history is not None:
         base = studio.history.get(args.from_history).request.to_dict()
+    preset: dict[str, Any] = {}
     if args.preset:
         from .core.presets import PresetLibrary, builtin_presets_dir
         from .core.pks import load_taxonomy
 
-        lib = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy())
-        base.update(lib.find(args.preset).to_request_overrides())
-    overrides = {k: getattr(args, k) for k in ("model", "narrative", "negative_prompt", "seed", "width", "height",
-                                                 "num_frames", "fps", "steps", "guidance", "quantization", "offload",
-                                                 "vae_tiling", "tag_encoder", "tag_guidance", "tags_in_prompt",
-                                                 "transformer_file", "allow_soft_contradictions")}
-    base.update({k: v for k, v in overrides.items() if v is not None})
+        preset = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy()).find(
+            args.preset).to_request_overrides()
+    overrides = {name: getattr(args, name) for name, _ in setting_flags() if name not in _OWN_MERGE}
+    base = merge_settings(base, preset=preset, overrides=overrides, tags=_given_tags(args.tags))
     _speed_overrides(args, base)
-    if args.tag:
-        tags: dict[str, list[str]] = {k: list(v) if isinstance(v, (list, tuple)) else [v]
-                                      for k, v in base.get("tags", {}).items()}
-        given: dict[str, list[str]] = {}
-        for field, value in args.tag:
-            given.setdefault(field, []).append(value)
-        tags.update(given)
-        base["tags"] = {k: v[0] if len(v) == 1 else v for k, v in tags.items()}
-    if args.adapter:
-        base["adapters"] = args.adapter
+    if args.adapters:
+        base["adapters"] = args.adapters
     base.setdefault("model", settings.default_model)
     if "narrative" not in base:
         raise InvalidRequest("--narrative", "is required (or start from --from, --from-history or --preset)")
@@ -242,9 +233,21 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
         from .core.sources import confine_clip_request
 
         typed = {"model": args.model, "transformer_file": args.transformer_file, "tag_encoder": args.tag_encoder,
-                 "adapters": args.adapter}
+                 "adapters": args.adapters}
         confine_clip_request(request, embedded["request"], typed, settings.data_dir)
     return request
+
+
+# Merged on their own: tags per field, adapters as a whole, and the speed profile before its parts.
+_OWN_MERGE = ("tags", "adapters", "speed", "cache", "compile_blocks")
+
+
+def _given_tags(given: list[tuple[str, str]]) -> dict[str, Any]:
+    """--tag FIELD=VALUE pairs as tags: a field given several times takes all its values."""
+    tags: dict[str, list[str]] = {}
+    for field, value in given:
+        tags.setdefault(field, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in tags.items()}
 
 
 def _speed_overrides(args: argparse.Namespace, base: dict[str, Any]) -> None:
@@ -255,7 +258,8 @@ def _speed_overrides(args: argparse.Namespace, base: dict[str, Any]) -> None:
             base.pop(key, None)
     if args.cache is not None:
         base["cache"], base["cache_threshold"] = args.cache
-    base.update({k: v for k in ("compile_blocks", "attention", "parallel") if (v := getattr(args, k)) is not None})
+    if args.compile_blocks is not None:
+        base["compile_blocks"] = args.compile_blocks
 
 
 def _check_out_path(out: Path | None) -> None:

@@ -1,16 +1,19 @@
 """The flags of `python -m engine generate`, each with its help, range and default.
 
-Kept apart from engine/cli.py so every flag can say what it takes without the CLI module growing
-past its size; the ranges are the ones GenerationRequest checks and the defaults come from the
-model registry, so help and checks cannot drift apart.
+A request setting's flag, help and range come from its declaration in GenerationRequest
+(engine/core/request_schema.py) and the defaults from the model registry, so flags, help and
+checks cannot drift apart; the flags here are the CLI's own (--preset, --from, --out, ...).
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_generate_parser", "parse_tag"]
+from .core.request_schema import Setting, declared, parse_cache
+
+__all__ = ["add_generate_parser", "parse_tag", "setting_flags"]
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -31,11 +34,40 @@ def _adapter(text: str) -> dict[str, Any]:
 
 
 def _cache(text: str) -> tuple[str, float | None]:
-    kind, sep, number = text.partition(":")
     try:
-        return kind.strip(), float(number) if sep else None
+        return parse_cache(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not KIND or KIND:NUMBER (e.g. first-block:0.1)") from None
+
+
+# The settings whose flag takes a structured value, repeated or KIND:NUMBER.
+_STRUCTURED: dict[str, dict[str, Any]] = {
+    "tags": {"action": "append", "type": parse_tag, "default": []},
+    "adapters": {"action": "append", "type": _adapter, "default": []},
+    "cache": {"type": _cache},
+}
+
+
+def setting_flags() -> list[tuple[str, Setting]]:
+    """(field, declaration) of every request setting that `generate` takes as a flag, in order."""
+    from .core.requests import GenerationRequest
+
+    return [(f.name, spec) for f, spec in declared(GenerationRequest) if spec.flag]
+
+
+def _flag_options(name: str, spec: Setting, default: Any) -> dict[str, Any]:
+    """argparse options of one declared setting: its type, choices, or true/false spelling."""
+    if name in _STRUCTURED:
+        return dict(_STRUCTURED[name])
+    if spec.kind == "bool":  # unset by default: --x/--no-x, or a plain switch when false is the default
+        return {"action": "store_true" if default is False else argparse.BooleanOptionalAction, "default": None}
+    if spec.kind == "choice":
+        return {"choices": spec.choices}
+    return {"type": {"int": int, "float": float}[spec.kind]} if spec.kind in ("int", "float") else {}
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{int(value)}" if float(value).is_integer() else f"{value:g}"
 
 
 def _model_defaults(attr: str) -> str:
@@ -48,8 +80,7 @@ def _model_defaults(attr: str) -> str:
 def add_generate_parser(sub: Any) -> None:
     """Register `generate` on the engine's subcommand parser."""
     from .core.registry import REGISTRY, model_ids
-    from .core.requests import (ATTENTION_BACKENDS, CACHE_KINDS, MAX_SEED, OFFLOAD_MODES, PARALLEL_MODES,
-                                QUANTIZATION_MODES, SPEED_PROFILES)
+    from .core.requests import GenerationRequest
     from .core.settings import Settings
 
     most_frames = max(s.max_frames for s in REGISTRY.values())
@@ -57,56 +88,19 @@ def add_generate_parser(sub: Any) -> None:
     g = sub.add_parser("generate", help="generate a clip and record it in the history",
                        description="Unset numbers take the chosen model's defaults (listed per flag). Tag ids: "
                                    "python -m engine tags; presets: python -m engine presets list.")
-    g.add_argument("--model", help=f"model id ({', '.join(model_ids())}) or a local diffusers folder "
-                                   f"(default: {Settings().default_model}, or ANIMATRIX_DEFAULT_MODEL)")
-    g.add_argument("--narrative", metavar="TEXT", help="what happens in the clip, in words (required unless --preset/--from "
-                                       "gives one)")
-    g.add_argument("--negative", dest="negative_prompt", metavar="TEXT", help="what to avoid (default: none, or the preset's)")
-    g.add_argument("--tag", action="append", type=parse_tag, default=[], metavar="FIELD=VALUE",
-                   help="a production tag, e.g. camera.movement=whip_pan; repeat for several (multi-select fields "
-                        "take several values). Fields: python -m engine tags; a field's values: python -m engine "
-                        "tags FIELD")
-    g.add_argument("--preset", metavar="NAME", help="start from a preset (its id or name; python -m engine presets list); "
-                                    "flags override it")
-    g.add_argument("--seed", type=int, metavar="N", help=f"0 to {MAX_SEED} (default: a random seed, recorded in the history)")
-    g.add_argument("--width", type=int, metavar="PX", help=f"pixels, 16 to the model's limit ({widest} at most; default the "
-                                             f"model's: {_model_defaults('width')})")
-    g.add_argument("--height", type=int, metavar="PX", help=f"pixels (default the model's: {_model_defaults('height')})")
-    g.add_argument("--frames", dest="num_frames", type=int, metavar="N", help=f"frames in the clip, 1 to the model's limit "
-                   f"({most_frames} at most; default the model's: {_model_defaults('num_frames')})")
-    g.add_argument("--fps", type=int, metavar="N", help=f"frames per second of the mp4, 1 to 60 (default the model's: "
-                                           f"{_model_defaults('fps')})")
-    g.add_argument("--steps", type=int, metavar="N", help=f"denoising steps, 1 to 200 (default the model's: "
-                                             f"{_model_defaults('steps')})")
-    g.add_argument("--guidance", type=float, metavar="SCALE", help=f"classifier-free guidance scale, 0 to 30 (default the model's: "
-                                                  f"{_model_defaults('guidance')})")
-    g.add_argument("--quantization", choices=QUANTIZATION_MODES, help="weight quantization (default none)")
-    g.add_argument("--offload", choices=OFFLOAD_MODES, help="CPU offload (default auto: chosen from free VRAM)")
-    g.add_argument("--vae-tiling", dest="vae_tiling", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode the video in tiles to save memory (default: on where memory is short)")
-    g.add_argument("--adapter", action="append", type=_adapter, default=[], metavar="PATH[:STRENGTH]",
-                   help="a LoRA or HydraLoRA file or folder, strength -2 to 2 (default 1); repeat for several")
-    g.add_argument("--transformer", dest="transformer_file", metavar="FILE",
-                   help="the transformer from one file: a community GGUF (Q8_0 … Q4_K) or a single .safetensors; "
-                        "a path, or a file name in <data dir>/models/gguf/ (the rest comes from --model)")
-    g.add_argument("--tag-encoder", dest="tag_encoder", metavar="FOLDER",
-                   help="a trained PKS tag encoder: tags also go through cross-attention and AdaLN (default none)")
-    g.add_argument("--tag-guidance", dest="tag_guidance", type=float, metavar="SCALE",
-                   help="separate guidance scale on the tags, 0 to 30 (needs --tag-encoder; default: plain "
-                        "guidance over text and tags)")
-    g.add_argument("--tags-in-prompt", dest="tags_in_prompt", action=argparse.BooleanOptionalAction, default=None,
-                   help="also write the tags into the text prompt (default on)")
-    g.add_argument("--anyway", dest="allow_soft_contradictions", action="store_true", default=None, help="generate "
-                   "even when two tags are an unusual pair (a soft contradiction)")
-    g.add_argument("--speed", choices=SPEED_PROFILES, help="speed profile (docs/speed.md; default quality)")
-    g.add_argument("--cache", type=_cache, metavar="KIND[:NUMBER]",
-                   help=f"step cache instead of the profile's, one of {', '.join(CACHE_KINDS)}; first-block and "
-                        "mag take a threshold (0-1], the others an interval in steps (default: the profile's)")
-    g.add_argument("--compile", dest="compile_blocks", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the repeated transformer blocks (slow first job; default: the profile's)")
-    g.add_argument("--attention", choices=ATTENTION_BACKENDS, help="diffusers attention backend (default auto)")
-    g.add_argument("--parallel", choices=PARALLEL_MODES, help="one clip over several GPUs (under torchrun; "
-                                                              "default none)")
+    words = {"models": ", ".join(model_ids()), "default_model": Settings().default_model}
+    most = {"num_frames": most_frames, "width": widest, "height": widest}
+    defaults = {f.name: f.default for f in fields(GenerationRequest)}
+    for name, spec in setting_flags():
+        assert spec.flag is not None
+        help_text = spec.help.format_map({**words, "high": _number(spec.high),
+                                          "choices": ", ".join(spec.choices), "most": most.get(name, ""),
+                                          "defaults": _model_defaults(name) if "{defaults}" in spec.help else ""})
+        options = {"metavar": spec.metavar} if spec.metavar else {}
+        g.add_argument(spec.flag, dest=name, help=help_text, **options, **_flag_options(name, spec, defaults[name]))
+        if name == "tags":  # a preset is the other way to give tags: next to them in --help
+            g.add_argument("--preset", metavar="NAME", help="start from a preset (its id or name; python -m engine "
+                                                            "presets list); flags override it")
     g.add_argument("--from", dest="from_file", type=Path, metavar="MP4", help="reproduce the clip whose settings this mp4 holds")
     g.add_argument("--from-history", type=int, metavar="ID", help="reproduce a history entry")
     g.add_argument("--allow-local-models", action="store_true", help="let --from name weights outside the data dir")

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.generation import CancelToken, PreparedRequest, Progress, ProgressCallback
 from .access import AccessPolicy, UsageGate, Viewer
+from .core.request_schema import same_fields
 from .core.requests import GenerationRequest
 from .core.sources import confine_to_data_dir
 from .storage.clips import GenerationRecord, HistoryService
@@ -429,11 +430,8 @@ def _progress_text(record: GenerationRecord) -> str:
     return Progress(p.stage, p.step, p.total, 0.0, None).describe()
 
 
-# The request fields that make two clips the same clip (everything but bookkeeping).
-SAME_FIELDS = ("narrative", "tags", "seed", "model", "quantization", "tags_in_prompt", "tag_encoder",
-               "tag_guidance", "adapters", "width", "height", "num_frames", "fps", "steps", "guidance",
-               "negative_prompt", "transformer_file", "speed", "cache", "cache_threshold", "compile_blocks",
-               "attention")
+# The request fields that make two clips the same clip (everything but bookkeeping), as declared.
+SAME_FIELDS = same_fields(GenerationRequest)
 
 
 def same_request(a: GenerationRequest, b: GenerationRequest) -> bool:

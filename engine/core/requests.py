@@ -7,11 +7,12 @@ corrected silently: a value the model cannot take is refused with the rule that 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from .errors import InvalidRequest
+from .request_schema import NO_DEFAULT, check_declared, declared, float_in, int_in, one_of, setting
 
 QUANTIZATION_MODES: tuple[str, ...] = (
     "none", "torchao-int8", "torchao-fp8", "quanto-int8", "quanto-int4", "quanto-fp8", "fp8-layerwise",
@@ -37,25 +38,6 @@ TagValue = tuple[str, ...]
 # (max frames, max side) of each registry model, filled in by engine/core/registry.py: a value past the
 # chosen model's limit is refused with that limit, not only with the range common to every model.
 MODEL_LIMITS: dict[str, tuple[int, int]] = {}
-
-
-def _one_of(field_name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise InvalidRequest(field_name, f"'{value}' is not allowed; choose one of: {', '.join(allowed)}")
-
-
-def _int_in(field_name: str, value: Any, low: int, high: int, unit: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(field_name, f"must be a whole number from {low} to {high}{unit}, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidRequest(field_name, f"must be from {low} to {high}{unit}, got {value}")
-
-
-def _float_in(field_name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(field_name, f"must be a number from {low:g} to {high:g}, got {value!r}")
-    if not low <= float(value) <= high:
-        raise InvalidRequest(field_name, f"must be from {low:g} to {high:g}, got {value}")
 
 
 def normalize_tags(tags: Mapping[str, Any] | None) -> Mapping[str, TagValue]:
@@ -88,121 +70,154 @@ class AdapterRef:
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.strip():
             raise InvalidRequest("adapters.path", "must name an adapter file or folder")
-        _float_in("adapters.strength", self.strength, -2.0, 2.0)
-        _one_of("adapters.kind", self.kind, ADAPTER_KINDS)
+        float_in("adapters.strength", self.strength, -2.0, 2.0)
+        one_of("adapters.kind", self.kind, ADAPTER_KINDS)
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One clip to generate. `None` in a setting means "the model's default" until resolved."""
+    """One clip to generate. `None` in a setting means "the model's default" until resolved.
 
-    narrative: str
-    model: str = "wan2.1-t2v-1.3b"
-    negative_prompt: str = ""
-    tags: Mapping[str, TagValue] = field(default_factory=dict)
-    seed: int | None = None
-    width: int | None = None
-    height: int | None = None
-    num_frames: int | None = None
-    fps: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    quantization: str = "none"
-    offload: str = "auto"
-    vae_tiling: bool | None = None
-    adapters: tuple[AdapterRef, ...] = ()
-    tag_encoder: str | None = None  # folder of a trained PKS tag encoder (dual-channel conditioning)
-    tag_guidance: float | None = None  # separate guidance scale on the tags; None: plain CFG over both
+    Each setting is declared once here (engine/core/request_schema.py): its checks, label, help,
+    flag and role come from the declaration; `__post_init__` adds only the rules between fields."""
+
+    narrative: str = setting(
+        NO_DEFAULT, kind="text", label="Narrative", flag="--narrative", metavar="TEXT", example="a cat leaps",
+        help="what happens in the clip, in words (required unless --preset/--from gives one)")
+    model: str = setting(
+        "wan2.1-t2v-1.3b", kind="text", label="Model", flag="--model", required=True, example="preview",
+        refusal="must name a model id from the registry or a local folder",
+        help="model id ({models}) or a local diffusers folder (default: {default_model}, or ANIMATRIX_DEFAULT_MODEL)")
+    negative_prompt: str = setting(
+        "", kind="text", label="Negative prompt", flag="--negative", metavar="TEXT", max_chars=MAX_NARRATIVE_CHARS,
+        refusal=f"must be text of at most {MAX_NARRATIVE_CHARS} characters", example="blurry",
+        help="what to avoid (default: none, or the preset's)")
+    tags: Mapping[str, TagValue] = setting(
+        factory=dict, kind="tags", label="Tags", flag="--tag", metavar="FIELD=VALUE",
+        example={"camera.movement": ("whip_pan",), "vfx.effects": ("sparkles", "speed_lines")},
+        help="a production tag, e.g. camera.movement=whip_pan; repeat for several (multi-select fields take "
+             "several values). Fields: python -m engine tags; a field's values: python -m engine tags FIELD")
+    seed: int | None = setting(
+        kind="int", label="Seed", low=0, high=MAX_SEED, flag="--seed", metavar="N", example=7,
+        help="0 to {high} (default: a random seed, recorded in the history)")
+    width: int | None = setting(
+        kind="int", label="Width", low=16, high=4096, unit=" pixels", flag="--width", metavar="PX", example=64,
+        help="pixels, 16 to the model's limit ({most} at most; default the model's: {defaults})")
+    height: int | None = setting(
+        kind="int", label="Height", low=16, high=4096, unit=" pixels", flag="--height", metavar="PX", example=48,
+        help="pixels (default the model's: {defaults})")
+    num_frames: int | None = setting(
+        kind="int", label="Frames", low=1, high=1024, flag="--frames", metavar="N", example=9,
+        help="frames in the clip, 1 to the model's limit ({most} at most; default the model's: {defaults})")
+    fps: int | None = setting(
+        kind="int", label="FPS", low=1, high=60, unit=" frames per second", flag="--fps", metavar="N", example=12,
+        help="frames per second of the mp4, 1 to 60 (default the model's: {defaults})")
+    steps: int | None = setting(
+        kind="int", label="Steps", low=1, high=200, flag="--steps", metavar="N", example=3,
+        help="denoising steps, 1 to 200 (default the model's: {defaults})")
+    guidance: float | None = setting(
+        kind="float", label="Guidance", low=0.0, high=30.0, flag="--guidance", metavar="SCALE", example=4.5,
+        help="classifier-free guidance scale, 0 to 30 (default the model's: {defaults})")
+    quantization: str = setting(
+        "none", kind="choice", label="Quantization", choices=QUANTIZATION_MODES, flag="--quantization",
+        group="memory", example="quanto-int8", help="weight quantization (default none)")
+    offload: str = setting(
+        "auto", kind="choice", label="Offload", choices=OFFLOAD_MODES, flag="--offload", group="memory",
+        same=False, example="model", help="CPU offload (default auto: chosen from free VRAM)")
+    vae_tiling: bool | None = setting(
+        kind="bool", label="VAE tiling", unset="auto", flag="--vae-tiling", group="memory", same=False,
+        example=True, help="decode the video in tiles to save memory (default: on where memory is short)")
+    adapters: tuple[AdapterRef, ...] = setting(
+        (), kind="adapters", label="Adapters", flag="--adapter", metavar="PATH[:STRENGTH]", group="adapters",
+        example=(AdapterRef("style.safetensors", 0.5),),
+        help="a LoRA or HydraLoRA file or folder, strength -2 to 2 (default 1); repeat for several")
+    # Folder of a trained PKS tag encoder (dual-channel conditioning).
+    tag_encoder: str | None = setting(
+        kind="text", label="Tag encoder", flag="--tag-encoder", metavar="FOLDER", required=True, group="tags",
+        refusal="must name the folder of a trained tag encoder, or be unset", example="encoder",
+        help="a trained PKS tag encoder: tags also go through cross-attention and AdaLN (default none)")
+    # A separate guidance scale on the tags; None: plain CFG over both.
+    tag_guidance: float | None = setting(
+        kind="float", label="Tag guidance", low=0.0, high=30.0, flag="--tag-guidance", metavar="SCALE",
+        group="tags", example=2.0, help="separate guidance scale on the tags, 0 to 30 (needs --tag-encoder; "
+                                        "default: plain guidance over text and tags)")
     # Also write the tags into the text prompt. Unset: yes without a tag encoder, no with one (the
     # tags then reach the model through their own channel, undiluted by the narrative); resolved by
     # Engine.prepare, so a recorded request always says which.
-    tags_in_prompt: bool | None = None
-    transformer_file: str | None = None  # a GGUF or single .safetensors transformer (path or name in models/gguf)
-    speed: str = "quality"  # a speed profile: what `cache` and `compile_blocks` are when unset
-    cache: str | None = None  # step cache kind (CACHE_KINDS); None: the profile's
-    cache_threshold: float | None = None  # the cache's threshold, or its interval in steps; None: the kind's default
-    compile_blocks: bool | None = None  # torch.compile the repeated transformer blocks; None: the profile's
-    attention: str = "auto"  # diffusers attention backend; auto: what diffusers picks (PyTorch SDPA)
-    parallel: str = "none"  # context parallelism over the GPUs of a torchrun launch
-    allow_soft_contradictions: bool = False  # "generate anyway": unusual tag pairs (pks soft contradictions)
+    tags_in_prompt: bool | None = setting(
+        kind="bool", label="Also write tags into the prompt", flag="--tags-in-prompt", group="tags", example=False,
+        help="also write the tags into the text prompt (default on)")
+    # A GGUF or single .safetensors transformer (a path or a name in models/gguf).
+    transformer_file: str | None = setting(
+        kind="text", label="Transformer file", flag="--transformer", metavar="FILE", required=True, group="memory",
+        refusal="must name a .gguf or .safetensors file, or be unset", example="wan-q8.gguf",
+        help="the transformer from one file: a community GGUF (Q8_0 … Q4_K) or a single .safetensors; a path, "
+             "or a file name in <data dir>/models/gguf/ (the rest comes from --model)")
+    # A speed profile: what `cache` and `compile_blocks` are when unset.
+    speed: str = setting(
+        "quality", kind="choice", label="Speed", choices=SPEED_PROFILES, flag="--speed", group="speed",
+        example="balanced", help="speed profile (docs/speed.md; default quality)")
+    cache: str | None = setting(
+        kind="choice", label="Step cache", choices=CACHE_KINDS, flag="--cache", metavar="KIND[:NUMBER]",
+        group="speed", example="first-block",
+        help="step cache instead of the profile's, one of {choices}; first-block and mag take a threshold (0-1], "
+             "the others an interval in steps (default: the profile's)")
+    # The cache's threshold, or its interval in steps; None: the kind's default. It travels inside
+    # `cache` on every surface (KIND:NUMBER), so it has no flag of its own.
+    cache_threshold: float | None = setting(kind="float", label="Step cache", group="speed", example=0.25)
+    compile_blocks: bool | None = setting(
+        kind="bool", label="Compile blocks", unset="the profile's", flag="--compile", group="speed", example=True,
+        help="torch.compile the repeated transformer blocks (slow first job; default: the profile's)")
+    # The diffusers attention backend; auto: what diffusers picks (PyTorch SDPA).
+    attention: str = setting(
+        "auto", kind="choice", label="Attention backend", choices=ATTENTION_BACKENDS, flag="--attention",
+        group="speed", example="native", help="diffusers attention backend (default auto)")
+    # Context parallelism over the GPUs of a torchrun launch: the command line only.
+    parallel: str = setting(
+        "none", kind="choice", label="Parallel GPUs", choices=PARALLEL_MODES, flag="--parallel", group="speed",
+        same=False, form=False, api=False, example="ulysses", help="one clip over several GPUs (under torchrun; default none)")
+    # "Generate anyway": unusual tag pairs (pks soft contradictions); the form's own button.
+    allow_soft_contradictions: bool = setting(
+        False, kind="bool", label="Generate anyway", flag="--anyway", same=False, form=False, example=True,
+        help="generate even when two tags are an unusual pair (a soft contradiction)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.narrative, str) or not self.narrative.strip():
             raise InvalidRequest("narrative", "must describe the scene in words (it is empty)")
         if len(self.narrative) > MAX_NARRATIVE_CHARS:
             raise InvalidRequest("narrative", f"must be at most {MAX_NARRATIVE_CHARS} characters, got {len(self.narrative)}")
-        if not isinstance(self.negative_prompt, str) or len(self.negative_prompt) > MAX_NARRATIVE_CHARS:
-            raise InvalidRequest("negative_prompt", f"must be text of at most {MAX_NARRATIVE_CHARS} characters")
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise InvalidRequest("model", "must name a model id from the registry or a local folder")
         object.__setattr__(self, "tags", normalize_tags(self.tags))
-        if self.seed is not None:
-            _int_in("seed", self.seed, 0, MAX_SEED)
         max_frames, max_side = MODEL_LIMITS.get(self.model, (1024, 4096))
-        if isinstance(self.num_frames, int) and not isinstance(self.num_frames, bool) and self.num_frames > max_frames:
-            raise InvalidRequest("num_frames", f"this model takes at most {max_frames} frames, got {self.num_frames}")
-        if self.num_frames is not None:  # the model's own range: the one the form's hint shows
-            _int_in("num_frames", self.num_frames, 1, max_frames)
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool) and value > max_side:
-                raise InvalidRequest(name, f"this model takes at most {max_side} pixels per side, got {value}")
-            if value is not None:
-                _int_in(name, value, 16, max_side, " pixels")
-        if self.fps is not None:
-            _int_in("fps", self.fps, 1, 60, " frames per second")
-        if self.steps is not None:
-            _int_in("steps", self.steps, 1, 200)
-        if self.guidance is not None:
-            _float_in("guidance", self.guidance, 0.0, 30.0)
-            object.__setattr__(self, "guidance", float(self.guidance))
-        _one_of("quantization", self.quantization, QUANTIZATION_MODES)
-        _one_of("offload", self.offload, OFFLOAD_MODES)
-        if self.vae_tiling is not None and not isinstance(self.vae_tiling, bool):
-            raise InvalidRequest("vae_tiling", f"must be true, false or unset (auto), got {self.vae_tiling!r}")
+        for name, most, what in (("num_frames", max_frames, "frames"), ("width", max_side, "pixels per side"),
+                                 ("height", max_side, "pixels per side")):
+            value = getattr(self, name)  # past the chosen model's limit: say it is that model's
+            if isinstance(value, int) and not isinstance(value, bool) and value > most:
+                raise InvalidRequest(name, f"this model takes at most {most} {what}, got {value}")
+        check_declared(self, {"num_frames": max_frames, "width": max_side, "height": max_side})
         adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef(**a) for a in self.adapters)
         object.__setattr__(self, "adapters", adapters)
-        if self.tag_encoder is not None and (not isinstance(self.tag_encoder, str) or not self.tag_encoder.strip()):
-            raise InvalidRequest("tag_encoder", "must name the folder of a trained tag encoder, or be unset")
-        if self.tag_guidance is not None:
-            _float_in("tag_guidance", self.tag_guidance, 0.0, 30.0)
-            if self.tag_encoder is None:
-                raise InvalidRequest("tag_guidance", "needs a tag encoder (tag_encoder); without one tags only "
-                                                     "reach the model through the text prompt")
-        if self.transformer_file is not None and (not isinstance(self.transformer_file, str)
-                                                  or not self.transformer_file.strip()):
-            raise InvalidRequest("transformer_file", "must name a .gguf or .safetensors file, or be unset")
-        if not isinstance(self.allow_soft_contradictions, bool):
-            raise InvalidRequest("allow_soft_contradictions", f"must be true or false, got {self.allow_soft_contradictions!r}")
-        if self.tags_in_prompt is not None and not isinstance(self.tags_in_prompt, bool):
-            raise InvalidRequest("tags_in_prompt", f"must be true or false, got {self.tags_in_prompt!r}")
+        if self.tag_guidance is not None and self.tag_encoder is None:
+            raise InvalidRequest("tag_guidance", "needs a tag encoder (tag_encoder); without one tags only "
+                                                 "reach the model through the text prompt")
         if self.tags_in_prompt is False and self.tag_encoder is None:
             raise InvalidRequest("tags_in_prompt", "can be turned off only with a tag encoder, or the tags "
                                                    "would reach the model nowhere")
+        self._check_cache_threshold()
 
-        self._check_speed()
-
-    def _check_speed(self) -> None:
-        _one_of("speed", self.speed, SPEED_PROFILES)
-        if self.cache is not None:
-            _one_of("cache", self.cache, CACHE_KINDS)
-        if self.cache_threshold is not None:
-            if self.cache is None or self.cache == "none":
-                raise InvalidRequest("cache_threshold", "needs a cache kind (cache), e.g. first-block:0.1")
-            if self.cache in THRESHOLD_CACHES:
-                _float_in("cache_threshold", self.cache_threshold, 0.001, 1.0)
-                object.__setattr__(self, "cache_threshold", float(self.cache_threshold))
-            else:
-                value = self.cache_threshold
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                _int_in("cache_threshold", value, 2, MAX_CACHE_INTERVAL, f" steps (the {self.cache} interval)")
-                object.__setattr__(self, "cache_threshold", float(value))
-        if self.compile_blocks is not None and not isinstance(self.compile_blocks, bool):
-            raise InvalidRequest("compile_blocks", f"must be true, false or unset (the profile's), got "
-                                                   f"{self.compile_blocks!r}")
-        _one_of("attention", self.attention, ATTENTION_BACKENDS)
-        _one_of("parallel", self.parallel, PARALLEL_MODES)
+    def _check_cache_threshold(self) -> None:
+        if self.cache_threshold is None:
+            return
+        if self.cache is None or self.cache == "none":
+            raise InvalidRequest("cache_threshold", "needs a cache kind (cache), e.g. first-block:0.1")
+        if self.cache in THRESHOLD_CACHES:
+            float_in("cache_threshold", self.cache_threshold, 0.001, 1.0)
+            object.__setattr__(self, "cache_threshold", float(self.cache_threshold))
+        else:
+            value = self.cache_threshold
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            int_in("cache_threshold", value, 2, MAX_CACHE_INTERVAL, f" steps (the {self.cache} interval)")
+            object.__setattr__(self, "cache_threshold", float(value))
 
     @property
     def is_resolved(self) -> bool:
@@ -210,7 +225,7 @@ class GenerationRequest:
 
     # Serialisation: the JSON embedded in every mp4 and stored with every history row.
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f, spec in declared(type(self)) if spec.recorded}
         data["tags"] = {k: list(v) if len(v) > 1 else v[0] for k, v in self.tags.items()}
         data["adapters"] = [asdict(a) for a in self.adapters]
         return data
