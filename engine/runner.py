@@ -158,7 +158,8 @@ class JobRunner:
     def run_queued(self, job_id: int, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                    extra_formats: Sequence[str] = ()) -> GenerationRecord:
         """`run` for a caller that owns the job: a job that ended elsewhere (removed) counts as cancelled."""
-        outcome = self.run(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats, in_order=False)
+        outcome = self.run(job_id, progress=progress, cancel=cancel, extra_formats=extra_formats, in_order=False,
+                           follow=True)
         if not outcome.ran and outcome.record.status != "done":
             raise GenerationCancelled(outcome.record.error or f"job #{job_id} was {outcome.record.status}")
         return outcome.record
@@ -166,8 +167,12 @@ class JobRunner:
     # -- running ----------------------------------------------------------------------------------
     def run(self, job_id: int, *, progress: ProgressCallback | None = None,
             on_wait: Callable[[], None] | None = None, cancel: CancelToken | None = None,
-            extra_formats: Sequence[str] = (), in_order: bool = True) -> JobOutcome:
+            extra_formats: Sequence[str] = (), in_order: bool = True, follow: bool = False) -> JobOutcome:
         """Run a queued job under the GPU lock and return its final record.
+
+        `follow`: a person waits for this job (a Generate click, the API, the command line): when
+        another studio or worker on the same database started it first, wait for that run and
+        return its final record (its progress reported here) instead of its "running" one.
 
         `in_order`: the queue's order and pause hold (engine/storage/repository/queue.py): while
         other jobs stand ahead of this one they run first, here (whoever queued them; their
@@ -179,29 +184,43 @@ class JobRunner:
         record = self.history.get(job_id)
         if record.status not in ("queued", "running"):
             return JobOutcome(record, False)
-        if not self.executes:
+        if not self.executes or (follow and record.status == "running"):
             return JobOutcome(self._wait_for_worker(job_id, on_wait, cancel, progress), False)
         while True:
             if not self._acquire(job_id, on_wait, cancel):
-                return JobOutcome(self.history.get(job_id), False)
+                return self._elsewhere(job_id, on_wait, cancel, progress, follow)
+            outcome = None
             try:
                 record = self.history.get(job_id)
                 if record.status != "queued":  # removed while waiting, or run by the background thread
-                    return JobOutcome(record, False)
-                head = self.queue_store.next_runnable() if in_order else job_id
-                if head == job_id:
-                    outcome = self._run_locked(job_id, progress, cancel, extra_formats, in_line=in_order)
-                    if outcome.ran or outcome.record.status != "queued":
-                        return outcome
-                    head = None  # paused just before it started: wait for the resume like any paused run
-                elif head is not None:
-                    self._run_ahead(head)
+                    outcome = JobOutcome(record, False)
+                else:
+                    head = self.queue_store.next_runnable() if in_order else job_id
+                    if head == job_id:
+                        ran = self._run_locked(job_id, progress, cancel, extra_formats, in_line=in_order)
+                        if ran.ran or ran.record.status != "queued":
+                            outcome = ran
+                        head = None  # paused just before it started: wait for the resume like any paused run
+                    elif head is not None:
+                        self._run_ahead(head)
             finally:
                 self._touch()
                 GPU_LOCK.release()
                 self._wake.set()
+            if outcome is not None:  # followed off the GPU lock, which the other run does not need
+                if outcome.ran or outcome.record.status != "running":
+                    return outcome
+                return self._elsewhere(job_id, on_wait, cancel, progress, follow)
             if head is None and not self._wait_while_paused(job_id, on_wait, cancel):
                 return JobOutcome(self.history.get(job_id), False)
+
+    def _elsewhere(self, job_id: int, on_wait: Callable[[], None] | None, cancel: CancelToken | None,
+                   progress: ProgressCallback | None, follow: bool) -> JobOutcome:
+        """The outcome of a job this runner did not run: followed to its end when someone waits for it."""
+        record = self.history.get(job_id)
+        if follow and record.status == "running":
+            record = self._wait_for_worker(job_id, on_wait, cancel, progress)
+        return JobOutcome(record, False)
 
     def _run_locked(self, job_id: int, progress: ProgressCallback | None, cancel: CancelToken | None,
                     extra_formats: Sequence[str], *, in_line: bool = True) -> JobOutcome:

@@ -97,7 +97,7 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
         def report(p: Progress) -> None:
             progress((p.step, p.total) if p.stage == "denoising" else None, desc=f"Job #{job_id}: {p.describe()}")
 
-        record = runner.run(job_id, progress=report).record
+        record = runner.run(job_id, progress=report, follow=True).record
         video = history.video_path(record)
         if record.status != "done" or video is None:
             refuse(f"Job #{job_id} {record.status}: {record.error or 'no clip'}", f"Job #{job_id}")

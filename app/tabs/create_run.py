@@ -88,7 +88,7 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
                 progress(None, desc=f"Job #{jid}: {p.describe()}")
 
         try:
-            outcome = runner.run(jid, progress=report,
+            outcome = runner.run(jid, progress=report, follow=True,
                                  on_wait=lambda: progress(None, desc=f"Job #{jid}: waiting for the GPU…"))
         except GenerationCancelled as exc:
             gr.Info(f"Job #{jid} cancelled.")
