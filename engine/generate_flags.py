@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .core.request_schema import Setting, declared, parse_cache
+from .core.request_schema import Setting, declared, parse_adapter, parse_cache
 
 __all__ = ["add_generate_parser", "parse_tag", "setting_flags"]
 
@@ -26,9 +26,8 @@ def parse_tag(text: str) -> tuple[str, str]:
 
 
 def _adapter(text: str) -> dict[str, Any]:
-    path, sep, strength = text.rpartition(":") if ":" in text else (text, "", "")
     try:
-        return {"path": path if sep else text, "strength": float(strength) if sep else 1.0}
+        return parse_adapter(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not PATH or PATH:STRENGTH") from None
 

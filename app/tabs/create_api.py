@@ -2,13 +2,15 @@
 
 For `gradio_client` users (a Space is often driven from a script): a prompt, tags as a dict or a
 list of `field=value`, and optional preset, model and settings in; the mp4 and its settings out.
+The parameters are the request's declared settings (engine/core/request_schema.py), each named
+after its CLI flag (`frames`, `negative`, `cache`, ...), so a new setting reaches the API by itself.
 It goes through the same job runner (and history) as the Generate button; bad input comes back
 as an error naming the parameter, with nothing written. The endpoint's components are hidden:
 the page does not show them, the API page documents them.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import inspect
 from typing import Any
 
 import gradio as gr
@@ -16,6 +18,7 @@ import gradio as gr
 from engine.core.errors import InvalidRequest
 from engine.core.generation import Progress
 from engine.core.presets import PresetLibrary
+from engine.core.request_schema import Setting, api_name, declared, merge_settings, parse_adapter, parse_cache
 from engine.core.requests import GenerationRequest
 
 from ..adapters import ui_message
@@ -24,10 +27,22 @@ from ..services.context import StudioServices
 from ..services.identity import require_creator
 from ..services.jobs import estimate_seconds, gpu_function
 
-# API parameter -> GenerationRequest field (the rest have the same name).
-_RENAMED = {"frames": "num_frames"}
-NUMBERS = ("seed", "frames", "width", "height", "fps", "steps", "guidance")
-TEXTS = ("quantization", "offload")
+# The parameters the API had first, in their order (a positional caller keeps working); every other
+# declared setting follows in declaration order, named after its CLI flag (request_schema.api_name).
+_FIRST = ("narrative", "tags", "preset", "model", "seed", "frames", "width", "height", "fps", "steps", "guidance",
+          "quantization", "offload", "anyway")
+_ON, _OFF = ("on", "true", "yes"), ("off", "false", "no")
+
+
+def api_settings() -> dict[str, tuple[str, Setting]]:
+    """API parameter -> (request field, its declaration), for every setting the API takes."""
+    return {api_name(f.name, spec): (f.name, spec) for f, spec in declared(GenerationRequest) if spec.api and spec.flag}
+
+
+def parameter_names() -> tuple[str, ...]:
+    """The endpoint's parameters in order: `preset` (the API's own) and the declared settings."""
+    rest = tuple(name for name in api_settings() if name not in _FIRST)
+    return _FIRST + rest
 
 
 def parse_tags(tags: Any) -> dict[str, Any]:
@@ -47,44 +62,79 @@ def parse_tags(tags: Any) -> dict[str, Any]:
     raise InvalidRequest("tags", "must be a dict of field: value(s) or a list of 'field=value' strings")
 
 
-def build_request(services: StudioServices, narrative: str, tags: Any, preset: str, model: str,
-                  numbers: dict[str, Any], texts: dict[str, Any],
+def _adapters(value: Any) -> list[dict[str, Any]]:
+    items = value if isinstance(value, list) else [value]
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, dict):
+            out.append(dict(item))
+            continue
+        try:
+            out.append(parse_adapter(str(item)))
+        except ValueError:
+            raise InvalidRequest("adapters", f"'{item}' is not PATH or PATH:STRENGTH") from None
+    return out
+
+
+def _setting(field: str, spec: Setting, value: Any) -> dict[str, Any]:
+    """One parameter's value as request settings ({} when not given: the preset's or the model's)."""
+    if value is None or value == "" or value == [] or value == {} or value is False:
+        return {}  # a false "anyway" is the default too
+    if spec.kind == "int":
+        return {field: int(value) if float(value).is_integer() else value}  # 7.0 from a Number is 7
+    if spec.kind == "bool" and isinstance(value, str):  # on/off, or empty for unset
+        word = value.strip().lower()
+        if word not in (*_ON, *_OFF):
+            raise InvalidRequest(field, f"must be on, off or empty (unset), got {value!r}")
+        return {field: word in _ON}
+    if spec.kind == "adapters":
+        return {field: _adapters(value)}
+    if field == "cache":  # KIND[:NUMBER]: the number is the cache's threshold or interval
+        try:
+            kind, number = parse_cache(str(value))
+        except ValueError:
+            raise InvalidRequest("cache", f"'{value}' is not KIND or KIND:NUMBER (e.g. first-block:0.1)") from None
+        return {"cache": kind} if number is None else {"cache": kind, "cache_threshold": number}
+    return {field: value.strip() if isinstance(value, str) else value}
+
+
+def build_request(services: StudioServices, values: dict[str, Any],
                   library: PresetLibrary | None = None) -> GenerationRequest:
-    """The call's parameters as a request: the preset (of `library`, the caller's) first, then what
-    the call names."""
-    base: dict[str, Any] = {}
-    if preset and preset.strip():
-        base.update((library or services.presets).find(preset).to_request_overrides())
-    given = parse_tags(tags)
-    if given:
-        base["tags"] = {**base.get("tags", {}), **given}
-    if narrative and narrative.strip():
-        base["narrative"] = narrative
-    elif not base.get("narrative"):
+    """The call's parameters (by API name) as a request: the preset (of `library`, the caller's)
+    first, then what the call names, through the one merger the CLI and the form use too."""
+    preset = values.get("preset") or ""
+    base = (library or services.presets).find(preset).to_request_overrides() if preset.strip() else {}
+    given: dict[str, Any] = {}
+    for name, (field, spec) in api_settings().items():
+        if spec.kind != "tags":
+            given.update(_setting(field, spec, values.get(name)))
+    if "narrative" not in given and not base.get("narrative"):
         raise InvalidRequest("narrative", "is required (or name a preset that has one)")
-    base["model"] = model.strip() if model and model.strip() else base.get("model", services.default_model)
-    for key, value in numbers.items():
-        if value is not None and value != "":
-            base[_RENAMED.get(key, key)] = int(value) if key != "guidance" and float(value).is_integer() else value
-    base.update({k: v for k, v in texts.items() if v})
-    return GenerationRequest.from_dict(base)
+    merged = merge_settings(preset=base, overrides=given, tags=parse_tags(values.get("tags")))
+    merged.setdefault("model", services.default_model)
+    return GenerationRequest.from_dict(merged)
+
+
+def _component(name: str, spec: Setting) -> Any:
+    """The hidden input of one parameter: numbers, text (choices and on/off too), JSON or a tick box."""
+    if spec.kind in ("int", "float"):
+        return gr.Number(None, label=name)
+    if spec.kind in ("tags", "adapters"):
+        return gr.JSON({} if spec.kind == "tags" else [], label=name)
+    if spec.kind == "bool" and not spec.unset and not spec.same:  # "anyway": false unless ticked
+        return gr.Checkbox(False, label=name)
+    return gr.Textbox("", label=name)
 
 
 def build() -> dict[str, Any]:
     """The endpoint's hidden components: its parameters (by name) and its two outputs."""
+    settings = api_settings()
     with gr.Column(visible=False, elem_id="generate-api"):
-        parts: dict[str, Any] = {
-            "narrative": gr.Textbox("", label="narrative"),
-            "tags": gr.JSON({}, label="tags"),
-            "preset": gr.Textbox("", label="preset"),
-            "model": gr.Textbox("", label="model"),
-            **{k: gr.Number(None, label=k) for k in NUMBERS},
-            **{k: gr.Textbox("", label=k) for k in TEXTS},
-            "anyway": gr.Checkbox(False, label="anyway"),  # generate despite a soft contradiction
-            "video": gr.File(label="video"),  # a File: the client gets the mp4 path itself
-            "settings": gr.JSON(label="settings"),
-            "button": gr.Button("generate"),
-        }
+        parts: dict[str, Any] = {name: gr.Textbox("", label=name) if name == "preset"
+                                 else _component(name, settings[name][1]) for name in parameter_names()}
+        parts["video"] = gr.File(label="video")  # a File: the client gets the mp4 path itself
+        parts["settings"] = gr.JSON(label="settings")
+        parts["button"] = gr.Button("generate")
     return parts
 
 
@@ -110,21 +160,27 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
 
     on_gpu = gpu_function(run_job, duration)
 
-    @refusals("Generate", outputs=2, taxonomy=tax)
-    def generate(narrative: str = "", tags: Any = None, preset: str = "", model: str = "", seed: float | None = None,
-                 frames: float | None = None, width: float | None = None, height: float | None = None,
-                 fps: float | None = None, steps: float | None = None, guidance: float | None = None,
-                 quantization: str = "", offload: str = "", anyway: bool = False, request: gr.Request | None = None,
-                 progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, Any]]:
+    names = parameter_names()
+    # The handler's signature names every parameter (Gradio's API page and gradio_client read it);
+    # the request and progress come last, filled in by Gradio.
+    signature = inspect.Signature([
+        *(inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names),
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                          annotation=gr.Request | None),
+        inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
+    ])
+
+    def generate(*args: Any, **kwargs: Any) -> tuple[str, dict[str, Any]]:
         """Make one clip: narrative and tags (a dict, or a list of "field=value"), optionally a preset (id or
-        name), a model and settings (`anyway`: despite an unusual tag pair); returns the mp4 and its settings (history id, seed, request, timings)."""
-        numbers = {"seed": seed, "frames": frames, "width": width, "height": height, "fps": fps, "steps": steps,
-                   "guidance": guidance}
-        viewer = require_creator(services, request)
+        name), a model and any setting by its CLI flag's name (frames, negative, cache, ...; `anyway`: despite
+        an unusual tag pair); returns the mp4 and its settings (history id, seed, request, timings)."""
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        values = dict(call.arguments)
+        who, progress = values.pop("request"), values.pop("progress")
+        viewer = require_creator(services, who)
         try:
-            job = build_request(services, narrative, tags, preset, model, numbers,
-                                {"quantization": quantization, "offload": offload}, services.presets_for(viewer))
-            job = replace(job, allow_soft_contradictions=bool(anyway))
+            job = build_request(services, values, services.presets_for(viewer))
         except InvalidRequest as exc:  # before ValueError, which it is too
             refuse(ui_message(exc, tax))
         except (TypeError, ValueError) as exc:
@@ -132,6 +188,8 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
         job_id = runner.submit(job, viewer=viewer, source="api")
         return on_gpu(job_id, progress)
 
-    names = ("narrative", "tags", "preset", "model", *NUMBERS, *TEXTS, "anyway")
-    parts["button"].click(generate, inputs=[parts[k] for k in names], outputs=[parts["video"], parts["settings"]],
+    generate.__signature__ = signature  # type: ignore[attr-defined]
+    generate.__annotations__ = {"request": gr.Request | None, "return": tuple[str, dict[str, Any]]}
+    handler = refusals("Generate", outputs=2, taxonomy=tax)(generate)
+    parts["button"].click(handler, inputs=[parts[k] for k in names], outputs=[parts["video"], parts["settings"]],
                           api_name="generate", concurrency_limit=1, concurrency_id="gpu")

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Literal, Sequence
 from .errors import InvalidRequest
 
 __all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "api_name",
-           "parse_cache", "merge_settings"]
+           "parse_adapter", "parse_cache", "merge_settings"]
 
 Kind = Literal["text", "int", "float", "choice", "bool", "tags", "adapters"]
 _META = "animatrix.setting"
@@ -35,6 +35,8 @@ class Setting:
     values. `unset`: how a true/false/unset field words "unset" in its refusal ("auto"); empty
     when unset is not worth naming. `refusal`: a text field's reason when it is empty or too long.
     `flag`: the `generate` flag (None: no flag; the API parameter is named after it too).
+    `carried_by`: the field whose value carries this one on every surface (cache_threshold in
+    cache's KIND:NUMBER), for a field without a flag of its own.
     `same`: whether two clips that differ in it are different clips (bookkeeping is not).
     `form`/`api`: whether the Create tab and the `/generate` API take it. `example`: a valid value
     that is not the default, for the test that walks every surface (tests/core/test_request_schema.py).
@@ -52,6 +54,7 @@ class Setting:
     max_chars: int | None = None
     required: bool = False
     flag: str | None = None
+    carried_by: str = ""
     metavar: str | None = None
     group: str = "generation"
     same: bool = True
@@ -90,8 +93,11 @@ def same_fields(cls: type) -> tuple[str, ...]:
 
 
 def api_name(name: str, spec: Setting) -> str:
-    """The `/generate` parameter of a field: its flag without dashes (--frames: frames), else its name."""
-    return spec.flag.lstrip("-").replace("-", "_") if spec.flag else name
+    """The `/generate` parameter of a field: its flag without dashes (--frames: frames); a repeated
+    flag (--tag, --adapter) takes the field's plural name, since the API takes them all at once."""
+    if not spec.flag or spec.kind in ("tags", "adapters"):
+        return name
+    return spec.flag.lstrip("-").replace("-", "_")
 
 
 # -- the simple checks --------------------------------------------------------------------------
@@ -146,6 +152,12 @@ def parse_cache(text: str) -> tuple[str, float | None]:
     """"KIND[:NUMBER]" (the form's box, --cache) as (kind, number); ValueError when NUMBER is not one."""
     kind, sep, number = text.partition(":")
     return kind.strip(), float(number) if sep else None
+
+
+def parse_adapter(text: str) -> dict[str, Any]:
+    """"PATH[:STRENGTH]" (--adapter, the API) as AdapterRef keywords; ValueError when STRENGTH is not a number."""
+    path, sep, strength = text.rpartition(":") if ":" in text else (text, "", "")
+    return {"path": path if sep else text, "strength": float(strength) if sep else 1.0}
 
 
 def merge_settings(base: Mapping[str, Any] | None = None, *, preset: Mapping[str, Any] | None = None,

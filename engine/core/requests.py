@@ -164,7 +164,8 @@ class GenerationRequest:
              "the others an interval in steps (default: the profile's)")
     # The cache's threshold, or its interval in steps; None: the kind's default. It travels inside
     # `cache` on every surface (KIND:NUMBER), so it has no flag of its own.
-    cache_threshold: float | None = setting(kind="float", label="Step cache", group="speed", example=0.25)
+    cache_threshold: float | None = setting(kind="float", label="Step cache", group="speed", carried_by="cache",
+                                            example=0.25)
     compile_blocks: bool | None = setting(
         kind="bool", label="Compile blocks", unset="the profile's", flag="--compile", group="speed", example=True,
         help="torch.compile the repeated transformer blocks (slow first job; default: the profile's)")
