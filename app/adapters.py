@@ -15,7 +15,7 @@ Nothing is corrected silently: a value the engine refuses comes back as `Invalid
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +23,7 @@ from engine.core.errors import InvalidRequest, ModelUnavailable
 from engine.core.pks import TagField, Taxonomy
 from engine.core.presets import Preset
 from engine.core.registry import REGISTRY, ModelSpec, resolve_model
-from engine.core.request_schema import labels, parse_cache
+from engine.core.request_schema import declared, labels, merge_settings, parse_cache
 from engine.core.requests import AdapterRef, GenerationRequest
 
 UNSET = ""  # the "not set" choice of a single-select tag dropdown
@@ -247,6 +247,18 @@ def form_to_values(form: FormValues, taxonomy: Taxonomy) -> list[Any]:
 
 
 # -- FormValues <-> GenerationRequest -------------------------------------------------------------
+# Settings the form spells its own way (an "auto" word, "" for unset, a seed tick box, KIND:NUMBER).
+_CONVERTED = ("tags", "seed", "vae_tiling", "transformer_file", "adapters", "tag_encoder", "tags_in_prompt", "cache",
+              "cache_threshold", "compile_blocks")
+
+
+def _plain_settings() -> tuple[str, ...]:
+    """The declared settings the form holds as the request does: copied across by name."""
+    held = {f.name for f in fields(FormValues)}
+    return tuple(f.name for f, spec in declared(GenerationRequest)
+                 if spec.form and f.name in held and f.name not in _CONVERTED)
+
+
 def check_model_limits(form: FormValues) -> None:
     """The chosen model's frame and size rules for a preset's settings (the engine's own check)."""
     spec = model_spec(form.model)
@@ -269,30 +281,17 @@ def request_from_form(form: FormValues) -> GenerationRequest:
     random_seed = form.random_seed or form.seed == -1  # -1 is the usual spelling of "random"
     cache, cache_threshold = _cache_parts(form.cache)
     return GenerationRequest(
-        narrative=form.narrative,
-        model=form.model,
-        negative_prompt=form.negative_prompt,
+        **{name: getattr(form, name) for name in _plain_settings()},
         tags=dict(form.tags),
         seed=None if random_seed else form.seed,
-        width=form.width,
-        height=form.height,
-        num_frames=form.num_frames,
-        fps=form.fps,
-        steps=form.steps,
-        guidance=form.guidance,
-        quantization=form.quantization,
-        offload=form.offload,
         vae_tiling={"auto": None, "on": True, "off": False}[form.vae_tiling],
         transformer_file=form.transformer_file or None,
         adapters=form.adapters,
         tag_encoder=form.tag_encoder or None,
-        tag_guidance=form.tag_guidance,
         tags_in_prompt=form.tags_in_prompt,
-        speed=form.speed,
         cache=cache,
         cache_threshold=cache_threshold,
         compile_blocks=True if form.compile_blocks else None,
-        attention=form.attention,
     )
 
 
@@ -303,30 +302,17 @@ def form_from_request(request: GenerationRequest) -> FormValues:
         raise InvalidRequest("adapters", f"this entry uses {len(request.adapters)} adapters; the Create tab holds "
                                          f"at most {MAX_ADAPTERS} (re-run it with `python -m engine generate`)")
     return FormValues(
-        model=request.model,
-        narrative=request.narrative,
-        negative_prompt=request.negative_prompt,
+        **{name: getattr(request, name) for name in _plain_settings()},
         tags={k: tuple(v) for k, v in request.tags.items()},
         random_seed=request.seed is None,
         seed=request.seed,
-        width=request.width,
-        height=request.height,
-        num_frames=request.num_frames,
-        fps=request.fps,
-        steps=request.steps,
-        guidance=request.guidance,
-        quantization=request.quantization,
-        offload=request.offload,
         vae_tiling=tiling,
         transformer_file=request.transformer_file or "",
         adapters=tuple(AdapterRef(a.path, a.strength) for a in request.adapters),
         tag_encoder=request.tag_encoder or "",
-        tag_guidance=request.tag_guidance,
         tags_in_prompt=request.tags_in_prompt if request.tags_in_prompt is not None else request.tag_encoder is None,
-        speed=request.speed,
         cache=_cache_of(request),
         compile_blocks=bool(request.compile_blocks),
-        attention=request.attention,
     )
 
 
@@ -365,19 +351,16 @@ def registry_models() -> tuple[ModelSpec, ...]:
 # -- presets --------------------------------------------------------------------------------------
 def apply_preset(form: FormValues, preset: Preset) -> FormValues:
     """The form with a preset applied. Its tags replace all tags; settings it does not name keep
-    their current values; an empty preset narrative keeps the user's (see Preset)."""
+    their current values; an empty preset narrative keeps the user's (see Preset). The same merger
+    as the CLI's and the API's, over the form's current values."""
     over = preset.to_request_overrides()
-    changes: dict[str, Any] = {"negative_prompt": over["negative_prompt"], "tags": dict(over["tags"])}
-    if "narrative" in over:
-        changes["narrative"] = over["narrative"]
-    if "model" in preset.settings and preset.settings["model"] != form.model:
-        form = with_model_defaults(form, str(preset.settings["model"]))
-    for key, value in preset.settings.items():
-        if key == "seed":
-            changes.update(seed=int(value), random_seed=False)
-        elif key != "model":
-            changes[key] = value
-    return replace(form, **changes)
+    if "model" in over and over["model"] != form.model:
+        form = with_model_defaults(form, str(over["model"]))
+    merged = merge_settings(preset=over)  # the form's own values are the base: replace() keeps the rest
+    if "seed" in merged:  # a preset's seed is a fixed one
+        merged.update(seed=int(merged["seed"]), random_seed=False)
+    merged["tags"] = dict(merged["tags"])
+    return replace(form, **merged)
 
 
 SHAPE_KEYS = ("num_frames", "width", "height")
