@@ -128,20 +128,17 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
 
     @refusals("Cancel", outputs=1, taxonomy=tax)
     def cancel(session_jobs: list[int] | None, request: gr.Request) -> Any:
-        mine = list(session_jobs or [])
+        # The job the status line names: this session's newest job that has not ended (the last
+        # Generate click), not whichever of its jobs holds the GPU.
         running = runner.running_job()
-        if running is None or running not in mine:
+        positions = history.queue_positions()
+        open_jobs = [j for j in (session_jobs or []) if j in positions or j == running]
+        target = max(open_jobs) if open_jobs else None
+        if target is None:
             stopping = best_of_n_box.cancel_run(request)  # this session's Best of N, running or waiting
             if stopping is not None:
                 gr.Info(stopping)
                 return stopping
-        if running is not None and running in mine:
-            target: int | None = running
-        else:
-            positions = history.queue_positions()
-            queued = sorted((positions[j], j) for j in mine if j in positions)
-            target = queued[0][1] if queued else None
-        if target is None:
             gr.Info("Nothing of yours is queued or running.")
             return gr.skip()
         message = runner.cancel(target, viewer=require_creator(services, request))

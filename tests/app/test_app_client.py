@@ -135,6 +135,26 @@ def test_cancel_button_stops_this_sessions_running_job_and_free_memory(
     assert services.studio.engine.models.loaded() == ()
 
 
+def test_cancel_stops_the_job_the_status_line_names_not_the_running_one(
+        served: tuple[StudioServices, Client]) -> None:
+    services, client = served
+    history, runner, tax = services.studio.history, services.runner, services.taxonomy
+    first, _ = client.predict(*adapters.form_to_values(small_form(steps=200), tax), api_name="/submit")
+    running = client.submit(first, api_name="/run_job")
+    deadline = time.monotonic() + 60
+    while runner.running_job() != first:
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+    second, _ = client.predict(*adapters.form_to_values(small_form(seed=9), tax), api_name="/submit")
+    named = client.predict(api_name="/cancel")  # the status line names the second job
+    assert f"#{second}" in named and f"#{first}" not in named, named
+    assert history.get(second).status == "cancelled"
+    assert history.get(first).status == "running"
+    assert f"#{first}" in client.predict(api_name="/cancel")  # then the one still running
+    running.result(timeout=60)
+    assert history.get(first).status == "cancelled"
+
+
 def test_history_pages_twelve_at_a_time_newest_first(served: tuple[StudioServices, Client]) -> None:
     services, client = served
     history = services.studio.history
