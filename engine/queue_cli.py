@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
     ql.add_argument("--json", action="store_true", help="print as JSON")
     mv = qs.add_parser("move", help="move a queued job up, down or to the top of the line")
     mv.add_argument("id", type=int, help="the job's number")
-    mv.add_argument("where", choices=("up", "down", "top"))
+    mv.add_argument("where", choices=("up", "down", "top"), help="one place up or down, or to the top")
     qs.add_parser("pause", help="start no more jobs (the running one finishes), in every process")
     qs.add_parser("resume", help="start queued jobs again")
     ed = qs.add_parser("edit", help="change a queued job's settings (checked as a new request is)")

@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     _metric_flags(r)
 
     s = es.add_parser("score", help="score any clips from their pixels; one JSON object per clip with --json")
-    s.add_argument("files", nargs="+", type=Path)
+    s.add_argument("files", nargs="+", type=Path, help="video files (.mp4, .webm, .gif, ...)")
     s.add_argument("--tag", action="append", default=[], metavar="FIELD=VALUE",
                    help="the tags to check adherence against (default: those embedded in the clip)")
     s.add_argument("--narrative", help="the text the learned metrics compare with (default: the clip's own)")
@@ -48,11 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     _metric_flags(s)
 
     m = es.add_parser("merge", help="fold shards (also from other machines' run folders) into results.json")
-    m.add_argument("run")
+    m.add_argument("run", help="the run folder to fold the shards into")
     m.add_argument("others", nargs="*", help="more run folders of the same run")
 
     rp = es.add_parser("report", help="per-system tables: Markdown, JSON and HTML")
-    rp.add_argument("run")
+    rp.add_argument("run", help="the run folder (eval run --out)")
     rp.add_argument("--out", type=Path, help="folder for report.md/.json/.html (default: the run folder)")
     rp.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
 
@@ -60,10 +60,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("a", help="RUN or RUN:SYSTEM")
     c.add_argument("b", help="RUN or RUN:SYSTEM")
     c.add_argument("--out", type=Path, help="also write the comparison here (.md, .json, .html, or .png: B - A per metric)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print as JSON")
 
     su = es.add_parser("suite", help="write the built-in suite as YAML, to copy and edit")
-    su.add_argument("--out", type=Path, required=True)
+    su.add_argument("--out", type=Path, required=True, help="the .yaml file to write")
     return p
 
 

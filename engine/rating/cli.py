@@ -61,19 +61,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     rater = rs.add_parser("rater", help="manage rater accounts", allow_abbrev=False)
     ra = rater.add_subparsers(dest="rating_action", required=True)
     add = ra.add_parser("add", help="create an account (the first one must be an admin)", allow_abbrev=False)
-    add.add_argument("name")
-    add.add_argument("--role", choices=("rater", "admin"), default="rater")
+    add.add_argument("name", help="the account's sign-in name")
+    add.add_argument("--role", choices=("rater", "admin"), default="rater",
+                     help="rater (default): rates pairs only; admin: manages accounts, pairs and exports")
     add.add_argument("--experience", default="", help="e.g. 'key animator, 6 years TV'")
     add.add_argument("--years", dest="experience_years", type=int, help="years of animation experience")
     add.add_argument("--password-file", type=Path, help=f"file whose first line is the password (or env {PASSWORD_ENV}, "
                                                         "or you are asked)")
     admin(add)
     listing = ra.add_parser("list", help="list accounts", allow_abbrev=False)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print as JSON")
     admin(listing)
     for name, helptext in (("disable", "stop an account from signing in"), ("enable", "let it sign in again")):
         sp = ra.add_parser(name, help=helptext, allow_abbrev=False)
-        sp.add_argument("name")
+        sp.add_argument("name", help="the account's sign-in name")
         admin(sp)
 
     pairs = rs.add_parser("pairs", help="build or list the pairs raters compare", allow_abbrev=False)
@@ -94,7 +95,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="--same-seed: pair every two clips of a group (no --max-per-group)")
     admin(build)
     plist = pa.add_parser("list", help="list the pairs", allow_abbrev=False)
-    plist.add_argument("--json", action="store_true")
+    plist.add_argument("--json", action="store_true", help="print as JSON")
     admin(plist)
 
     gold = rs.add_parser("gold", help="hidden gold pairs with a known answer", allow_abbrev=False)
@@ -105,7 +106,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help=f"ANSWER is the winning history id, tie or both_bad; dimensions: {', '.join(_DIMENSIONS)}")
     admin(gset)
     gclear = ga.add_parser("clear", help="make a gold pair an ordinary pair again", allow_abbrev=False)
-    gclear.add_argument("pair", type=int)
+    gclear.add_argument("pair", type=int, help="the pair's number (rating pairs list)")
     admin(gclear)
 
     void = rs.add_parser("void", help="void a submitted judgement (answers are final otherwise); the reason is kept",
@@ -125,7 +126,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                            allow_abbrev=False)
     ca = config.add_subparsers(dest="rating_action", required=True)
     cshow = ca.add_parser("show", help="the settings in force", allow_abbrev=False)
-    cshow.add_argument("--json", action="store_true")
+    cshow.add_argument("--json", action="store_true", help="print as JSON")
     admin(cshow)
     cset = ca.add_parser("set", help="change settings (a running studio: Admin → Rating settings)",
                          allow_abbrev=False)
@@ -141,7 +142,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     admin(cset)
 
     export = rs.add_parser("export", help="write the judgements for training or analysis", allow_abbrev=False)
-    export.add_argument("--as", dest="as_kind", required=True, choices=("trl", "pickapic", "videoalign", "deformations"))
+    export.add_argument("--as", dest="as_kind", required=True, choices=("trl", "pickapic", "videoalign", "deformations"),
+                        help="trl: DPO pairs for TRL; pickapic: Pick-a-Pic rows; videoalign: the VideoAlign CSV; "
+                             "deformations: frame-range marks")
     export.add_argument("--out", type=Path, required=True,
                         help="trl/pickapic: .parquet or .jsonl; videoalign: .csv; deformations: .jsonl "
                              "(missing folders are created)")
@@ -149,14 +152,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     stats = rs.add_parser("stats", help="agreement, gold accuracy, self-consistency and speed per rater",
                           allow_abbrev=False)
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="print as JSON")
     admin(stats)
 
     board = rs.add_parser("leaderboard", help="Bradley-Terry leaderboard per dimension", allow_abbrev=False)
-    board.add_argument("--group-key", choices=("model", "checkpoint", "adapters", "variant"))
+    board.add_argument("--group-key", choices=("model", "checkpoint", "adapters", "variant"),
+                       help="what a leaderboard row stands for (default: the variant, all settings together)")
     board.add_argument("--rounds", type=int, help="bootstrap rounds for the confidence intervals")
     board.add_argument("--seed", type=int, help="bootstrap seed")
-    board.add_argument("--json", action="store_true")
+    board.add_argument("--json", action="store_true", help="print as JSON")
     admin(board)
     return p
 

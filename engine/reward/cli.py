@@ -91,7 +91,7 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     e.add_argument("--split", choices=("unseen", "heldout", "all"), default="unseen",
                    help="unseen (default): clips whose prompt the model was not trained on; heldout: the "
                         "prompts held out when it was trained; all: every clip")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print as JSON")
 
     s = rs.add_parser("score", help="score a video or history clips (and store history scores)", allow_abbrev=False)
     s.add_argument("--model", type=Path, required=True, help="reward checkpoint folder")
@@ -102,10 +102,10 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     s.add_argument("--history-all", action="store_true", help="every finished history clip")
     s.add_argument("--recompute", action="store_true", help="score again even when a score is stored")
     s.add_argument("--no-store", action="store_true", help="do not store history scores")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print as JSON")
 
     x = rs.add_parser("export-scores", help="write the animators' absolute 1-5 scores as .jsonl", allow_abbrev=False)
-    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--out", type=Path, required=True, help="the .jsonl file to write (its folder is created)")
     x.add_argument("--admin", metavar="NAME", help=f"the admin account doing this (env {ADMIN_ENV})")
 
     n = rs.add_parser("best-of-n", help="generate N seeds of one request and rank them by reward",
@@ -115,24 +115,28 @@ def _add_commands(p: argparse.ArgumentParser) -> None:
     n.add_argument("--reward-model", type=Path, required=True, metavar="DIR", help="reward checkpoint folder")
     n.add_argument("--best-of", type=int, required=True, metavar="N", help="candidates (1-64)")
     n.add_argument("--model", help="generator: registry id or a local diffusers folder (default: the studio's)")
-    n.add_argument("--narrative", required=True)
-    n.add_argument("--negative-prompt")
-    n.add_argument("--tag", action="append", type=_tag, default=[], metavar="FIELD=VALUE")
+    n.add_argument("--narrative", required=True, help="what happens in the clip")
+    n.add_argument("--negative-prompt", help="what to steer away from (default: none)")
+    n.add_argument("--tag", dest="tags", action="append", type=_tag, default=[], metavar="FIELD=VALUE",
+                   help="a PKS tag (repeatable); python -m engine tags lists fields and values")
     n.add_argument("--seed", type=int, help="first seed (the next N-1 follow); default random")
     for flag, kind in (("--width", int), ("--height", int), ("--frames", int), ("--fps", int), ("--steps", int),
                        ("--guidance", float)):
-        n.add_argument(flag, type=kind)
-    n.add_argument("--adapter", action="append", default=[], metavar="PATH", help="adapter folder or file (repeatable)")
+        n.add_argument(flag, type=kind, dest="num_frames" if flag == "--frames" else None,
+                       help=f"{flag[2:]} of every candidate (default: the model's)")
+    n.add_argument("--adapter", dest="adapters", action="append", default=[], metavar="PATH",
+                   help="adapter folder or file (repeatable)")
     n.add_argument("--tag-encoder", metavar="DIR", help="a trained PKS tag encoder")
-    n.add_argument("--json", action="store_true")
+    n.add_argument("--json", action="store_true", help="print as JSON")
 
     b = rs.add_parser("leaderboard", help="reward scores per group beside the animators' leaderboard",
                       allow_abbrev=False)
     b.add_argument("--model", type=Path, required=True, help="reward checkpoint folder")
     b.add_argument("--admin", metavar="NAME", help=f"the admin account doing this (env {ADMIN_ENV})")
-    b.add_argument("--group-key", choices=("model", "checkpoint", "adapters", "variant"))
+    b.add_argument("--group-key", choices=("model", "checkpoint", "adapters", "variant"),
+                   help="what a row stands for (default: the variant, all settings together)")
     b.add_argument("--rounds", type=int, help="bootstrap rounds of the human leaderboard")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print as JSON")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -335,23 +339,18 @@ def _leaderboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _best_of_n(args: argparse.Namespace, settings: Settings) -> int:
+    from ..core.request_schema import merge_settings
     from ..core.requests import GenerationRequest
+    from ..generate_flags import flag_values, given_tags
     from .best_of_n import MAX_CANDIDATES
 
     if not 1 <= args.best_of <= MAX_CANDIDATES:
         raise InvalidRequest("--best-of", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {args.best_of}")
-    tags: dict[str, list[str]] = {}
-    for field, value in args.tag:
-        tags.setdefault(field, []).append(value)
-    base: dict[str, Any] = {"narrative": args.narrative, "model": args.model or settings.default_model,
-                            "tags": {k: v[0] if len(v) == 1 else v for k, v in tags.items()}}
-    for key, name in (("negative_prompt", "negative_prompt"), ("seed", "seed"), ("width", "width"),
-                      ("height", "height"), ("num_frames", "frames"), ("fps", "fps"), ("steps", "steps"),
-                      ("guidance", "guidance"), ("tag_encoder", "tag_encoder")):
-        if getattr(args, name) is not None:
-            base[key] = getattr(args, name)
-    if args.adapter:
-        base["adapters"] = [{"path": a} for a in args.adapter]
+    # The flags it shares with `generate` (same names), merged the same way.
+    base = merge_settings({"model": settings.default_model, "tags": {}},
+                          overrides=flag_values(args, skip=("tags", "adapters")), tags=given_tags(args.tags))
+    if args.adapters:
+        base["adapters"] = [{"path": a} for a in args.adapters]
     request = GenerationRequest.from_dict(base)  # checked before the reward model or any weights load
     return rank_best_of_n(request, args.best_of, args.reward_model, settings, as_json=args.json)
 
