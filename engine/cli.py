@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import catalog_cli, model_commands
-from .generate_flags import add_generate_parser, parse_tag as _tag, setting_flags
+from .generate_flags import add_generate_parser, flag_values, given_tags, parse_tag as _tag
 from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.request_schema import merge_settings
@@ -220,8 +220,7 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
 
         preset = PresetLibrary(builtin_presets_dir(), settings.presets_dir, load_taxonomy()).find(
             args.preset).to_request_overrides()
-    overrides = {name: getattr(args, name) for name, _ in setting_flags() if name not in _OWN_MERGE}
-    base = merge_settings(base, preset=preset, overrides=overrides, tags=_given_tags(args.tags))
+    base = merge_settings(base, preset=preset, overrides=flag_values(args, skip=_OWN_MERGE), tags=given_tags(args.tags))
     _speed_overrides(args, base)
     if args.adapters:
         base["adapters"] = args.adapters
@@ -230,24 +229,15 @@ def _request_from_args(args: argparse.Namespace, settings: Settings, studio: Any
         raise InvalidRequest("--narrative", "is required (or start from --from, --from-history or --preset)")
     request = GenerationRequest.from_dict(base)
     if args.from_file is not None and not args.allow_local_models:
-        from .core.sources import confine_clip_request
+        from .core.sources import SOURCE_FIELDS, confine_clip_request
 
-        typed = {"model": args.model, "transformer_file": args.transformer_file, "tag_encoder": args.tag_encoder,
-                 "adapters": args.adapters}
+        typed = {name: getattr(args, name) for name in SOURCE_FIELDS}  # what the user typed is theirs to choose
         confine_clip_request(request, embedded["request"], typed, settings.data_dir)
     return request
 
 
 # Merged on their own: tags per field, adapters as a whole, and the speed profile before its parts.
 _OWN_MERGE = ("tags", "adapters", "speed", "cache", "compile_blocks")
-
-
-def _given_tags(given: list[tuple[str, str]]) -> dict[str, Any]:
-    """--tag FIELD=VALUE pairs as tags: a field given several times takes all its values."""
-    tags: dict[str, list[str]] = {}
-    for field, value in given:
-        tags.setdefault(field, []).append(value)
-    return {k: v[0] if len(v) == 1 else v for k, v in tags.items()}
 
 
 def _speed_overrides(args: argparse.Namespace, base: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .core.request_schema import Setting, declared, parse_adapter, parse_cache
 
-__all__ = ["add_generate_parser", "parse_tag", "setting_flags"]
+__all__ = ["add_generate_parser", "flag_values", "given_tags", "parse_tag", "setting_flags"]
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -52,6 +52,19 @@ def setting_flags() -> list[tuple[str, Setting]]:
     from .core.requests import GenerationRequest
 
     return [(f.name, spec) for f, spec in declared(GenerationRequest) if spec.flag]
+
+
+def flag_values(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The declared settings a command line gave (None where not given, or not a flag of its parser)."""
+    return {name: getattr(args, name, None) for name, _ in setting_flags() if name not in skip}
+
+
+def given_tags(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """--tag FIELD=VALUE pairs as tags: a field given several times takes all its values."""
+    tags: dict[str, list[str]] = {}
+    for field, value in pairs:
+        tags.setdefault(field, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in tags.items()}
 
 
 def _flag_options(name: str, spec: Setting, default: Any) -> dict[str, Any]:
