@@ -18,7 +18,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from .errors import InvalidRequest
 
-__all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "api_name",
+__all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "suite_settings", "api_name",
            "parse_adapter", "parse_cache", "merge_settings"]
 
 Kind = Literal["text", "int", "float", "choice", "bool", "tags", "adapters"]
@@ -38,7 +38,8 @@ class Setting:
     `carried_by`: the field whose value carries this one on every surface (cache_threshold in
     cache's KIND:NUMBER), for a field without a flag of its own.
     `same`: whether two clips that differ in it are different clips (bookkeeping is not).
-    `form`/`api`: whether the Create tab and the `/generate` API take it. `example`: a valid value
+    `form`/`api`: whether the Create tab and the `/generate` API take it. `suite`: where an eval
+    suite (engine/eval/suite.py) may set it: per "system", in its shared "generation", or "both". `example`: a valid value
     that is not the default, for the test that walks every surface (tests/core/test_request_schema.py).
     """
 
@@ -61,6 +62,7 @@ class Setting:
     recorded: bool = True
     form: bool = True
     api: bool = True
+    suite: str = ""
     example: Any = None
 
 
@@ -90,6 +92,11 @@ def labels(cls: type) -> dict[str, str]:
 def same_fields(cls: type) -> tuple[str, ...]:
     """The fields that make two clips the same clip (everything but bookkeeping)."""
     return tuple(f.name for f, s in declared(cls) if s.same)
+
+
+def suite_settings(cls: type, where: str) -> tuple[str, ...]:
+    """The settings an eval suite may set per system (`where`="system") or for all ("generation")."""
+    return tuple(f.name for f, s in declared(cls) if s.suite in (where, "both"))
 
 
 def api_name(name: str, spec: Setting) -> str:

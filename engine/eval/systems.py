@@ -9,20 +9,19 @@ prompt's tags stay the truth it is scored against): what "ignoring the tags" mea
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest
+from ..core.request_schema import suite_settings
 from ..core.requests import AdapterRef, GenerationRequest
 
-SYSTEM_KEYS = ("id", "model", "adapters", "tag_encoder", "tag_guidance", "tags_in_prompt", "quantization",
-               "steps", "guidance", "transformer_file", "offload", "use_tags", "speed", "cache", "cache_threshold",
-               "compile_blocks", "attention")
-# Keys copied into the request as they are, when the system sets them.
-_PASSED = ("tag_encoder", "tag_guidance", "tags_in_prompt", "steps", "guidance", "transformer_file", "offload",
-           "speed", "cache", "cache_threshold", "compile_blocks", "attention")
-GENERATION_KEYS = ("width", "height", "num_frames", "fps", "steps", "guidance", "negative_prompt", "offload",
-                   "vae_tiling")
+# What a suite may set, as each request setting declares it (`suite=` in engine/core/requests.py).
+GENERATION_KEYS = suite_settings(GenerationRequest, "generation")
+_OWN = ("model", "adapters", "tag_encoder", "quantization")  # a system's fields of its own
+# Settings a system copies into the request as they are, when it sets them.
+_PASSED = tuple(k for k in suite_settings(GenerationRequest, "system") if k not in _OWN)
+SYSTEM_KEYS = ("id", *_OWN, "use_tags", *_PASSED)
 
 
 @dataclass(frozen=True)
@@ -31,19 +30,9 @@ class System:
     model: str
     adapters: tuple[AdapterRef, ...] = ()
     tag_encoder: str | None = None
-    tag_guidance: float | None = None
-    tags_in_prompt: bool | None = None
     quantization: str = "none"
-    steps: int | None = None
-    guidance: float | None = None
-    transformer_file: str | None = None
-    offload: str | None = None
     use_tags: bool = True
-    speed: str | None = None
-    cache: str | None = None
-    cache_threshold: float | None = None
-    compile_blocks: bool | None = None
-    attention: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # of _PASSED, the ones it sets
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "System":
@@ -68,19 +57,16 @@ class System:
             if value is not None and not isinstance(value, bool):
                 raise InvalidRequest(key, f"must be true or false, got {value!r}")
         return cls(str(data["id"]), data["model"].strip(), tuple(adapters), data.get("tag_encoder"),
-                   data.get("tag_guidance"), tip, data.get("quantization", "none"), data.get("steps"),
-                   data.get("guidance"), data.get("transformer_file"), data.get("offload"), use,
-                   data.get("speed"), data.get("cache"), data.get("cache_threshold"), data.get("compile_blocks"),
-                   data.get("attention"))
+                   data.get("quantization", "none"), use, {k: data[k] for k in _PASSED if data.get(k) is not None})
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "model": self.model, "quantization": self.quantization,
                                "use_tags": self.use_tags}
         if self.adapters:
             out["adapters"] = [{"path": a.path, "strength": a.strength, "kind": a.kind} for a in self.adapters]
-        for key in _PASSED:
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        if self.tag_encoder is not None:
+            out["tag_encoder"] = self.tag_encoder
+        out.update(self.settings)
         return out
 
     def request(self, narrative: str, tags: Mapping[str, Any], seed: int,
@@ -90,9 +76,9 @@ class System:
         data.update(narrative=narrative, tags=dict(tags) if self.use_tags else {}, seed=seed, model=self.model,
                     quantization=self.quantization,
                     adapters=[{"path": a.path, "strength": a.strength, "kind": a.kind} for a in self.adapters])
-        for key in _PASSED:
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key)
+        if self.tag_encoder is not None:
+            data["tag_encoder"] = self.tag_encoder
+        data.update(self.settings)
         return GenerationRequest.from_dict(data)
 
 
