@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from engine.core.errors import InvalidRequest, ModelUnavailable
 from engine.core.pks import TagField, Taxonomy
-from engine.core.presets import Preset
+from engine.core.presets import SETTING_KEYS, Preset
 from engine.core.registry import REGISTRY, ModelSpec, resolve_model
 from engine.core.request_schema import declared, labels, merge_settings, parse_cache
 from engine.core.requests import AdapterRef, GenerationRequest
@@ -37,8 +37,8 @@ INT_SETTINGS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps"
 TAG_ENCODER_KEYS: tuple[str, ...] = ("tag_encoder", "tag_guidance", "tags_in_prompt")  # after the adapter slots
 MAX_ADAPTERS = 3  # adapter slots in the Create tab; the engine itself takes any number
 DEFAULT_STRENGTH = 1.0
-# Settings a preset stores (engine.core.presets.SETTING_KEYS minus the seed, which is saved only when fixed).
-PRESET_NUMBER_KEYS: tuple[str, ...] = ("width", "height", "num_frames", "fps", "steps", "guidance")
+# Settings a preset stores, but its model and the seed (saved only when fixed).
+PRESET_NUMBER_KEYS: tuple[str, ...] = tuple(k for k in SETTING_KEYS if k not in ("model", "seed"))
 # How the form names each field in messages: the request's declared labels, and the form's own.
 FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     **labels(GenerationRequest), "random_seed": "Random seed", "status": "Status", "id": "Entry",

@@ -32,6 +32,7 @@ import yaml
 
 from .errors import InvalidRequest, NotFound, StorageError, shown
 from .pks import Taxonomy, load_taxonomy
+from .request_schema import preset_settings
 from .requests import MAX_NARRATIVE_CHARS, GenerationRequest, normalize_tags
 from .settings import Settings
 from .toolkit.files import describe_os_error, write_text
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 BUILTIN_PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 PRESET_SCHEMA_VERSION = 1
-SETTING_KEYS: tuple[str, ...] = ("model", "width", "height", "num_frames", "fps", "steps", "guidance", "seed")
+SETTING_KEYS: tuple[str, ...] = preset_settings(GenerationRequest)  # as each setting declares it (preset=True)
 FILE_KEYS: tuple[str, ...] = ("schema_version", "name", "description", "tags", "narrative", "negative_prompt", "settings")
 MAX_NAME_CHARS = 80
 MAX_DESCRIPTION_CHARS = 1000

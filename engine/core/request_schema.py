@@ -18,7 +18,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from .errors import InvalidRequest
 
-__all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "suite_settings", "api_name",
+__all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "suite_settings", "preset_settings", "api_name",
            "parse_adapter", "parse_cache", "merge_settings"]
 
 Kind = Literal["text", "int", "float", "choice", "bool", "tags", "adapters"]
@@ -39,7 +39,8 @@ class Setting:
     cache's KIND:NUMBER), for a field without a flag of its own.
     `same`: whether two clips that differ in it are different clips (bookkeeping is not).
     `form`/`api`: whether the Create tab and the `/generate` API take it. `suite`: where an eval
-    suite (engine/eval/suite.py) may set it: per "system", in its shared "generation", or "both". `example`: a valid value
+    suite (engine/eval/suite.py) may set it: per "system", in its shared "generation", or "both".
+    `preset`: whether a preset may store it (engine/core/presets.py, its `settings:`). `example`: a valid value
     that is not the default, for the test that walks every surface (tests/core/test_request_schema.py).
     """
 
@@ -63,6 +64,7 @@ class Setting:
     form: bool = True
     api: bool = True
     suite: str = ""
+    preset: bool = False
     example: Any = None
 
 
@@ -97,6 +99,11 @@ def same_fields(cls: type) -> tuple[str, ...]:
 def suite_settings(cls: type, where: str) -> tuple[str, ...]:
     """The settings an eval suite may set per system (`where`="system") or for all ("generation")."""
     return tuple(f.name for f, s in declared(cls) if s.suite in (where, "both"))
+
+
+def preset_settings(cls: type) -> tuple[str, ...]:
+    """The settings a preset may store (beside its tags, narrative and negative prompt)."""
+    return tuple(f.name for f, s in declared(cls) if s.preset)
 
 
 def api_name(name: str, spec: Setting) -> str:

@@ -81,124 +81,156 @@ class GenerationRequest:
     Each setting is declared once here (engine/core/request_schema.py): its checks, label, help,
     flag and role come from the declaration; `__post_init__` adds only the rules between fields."""
 
+    # Each setting: kind, label and checks; then its flag (the API parameter is named after it);
+    # then its roles (same clip, form, API, eval suite, preset) and an example value for the tests.
     narrative: str = setting(
-        NO_DEFAULT, kind="text", label="Narrative", flag="--narrative", metavar="TEXT", example="a cat leaps",
+        NO_DEFAULT, kind="text", label="Narrative",
+        flag="--narrative", metavar="TEXT",
+        example="a cat leaps",
         help="what happens in the clip, in words (required unless --preset/--from gives one)")
     model: str = setting(
-        "wan2.1-t2v-1.3b", kind="text", suite="system", label="Model", flag="--model", required=True,
-        example="preview",
+        "wan2.1-t2v-1.3b", kind="text", label="Model", required=True,
         refusal="must name a model id from the registry or a local folder",
+        flag="--model",
+        suite="system", preset=True, example="preview",
         help="model id ({models}) or a local diffusers folder (default: {default_model}, or ANIMATRIX_DEFAULT_MODEL)")
     negative_prompt: str = setting(
-        "", kind="text", suite="generation", label="Negative prompt", flag="--negative", metavar="TEXT",
-        max_chars=MAX_NARRATIVE_CHARS,
-        refusal=f"must be text of at most {MAX_NARRATIVE_CHARS} characters", example="blurry",
+        "", kind="text", label="Negative prompt", max_chars=MAX_NARRATIVE_CHARS,
+        refusal=f"must be text of at most {MAX_NARRATIVE_CHARS} characters",
+        flag="--negative", metavar="TEXT",
+        suite="generation", example="blurry",
         help="what to avoid (default: none, or the preset's)")
     tags: Mapping[str, TagValue] = setting(
-        factory=dict, kind="tags", label="Tags", flag="--tag", metavar="FIELD=VALUE",
+        factory=dict, kind="tags", label="Tags",
+        flag="--tag", metavar="FIELD=VALUE",
         example={"camera.movement": ("whip_pan",), "vfx.effects": ("sparkles", "speed_lines")},
         help="a production tag, e.g. camera.movement=whip_pan; repeat for several (multi-select fields take "
              "several values). Fields: python -m engine tags; a field's values: python -m engine tags FIELD")
     seed: int | None = setting(
-        kind="int", label="Seed", low=0, high=MAX_SEED, flag="--seed", metavar="N", example=7,
+        kind="int", label="Seed", low=0, high=MAX_SEED,
+        flag="--seed", metavar="N",
+        preset=True, example=7,
         help="0 to {high} (default: a random seed, recorded in the history)")
     width: int | None = setting(
-        kind="int", suite="generation", label="Width", low=16, high=4096, unit=" pixels", flag="--width",
-        metavar="PX", example=64,
+        kind="int", label="Width", low=16, high=4096, unit=" pixels",
+        flag="--width", metavar="PX",
+        suite="generation", preset=True, example=64,
         help="pixels, 16 to the model's limit ({most} at most; default the model's: {defaults})")
     height: int | None = setting(
-        kind="int", suite="generation", label="Height", low=16, high=4096, unit=" pixels", flag="--height",
-        metavar="PX", example=48,
+        kind="int", label="Height", low=16, high=4096, unit=" pixels",
+        flag="--height", metavar="PX",
+        suite="generation", preset=True, example=48,
         help="pixels (default the model's: {defaults})")
     num_frames: int | None = setting(
-        kind="int", suite="generation", label="Frames", low=1, high=1024, flag="--frames", metavar="N", example=9,
+        kind="int", label="Frames", low=1, high=1024,
+        flag="--frames", metavar="N",
+        suite="generation", preset=True, example=9,
         help="frames in the clip, 1 to the model's limit ({most} at most; default the model's: {defaults})")
     fps: int | None = setting(
-        kind="int", suite="generation", label="FPS", low=1, high=60, unit=" frames per second", flag="--fps",
-        metavar="N", example=12,
+        kind="int", label="FPS", low=1, high=60, unit=" frames per second",
+        flag="--fps", metavar="N",
+        suite="generation", preset=True, example=12,
         help="frames per second of the mp4, 1 to 60 (default the model's: {defaults})")
     steps: int | None = setting(
-        kind="int", suite="both", label="Steps", low=1, high=200, flag="--steps", metavar="N", example=3,
+        kind="int", label="Steps", low=1, high=200,
+        flag="--steps", metavar="N",
+        suite="both", preset=True, example=3,
         help="denoising steps, 1 to 200 (default the model's: {defaults})")
     guidance: float | None = setting(
-        kind="float", suite="both", label="Guidance", low=0.0, high=30.0, flag="--guidance", metavar="SCALE",
-        example=4.5,
+        kind="float", label="Guidance", low=0.0, high=30.0,
+        flag="--guidance", metavar="SCALE",
+        suite="both", preset=True, example=4.5,
         help="classifier-free guidance scale, 0 to 30 (default the model's: {defaults})")
     quantization: str = setting(
-        "none", kind="choice", suite="system", label="Quantization", choices=QUANTIZATION_MODES,
-        flag="--quantization",
-        group="memory", example="quanto-int8", help="weight quantization (default none)")
+        "none", kind="choice", label="Quantization", choices=QUANTIZATION_MODES,
+        flag="--quantization", group="memory",
+        suite="system", example="quanto-int8",
+        help="weight quantization (default none)")
     offload: str = setting(
-        "auto", kind="choice", suite="both", label="Offload", choices=OFFLOAD_MODES, flag="--offload", group="memory",
-        same=False, example="model", help="CPU offload (default auto: chosen from free VRAM)")
+        "auto", kind="choice", label="Offload", choices=OFFLOAD_MODES,
+        flag="--offload", group="memory",
+        same=False, suite="both", example="model",
+        help="CPU offload (default auto: chosen from free VRAM)")
     vae_tiling: bool | None = setting(
-        kind="bool", suite="generation", label="VAE tiling", unset="auto", flag="--vae-tiling", group="memory",
-        same=False,
-        example=True, help="decode the video in tiles to save memory (default: on where memory is short)")
+        kind="bool", label="VAE tiling", unset="auto",
+        flag="--vae-tiling", group="memory",
+        same=False, suite="generation", example=True,
+        help="decode the video in tiles to save memory (default: on where memory is short)")
     adapters: tuple[AdapterRef, ...] = setting(
-        (), kind="adapters", suite="system", label="Adapters", flag="--adapter", metavar="PATH[:STRENGTH]",
-        group="adapters",
-        example=(AdapterRef("style.safetensors", 0.5),),
+        (), kind="adapters", label="Adapters",
+        flag="--adapter", metavar="PATH[:STRENGTH]", group="adapters",
+        suite="system", example=(AdapterRef("style.safetensors", 0.5),),
         help="a LoRA or HydraLoRA file or folder, strength -2 to 2 (default 1); repeat for several")
     # Folder of a trained PKS tag encoder (dual-channel conditioning).
     tag_encoder: str | None = setting(
-        kind="text", suite="system", label="Tag encoder", flag="--tag-encoder", metavar="FOLDER", required=True,
-        group="tags",
-        refusal="must name the folder of a trained tag encoder, or be unset", example="encoder",
+        kind="text", label="Tag encoder", required=True,
+        refusal="must name the folder of a trained tag encoder, or be unset",
+        flag="--tag-encoder", metavar="FOLDER", group="tags",
+        suite="system", example="encoder",
         help="a trained PKS tag encoder: tags also go through cross-attention and AdaLN (default none)")
     # A separate guidance scale on the tags; None: plain CFG over both.
     tag_guidance: float | None = setting(
-        kind="float", suite="system", label="Tag guidance", low=0.0, high=30.0, flag="--tag-guidance",
-        metavar="SCALE",
-        group="tags", example=2.0, help="separate guidance scale on the tags, 0 to 30 (needs --tag-encoder; "
-                                        "default: plain guidance over text and tags)")
+        kind="float", label="Tag guidance", low=0.0, high=30.0,
+        flag="--tag-guidance", metavar="SCALE", group="tags",
+        suite="system", example=2.0,
+        help="separate guidance scale on the tags, 0 to 30 (needs --tag-encoder; default: plain guidance over "
+             "text and tags)")
     # Also write the tags into the text prompt. Unset: yes without a tag encoder, no with one (the
     # tags then reach the model through their own channel, undiluted by the narrative); resolved by
     # Engine.prepare, so a recorded request always says which.
     tags_in_prompt: bool | None = setting(
-        kind="bool", suite="system", label="Also write tags into the prompt", flag="--tags-in-prompt", group="tags",
-        example=False,
+        kind="bool", label="Also write tags into the prompt",
+        flag="--tags-in-prompt", group="tags",
+        suite="system", example=False,
         help="also write the tags into the text prompt (default on)")
     # A GGUF or single .safetensors transformer (a path or a name in models/gguf).
     transformer_file: str | None = setting(
-        kind="text", suite="system", label="Transformer file", flag="--transformer", metavar="FILE", required=True,
-        group="memory",
-        refusal="must name a .gguf or .safetensors file, or be unset", example="wan-q8.gguf",
+        kind="text", label="Transformer file", required=True,
+        refusal="must name a .gguf or .safetensors file, or be unset",
+        flag="--transformer", metavar="FILE", group="memory",
+        suite="system", example="wan-q8.gguf",
         help="the transformer from one file: a community GGUF (Q8_0 … Q4_K) or a single .safetensors; a path, "
              "or a file name in <data dir>/models/gguf/ (the rest comes from --model)")
     # A speed profile: what `cache` and `compile_blocks` are when unset.
     speed: str = setting(
-        "quality", kind="choice", suite="system", label="Speed", choices=SPEED_PROFILES, flag="--speed",
-        group="speed",
-        example="balanced", help="speed profile (docs/speed.md; default quality)")
+        "quality", kind="choice", label="Speed", choices=SPEED_PROFILES,
+        flag="--speed", group="speed",
+        suite="system", example="balanced",
+        help="speed profile (docs/speed.md; default quality)")
     cache: str | None = setting(
-        kind="choice", suite="system", label="Step cache", choices=CACHE_KINDS, flag="--cache",
-        metavar="KIND[:NUMBER]",
-        group="speed", example="first-block",
+        kind="choice", label="Step cache", choices=CACHE_KINDS,
+        flag="--cache", metavar="KIND[:NUMBER]", group="speed",
+        suite="system", example="first-block",
         help="step cache instead of the profile's, one of {choices}; first-block and mag take a threshold (0-1], "
              "the others an interval in steps (default: the profile's)")
     # The cache's threshold, or its interval in steps; None: the kind's default. It travels inside
     # `cache` on every surface (KIND:NUMBER), so it has no flag of its own.
-    cache_threshold: float | None = setting(kind="float", suite="system", label="Step cache", group="speed",
-                                            carried_by="cache",
-                                            example=0.25)
+    cache_threshold: float | None = setting(
+        kind="float", label="Step cache",
+        carried_by="cache", group="speed",
+        suite="system", example=0.25)
     compile_blocks: bool | None = setting(
-        kind="bool", suite="system", label="Compile blocks", unset="the profile's", flag="--compile", group="speed",
-        example=True,
+        kind="bool", label="Compile blocks", unset="the profile's",
+        flag="--compile", group="speed",
+        suite="system", example=True,
         help="torch.compile the repeated transformer blocks (slow first job; default: the profile's)")
     # The diffusers attention backend; auto: what diffusers picks (PyTorch SDPA).
     attention: str = setting(
-        "auto", kind="choice", suite="system", label="Attention backend", choices=ATTENTION_BACKENDS,
-        flag="--attention",
-        group="speed", example="native", help="diffusers attention backend (default auto)")
+        "auto", kind="choice", label="Attention backend", choices=ATTENTION_BACKENDS,
+        flag="--attention", group="speed",
+        suite="system", example="native",
+        help="diffusers attention backend (default auto)")
     # Context parallelism over the GPUs of a torchrun launch: the command line only.
     parallel: str = setting(
-        "none", kind="choice", label="Parallel GPUs", choices=PARALLEL_MODES, flag="--parallel", group="speed",
+        "none", kind="choice", label="Parallel GPUs", choices=PARALLEL_MODES,
+        flag="--parallel", group="speed",
         same=False, form=False, api=False, example="ulysses",
         help="one clip over several GPUs (under torchrun; default none)")
     # "Generate anyway": unusual tag pairs (pks soft contradictions); the form's own button.
     allow_soft_contradictions: bool = setting(
-        False, kind="bool", label="Generate anyway", flag="--anyway", same=False, form=False, example=True,
+        False, kind="bool", label="Generate anyway",
+        flag="--anyway",
+        same=False, form=False, example=True,
         help="generate even when two tags are an unusual pair (a soft contradiction)")
 
     def __post_init__(self) -> None:
