@@ -58,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         resolve_model(settings.default_model)  # a typo in the default model is a bad flag too
     except InvalidRequest as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
+    if options.default_model is None and not os.environ.get("ANIMATRIX_DEFAULT_MODEL"):
+        from engine.core.mini_model import builtin_default
+
+        builtin = builtin_default(settings)  # a CPU, or offline without the default's weights
+        if builtin is not None:
+            print(f"Default model: the built-in {builtin} model ({settings.default_model} cannot run here; "
+                  "choose another with --default-model)", file=sys.stderr)
+            settings = settings.with_overrides(default_model=builtin)
     # The studio's own messages (recovered jobs, background runs, one line per refused input);
     # libraries only when they warn, minus the harmless torchao kernel lines of a CPU machine.
     from engine.cli import quiet_libraries

@@ -96,3 +96,24 @@ def test_without_its_weights_the_mini_model_is_refused_before_anything_is_record
     assert len(err) == 1 and "world train-mini" in err[0]
     assert main([*base, "history", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_cpu_or_offline_studio_without_a_chosen_default_starts_on_the_mini_model(
+        settings: Settings, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from engine.core.mini_model import builtin_default
+
+    monkeypatch.setenv("ANIMATRIX_MINI_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the registry default (Wan2.1) is not on this machine and cannot be downloaded: mini instead
+    assert builtin_default(settings.with_overrides(default_model="wan2.1-t2v-1.3b")) == "mini"
+    # on a CPU, mini even when the default could be downloaded
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert builtin_default(settings.with_overrides(default_model="wan2.1-t2v-1.3b")) == "mini"
+    # the preview (chosen for tests and scripts) and mini itself stay
+    assert builtin_default(replace(settings, default_model="preview")) is None
+    assert builtin_default(replace(settings, default_model="mini")) is None
+    # without shipped weights nothing changes
+    monkeypatch.setenv("ANIMATRIX_MINI_WEIGHTS", str(tmp_path / "nothing-here"))
+    assert builtin_default(settings.with_overrides(default_model="wan2.1-t2v-1.3b")) is None
