@@ -3,8 +3,8 @@
 A `GenerationRequest` field is written with `setting(...)`, which keeps a `Setting` in the
 field's metadata. From these declarations come the simple checks (ranges, choices, true/false,
 text), the form's labels, the flags of `python -m engine generate` and their help, the named
-parameters of the `/generate` API, which fields make two clips the same clip, and what the mp4
-and the history record. Rules that tie several fields together stay as code in the request.
+parameters of the `/generate` API, which fields make two clips the same clip, what the mp4 and
+the history record, and what an eval suite and a preset may set. Rules that tie several fields together stay as code in the request.
 
 Adding a setting is one `setting(...)` line in engine/core/requests.py plus its use by the
 families (docs/architecture.md, "Adding a request setting", shows the whole diff).
@@ -18,8 +18,8 @@ from typing import Any, Iterator, Literal, Sequence
 
 from .errors import InvalidRequest
 
-__all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "suite_settings", "preset_settings", "api_name",
-           "parse_adapter", "parse_cache", "merge_settings"]
+__all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "suite_settings",
+           "preset_settings", "api_name", "parse_adapter", "parse_cache", "merge_settings"]
 
 Kind = Literal["text", "int", "float", "choice", "bool", "tags", "adapters"]
 _META = "animatrix.setting"
@@ -40,8 +40,9 @@ class Setting:
     `same`: whether two clips that differ in it are different clips (bookkeeping is not).
     `form`/`api`: whether the Create tab and the `/generate` API take it. `suite`: where an eval
     suite (engine/eval/suite.py) may set it: per "system", in its shared "generation", or "both".
-    `preset`: whether a preset may store it (engine/core/presets.py, its `settings:`). `example`: a valid value
-    that is not the default, for the test that walks every surface (tests/core/test_request_schema.py).
+    `preset`: whether a preset may store it (engine/core/presets.py, its `settings:`). `group`: the
+    part of the form it belongs to. `example`: a valid value that is not the default, for the test
+    that walks every surface (tests/core/test_request_schema.py).
     """
 
     kind: Kind
