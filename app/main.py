@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidRequest as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
     if options.default_model is None and not os.environ.get("ANIMATRIX_DEFAULT_MODEL"):
-        from engine.core.mini_model import builtin_default
+        from engine.core.loading import builtin_default
 
         builtin = builtin_default(settings)  # a CPU, or offline without the default's weights
         if builtin is not None:

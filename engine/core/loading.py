@@ -18,7 +18,7 @@ from typing import Any
 from .errors import EngineError, InvalidRequest, ModelUnavailable
 from .memory import MemoryPlan, load_time_quantization, place, quantize_components
 from .preview import ensure_preview_model
-from .registry import ModelSpec
+from .registry import ModelSpec, resolve_model
 from .settings import Settings
 
 
@@ -125,6 +125,31 @@ def is_available_locally(spec: ModelSpec, settings: Settings) -> bool:
         return True
     except ModelUnavailable:
         return False
+
+
+def builtin_default(settings: Settings) -> str | None:
+    """`mini` when a studio started without a chosen default model should use it: its weights ship
+    and the registry default cannot make a clip here in reasonable time (no GPU), or at all (its
+    weights are missing and the studio is offline). None: keep the configured default."""
+    from .memory import resolve_device
+    from .mini_model import shipped
+    from .registry import MINI_ID
+
+    if not shipped():
+        return None
+
+    try:
+        spec = resolve_model(settings.default_model)
+    except InvalidRequest:
+        return MINI_ID
+    if spec.id == MINI_ID or spec.is_preview:
+        return None
+    if settings.offline and not is_available_locally(spec, settings):
+        return MINI_ID
+    try:
+        return MINI_ID if resolve_device(settings.device) == "cpu" else None
+    except InvalidRequest:
+        return None
 
 
 def check_weights_present(spec: ModelSpec, settings: Settings) -> None:

@@ -14,12 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
-from .errors import EngineError, ModelUnavailable
-
-if TYPE_CHECKING:
-    from .settings import Settings
+from .errors import ModelUnavailable
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "mini"
 WEIGHTS_ENV = "ANIMATRIX_MINI_WEIGHTS"  # another folder of shipped weights (a retrained mini, before it ships)
@@ -34,31 +29,6 @@ def assets_dir() -> Path:
 
 def shipped(assets: Path | None = None) -> bool:
     return ((assets or assets_dir()) / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
-
-
-def builtin_default(settings: "Settings") -> str | None:
-    """`mini` when a studio started without a chosen default model should use it: its weights ship
-    and the registry default cannot make a clip here in reasonable time (no GPU), or at all (its
-    weights are missing and the studio is offline). None: keep the configured default."""
-    from .loading import is_available_locally
-    from .memory import resolve_device
-    from .registry import MINI_ID, resolve_model
-
-    if not shipped():
-        return None
-
-    try:
-        spec = resolve_model(settings.default_model)
-    except EngineError:
-        return MINI_ID
-    if spec.id == MINI_ID or spec.is_preview:
-        return None
-    if settings.offline and not is_available_locally(spec, settings):
-        return MINI_ID
-    try:
-        return MINI_ID if resolve_device(settings.device) == "cpu" else None
-    except EngineError:
-        return None
 
 
 def _fingerprint(assets: Path) -> str:
@@ -108,5 +78,4 @@ def _build(target: Path, assets: Path, want: str) -> Path:
     return target
 
 
-__all__ = ["ASSETS", "REBUILD", "TAG_ENCODER", "WEIGHTS_ENV", "assets_dir", "builtin_default",
-           "ensure_mini_model", "shipped"]
+__all__ = ["ASSETS", "REBUILD", "TAG_ENCODER", "WEIGHTS_ENV", "assets_dir", "ensure_mini_model", "shipped"]

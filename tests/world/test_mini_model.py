@@ -102,7 +102,7 @@ def test_a_cpu_or_offline_studio_without_a_chosen_default_starts_on_the_mini_mod
         settings: Settings, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from engine.core.mini_model import builtin_default
+    from engine.core.loading import builtin_default
 
     monkeypatch.setenv("ANIMATRIX_MINI_WEIGHTS", str(tiny_weights))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
