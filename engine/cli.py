@@ -48,29 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("history", help="list, show or delete past generations")
     hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    hl = hs.add_parser("list")
-    hl.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"))
-    hl.add_argument("--model")
-    hl.add_argument("--text")
-    hl.add_argument("--tag", type=_tag, metavar="FIELD=VALUE")
-    hl.add_argument("--limit", type=int, default=20)
-    hl.add_argument("--offset", type=int, default=0)
-    hl.add_argument("--json", action="store_true")
-    for name in ("show", "delete"):
-        sp = hs.add_parser(name)
-        sp.add_argument("id", type=int)
-        sp.add_argument("--json", action="store_true") if name == "show" else None
+    hl = hs.add_parser("list", help="past generations, newest first")
+    hl.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"),
+                    help="only entries in this state (default: all)")
+    hl.add_argument("--model", help="only clips of this model id")
+    hl.add_argument("--text", help="only entries whose narrative contains this text")
+    hl.add_argument("--tag", type=_tag, metavar="FIELD=VALUE", help="only clips with this tag")
+    hl.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
+    hl.add_argument("--offset", type=int, default=0, help="skip this many of the newest first (default 0)")
+    hl.add_argument("--json", action="store_true", help="print as JSON")
+    for name, what in (("show", "one entry's settings, timings and clip"), ("delete", "one entry and its clip")):
+        sp = hs.add_parser(name, help=what)
+        sp.add_argument("id", type=int, help="the entry's number (history list)")
+        sp.add_argument("--json", action="store_true", help="print as JSON") if name == "show" else None
 
     i = sub.add_parser("info", help="print the generation settings embedded in an mp4")
-    i.add_argument("file", type=Path)
+    i.add_argument("file", type=Path, help="an mp4 the studio made")
 
     m = sub.add_parser("models", help="list the models and whether their weights are here")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print as JSON")
     qz = sub.add_parser("quantize", help="write a model's quantized cache once (later loads skip full precision)")
-    qz.add_argument("model")
-    qz.add_argument("--quantization", required=True, choices=CACHEABLE_MODES)
+    qz.add_argument("model", help="a registry model id (python -m engine models)")
+    qz.add_argument("--quantization", required=True, choices=CACHEABLE_MODES, help="the mode to cache")
     d = sub.add_parser("download", help="download a model's weights into the hub cache")
-    d.add_argument("model")
+    d.add_argument("model", help="a registry model id (python -m engine models)")
     worker_cli.add_parser(sub)
 
     from .curation.cli import add_parser as add_curate_parser
