@@ -245,15 +245,27 @@ class MiniTrainer:
         from safetensors.torch import load_file
 
         state = json.loads((checkpoint / "state.json").read_text())
-        if state.get("recipe", {}) != {**plain(self.recipe), "steps": state.get("recipe", {}).get("steps")}:
-            changed = sorted(k for k, v in plain(self.recipe).items()
-                             if k != "steps" and state.get("recipe", {}).get(k) != v)
+        # The target step and the thread count may change between sittings (a busy machine trains
+        # faster on one thread); a resume on other threads may differ in the last bits of the sums.
+        free = ("steps", "threads")
+        saved = state.get("recipe", {})
+        changed = sorted(k for k, v in plain(self.recipe).items() if k not in free and saved.get(k) != v)
+        if changed:
             raise InvalidRequest("recipe", f"{checkpoint} was trained with other settings ({', '.join(changed)}); "
                                            "use another --out or the same settings")
         self.transformer.load_state_dict(load_file(str(checkpoint / "transformer.safetensors")))
         self.encoder.load_state_dict(load_file(str(checkpoint / "tag_encoder" / "tag_encoder.safetensors")))
         self.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         self.step = int(state["step"])
+
+    def _trim_log(self) -> None:
+        """Forget the log rows of steps after the checkpoint: they are trained again."""
+        log = self.out / LOG
+        if log.is_file():
+            rows = [line for line in log.read_text().splitlines() if line.strip()]
+            kept = [line for line in rows if json.loads(line)["step"] <= self.step]
+            if len(kept) != len(rows):
+                write_text(log, "".join(line + "\n" for line in kept))
 
     def latest(self) -> Path | None:
         done = sorted(p for p in (self.out / CHECKPOINTS).glob("step-*") if (p / "state.json").is_file())
@@ -265,6 +277,7 @@ class MiniTrainer:
         latest = self.latest()
         if latest is not None:
             self.resume(latest)
+            self._trim_log()
             say(f"resumed from {latest} (step {self.step})")
         self.out.mkdir(parents=True, exist_ok=True)
         last = latest

@@ -36,6 +36,8 @@ def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path: Path) 
     straight.run(say=lambda _: None)
     first = MiniTrainer(tmp_path / "split", MiniRecipe(**{**recipe.__dict__, "steps": 2}))
     first.run(say=lambda _: None)
+    with open(tmp_path / "split" / "train_log.jsonl", "a") as fh:  # a sitting cut off after a logged step 3
+        fh.write(json.dumps({"step": 3, "loss": 1.0}) + "\n")
     said: list[str] = []
     resumed = MiniTrainer(tmp_path / "split", recipe)
     resumed.run(say=said.append)
