@@ -73,6 +73,10 @@ def with_visitor_cookie(app_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+CREATOR_HEADER = ("Anime clips from production tags and a narrative. Pick Style, Motion, Camera and VFX, describe "
+                  "the scene, generate.")
+
+
 def theme() -> gr.themes.Base:
     return gr.themes.Soft(primary_hue="rose", secondary_hue="indigo", neutral_hue="slate")
 
@@ -114,8 +118,7 @@ def hide_banner_for_mini() -> Any:
 def build_app(services: StudioServices) -> StudioApp:
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as blocks:
         with gr.Row(elem_id="header"):
-            gr.Markdown(f"## {TITLE}\nAnime clips from production tags and a narrative. "
-                        "Pick Style, Motion, Camera and VFX, describe the scene, generate.")
+            header = gr.Markdown(f"## {TITLE}\n{CREATOR_HEADER}", elem_id="header-text")
         with gr.Row(visible=services.default_weights_missing(), elem_id="offline-banner", elem_classes=["banner"],
                     equal_height=True) as banner:
             gr.Markdown(banner_text(services), scale=4, min_width=240)
@@ -156,7 +159,7 @@ def build_app(services: StudioServices) -> StudioApp:
                          reuse_outputs=[*create.fill_outputs(), *preset_reset, create.status],
                          reuse_values=reuse_values)
         # A rater (`--auth raters`, role rater) gets the Rate tab only; the handlers refuse them anyway.
-        blocks.load(rating_tab.studio_view(services), outputs=[create_page, presets_page, hist_tab, banner, tabs],
+        blocks.load(rating_tab.studio_view(services, TITLE), outputs=[create_page, presets_page, hist_tab, banner, tabs, header],
                     show_progress="hidden", api_visibility="private")
         def own_presets(request: gr.Request) -> Any:  # each visitor's dropdown lists their own presets
             try:

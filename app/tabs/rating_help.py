@@ -82,18 +82,23 @@ def launch_kwargs(services: "StudioServices", kwargs: dict[str, Any]) -> dict[st
     return kwargs
 
 
-def studio_view(services: "StudioServices") -> Callable[[gr.Request], list[Any]]:
+# A rater's page says what their work is; the creators' header (pick tags, generate) is not for them.
+RATER_HEADER = ("Rating: compare two clips at a time and say which is better on each dimension; the clips' "
+                "settings stay hidden until you submit.")
+
+
+def studio_view(services: "StudioServices", title: str) -> Callable[[gr.Request], list[Any]]:
     """The page-load handler that shows a rater the Rate tab only (`app.ui` wires it to the Create,
-    Presets and History tabs, the weights banner and the main tabs). A studio login naming a rater
+    Presets and History tabs, the weights banner, the main tabs and the page header). A studio login naming a rater
     account that is not an active admin hides the rest; no login, or a studio-wide
     `--auth USER:PASSWORD` login, shows everything. This is visibility only: the handlers of
     those tabs refuse raters on the server (app.services.identity)."""
     def view(request: gr.Request) -> list[Any]:
         if not _restricted(services, request_login(request)):
-            return [gr.skip()] * 5
+            return [gr.skip()] * 6
         # "hidden", not False: Gradio 6.31 leaves a tab's button on screen after visible=False.
         hide = gr.update(visible="hidden")
-        return [hide, hide, hide, gr.update(visible=False), gr.Tabs(selected="rate")]
+        return [hide, hide, hide, gr.update(visible=False), gr.Tabs(selected="rate"), f"## {title}\n{RATER_HEADER}"]
     return view
 
 

@@ -130,7 +130,12 @@ def test_studio_login_with_a_rater_account_opens_the_rate_tab_signed_in(rated: R
         page.locator("input[data-testid=textbox]").fill(OTHER)  # the failed attempt emptied the form
         page.locator("input[type=password]").fill(PASSWORD)
         page.get_by_role("button", name="Login").click()
-        page.get_by_role("tab", name="Rate").click()
+        # The rater's own first screen: their header, no creator text, no toast they did not cause.
+        expect(page.locator("#header-text")).to_contain_text("compare two clips")
+        expect(page.locator("#header-text")).not_to_contain_text("generate")
+        page.wait_for_timeout(3000)  # the page's load events have run
+        assert page.locator(".toast-body:visible").count() == 0, page.locator(".toast-body").all_inner_texts()
+        page.get_by_role("tab", name="Rate", exact=True).click()
         expect(page.locator("#rate-whoami")).to_contain_text(f"Signed in as {OTHER}")
         expect(page.locator("#rate-signin")).to_be_hidden()
         wait_for_players(page)
