@@ -121,6 +121,8 @@ class MiniTrainer:
 
     def ensure_vae(self, say: Callable[[str], None] = print) -> None:
         """Stage one: train the VAE once per run (or load the run's), before any transformer step."""
+        import torch
+
         from ..core.families.mini import MiniVAE
         from ..core.toolkit.files import staged_folder
         from .mini_vae import train_vae
@@ -134,6 +136,8 @@ class MiniTrainer:
                 vae.save_pretrained(staging, safe_serialization=True)
         vae = MiniVAE.from_pretrained(folder).eval().requires_grad_(False)
         self.pipe.register_modules(vae=vae)
+        if vae.config.latents_spread:  # each channel preconditioned by its own spread (saved with the weights)
+            self.transformer.sigma_data.copy_(torch.tensor(vae.config.latents_spread))
 
     # ------------------------------------------------------------------ one step
     def _embed(self, captions: list[str]) -> Any:
@@ -181,7 +185,7 @@ class MiniTrainer:
     def train_step(self) -> float:
         import torch
 
-        from ..core.families.mini import clean_from_velocity
+        from ..core.families.mini import SIGMA_DATA, clean_from_velocity
 
         b = self.batch(self.step)
         s = b["sigma"].view(-1, 1, 1, 1, 1)
@@ -190,7 +194,10 @@ class MiniTrainer:
         self.channel.set_tags(b["tags"])
         velocity = self.transformer(hidden_states=x_t, timestep=t, encoder_hidden_states=b["text"],
                                     return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(clean_from_velocity(x_t, velocity, t), b["x0"])
+        # x0 errors per channel in units of the channel's spread (capped): the small Haar difference
+        # channels, which make holds hold, weigh as much as the large ones.
+        weight = (SIGMA_DATA / self.transformer.sigma_data).clamp(max=5.0).pow(2).view(1, -1, 1, 1, 1)
+        loss = (weight * (clean_from_velocity(x_t, velocity, t) - b["x0"]).pow(2)).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)

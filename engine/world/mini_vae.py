@@ -4,7 +4,8 @@ The transformer learns in this VAE's latent space, so the VAE is trained first, 
 from its own seed (a run that resumes loads it from the run folder and never retrains it). Its
 decoder is trained on latents with a little noise added, so that the faint noise a sampler leaves
 in a latent decodes as nothing rather than as grain. The latents' per-channel mean and spread are
-measured after training and stored in the VAE's config, where the pipeline reads them.
+measured after training and stored in the VAE's config, where the pipeline reads them, with each
+channel's spread once normalized (the transformer preconditions each channel by it).
 """
 from __future__ import annotations
 
@@ -76,12 +77,36 @@ def train_vae(world: WorldConfig, recipe: VaeRecipe, say: Callable[[str], None] 
             say(f"vae step {step + 1}/{recipe.steps} L1 {sum(window) / len(window):.4f}")
             window = []
     vae.eval()
-    with torch.no_grad():
-        z = torch.cat([vae.encode_frames(_frames(world, recipe, recipe.steps + k)) for k in range(4)])
-    mean = z.mean(dim=(0, 2, 3)).tolist() * FRAMES_PER_LATENT
-    std = (z.std(dim=(0, 2, 3)) / LATENT_SPREAD).tolist() * FRAMES_PER_LATENT
-    vae.register_to_config(latents_mean=[round(v, 6) for v in mean], latents_std=[round(v, 6) for v in std])
+    measure_latents(vae, world, recipe)
     return vae
 
 
-__all__ = ["LATENT_SPREAD", "VaeRecipe", "train_vae"]
+def measure_latents(vae: Any, world: WorldConfig, recipe: VaeRecipe, clips: int = 64) -> None:
+    """Store in `vae`'s config how the transformer sees its latents: each channel's mean and scale,
+    and its spread once scaled. The 4 Haar parts of a channel share the scale of their mean part,
+    so the difference parts stay as small as they are (0 for a held drawing)."""
+    import numpy as np
+    import torch
+
+    from ..core.families.mini import FRAMES_PER_LATENT
+    from .config import sample_truth
+    from .make import clip_seed
+    from .render import render_clip
+
+    video = np.stack([render_clip(sample_truth(world, clip_seed(recipe.world_seed, 10_000_000 + i)))
+                      for i in range(clips)])
+    pixels = torch.from_numpy(video).float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)
+    with torch.no_grad():
+        z = torch.cat([vae.encode(part).latent_dist.mode() for part in pixels.split(8)])
+    per = z.shape[1] // FRAMES_PER_LATENT
+    parts = z.transpose(0, 1).reshape(FRAMES_PER_LATENT, per, -1)  # Haar part, channel, values
+    scale = parts[0].std(dim=1) / LATENT_SPREAD
+    mean = torch.cat([parts[0].mean(dim=1), torch.zeros((FRAMES_PER_LATENT - 1) * per)])
+    std = scale.repeat(FRAMES_PER_LATENT)
+    spread = ((z.transpose(0, 1).reshape(z.shape[1], -1) - mean[:, None]) / std[:, None]).std(dim=1).clamp_min(0.02)
+    vae.register_to_config(latents_mean=[round(float(v), 6) for v in mean],
+                           latents_std=[round(float(v), 6) for v in std],
+                           latents_spread=[round(float(v), 6) for v in spread])
+
+
+__all__ = ["LATENT_SPREAD", "VaeRecipe", "measure_latents", "train_vae"]

@@ -13,6 +13,7 @@ and speed hooks work on it as on Wan) with two differences that let a 2-core CPU
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -67,12 +68,19 @@ def _decoder(width: int, channels: int) -> torch.nn.Sequential:
         torch.nn.Conv2d(width, 3, 3, padding=1))
 
 
+# The 4 frames of a latent as their mean, their first half against their second, and each pair's
+# difference (an orthonormal Haar basis). A drawing held over two or four frames makes the
+# difference channels exactly 0, so holds are a property of a few channels, not of 4 equal copies.
+_HAAR = torch.tensor([[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, -0.5, -0.5],
+                      [2 ** -0.5, -(2 ** -0.5), 0.0, 0.0], [0.0, 0.0, 2 ** -0.5, -(2 ** -0.5)]])
+
+
 class MiniVAE(ModelMixin, ConfigMixin):
     """Pixels [-1, 1] (B, 3, 1 + 4k, H, W) <-> latents (B, 4 x channels, 1 + k, H / 4, W / 4).
 
     Each frame is encoded alone by a small convolutional autoencoder (4x smaller each side), and
     each 4 frames' latents are packed into one latent frame as Wan's VAE packs time (the first
-    frame alone, then 4 a latent). The encoder is deterministic, so a held drawing gives the same
+    frame alone, then 4 a latent), in the Haar basis above. The encoder is deterministic, so a held drawing gives the same
     latent each frame; the decoder is trained on slightly noised latents, so what a sampler leaves
     of its noise is not drawn (docs/world.md, "Why a learned VAE").
     """
@@ -80,8 +88,9 @@ class MiniVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, channels: int = 4, width: int = 32, z_dim: int = 4 * FRAMES_PER_LATENT,
                  scale_factor_temporal: int = FRAMES_PER_LATENT, scale_factor_spatial: int = 4,
-                 latents_mean: list[float] | None = None, latents_std: list[float] | None = None) -> None:
-        super().__init__()
+                 latents_mean: list[float] | None = None, latents_std: list[float] | None = None,
+                 latents_spread: list[float] | None = None) -> None:
+        super().__init__()  # latents_spread: each channel's spread once normalized (the transformer's sigma_data)
         self.encoder = _encoder(width, channels)
         self.decoder = _decoder(width, channels)
 
@@ -99,13 +108,15 @@ class MiniVAE(ModelMixin, ConfigMixin):
         z = z.reshape(b, f, cz, hz, wz).permute(0, 2, 1, 3, 4)
         first = z[:, :, :1].repeat(1, 1, FRAMES_PER_LATENT, 1, 1)  # the first frame fills its latent alone
         packed = torch.cat([first, z[:, :, 1:]], dim=2).reshape(b, cz, -1, FRAMES_PER_LATENT, hz, wz)
-        packed = packed.permute(0, 3, 1, 2, 4, 5).reshape(b, cz * FRAMES_PER_LATENT, -1, hz, wz)
+        packed = torch.einsum("jk,bkcnhw->bjcnhw", _HAAR.to(packed), packed.permute(0, 3, 1, 2, 4, 5))
+        packed = packed.reshape(b, cz * FRAMES_PER_LATENT, -1, hz, wz)
         return _EncodeOut(packed) if return_dict else (_Dist(packed),)
 
     def decode(self, z: torch.Tensor, return_dict: bool = True) -> Any:
         b, cz, n, h, w = z.shape
         c = cz // FRAMES_PER_LATENT
-        per_frame = z.reshape(b, FRAMES_PER_LATENT, c, n, h, w).permute(0, 3, 1, 2, 4, 5).reshape(-1, c, h, w)
+        frames4 = torch.einsum("jk,bjcnhw->bkcnhw", _HAAR.to(z), z.reshape(b, FRAMES_PER_LATENT, c, n, h, w))
+        per_frame = frames4.permute(0, 3, 1, 2, 4, 5).reshape(-1, c, h, w)
         frames = self.decode_frames(per_frame.to(self.dtype))
         frames = frames.reshape(b, n * FRAMES_PER_LATENT, 3, h * 4, w * 4).permute(0, 2, 1, 3, 4)
         first = frames[:, :, :FRAMES_PER_LATENT].mean(dim=2, keepdim=True)
@@ -135,13 +146,24 @@ def normalized_latents(vae: MiniVAE, pixels: torch.Tensor) -> torch.Tensor:
 
 
 class MiniTransformer3DModel(WanTransformer3DModel):
-    """A Wan transformer trained to predict the clean sample; its output is the velocity."""
+    """A Wan transformer trained to predict the clean sample; its output is the velocity.
+
+    `sigma_data` (saved with the weights) is each latent channel's spread: the Haar difference
+    channels are small, and preconditioning by their own spread keeps the noise out of them."""
+
+    sigma_data: torch.Tensor
+
+    # The parent's signature: diffusers reads a model's config keys from it when loading.
+    @functools.wraps(WanTransformer3DModel.__init__)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("sigma_data", torch.full((int(self.config.out_channels),), SIGMA_DATA))  # type: ignore[attr-defined]
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, *args: Any, return_dict: bool = True,
                 **kwargs: Any) -> Any:
         out = super().forward(hidden_states, timestep, *args, return_dict=False, **kwargs)[0]  # type: ignore[misc]
         sigma = sigma_of(timestep, hidden_states.ndim)
-        skip, scale = preconditioning(sigma)
+        skip, scale = preconditioning(sigma, self.sigma_data.view(1, -1, *([1] * (hidden_states.ndim - 2))))
         clean = skip * hidden_states.float() + scale * out.float()
         velocity = ((hidden_states.float() - clean) / sigma).to(out.dtype)
         return Transformer2DModelOutput(sample=velocity) if return_dict else (velocity,)
@@ -153,11 +175,11 @@ def sigma_of(timestep: torch.Tensor, ndim: int) -> torch.Tensor:
     return (t / 1000.0).clamp_min(SIGMA_MIN)
 
 
-def preconditioning(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """EDM's c_skip and c_out for x_t = (1 - sigma) x0 + sigma noise, with data spread SIGMA_DATA."""
-    d2 = SIGMA_DATA ** 2
+def preconditioning(sigma: torch.Tensor, spread: torch.Tensor | float = SIGMA_DATA) -> tuple[torch.Tensor, torch.Tensor]:
+    """EDM's c_skip and c_out for x_t = (1 - sigma) x0 + sigma noise, with data spread `spread`."""
+    d2 = torch.as_tensor(spread, dtype=torch.float32) ** 2
     denom = (1 - sigma) ** 2 * d2 + sigma ** 2
-    return (1 - sigma) * d2 / denom, sigma * SIGMA_DATA / denom.sqrt()
+    return (1 - sigma) * d2 / denom, sigma * d2.sqrt() / denom.sqrt()
 
 
 def clean_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
