@@ -25,6 +25,7 @@ from engine.core.presets import SETTING_KEYS, Preset
 from engine.core.registry import REGISTRY, ModelSpec, resolve_model
 from engine.core.request_schema import declared, labels, merge_settings, parse_cache
 from engine.core.requests import AdapterRef, GenerationRequest
+from engine.core.toolkit.numbers import check_number
 
 UNSET = ""  # the "not set" choice of a single-select tag dropdown
 VAE_TILING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
@@ -93,34 +94,17 @@ def form_keys(taxonomy: Taxonomy) -> tuple[str, ...]:
 
 
 # -- component values <-> FormValues --------------------------------------------------------------
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# A box left empty means "the model's default"; otherwise text and 24.0 are numbers, as a form gives them.
 def _whole(name: str, value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise InvalidRequest(name, f"must be a whole number, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise InvalidRequest(name, f"must be a whole number, got {value!r}") from None
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise InvalidRequest(name, f"must be a whole number, got {value}")
-        return int(value)
-    if isinstance(value, int):
-        return value
-    raise InvalidRequest(name, f"must be a whole number, got {value!r}")
+    return None if _blank(value) else int(check_number(name, value, whole=True, lenient=True))
 
 
 def _number(name: str, value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidRequest(name, f"must be a number, got {value!r}") from None
+    return None if _blank(value) else float(check_number(name, value, lenient=True))
 
 
 def _tag_value(f: TagField, raw: Any) -> tuple[str, ...]:
@@ -267,8 +251,7 @@ def check_model_limits(form: FormValues) -> None:
     d = spec.defaults
     frames, width, height = form.num_frames or d.num_frames, form.width or d.width, form.height or d.height
     for name, value in (("num_frames", frames), ("width", width), ("height", height)):
-        if value < 1:
-            raise InvalidRequest(name, f"must be at least 1, got {value}")
+        check_number(name, value, whole=True, low=1)
     spec.family.check_shape(frames, width, height, spec.max_frames, spec.max_side)
 
 

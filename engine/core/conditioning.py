@@ -31,6 +31,7 @@ from .tag_encoder import (  # noqa: F401 - re-exported: the public API of dual-c
     save_tag_encoder,
     tag_dropout,
 )
+from .toolkit.numbers import check_number
 
 TagsArg = TagIndices | Sequence[Mapping[str, Any] | None] | Mapping[str, Any]
 _MARK = "_animatrix_tag_channel"
@@ -340,8 +341,8 @@ def tags_for_call(channels: TagChannel | Sequence[TagChannel], tags: TagsArg, *,
         else list(text_guidance_scale)
     if len(scales) != len(channels):
         raise InvalidRequest("text_guidance_scale", f"give one scale or one per channel ({len(channels)})")
-    if tag_guidance_scale is not None and not 0.0 <= float(tag_guidance_scale) <= 30.0:
-        raise InvalidRequest("tag_guidance_scale", f"must be between 0 and 30, got {tag_guidance_scale}")
+    if tag_guidance_scale is not None:
+        check_number("tag_guidance_scale", tag_guidance_scale, lenient=True, low=0, high=30, between=True)
     with _stack(channels, tags, tag_guidance_scale, [max(1.0, float(s)) for s in scales]):
         yield
 

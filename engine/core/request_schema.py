@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
 
 from .errors import InvalidRequest
+from .toolkit.numbers import check_number
 
 __all__ = ["NO_DEFAULT", "Setting", "setting", "declared", "check_declared", "labels", "same_fields", "suite_settings",
            "preset_settings", "api_name", "parse_adapter", "parse_cache", "merge_settings"]
@@ -122,17 +123,11 @@ def one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
 
 
 def int_in(name: str, value: Any, low: int, high: int, unit: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(name, f"must be a whole number from {low} to {high}{unit}, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidRequest(name, f"must be from {low} to {high}{unit}, got {value}")
+    check_number(name, value, whole=True, low=low, high=high, unit=unit)
 
 
 def float_in(name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(name, f"must be a number from {low:g} to {high:g}, got {value!r}")
-    if not low <= float(value) <= high:
-        raise InvalidRequest(name, f"must be from {low:g} to {high:g}, got {value}")
+    check_number(name, value, low=low, high=high, fmt="g")
 
 
 def check_declared(request: Any, highs: Mapping[str, float] | None = None) -> None:

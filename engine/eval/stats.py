@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.toolkit.ranks import average_ranks
+
 RESAMPLES = 2000
 FLIPS = 10_000
 SEED = 20240613
@@ -33,25 +35,11 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95, seed: int = SEED)
     return (float(low), float(high))
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
-        i = j + 1
-    return ranks
-
-
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(x) != len(y) or len(x) < 2:
         return math.nan
-    rx, ry = _ranks(x), _ranks(y)
+    rx, ry = average_ranks(x), average_ranks(y)
     if rx.std() == 0 or ry.std() == 0:
         return math.nan
     return float(np.corrcoef(rx, ry)[0, 1])

@@ -9,8 +9,9 @@ Names load lazily, so `import engine.rating` does not load SQLAlchemy, numpy or 
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.toolkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ..storage.repository.rating import Rater
@@ -39,11 +40,4 @@ __all__ = ["CHOICES", "DEFORMATION_INTENTS", "DEFORMATION_KINDS", "DIMENSIONS", 
            "QualityReport", "Rater", "RatingConfig", "RatingService", "Rubric", "ServedPair", "Vote", "load_rubric"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    target = module if module.startswith("..") else f".{module}"
-    value = getattr(importlib.import_module(target, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

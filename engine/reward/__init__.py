@@ -11,8 +11,9 @@ Names load lazily, so `import engine.reward` loads neither torch nor transformer
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.toolkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .best_of_n import best_of_n
@@ -53,10 +54,4 @@ __all__ = ["BackboneSpec", "BestOfNProgress", "EvalReport", "HistoryScorer", "Re
            "split_by_prompt", "train_reward_model", "uncertainty_priority", "write_rating_set"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

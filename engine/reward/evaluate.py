@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.toolkit.ranks import average_ranks
 from .data import ClipRef, RewardData, prompt_group, segment_labels
 from .losses import A_WINS, TIE, outcome_log_probs
 from .model import ClipFeatures, RewardModel
@@ -31,20 +32,6 @@ __all__ = ["DimensionReport", "EvalReport", "FeatureSet", "Prediction", "auc", "
 
 
 # ------------------------------------------------------------------------------------ statistics
-def _ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=float)
-    sorted_vals = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rho with average ranks; None when undefined."""
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -52,7 +39,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
         raise ValueError("spearman needs two sequences of one length")
     if len(a) < 3:
         return None
-    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = average_ranks(a), average_ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = float(np.sqrt((ra ** 2).sum() * (rb ** 2).sum()))
     return None if denom == 0 else float((ra * rb).sum() / denom)
@@ -62,7 +49,7 @@ def auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
     """P(a positive scores above a negative) + half the ties (Mann-Whitney U / (n_p n_n))."""
     if not len(positive) or not len(negative):
         return None
-    ranks = _ranks(np.concatenate([np.asarray(positive, float), np.asarray(negative, float)]))
+    ranks = average_ranks(np.concatenate([np.asarray(positive, float), np.asarray(negative, float)]))
     n_p, n_n = len(positive), len(negative)
     return float((ranks[:n_p].sum() - n_p * (n_p + 1) / 2.0) / (n_p * n_n))
 

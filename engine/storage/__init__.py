@@ -6,8 +6,9 @@ used, so `import engine` stays cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.toolkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .db import Database, open_database
@@ -29,10 +30,4 @@ __all__ = ["Database", "GenerationRecord", "HistoryPage", "HistoryRepository", "
            "open_database"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

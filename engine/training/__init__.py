@@ -11,14 +11,15 @@ Public API:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..core.toolkit.lazy import lazy_exports
 from .config import RunConfig, load_config, parse_config
+
+if TYPE_CHECKING:
+    from .loop import Trainer, TrainResult
 
 __all__ = ["RunConfig", "Trainer", "TrainResult", "load_config", "parse_config"]
 
-
-def __getattr__(name: str):  # torch/diffusers load only when training is really used
-    if name in ("Trainer", "TrainResult"):
-        from . import loop
-
-        return getattr(loop, name)
-    raise AttributeError(name)
+# torch/diffusers load only when training is really used
+__getattr__ = lazy_exports(__name__, {"Trainer": "loop", "TrainResult": "loop"})

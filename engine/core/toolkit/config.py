@@ -18,7 +18,6 @@ What is accepted, the same for every config:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import types
 import typing
@@ -26,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
 from ..errors import InvalidRequest
+from .numbers import check_number, range_refusal
 
 __all__ = ["Section", "build", "limits", "plain"]
 
@@ -178,18 +178,9 @@ def _coerce_scalar(hint: Any, value: Any, where: str) -> Any:
             raise InvalidRequest(where, f"must be true or false, got {value!r}")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequest(where, f"must be a whole number, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as text
-            try:
-                value = float(value)
-            except ValueError:
-                raise InvalidRequest(where, f"must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidRequest(where, f"must be a number, got {value!r}")
-        return float(value)
+        return check_number(where, value, whole=True)
+    if hint is float:  # YAML 1.1 reads "2e-5" (no dot) as text, hence lenient
+        return check_number(where, value, lenient=True, finite=True)
     if hint is str:
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
@@ -215,16 +206,9 @@ def _check_limits(meta: Mapping[str, Any], value: Any, where: str) -> None:
         raise InvalidRequest(where, _not_one_of(value, choices))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    lo, hi, above = meta.get("min"), meta.get("max"), meta.get("above")
-    if above is not None and not value > above:
-        upto = f" up to {hi}" if hi is not None else ""
-        raise InvalidRequest(where, f"must be above {above}{upto}, got {value}")
-    if lo is not None and hi is not None and not lo <= value <= hi:
-        raise InvalidRequest(where, f"must be from {lo} to {hi}, got {value}")
-    if lo is not None and value < lo:
-        raise InvalidRequest(where, f"must be at least {lo}, got {value}")
-    if hi is not None and value > hi:
-        raise InvalidRequest(where, f"must be at most {hi}, got {value}")
+    reason = range_refusal(value, low=meta.get("min"), high=meta.get("max"), above=meta.get("above"))
+    if reason is not None:
+        raise InvalidRequest(where, reason)
 
 
 def plain(obj: Any) -> Any:
