@@ -19,7 +19,7 @@ from .generate_flags import add_generate_parser, flag_values, given_tags, parse_
 from . import worker as worker_cli
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.request_schema import merge_settings
-from .core.quantized_cache import CACHEABLE_MODES
+from .core.quantization import CACHEABLE_MODES
 from .core.settings import Settings
 
 EXIT_BAD_INPUT = 2

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import EngineError, InvalidRequest, ModelUnavailable
 from .memory import MemoryPlan, load_time_quantization, place, quantize_components
 from .preview import ensure_preview_model
+from .quantization import CACHEABLE_MODES, library_of
 from .registry import ModelSpec, resolve_model
 from .settings import Settings
 
@@ -209,8 +210,9 @@ class ModelManager:
         """Components the quantized cache holds for this model and mode (engine/core/quantized_cache.py)."""
         from . import quantized_cache as qc
 
-        if plan.quantization not in qc.CACHEABLE_MODES:
+        if plan.quantization not in CACHEABLE_MODES:
             return {}
+        library = library_of(plan.quantization)
         if plan.transformer_file is not None:  # the file is the transformer; only the text encoder is cached
             skip = (*skip, "transformer")
         import torch
@@ -228,9 +230,9 @@ class ModelManager:
                 continue
             dtype, family_class = getattr(torch, plan.dtype_name), spec.family.transformer_class
             try:
-                if plan.quantization in qc.TORCHAO_MODES:
+                if library == "torchao":
                     out[name] = qc.load_torchao(entry, name, family_class, dtype)
-                elif plan.quantization in qc.LAYERWISE_MODES:
+                elif library == "layerwise":
                     out[name] = qc.load_layerwise(entry, folder, name, family_class, dtype)
                 else:
                     out[name] = qc.load(entry, folder, name, family_class, dtype)
@@ -244,9 +246,10 @@ class ModelManager:
         `components` are those quantized after loading; torchao quantized every component it loaded."""
         from . import quantized_cache as qc
 
-        if plan.quantization not in qc.CACHEABLE_MODES:
+        if plan.quantization not in CACHEABLE_MODES:
             return
-        torchao = plan.quantization in qc.TORCHAO_MODES
+        library = library_of(plan.quantization)
+        torchao = library == "torchao"
         if torchao:
             components = tuple(n for n in qc.COMPONENTS if n not in cached and getattr(pipe, n, None) is not None)
         if plan.transformer_file is not None:  # never store the file's transformer as the folder's
@@ -259,8 +262,7 @@ class ModelManager:
                     if torchao:
                         qc.write_torchao(root / name, getattr(pipe, name), key)
                     else:
-                        kind = "layerwise" if plan.quantization in qc.LAYERWISE_MODES else "quanto"
-                        qc.write(root / name, getattr(pipe, name), key, kind=kind)
+                        qc.write(root / name, getattr(pipe, name), key, kind=library)
                 except OSError as exc:  # a full or read-only disk costs the next load time, not this one
                     log.warning("could not write the quantized cache %s: %s", root / name, exc)
 

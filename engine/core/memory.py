@@ -1,6 +1,7 @@
 """Quantization and offload: one adapter between the user's memory profile and the libraries.
 
-Modes (per component: the transformer and the text encoder):
+Modes (per component: the transformer and the text encoder; what each one is and needs is declared once in
+engine/core/quantization.py):
 - `torchao-int8` / `torchao-fp8`: weight-only quantization applied while loading, through
   diffusers' and transformers' own `TorchAoConfig` (fp8 needs a CUDA GPU with fp8 support).
 - `quanto-int8` / `quanto-int4` / `quanto-fp8`: optimum-quanto applied after loading. diffusers has
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UnsupportedCombination
+from .quantization import LOWER_MEMORY_ORDER, library_of, mode_named
 
 QUANTIZED_COMPONENTS = ("transformer", "text_encoder")
 OFFLOAD_ORDER = ("none", "model", "group", "sequential")  # most memory first
-QUANTIZATION_ORDER = ("none", "fp8-layerwise", "torchao-int8", "quanto-int8", "quanto-int4")
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ def _fp8_capable() -> bool:
 
 def check_combination(quantization: str, offload: str, device: str) -> None:
     """Refuse combinations that cannot work, with the reason, before any weights load."""
-    if quantization == "torchao-fp8" and (device != "cuda" or not _fp8_capable()):
+    mode = mode_named(quantization)
+    if mode is not None and mode.needs_fp8_gpu and (device != "cuda" or not _fp8_capable()):
         raise UnsupportedCombination(
-            "quantization", "torchao-fp8 needs a CUDA GPU with fp8 support (Ada/Hopper or newer); "
+            "quantization", f"{quantization} needs a CUDA GPU with fp8 support (Ada/Hopper or newer); "
             "on this machine use torchao-int8, quanto-int8 or fp8-layerwise",
         )
     if device != "cuda" and offload not in ("none", "auto"):
@@ -67,7 +69,7 @@ def check_combination(quantization: str, offload: str, device: str) -> None:
             "offload", f"'{offload}' offload moves weights between CPU and GPU and needs a CUDA GPU; "
             "on this machine everything already lives in RAM, use none or auto",
         )
-    if quantization.startswith("quanto") and offload in ("group", "sequential"):
+    if mode is not None and not mode.streamable and offload in ("group", "sequential"):
         raise UnsupportedCombination(
             "offload", f"{quantization} weights cannot be streamed by '{offload}' offload; use model offload or torchao-int8",
         )
@@ -111,14 +113,15 @@ def plan_memory(quantization: str, offload: str, vae_tiling: bool | None, device
 
 def load_time_quantization(plan: MemoryPlan) -> Any | None:
     """A diffusers PipelineQuantizationConfig for the torchao modes (applied while loading)."""
-    if not plan.quantization.startswith("torchao"):
+    mode = mode_named(plan.quantization)
+    if mode is None or mode.library != "torchao":
         return None
     from diffusers import PipelineQuantizationConfig
     from diffusers import TorchAoConfig as DiffusersTorchAo
     from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig
     from transformers import TorchAoConfig as TransformersTorchAo
 
-    make = Int8WeightOnlyConfig if plan.quantization == "torchao-int8" else Float8WeightOnlyConfig
+    make = Int8WeightOnlyConfig if mode.weights == "int8" else Float8WeightOnlyConfig
     mapping: dict[str, Any] = {"transformer": DiffusersTorchAo(make()), "text_encoder": TransformersTorchAo(make())}
     if plan.transformer_file is not None:  # the file brings the transformer: the text encoder only
         del mapping["transformer"]
@@ -142,17 +145,18 @@ def quantize_components(pipe: Any, plan: MemoryPlan, already_quantized: tuple[st
     import torch
 
     done: list[str] = []
-    if plan.quantization.startswith("quanto"):
+    mode = mode_named(plan.quantization)
+    if mode is not None and mode.library == "quanto":
         from optimum.quanto import freeze, qfloat8, qint4, qint8, quantize
 
-        weights = {"quanto-int8": qint8, "quanto-int4": qint4, "quanto-fp8": qfloat8}[plan.quantization]
+        weights = {"int8": qint8, "int4": qint4, "fp8": qfloat8}[mode.weights]
         for name in QUANTIZED_COMPONENTS:
             module = getattr(pipe, name, None)
             if module is not None and name not in already_quantized:
                 quantize(module, weights=weights)
                 freeze(module)
                 done.append(name)
-    elif plan.quantization == "fp8-layerwise":
+    elif library_of(plan.quantization) == "layerwise":
         for name in QUANTIZED_COMPONENTS:
             module = getattr(pipe, name, None)
             if module is not None and name not in already_quantized:
@@ -205,10 +209,10 @@ def lower_profile(quantization: str, offload: str) -> str:
         return "offload=model"
     if offload == "model":
         return "offload=group"
-    q = quantization if quantization in QUANTIZATION_ORDER else "none"
-    idx = QUANTIZATION_ORDER.index(q)
-    if idx + 1 < len(QUANTIZATION_ORDER):
-        return f"quantization={QUANTIZATION_ORDER[idx + 1]}"
+    q = quantization if quantization in LOWER_MEMORY_ORDER else "none"
+    idx = LOWER_MEMORY_ORDER.index(q)
+    if idx + 1 < len(LOWER_MEMORY_ORDER):
+        return f"quantization={LOWER_MEMORY_ORDER[idx + 1]}"
     if offload != "sequential":
         return "offload=sequential"
     return "fewer frames or a smaller resolution"

@@ -36,10 +36,6 @@ from .errors import InvalidRequest
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-QUANTO_MODES = ("quanto-int8", "quanto-int4", "quanto-fp8")
-TORCHAO_MODES = ("torchao-int8", "torchao-fp8")
-LAYERWISE_MODES = ("fp8-layerwise",)
-CACHEABLE_MODES = (*QUANTO_MODES, *TORCHAO_MODES, *LAYERWISE_MODES)
 COMPONENTS = ("transformer", "text_encoder")
 _WEIGHTS, _QMAP, _KEY = "weights.safetensors", "quantization_map.json", "cache.json"
 

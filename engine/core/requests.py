@@ -12,11 +12,9 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import InvalidRequest
+from .quantization import QUANTIZATION_MODES  # the registry's names; the form imports them from here
 from .request_schema import NO_DEFAULT, check_declared, declared, float_in, int_in, one_of, setting
 
-QUANTIZATION_MODES: tuple[str, ...] = (
-    "none", "torchao-int8", "torchao-fp8", "quanto-int8", "quanto-int4", "quanto-fp8", "fp8-layerwise",
-)
 OFFLOAD_MODES: tuple[str, ...] = ("auto", "none", "model", "group", "sequential")
 ADAPTER_KINDS: tuple[str, ...] = ("auto", "lora", "hydralora")
 # Speed (docs/speed.md): a profile, or the parts it stands for. What a model family takes is checked in

@@ -1,4 +1,5 @@
-"""Small shared tools the engine's subsystems build on: atomic files and typed configs.
+"""Small shared tools the engine's subsystems build on: atomic files and typed configs (here), the
+number checker (`numbers`), lazy package exports (`lazy`) and average ranks with ties (`ranks`, numpy).
 
 The toolkit depends on nothing in the engine except `engine.core.errors`, so any package
 (core included) may use it without an import circle.
