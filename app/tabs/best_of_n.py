@@ -199,31 +199,50 @@ def build_results(panel: BestOfNPanel) -> None:
     panel.results, panel.gallery, panel.table, panel.details = results, gallery, table, details
 
 
-# -- wire -------------------------------------------------------------------------------------------
-def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
-         validate: Callable[[Sequence[Any]], GenerationRequest]) -> None:
-    """`validate` is the Create tab's own check (form -> request; a refusal naming the field)."""
-    if panel.results is None or panel.gallery is None or panel.table is None or panel.details is None:
-        raise ValueError("call build_results(panel) while building the page, before wire")
-    tax = services.taxonomy
-    studio = services.studio
-    history = studio.history
+# -- handlers -------------------------------------------------------------------------------------
+def report_to(progress: gr.Progress, n: int) -> Callable[["BestOfNProgress"], None]:
+    """The engine's progress of candidate k of n, as one bar over the whole run."""
+    def report(p: "BestOfNProgress") -> None:
+        inner = p.inner
+        done: float = p.candidate - 1
+        if p.stage == "generating" and inner is not None and inner.stage == "denoising" and inner.total:
+            done += 0.9 * inner.step / inner.total  # the last tenth: decoding, saving, scoring
+        elif p.stage == "scoring":
+            done += 0.95
+        progress(min(done / n, 1.0), desc=f"Best of {n}: {p.describe()}")
+    return report
 
-    def listing() -> list[Any]:
-        return reward_listing(services)
 
-    def report_to(progress: gr.Progress, n: int) -> Callable[["BestOfNProgress"], None]:
-        def report(p: "BestOfNProgress") -> None:
-            inner = p.inner
-            done = p.candidate - 1
-            if p.stage == "generating" and inner is not None and inner.stage == "denoising" and inner.total:
-                done += 0.9 * inner.step / inner.total  # the last tenth: decoding, saving, scoring
-            elif p.stage == "scoring":
-                done += 0.95
-            progress(min(done / n, 1.0), desc=f"Best of {n}: {p.describe()}")
-        return report
+def duration(request_json: str, n: int, *_: Any, **__: Any) -> int:
+    """ZeroGPU's quota for the whole run: N generations of this request and their scoring."""
+    request = GenerationRequest.from_json(request_json)
+    one = estimate_seconds(SimpleNamespace(model=request.model, request=request))  # type: ignore[arg-type]
+    return int(min(30 + n * one, 1800))
 
-    def on_gpu(request_json: str, n: int, reward_name: str, key: str, viewer: Viewer,
+
+def cancelled_outputs(message: str, model: str) -> list[Any]:
+    """The run's outputs (see `BestOfNHandlers.outputs`) after a cancel: no clip, the ranking hidden."""
+    return [None, "", gr.update(visible=is_preview(model)), f"■ {message}.", gr.skip(),
+            gr.update(visible=False), [], {"headers": best_of_n_headers(DEFAULT_DIMENSIONS), "data": []},
+            "", []]
+
+
+class BestOfNHandlers:
+    """The box's event handlers; `outputs` names what `start` returns, in order."""
+
+    def __init__(self, panel: BestOfNPanel, tab: ResultView, services: StudioServices,
+                 validate: Callable[[Sequence[Any]], GenerationRequest]) -> None:
+        self.panel, self.tab, self.services, self.validate = panel, tab, services, validate
+        self.tax = services.taxonomy
+        self.history = services.studio.history
+        self.outputs = [tab.video, tab.clip_settings, tab.noise_note, tab.status, tab.last_seed, panel.results,
+                        panel.gallery, panel.table, panel.details, panel.ranking]
+        self.run_on_gpu = gpu_function(self.on_gpu, duration)
+
+    def listing(self) -> list[Any]:
+        return reward_listing(self.services)
+
+    def on_gpu(self, request_json: str, n: int, reward_name: str, key: str, viewer: Viewer,
                progress: gr.Progress) -> list[Any]:
         """The GPU part, with plain arguments and results (ZeroGPU runs it in another process)."""
         from engine.reward.best_of_n import best_of_n  # torch: imported by the first run, not by the page
@@ -235,43 +254,32 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
         try:
             progress(0.0, desc=f"Best of {n}: loading the reward model…")
             try:
-                model = services.load_reward_model(reward_name)
+                model = self.services.load_reward_model(reward_name)
             except (EngineError, OSError, RuntimeError) as exc:
                 reason = exc.reason if isinstance(exc, InvalidRequest) else str(exc)
                 refuse(f"Reward model: {reason}")
             # The job runner queues the N candidates (each checked once) and runs them under its GPU lock.
-            ranked = best_of_n(services.runner, request, n, model, progress=report_to(progress, n), cancel=token,
-                               viewer=viewer)
+            ranked = best_of_n(self.services.runner, request, n, model, progress=report_to(progress, n),
+                               cancel=token, viewer=viewer)
         except GenerationCancelled as exc:
             gr.Info("Best of N cancelled.")
             return cancelled_outputs(str(exc), request.model)
         except EngineError as exc:
-            refuse(ui_message(exc, tax), "Cannot generate")
-        return ranked_outputs(ranked, time.perf_counter() - started)
+            refuse(ui_message(exc, self.tax), "Cannot generate")
+        return self.ranked_outputs(ranked, time.perf_counter() - started)
 
-    def duration(request_json: str, n: int, *_: Any, **__: Any) -> int:
-        """ZeroGPU's quota for the whole run: N generations of this request and their scoring."""
-        request = GenerationRequest.from_json(request_json)
-        one = estimate_seconds(SimpleNamespace(model=request.model, request=request))  # type: ignore[arg-type]
-        return int(min(30 + n * one, 1800))
-
-    run_on_gpu = gpu_function(on_gpu, duration)
-    outputs = [tab.video, tab.clip_settings, tab.noise_note, tab.status, tab.last_seed, panel.results,
-               panel.gallery, panel.table, panel.details, panel.ranking]
-
-    @refusals("Best of N", outputs=len(outputs), taxonomy=tax)
-    def start(session: gr.Request, progress: gr.Progress = gr.Progress(), *args: Any) -> list[Any]:
+    def start(self, session: gr.Request, progress: gr.Progress = gr.Progress(), *args: Any) -> list[Any]:
         n_raw, reward_name, *values, anyway = args
         n = check_count(n_raw)
-        entry = check_reward(services, reward_name)
+        entry = check_reward(self.services, reward_name)
         # types only: the engine checks the rest when the candidates are queued
-        request = replace(validate(values), allow_soft_contradictions=bool(anyway))
-        viewer = require_creator(services, session)
+        request = replace(self.validate(values), allow_soft_contradictions=bool(anyway))
+        viewer = require_creator(self.services, session)
         token = CancelToken()
         key = getattr(session, "session_hash", None) or f"anonymous-{id(token)}"
         RUNS.start(key, token)
         try:
-            return run_on_gpu(request.to_json(), n, entry.name, key, viewer, progress)
+            return self.run_on_gpu(request.to_json(), n, entry.name, key, viewer, progress)
         except (gr.Error, Refusal, EngineError):
             raise
         except Exception as exc:  # noqa: BLE001 - the failed candidate is recorded; the app keeps running
@@ -280,41 +288,49 @@ def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
         finally:
             RUNS.finish(key, token)
 
-    def ranked_outputs(ranked: list["ScoredClip"], seconds: float) -> list[Any]:
+    def ranked_outputs(self, ranked: list["ScoredClip"], seconds: float) -> list[Any]:
+        """The run's outputs (see `outputs`): the best clip in the player, the ranking shown."""
         best = ranked[0]
-        record = history.get(best.history_id)
+        record = self.history.get(best.history_id)
         gallery = []
         for clip in ranked:
-            poster = history.poster_path(clip.record)
+            poster = self.history.poster_path(clip.record)
             gallery.append((str(poster if poster is not None and poster.is_file() else clip.video),
                             best_of_n_caption(clip)))
         table = {"headers": best_of_n_headers(best_of_n_dimensions(ranked)), "data": best_of_n_rows(ranked)}
         ranking = [[c.history_id, c.seed, c.score.reward] for c in ranked]
-        return [str(best.video), settings_markdown(record, tax), gr.update(visible=is_preview(record.model)),
+        return [str(best.video), settings_markdown(record, self.tax), gr.update(visible=is_preview(record.model)),
                 best_of_n_status(ranked, seconds), best.seed, gr.update(visible=True), gallery, table,
                 best_of_n_details(ranked), ranking]
 
-    def cancelled_outputs(message: str, model: str) -> list[Any]:
-        return [None, "", gr.update(visible=is_preview(model)), f"■ {message}.", gr.skip(),
-                gr.update(visible=False), [], {"headers": best_of_n_headers(DEFAULT_DIMENSIONS), "data": []},
-                "", []]
-
-    @refusals("Best of N", outputs=4, taxonomy=tax)
-    def show_candidate(ranking: list[list[Any]] | None, evt: gr.SelectData) -> tuple[Any, str, Any, str]:
+    def show_candidate(self, ranking: list[list[Any]] | None, evt: gr.SelectData) -> tuple[Any, str, Any, str]:
+        """A gallery click: that candidate in the player (video, settings, noise note, status)."""
         rows = ranking or []
         if not isinstance(evt.index, int) or not 0 <= evt.index < len(rows):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         history_id, seed, reward = rows[evt.index]
-        record = history.get(int(history_id))
-        video = history.video_path(record)
+        record = self.history.get(int(history_id))
+        video = self.history.video_path(record)
         if video is None or not video.is_file():
             refuse(f"Entry #{history_id} has no video any more (deleted from the History?).")
-        return (str(video), settings_markdown(record, tax), gr.update(visible=is_preview(record.model)),
+        return (str(video), settings_markdown(record, self.tax), gr.update(visible=is_preview(record.model)),
                 candidate_status(evt.index + 1, len(rows), int(history_id), int(seed), float(reward)))
 
-    gr.on(None, listing, outputs=panel.listing_outputs(), show_progress="hidden", api_visibility="private")
-    panel.rescan.click(listing, outputs=panel.listing_outputs(), api_name="best_of_n_models", show_progress="hidden")
-    ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs(), tab.anyway], outputs=outputs,
+
+# -- wire -------------------------------------------------------------------------------------------
+def wire(panel: BestOfNPanel, tab: ResultView, services: StudioServices,
+         validate: Callable[[Sequence[Any]], GenerationRequest]) -> None:
+    """`validate` is the Create tab's own check (form -> request; a refusal naming the field)."""
+    if panel.results is None or panel.gallery is None or panel.table is None or panel.details is None:
+        raise ValueError("call build_results(panel) while building the page, before wire")
+    h = BestOfNHandlers(panel, tab, services, validate)
+    tax = services.taxonomy
+    start = refusals("Best of N", outputs=len(h.outputs), taxonomy=tax)(h.start)
+    show_candidate = refusals("Best of N", outputs=4, taxonomy=tax)(h.show_candidate)
+    gr.on(None, h.listing, outputs=panel.listing_outputs(), show_progress="hidden", api_visibility="private")
+    panel.rescan.click(h.listing, outputs=panel.listing_outputs(), api_name="best_of_n_models",
+                       show_progress="hidden")
+    ran = panel.run.click(start, inputs=[panel.n, panel.reward, *tab.inputs(), tab.anyway], outputs=h.outputs,
                           api_name="best_of_n", concurrency_id="best_of_n", concurrency_limit=4,
                           show_progress_on=[tab.video, panel.gallery])
     ran.then(queue_panel.refresher(services), outputs=tab.queue.outputs(), show_progress="hidden",
