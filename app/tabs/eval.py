@@ -124,53 +124,73 @@ def _system_pick(systems: tuple[str, ...] | list[str], index: int, current: str 
     return gr.update(choices=list(systems), value=value)
 
 
-def wire(tab: EvalTab, services: StudioServices, *, session: gr.State, eval_page: gr.Tab,
-         blocks: gr.Blocks) -> None:
-    """`session` is the Rate tab's sign-in state (who sends pairs)."""
-    root = view.eval_dir(services.settings.data_dir)
-    history = services.studio.history
+@dataclass
+class RunView:
+    """What showing a run changes, named; `values()` lists them in `EvalTab.run_outputs()` order."""
+    status: Any
+    body: Any
+    report: Any = ""
+    plots_note: Any = ""
+    plots: Any = None
+    clips: Any = None
+    system_a: Any = None
+    system_b: Any = None
+    selected: Any = ""
+    video: Any = None
+    clip_info: Any = ""
 
-    def allowed(request: gr.Request | None) -> None:
-        viewer = require_creator(services, request)  # raters: refused
-        if not services.access.sees_all(viewer):
+    def values(self) -> list[Any]:
+        return [self.status, self.body, self.report, self.plots_note, self.plots, self.clips, self.system_a,
+                self.system_b, self.selected, self.video, self.clip_info]
+
+
+class EvalHandlers:
+    """The tab's event handlers over the eval folder and the Create tab's history."""
+
+    def __init__(self, tab: EvalTab, services: StudioServices) -> None:
+        self.tab, self.services = tab, services
+        self.root = view.eval_dir(services.settings.data_dir)
+        self.history = services.studio.history
+
+    def allowed(self, request: gr.Request | None) -> None:
+        viewer = require_creator(self.services, request)  # raters: refused
+        if not self.services.access.sees_all(viewer):
             refuse("Eval runs are the studio's own: in a hosted studio only admins see them.")
 
-    def show(run_id: str | None, sys_a: str | None = None, sys_b: str | None = None) -> list[Any]:
-        hidden = gr.update(visible=False)
+    def show(self, run_id: str | None, sys_a: str | None = None, sys_b: str | None = None) -> list[Any]:
         if not run_id:
-            runs = view.list_runs(root)
-            text = view.empty_text(root) if not runs else "Pick a run."
+            runs = view.list_runs(self.root)
             none = gr.update(choices=[], value=None)
-            return [text, hidden, "", "", gr.update(value=[], visible=False), view.table([]), none, none, "", None, ""]
-        folder = view.open_run(root, run_id)
+            return RunView(status=view.empty_text(self.root) if not runs else "Pick a run.",
+                           body=gr.update(visible=False), plots=gr.update(value=[], visible=False),
+                           clips=view.table([]), system_a=none, system_b=none).values()
+        folder = view.open_run(self.root, run_id)
         entry = view.run_entry(folder)
         plots = view.plot_files(folder)
         summary = (f"Run **{entry.run_id}** · suite {entry.suite} · {entry.done}/{entry.total} clips done · "
                    f"systems {', '.join(entry.systems)} · folder `{folder.root}`")
         images = _plot_images(plots)
-        return [summary, gr.update(visible=True), view.report_markdown(folder), view.plot_note(folder, plots),
-                gr.update(value=images, visible=bool(images)), view.table(view.clip_rows(folder)),
-                _system_pick(entry.systems, 0, sys_a), _system_pick(entry.systems, 1, sys_b), "", None, ""]
+        return RunView(status=summary, body=gr.update(visible=True), report=view.report_markdown(folder),
+                       plots_note=view.plot_note(folder, plots), plots=gr.update(value=images, visible=bool(images)),
+                       clips=view.table(view.clip_rows(folder)), system_a=_system_pick(entry.systems, 0, sys_a),
+                       system_b=_system_pick(entry.systems, 1, sys_b)).values()
 
-    @refusals(TITLE, outputs=1 + len(tab.run_outputs()))
-    def refresh(current: str | None, sys_a: str | None, sys_b: str | None, request: gr.Request) -> list[Any]:
-        allowed(request)
-        runs = view.list_runs(root)
+    def refresh(self, current: str | None, sys_a: str | None, sys_b: str | None, request: gr.Request) -> list[Any]:
+        self.allowed(request)
+        runs = view.list_runs(self.root)
         ids = [r.run_id for r in runs]
         run_id = current if current in ids else (ids[0] if ids else None)  # the newest, when none is picked
-        return [gr.update(choices=view.run_choices(runs), value=run_id), *show(run_id, sys_a, sys_b)]
+        return [gr.update(choices=view.run_choices(runs), value=run_id), *self.show(run_id, sys_a, sys_b)]
 
-    @refusals(TITLE, outputs=len(tab.run_outputs()))
-    def pick_run(run_id: str | None, request: gr.Request) -> list[Any]:
-        allowed(request)
-        return show(run_id)
+    def pick_run(self, run_id: str | None, request: gr.Request) -> list[Any]:
+        self.allowed(request)
+        return self.show(run_id)
 
-    @refusals("Write report", outputs=len(tab.run_outputs()))
-    def write(run_id: str | None, sys_a: str | None, sys_b: str | None, request: gr.Request) -> list[Any]:
-        allowed(request)
+    def write(self, run_id: str | None, sys_a: str | None, sys_b: str | None, request: gr.Request) -> list[Any]:
+        self.allowed(request)
         from engine.eval.report import write_report
 
-        folder = view.open_run(root, run_id)
+        folder = view.open_run(self.root, run_id)
         try:
             written = write_report(folder)
         except (OSError, ImportError) as exc:  # a full disk, or the plotting library missing
@@ -178,29 +198,24 @@ def wire(tab: EvalTab, services: StudioServices, *, session: gr.State, eval_page
         pictures = sum(1 for p in written if p.suffix == ".png")
         files = ", ".join(p.name for p in written if p.suffix != ".png")
         gr.Info(f"Wrote {files} and {pictures} plot{'s' if pictures != 1 else ''} in {folder.root}.")
-        return show(run_id, sys_a, sys_b)
+        return self.show(run_id, sys_a, sys_b)
 
-    def pick_row(evt: gr.SelectData) -> Any:
-        key = view.key_of_row(evt.row_value)  # the row's own values: right even after sorting the table
-        return key if key is not None else gr.skip()
-
-    @refusals("Clip", outputs=2)
-    def play(run_id: str | None, key: str | None, request: gr.Request) -> list[Any]:
-        allowed(request)
+    def play(self, run_id: str | None, key: str | None, request: gr.Request) -> list[Any]:
+        self.allowed(request)
         if not key:
             return [None, ""]
-        clip = view.find_clip(view.open_run(root, run_id), key.strip(), history)
+        clip = view.find_clip(view.open_run(self.root, run_id), key.strip(), self.history)
         return [None if clip.video is None else str(clip.video), view.clip_markdown(clip)]
 
-    def as_admin(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+    def as_admin(self, fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
         """Run `fn(service, rater, folder, *args)` as the Rate tab's signed-in account. Refusals are
         warning toasts (an API caller gets them as errors) and the outputs keep their values."""
         def handler(request: gr.Request, state: Any, run_id: str | None, *args: Any) -> Any:
             try:
-                allowed(request)
-                folder = view.open_run(root, run_id)
+                self.allowed(request)
+                folder = view.open_run(self.root, run_id)
                 try:
-                    service = services.rating
+                    service = self.services.rating
                 except EngineError as exc:  # a broken rating config: the rest of the tab still works
                     refuse(f"Rating is not available in this studio: {exc}")
                 try:
@@ -216,29 +231,45 @@ def wire(tab: EvalTab, services: StudioServices, *, session: gr.State, eval_page
         handler.__name__ = fn.__name__
         return refusals(TITLE, outputs=outputs)(handler)
 
-    def send(service: Any, rater: Any, folder: Any, sys_a: str | None, sys_b: str | None) -> str:
-        plan = view.plan_pairs(folder, sys_a, sys_b)
-        report = view.send_pairs(service, rater, plan)
-        gr.Info(f"{len(report.created)} new rating pair{'s' if len(report.created) != 1 else ''}, "
-                f"{report.existing} already there.")
-        return report.markdown(plan)
-
-    def compare(service: Any, rater: Any, folder: Any) -> list[Any]:
-        table = view.human_vs_automatic(service, rater, folder)
-        note = (f"{table['judged']} judged pair{'s' if table['judged'] != 1 else ''} of this run's clips. "
-                "Automatic: means over the run's finished clips (✓ = share adhering). Animators: Bradley-Terry "
-                "score (0 = average) and wins–ties–losses per dimension, over this run's pairs only.")
-        return [note, gr.update(value={"headers": table["headers"], "data": table["data"]}, visible=True)]
-
-    def visibility(request: gr.Request) -> Any:
+    def visibility(self, request: gr.Request) -> Any:
         """Raters, and non-admins of an owned studio, never see the tab (the handlers refuse them too)."""
         try:
-            allowed(request)
+            self.allowed(request)
         except (EngineError, Refusal) as exc:
             log.debug("eval tab hidden: %s", exc)
             return gr.update(visible="hidden")  # "hidden": 6.31 leaves the tab's button with False
         return gr.skip()
 
+
+def pick_row(evt: gr.SelectData) -> Any:
+    key = view.key_of_row(evt.row_value)  # the row's own values: right even after sorting the table
+    return key if key is not None else gr.skip()
+
+
+def send(service: Any, rater: Any, folder: Any, sys_a: str | None, sys_b: str | None) -> str:
+    plan = view.plan_pairs(folder, sys_a, sys_b)
+    report = view.send_pairs(service, rater, plan)
+    gr.Info(f"{len(report.created)} new rating pair{'s' if len(report.created) != 1 else ''}, "
+            f"{report.existing} already there.")
+    return report.markdown(plan)
+
+
+def compare(service: Any, rater: Any, folder: Any) -> list[Any]:
+    table = view.human_vs_automatic(service, rater, folder)
+    note = (f"{table['judged']} judged pair{'s' if table['judged'] != 1 else ''} of this run's clips. "
+            "Automatic: means over the run's finished clips (✓ = share adhering). Animators: Bradley-Terry "
+            "score (0 = average) and wins–ties–losses per dimension, over this run's pairs only.")
+    return [note, gr.update(value={"headers": table["headers"], "data": table["data"]}, visible=True)]
+
+
+def wire(tab: EvalTab, services: StudioServices, *, session: gr.State, eval_page: gr.Tab,
+         blocks: gr.Blocks) -> None:
+    """`session` is the Rate tab's sign-in state (who sends pairs)."""
+    h = EvalHandlers(tab, services)
+    refresh = refusals(TITLE, outputs=1 + len(tab.run_outputs()))(h.refresh)
+    pick_run = refusals(TITLE, outputs=len(tab.run_outputs()))(h.pick_run)
+    write = refusals("Write report", outputs=len(tab.run_outputs()))(h.write)
+    play = refusals("Clip", outputs=2)(h.play)
     systems = [tab.system_a, tab.system_b]
     eval_page.select(refresh, inputs=[tab.run, *systems], outputs=[tab.run, *tab.run_outputs()],
                      show_progress="hidden", api_visibility="private")
@@ -251,8 +282,8 @@ def wire(tab: EvalTab, services: StudioServices, *, session: gr.State, eval_page
         api_visibility="private")
     tab.selected.submit(play, inputs=[tab.run, tab.selected], outputs=[tab.video, tab.clip_info],
                         api_name="eval_clip", show_progress="hidden")
-    tab.send.click(as_admin(send, 1), inputs=[session, tab.run, *systems], outputs=tab.send_report,
+    tab.send.click(h.as_admin(send, 1), inputs=[session, tab.run, *systems], outputs=tab.send_report,
                    api_name="eval_send_pairs")
-    tab.compare.click(as_admin(compare, 2), inputs=[session, tab.run], outputs=[tab.compare_note, tab.compare_table],
+    tab.compare.click(h.as_admin(compare, 2), inputs=[session, tab.run], outputs=[tab.compare_note, tab.compare_table],
                       api_name="eval_compare")
-    blocks.load(visibility, outputs=eval_page, show_progress="hidden", api_visibility="private")
+    blocks.load(h.visibility, outputs=eval_page, show_progress="hidden", api_visibility="private")
