@@ -157,28 +157,54 @@ def page_number(page: Any) -> int:
     return int(min(max(value, 1), MAX_PAGE))
 
 
-def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_tab: gr.Tab,
-         reuse_outputs: list[Any], reuse_values: Callable[[GenerationRecord], list[Any]]) -> None:
-    """`reuse_outputs`/`reuse_values` come from the Create tab, so this tab never reaches into it."""
-    tax = services.taxonomy
-    history = services.studio.history
+@dataclass
+class EntryView:
+    """What showing an entry changes, named; `values()` lists them in `HistoryTab.entry_outputs()` order."""
+    video: Any
+    noise_note: Any
+    error: Any
+    details: Any
+    reuse: Any
+    delete: Any
+    confirm_row: Any
+    clip_box: Any
 
-    @refusals("History", outputs=len(tab.list_outputs()), taxonomy=tax)
-    def list_page(text: str | None, tag: str | None, model: str | None, status: str | None,
-                  page: float | None, request: gr.Request) -> tuple[list[Any], list[int], int, str]:
+    def values(self) -> tuple[Any, ...]:
+        return (self.video, self.noise_note, self.error, self.details, self.reuse, self.delete, self.confirm_row,
+                self.clip_box)
+
+
+class HistoryHandlers:
+    """The tab's event handlers. `list_page` and `show` are wrapped in `refusals` here, because
+    `delete` calls them too: a refusal there is their own toast, after the entry is gone."""
+
+    def __init__(self, tab: HistoryTab, services: StudioServices,
+                 reuse_values: Callable[[GenerationRecord], list[Any]], reuse_outputs: int) -> None:
+        self.services, self.reuse_values = services, reuse_values
+        self.tax = services.taxonomy
+        self.history = services.studio.history
+        self.list_page = refusals("History", outputs=len(tab.list_outputs()), taxonomy=self.tax)(self._list_page)
+        self.show = refusals("History", outputs=len(tab.entry_outputs()), taxonomy=self.tax)(self._show)
+        self.reuse = refusals("Reuse settings", outputs=reuse_outputs + 1, taxonomy=self.tax)(self._reuse)
+        self.ask = refusals("Delete", outputs=2, taxonomy=self.tax)(self._ask)
+        self.delete = refusals("Delete", outputs=len(tab.list_outputs()) + 1 + len(tab.entry_outputs()),
+                               taxonomy=self.tax)(self._delete)
+
+    def _list_page(self, text: str | None, tag: str | None, model: str | None, status: str | None,
+                   page: float | None, request: gr.Request) -> tuple[list[Any], list[int], int, str]:
         number = page_number(page)
+        owners = self.services.access.owners_filter(require_creator(self.services, request))  # what is theirs
 
         def fetch(n: int) -> HistoryPage:
-            return history.list(text=text or None, tag=tag or None, model=model or None, status=status or None,
-                                owners=owners, limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
+            return self.history.list(text=text or None, tag=tag or None, model=model or None, status=status or None,
+                                     owners=owners, limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
 
-        owners = services.access.owners_filter(require_creator(services, request))  # what is theirs
         result = fetch(number)
         pages = max((result.total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         if number > pages:  # e.g. the last entry of the last page was just deleted
             number = pages
             result = fetch(number)
-        items = [_gallery_item(services, r) for r in result.items]
+        items = [_gallery_item(self.services, r) for r in result.items]
         label = f"Page {number} of {pages} · {result.total} entr{'y' if result.total == 1 else 'ies'}"
         if not result.total:  # an empty gallery alone reads as broken
             filtered = any((text, tag, model, status))
@@ -186,98 +212,103 @@ def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_ta
                      "No clips yet: generate one in the Create tab and it shows up here.")
         return items, [r.id for r in result.items], number, label
 
-    def first_page(text: str | None, tag: str | None, model: str | None, status: str | None,
+    def first_page(self, text: str | None, tag: str | None, model: str | None, status: str | None,
                    request: gr.Request) -> Any:
-        return list_page(text, tag, model, status, 1, request)
+        return self.list_page(text, tag, model, status, 1, request)
 
-    def step(delta: int) -> Callable[..., Any]:
+    def step(self, delta: int) -> Callable[..., Any]:
         def handler(text: str | None, tag: str | None, model: str | None, status: str | None,
                     page: float | None, request: gr.Request) -> Any:
-            return list_page(text, tag, model, status, max(page_number(page) + delta, 1), request)
+            return self.list_page(text, tag, model, status, max(page_number(page) + delta, 1), request)
         return handler
 
-    def entry(entry_id: int, request: gr.Request | None, action: str) -> GenerationRecord:
+    def entry(self, entry_id: int, request: gr.Request | None, action: str) -> GenerationRecord:
         """The entry if it is the viewer's to `action` (others' read as missing)."""
-        return services.access.check(require_creator(services, request), history.get(entry_id), action)
+        return self.services.access.check(require_creator(self.services, request), self.history.get(entry_id),
+                                          action)
 
-    def pick(ids: list[int], evt: gr.SelectData) -> Any:
-        index = evt.index if isinstance(evt.index, int) else None
-        return str(ids[index]) if index is not None and 0 <= index < len(ids) else gr.skip()
-
-    @refusals("History", outputs=len(tab.entry_outputs()), taxonomy=tax)
-    def show(selected: str | int | None, request: gr.Request | None = None) -> tuple[Any, ...]:
+    def _show(self, selected: str | int | None, request: gr.Request | None = None) -> tuple[Any, ...]:
         hidden = gr.update(visible=False)
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
-            return None, hidden, "", "", gr.update(interactive=False), gr.update(interactive=False), hidden, hidden
-        record = entry(entry_id, request, "open")
-        path = history.video_path(record)
+            return EntryView(None, hidden, "", "", gr.update(interactive=False), gr.update(interactive=False),
+                             hidden, hidden).values()
+        record = self.entry(entry_id, request, "open")
+        path = self.history.video_path(record)
         video = str(path) if path is not None and path.is_file() else None
         try:
-            scores = services.stored_reward_scores(record.id)
+            scores = self.services.stored_reward_scores(record.id)
         except EngineError as exc:  # the scores are extra: the entry is still shown without them
             log.warning("could not read the reward scores of entry %d: %s", record.id, exc)
             scores = []
-        paired = history.rating_pairs(record.id)  # said on the button, before any "cannot be undone"
+        paired = self.history.rating_pairs(record.id)  # said on the button, before any "cannot be undone"
         delete = (gr.update(interactive=False, value=f"In {paired} rating pair{'s' * (paired != 1)}") if paired
                   else gr.update(interactive=record.status != "running", value="Delete…"))
-        return (video, gr.update(visible=is_preview(record.model)), error_markdown(record),
-                details_markdown(record, tax, scores), gr.update(interactive=True), delete, hidden,
-                gr.update(visible=video is not None))
+        return EntryView(video=video, noise_note=gr.update(visible=is_preview(record.model)),
+                         error=error_markdown(record), details=details_markdown(record, self.tax, scores),
+                         reuse=gr.update(interactive=True), delete=delete, confirm_row=hidden,
+                         clip_box=gr.update(visible=video is not None)).values()
 
-    @refusals("Reuse settings", outputs=len(reuse_outputs) + 1, taxonomy=tax)
-    def reuse(selected: str | int | None, request: gr.Request) -> list[Any]:
+    def _reuse(self, selected: str | int | None, request: gr.Request) -> list[Any]:
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
             refuse("Entry #: pick a clip in the gallery or type its number first.")
-        record = entry(entry_id, request, "reuse")
-        values = reuse_values(record)
+        record = self.entry(entry_id, request, "reuse")
+        values = self.reuse_values(record)
         gr.Info(f"Settings of entry #{record.id} are in the Create tab.")
         return values + [gr.Tabs(selected="create")]
 
-    @refusals("Delete", outputs=2, taxonomy=tax)
-    def ask(selected: str | int | None, request: gr.Request) -> tuple[Any, str]:
+    def _ask(self, selected: str | int | None, request: gr.Request) -> tuple[Any, str]:
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
             refuse("Entry #: pick a clip in the gallery or type its number first.")
-        entry(entry_id, request, "delete")
-        if paired := history.rating_pairs(entry_id):
+        self.entry(entry_id, request, "delete")
+        if paired := self.history.rating_pairs(entry_id):
             refuse(f"Entry #{entry_id} is in {paired} rating pair(s); animators' judgements refer to it, so it is "
                    "kept.")
         return gr.update(visible=True), f"Delete entry **#{entry_id}** and its files? This cannot be undone."
 
-    @refusals("Delete", outputs=len(tab.list_outputs()) + 1 + len(tab.entry_outputs()), taxonomy=tax)
-    def delete(selected: str | int | None, text: str | None, tag: str | None, model: str | None,
-               status: str | None, page: float | None, request: gr.Request) -> list[Any]:
+    def _delete(self, selected: str | int | None, text: str | None, tag: str | None, model: str | None,
+                status: str | None, page: float | None, request: gr.Request) -> list[Any]:
         entry_id = adapters.parse_id(selected)
         if entry_id is None:
             refuse("Entry #: pick a clip in the gallery or type its number first.")
-        entry(entry_id, request, "delete")
-        history.delete(entry_id)
+        self.entry(entry_id, request, "delete")
+        self.history.delete(entry_id)
         gr.Info(f"Deleted entry #{entry_id} and its files.")
-        return [*list_page(text, tag, model, status, page, request), "", *show(None)]
+        return [*self.list_page(text, tag, model, status, page, request), "", *self.show(None)]
 
+
+def pick(ids: list[int], evt: gr.SelectData) -> Any:
+    index = evt.index if isinstance(evt.index, int) else None
+    return str(ids[index]) if index is not None and 0 <= index < len(ids) else gr.skip()
+
+
+def wire(tab: HistoryTab, services: StudioServices, *, tabs: gr.Tabs, history_tab: gr.Tab,
+         reuse_outputs: list[Any], reuse_values: Callable[[GenerationRecord], list[Any]]) -> None:
+    """`reuse_outputs`/`reuse_values` come from the Create tab, so this tab never reaches into it."""
+    h = HistoryHandlers(tab, services, reuse_values, len(reuse_outputs))
     filters = [tab.text, tab.tag, tab.model, tab.status]
     for trigger in (tab.text.submit, tab.tag.input, tab.model.input, tab.status.input):
-        trigger(first_page, inputs=filters, outputs=tab.list_outputs(), show_progress="hidden",
+        trigger(h.first_page, inputs=filters, outputs=tab.list_outputs(), show_progress="hidden",
                 api_visibility="private")
-    tab.refresh.click(list_page, inputs=tab.filters(), outputs=tab.list_outputs(), api_name="history",
+    tab.refresh.click(h.list_page, inputs=tab.filters(), outputs=tab.list_outputs(), api_name="history",
                       show_progress="hidden")
-    history_tab.select(list_page, inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+    history_tab.select(h.list_page, inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
                        api_visibility="private")
-    tab.page.submit(list_page, inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+    tab.page.submit(h.list_page, inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
                     api_visibility="private")
-    tab.newer.click(step(-1), inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+    tab.newer.click(h.step(-1), inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
                     api_visibility="private")
-    tab.older.click(step(1), inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
+    tab.older.click(h.step(1), inputs=tab.filters(), outputs=tab.list_outputs(), show_progress="hidden",
                     api_visibility="private")
     tab.gallery.select(pick, inputs=tab.page_ids, outputs=tab.selected, show_progress="hidden",
                        api_visibility="private").then(
-        show, inputs=tab.selected, outputs=tab.entry_outputs(), show_progress="hidden", api_visibility="private")
-    tab.selected.submit(show, inputs=tab.selected, outputs=tab.entry_outputs(), api_name="history_entry",
+        h.show, inputs=tab.selected, outputs=tab.entry_outputs(), show_progress="hidden", api_visibility="private")
+    tab.selected.submit(h.show, inputs=tab.selected, outputs=tab.entry_outputs(), api_name="history_entry",
                         show_progress="hidden")
-    tab.reuse.click(reuse, inputs=tab.selected, outputs=[*reuse_outputs, tabs], api_name="reuse")
-    tab.delete.click(ask, inputs=tab.selected, outputs=[tab.confirm_row, tab.confirm_text], api_name="delete_ask")
+    tab.reuse.click(h.reuse, inputs=tab.selected, outputs=[*reuse_outputs, tabs], api_name="reuse")
+    tab.delete.click(h.ask, inputs=tab.selected, outputs=[tab.confirm_row, tab.confirm_text], api_name="delete_ask")
     tab.keep.click(lambda: gr.update(visible=False), outputs=tab.confirm_row, api_visibility="private")
-    tab.confirm.click(delete, inputs=[tab.selected, *tab.filters()],
+    tab.confirm.click(h.delete, inputs=[tab.selected, *tab.filters()],
                       outputs=[*tab.list_outputs(), tab.selected, *tab.entry_outputs()], api_name="delete")
