@@ -109,9 +109,9 @@ def listing(services: StudioServices, library: PresetLibrary,
     total = library.list()
     builtin = sum(1 for p in total if p.builtin)
     mine = len(total) - builtin
-    if (query or "").strip():
-        count = f"{len(found)} of {len(total)} presets match “{query.strip()}”." if found else \
-            f"No preset matches “{query.strip()}”: every word must appear in a name, description or tag."
+    if words := (query or "").strip():
+        count = f"{len(found)} of {len(total)} presets match “{words}”." if found else \
+            f"No preset matches “{words}”: every word must appear in a name, description or tag."
     else:
         count = f"{len(total)} presets: {builtin} built-in (read-only), {mine} of yours."
     if library.problems:
@@ -156,95 +156,108 @@ def copy_name(library: PresetLibrary, name: str) -> str:
     return f"{name} (copy)"
 
 
-def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.CreateTab, tabs: gr.Tabs,
-         presets_tab: gr.Tab) -> None:
-    """`create` is the Create tab: "Use in Create" fills it through its own preset handler."""
-    tax = services.taxonomy
+def pick(names: dict[str, str] | None, evt: gr.SelectData) -> Any:
+    """A table click: the slug of the row's preset (its first cell), from the row's own values."""
+    row = evt.row_value or []
+    slug = (names or {}).get(str(row[0])) if row else None
+    return slug if slug else gr.skip()
 
-    # Every handler works on the presets of the person asking (`library_for`: their own folder in an
-    # owned studio; raters are refused), so no one lists, renames or deletes another's presets.
-    @refusals("Presets", outputs=3, taxonomy=tax)
-    def refresh(query: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return listing(services, services.library_for(request), query)
 
-    def pick(names: dict[str, str] | None, evt: gr.SelectData) -> Any:
-        row = evt.row_value or []
-        slug = (names or {}).get(str(row[0])) if row else None
-        return slug if slug else gr.skip()
+class PresetsHandlers:
+    """The tab's event handlers. Every one works on the presets of the person asking (`library_for`:
+    their own folder in an owned studio; raters are refused), so no one lists, renames or deletes
+    another's presets."""
 
-    @refusals("Presets", outputs=len(tab.detail_outputs()), taxonomy=tax)
-    def show(slug: str | None, request: gr.Request) -> list[Any]:
-        return details(services, services.library_for(request), slug)
+    def __init__(self, services: StudioServices) -> None:
+        self.services = services
+        self.tax = services.taxonomy
 
-    @refusals("Use in Create", outputs=len(create.fill_outputs()) + 4, taxonomy=tax)
-    def use(slug: str | None, request: gr.Request, *values: Any) -> list[Any]:
+    def refresh(self, query: str | None, request: gr.Request) -> tuple[Any, ...]:
+        return listing(self.services, self.services.library_for(request), query)
+
+    def show(self, slug: str | None, request: gr.Request) -> list[Any]:
+        return details(self.services, self.services.library_for(request), slug)
+
+    def use(self, slug: str | None, request: gr.Request, *values: Any) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
-        library = services.library_for(request)
-        filled = create_tab.preset_fill(services, library, slug, values)
+        library = self.services.library_for(request)
+        filled = create_tab.preset_fill(self.services, library, slug, values)
         gr.Info(f"Preset '{create_tab.preset_label(library, slug)[0]}' is in the Create tab.")
         return [gr.update(value=slug), *filled, gr.Tabs(selected="create")]
 
-    def changed(library: PresetLibrary, query: str | None, slug: str,
+    def changed(self, library: PresetLibrary, query: str | None, slug: str,
                 renamed: dict[str, str] | None = None) -> list[Any]:
-        return [*listing(services, library, query), slug, create_tab.presets_changed(renamed)]
+        """The outputs after a change: the table (3), the selection, the Create tab's preset signal."""
+        return [*listing(self.services, library, query), slug, create_tab.presets_changed(renamed)]
 
-    @refusals("Rename", outputs=5, taxonomy=tax)
-    def rename(slug: str | None, new_name: str | None, query: str | None, request: gr.Request) -> list[Any]:
+    def rename(self, slug: str | None, new_name: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
-        library = services.library_for(request)
+        library = self.services.library_for(request)
         old = library.get(slug)
         if (new_name or "").strip() == old.name:
             refuse("Name: it is unchanged; type a new name first.")
         renamed = library.rename(slug, new_name or "")
         gr.Info(f"Renamed '{old.name}' to '{renamed.name}'.")
-        return changed(library, query, renamed.slug, {slug: renamed.slug})
+        return self.changed(library, query, renamed.slug, {slug: renamed.slug})
 
-    @refusals("Duplicate", outputs=5, taxonomy=tax)
-    def duplicate(slug: str | None, new_name: str | None, query: str | None, request: gr.Request) -> list[Any]:
+    def duplicate(self, slug: str | None, new_name: str | None, query: str | None,
+                  request: gr.Request) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
-        library = services.library_for(request)
+        library = self.services.library_for(request)
         source = library.get(slug)
         name = (new_name or "").strip()
         name = copy_name(library, source.name) if not name or name == source.name else name
         copy = library.duplicate(slug, name)
         gr.Info(f"Saved a copy of '{source.name}' as '{copy.name}' (yours, editable).")
-        return changed(library, query, copy.slug)
+        return self.changed(library, query, copy.slug)
 
-    @refusals("Delete", outputs=2, taxonomy=tax)
-    def ask(slug: str | None, request: gr.Request) -> tuple[Any, str]:
+    def ask(self, slug: str | None, request: gr.Request) -> tuple[Any, str]:
         if not slug:
             refuse("Select a preset in the table first.")
-        preset = services.library_for(request).get(slug)
+        preset = self.services.library_for(request).get(slug)
         if preset.builtin:
             refuse(f"'{preset.name}' is a built-in preset and read-only; duplicate it to make your own.")
         return gr.update(visible=True), f"Delete your preset **{preset.name}**? Its file is removed for good."
 
-    @refusals("Delete", outputs=5, taxonomy=tax)
-    def delete(slug: str | None, query: str | None, request: gr.Request) -> list[Any]:
+    def delete(self, slug: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not slug:
             refuse("Select a preset in the table first.")
-        library = services.library_for(request)
+        library = self.services.library_for(request)
         name = library.get(slug).name
         library.delete(slug)
         gr.Info(f"Deleted preset '{name}'.")
-        return changed(library, query, "")
+        return self.changed(library, query, "")
 
-    def import_preset(path: str | None, query: str | None, request: gr.Request) -> list[Any]:
+    def import_preset(self, path: str | None, query: str | None, request: gr.Request) -> list[Any]:
         if not path:
             return [gr.skip()] * 6
         try:
-            library = services.library_for(request)
+            library = self.services.library_for(request)
             preset = library.import_file(Path(path))
         except EngineError as exc:
             # The file is refused as a whole, naming the key and the file; nothing was written. The
             # table and the selection stay; the upload box is emptied, ready for a corrected file.
-            warn(f"Import refused — {ui_message(exc, tax)}", "Import preset")
+            warn(f"Import refused — {ui_message(exc, self.tax)}", "Import preset")
             return [gr.skip()] * 5 + [None]
         gr.Info(f"Imported '{preset.name}' as one of your presets.")
-        return [*changed(library, query, preset.slug), None]
+        return [*self.changed(library, query, preset.slug), None]
+
+
+def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.CreateTab, tabs: gr.Tabs,
+         presets_tab: gr.Tab) -> None:
+    """`create` is the Create tab: "Use in Create" fills it through its own preset handler."""
+    h = PresetsHandlers(services)
+    tax = services.taxonomy
+    refresh = refusals("Presets", outputs=3, taxonomy=tax)(h.refresh)
+    show = refusals("Presets", outputs=len(tab.detail_outputs()), taxonomy=tax)(h.show)
+    use = refusals("Use in Create", outputs=len(create.fill_outputs()) + 4, taxonomy=tax)(h.use)
+    rename = refusals("Rename", outputs=5, taxonomy=tax)(h.rename)
+    duplicate = refusals("Duplicate", outputs=5, taxonomy=tax)(h.duplicate)
+    ask = refusals("Delete", outputs=2, taxonomy=tax)(h.ask)
+    delete = refusals("Delete", outputs=5, taxonomy=tax)(h.delete)
 
     lists = tab.list_outputs()
     after_change = [*lists, tab.selected, create.presets_changed]
@@ -273,5 +286,5 @@ def wire(tab: PresetsTab, services: StudioServices, *, create: create_tab.Create
                      api_name="delete_preset_ask")
     tab.keep.click(lambda: gr.update(visible=False), outputs=tab.confirm_row, api_visibility="private")
     tab.confirm.click(delete, inputs=[tab.selected, tab.search], outputs=after_change, api_name="delete_preset")
-    tab.upload.upload(import_preset, inputs=[tab.upload, tab.search], outputs=[*after_change, tab.upload],
+    tab.upload.upload(h.import_preset, inputs=[tab.upload, tab.search], outputs=[*after_change, tab.upload],
                       api_name="import_preset")
