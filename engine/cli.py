@@ -21,6 +21,7 @@ from .core.errors import EngineError, GenerationCancelled, InvalidRequest
 from .core.request_schema import merge_settings
 from .core.quantization import CACHEABLE_MODES
 from .core.settings import Settings
+from .core.toolkit.numbers import check_number
 
 EXIT_BAD_INPUT = 2
 
@@ -351,8 +352,7 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
     studio = Studio(settings)
     try:
         if args.action == "list":
-            if args.limit < 1 or args.limit > 500:
-                raise InvalidRequest("--limit", f"must be from 1 to 500, got {args.limit}")
+            check_number("--limit", args.limit, whole=True, low=1, high=500)
             if args.offset < 0:
                 raise InvalidRequest("--offset", f"must be 0 or more, got {args.offset}")
             tag = f"{args.tag[0]}={args.tag[1]}" if args.tag else None

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core.errors import InvalidRequest
 from ..core.settings import Settings
+from ..core.toolkit.numbers import check_number
 from .pairs import DEFAULT_MAX_PER_GROUP
 
 __all__ = ["ADMIN_ENV", "PASSWORD_ENV", "add_parser", "run"]
@@ -285,8 +286,7 @@ def _pairs(service: Any, args: argparse.Namespace) -> int:
     if args.same_seed:
         from .pairs import PairFilter
 
-        if args.max_per_group < 1:
-            raise InvalidRequest("--max-per-group", f"must be at least 1, got {args.max_per_group}")
+        check_number("--max-per-group", args.max_per_group, whole=True, low=1)
         report = service.build_pairs(me, PairFilter(
             since=args.since, ids=frozenset(args.ids) if args.ids else None,
             exclude_validation=not args.include_validation,

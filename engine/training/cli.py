@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.settings import Settings
+from ..core.toolkit.numbers import check_number
 
 
 
@@ -44,10 +45,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     config = load_config(args.config, settings.data_dir)  # `{data_dir}/...` paths follow --data-dir
     if args.max_steps is not None:
-        if args.max_steps < 1:
-            from ..core.errors import InvalidRequest
-
-            raise InvalidRequest("--max-steps", f"must be at least 1, got {args.max_steps}")
+        check_number("--max-steps", args.max_steps, whole=True, low=1)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=args.max_steps))
     if args.output_dir is not None:
         config = dataclasses.replace(config, output_dir=str(args.output_dir.expanduser().resolve()))
