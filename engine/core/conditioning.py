@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidRequest
+from .families import FAMILIES as _FAMILY_TABLE
 from .families import ModelFamily, TagChannelError, TagSites, family_named, family_of, module_at
 from .families.base import diffusers_version
 from .tag_encoder import (  # noqa: F401 - re-exported: the public API of dual-channel conditioning
@@ -48,8 +49,8 @@ def _adapter_for(transformer: nn.Module, family: str | None = None) -> TagSites:
         raise TagChannelError(f"a tag encoder for the {family!r} family cannot drive a {cls_name}")
     chosen = detected or (family_named(family) if family is not None else None)
     if chosen is None:
-        raise TagChannelError(f"{cls_name} is not a supported transformer (supported: WanTransformer3DModel, "
-                              "HunyuanVideoTransformer3DModel)")
+        supported = ", ".join(f.transformer_class for f in _FAMILY_TABLE.values())
+        raise TagChannelError(f"{cls_name} is not a supported transformer (supported: {supported})")
     return chosen.tag_sites
 
 

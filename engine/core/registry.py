@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import InvalidRequest
-from .families import HUNYUAN, WAN, WAN22_5B, WAN22_A14B, ModelFamily, family_of
+from .families import FAMILIES, HUNYUAN, WAN, WAN22_5B, WAN22_A14B, ModelFamily, family_of
 from .requests import MODEL_LIMITS, GenerationRequest
 
 PREVIEW_ID = "preview"
@@ -136,11 +136,11 @@ def resolve_model(model: str) -> ModelSpec:
             family = family_of(cls_name)
         except InvalidRequest:
             raise InvalidRequest("model", f"folder {path} holds a {cls_name or 'unknown'} pipeline; supported: "
-                                          f"{WAN.pipeline_class}, {HUNYUAN.pipeline_class}") from None
+                                          f"{', '.join(f.pipeline_class for f in FAMILIES.values())}") from None
         second = index_data.get("transformer_2") if isinstance(index_data, dict) else None
         if family is WAN and isinstance(second, list) and second and second[0] is not None:
             family = WAN22_A14B  # a high-noise and a low-noise expert, as Wan2.2 A14B
-        base = REGISTRY["hunyuanvideo" if family is HUNYUAN else "wan2.1-t2v-1.3b"]
+        base = REGISTRY[family.local_defaults]
         return ModelSpec(
             str(path), f"Local folder {path.name}", str(path), family, base.defaults, base.max_frames,
             base.max_side, base.flow_shift, "depends on the checkpoint", local_path=path,

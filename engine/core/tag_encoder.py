@@ -49,11 +49,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvalidRequest, NotFound
+from .families import FAMILIES as _FAMILIES
 from .families import family_of
 from .pks import Taxonomy
 from .toolkit.files import atomic_path, write_text
 
-FAMILIES: tuple[str, ...] = ("wan", "hunyuanvideo")
+FAMILIES: tuple[str, ...] = tuple(_FAMILIES)  # the family keys a tag encoder may be built for
 CONFIG_NAME = "tag_encoder.json"
 WEIGHTS_NAME = "tag_encoder.safetensors"
 FORMAT = "animatrix-tag-encoder"

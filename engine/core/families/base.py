@@ -122,6 +122,8 @@ class ModelFamily:
     tag_sites: TagSites
     has_second_expert: bool = False  # Wan2.2 A14B: transformer_2 takes the low-noise steps
     speed: SpeedSupport = SpeedSupport()  # step caches and speed profiles (engine/core/speed.py)
+    # The registry model whose defaults and limits a local folder of this family borrows (engine/core/registry.py).
+    local_defaults: str = ""
 
     def check_shape(self, num_frames: int, width: int, height: int, max_frames: int, max_side: int) -> None:
         """The family's shape rules, refused with the rule and the nearest values that work."""

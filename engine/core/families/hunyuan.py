@@ -84,5 +84,5 @@ HUNYUAN = ModelFamily(
     key="hunyuanvideo", name="HunyuanVideo", pipeline_class="HunyuanVideoPipeline",
     transformer_class="HunyuanVideoTransformer3DModel", frame_stride=4, side_multiple=16,
     adapter_targets=HUNYUAN_TARGETS, encodes_prompt_up_front=False, tag_sites=HunyuanTagSites(),
-    speed=HUNYUAN_SPEED,
+    speed=HUNYUAN_SPEED, local_defaults="hunyuanvideo",
 )

@@ -82,7 +82,7 @@ WAN_SPEED = SpeedSupport(
 WAN = ModelFamily(
     key="wan", name="Wan", pipeline_class="WanPipeline", transformer_class="WanTransformer3DModel",
     frame_stride=4, side_multiple=16, adapter_targets=WAN_TARGETS, encodes_prompt_up_front=True,
-    tag_sites=WanTagSites(), speed=WAN_SPEED,
+    tag_sites=WanTagSites(), speed=WAN_SPEED, local_defaults="wan2.1-t2v-1.3b",
 )
 # Wan2.2 TI2V 5B: a 16x spatial VAE, so sides go in steps of 32.
 WAN22_5B = WAN.variant(name="Wan2.2-5B", side_multiple=32)
