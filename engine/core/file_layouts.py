@@ -4,8 +4,9 @@ Community files come in two layouts: diffusers' own names (`blocks.0.attn1.to_q.
 original repositories' names that ComfyUI, Wan2GP and the GGUF repos publish
 (`blocks.0.self_attn.q.weight`, often under `model.diffusion_model.`). A few names (the patch
 embedding) are the same in both, so the layout is told by names only one layout has, never by
-overlap. Original names are renamed with diffusers' own converters (the ones `from_single_file`
-uses), so a file loads exactly as diffusers would load it.
+overlap (each family declares those names and its converter: `ModelFamily.file_layouts`). Original
+names are renamed with diffusers' own converters (the ones `from_single_file` uses), so a file loads
+exactly as diffusers would load it.
 
 ComfyUI's "scaled" fp8 files store `W / s` in float8 beside a per-layer `scale_weight`; those are
 folded back (`W = w8 * s`) and the markers (`scaled_fp8`, `scale_input`) dropped.
@@ -22,25 +23,6 @@ T = TypeVar("T")
 DIFFUSERS, ORIGINAL, UNKNOWN = "diffusers", "original", "unknown"
 PREFIXES = ("model.diffusion_model.", "diffusion_model.")  # ComfyUI checkpoints nest the model under these
 
-# Names only one layout has (after the prefix is stripped), per family key.
-_MARKERS: dict[str, dict[str, tuple[str, ...]]] = {
-    "wan": {
-        ORIGINAL: (r"blocks\.\d+\.self_attn\.q\.weight$", r"blocks\.\d+\.cross_attn\.q\.weight$",
-                   r"head\.head\.weight$", r"time_embedding\.0\.weight$", r"text_embedding\.0\.weight$",
-                   r"blocks\.\d+\.modulation$"),
-        DIFFUSERS: (r"blocks\.\d+\.attn1\.to_q\.weight$", r"blocks\.\d+\.attn2\.to_q\.weight$", r"proj_out\.weight$",
-                    r"condition_embedder\.time_embedder\.linear_1\.weight$", r"scale_shift_table$"),
-    },
-    "hunyuanvideo": {
-        ORIGINAL: (r"double_blocks\.\d+\.", r"single_blocks\.\d+\.", r"img_in\.", r"txt_in\.",
-                   r"final_layer\.linear\.weight$"),
-        DIFFUSERS: (r"transformer_blocks\.\d+\.", r"single_transformer_blocks\.\d+\.", r"x_embedder\.",
-                    r"context_embedder\.", r"proj_out\.weight$"),
-    },
-}
-_CONVERTERS = {"wan": "convert_wan_transformer_to_diffusers",
-               "hunyuanvideo": "convert_hunyuan_video_transformer_to_diffusers"}
-
 # Scaled fp8: the per-layer scale's name beside `<layer>.weight`, and tensors that only mark the format.
 _SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
 _MARKER_NAMES = re.compile(r"(^|\.)(scaled_fp8|scale_input|input_scale)$")
@@ -56,9 +38,9 @@ def strip_prefix(names: Mapping[str, T]) -> dict[str, T]:
 
 def layout_of(names: Any, family: ModelFamily) -> str:
     """DIFFUSERS, ORIGINAL or UNKNOWN, by the names only one layout has (prefix already stripped)."""
-    markers = _MARKERS.get(family.key)
-    if markers is None:
+    if family.file_layouts is None:
         return UNKNOWN
+    markers = {ORIGINAL: family.file_layouts.original, DIFFUSERS: family.file_layouts.diffusers}
     hits = {layout: sum(1 for n in names if any(re.match(p, n) for p in patterns))
             for layout, patterns in markers.items()}
     if hits[ORIGINAL] == hits[DIFFUSERS] == 0:
@@ -69,7 +51,7 @@ def layout_of(names: Any, family: ModelFamily) -> str:
 def _converter(family: ModelFamily) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
     from diffusers.loaders import single_file_utils as sfu
 
-    name = _CONVERTERS.get(family.key)
+    name = family.file_layouts.converter if family.file_layouts is not None else None
     return getattr(sfu, name, None) if name else None
 
 

@@ -108,6 +108,19 @@ class SpeedSupport:
 
 
 @dataclass(frozen=True)
+class FileLayouts:
+    """How a community transformer file of the family is read (engine/core/file_layouts.py).
+
+    `original` / `diffusers`: regexes of tensor names only that layout has (the original
+    repositories' names, or diffusers' own), after a ComfyUI prefix is stripped. `converter`: the
+    function in diffusers' single_file_utils that renames the original layout to diffusers'."""
+
+    original: tuple[str, ...]
+    diffusers: tuple[str, ...]
+    converter: str
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """One model family. `key` is what files store (tag encoders, adapters); `name` is what people read."""
 
@@ -124,6 +137,7 @@ class ModelFamily:
     speed: SpeedSupport = SpeedSupport()  # step caches and speed profiles (engine/core/speed.py)
     # The registry model whose defaults and limits a local folder of this family borrows (engine/core/registry.py).
     local_defaults: str = ""
+    file_layouts: FileLayouts | None = None  # None: single transformer files are read as they are
 
     def check_shape(self, num_frames: int, width: int, height: int, max_frames: int, max_side: int) -> None:
         """The family's shape rules, refused with the rule and the nearest values that work."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .base import ModelFamily, Site, SpeedSupport, TagSites, module_at
+from .base import FileLayouts, ModelFamily, Site, SpeedSupport, TagSites, module_at
 from .wan import SEPARATE_GUIDANCE_REFUSALS, WAN_SPEED, split_heads
 
 if TYPE_CHECKING:
@@ -80,9 +80,18 @@ HUNYUAN_SPEED = SpeedSupport(
     probe=("single_transformer_blocks", "proj_out"),
 )
 
+# Community single files use the original HunyuanVideo repository's names.
+HUNYUAN_FILES = FileLayouts(
+    original=(r"double_blocks\.\d+\.", r"single_blocks\.\d+\.", r"img_in\.", r"txt_in\.",
+              r"final_layer\.linear\.weight$"),
+    diffusers=(r"transformer_blocks\.\d+\.", r"single_transformer_blocks\.\d+\.", r"x_embedder\.",
+               r"context_embedder\.", r"proj_out\.weight$"),
+    converter="convert_hunyuan_video_transformer_to_diffusers",
+)
+
 HUNYUAN = ModelFamily(
     key="hunyuanvideo", name="HunyuanVideo", pipeline_class="HunyuanVideoPipeline",
     transformer_class="HunyuanVideoTransformer3DModel", frame_stride=4, side_multiple=16,
     adapter_targets=HUNYUAN_TARGETS, encodes_prompt_up_front=False, tag_sites=HunyuanTagSites(),
-    speed=HUNYUAN_SPEED, local_defaults="hunyuanvideo",
+    speed=HUNYUAN_SPEED, local_defaults="hunyuanvideo", file_layouts=HUNYUAN_FILES,
 )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .base import ModelFamily, Site, SpeedSupport, TagSites, module_at
+from .base import FileLayouts, ModelFamily, Site, SpeedSupport, TagSites, module_at
 
 if TYPE_CHECKING:
     import torch
@@ -79,10 +79,20 @@ WAN_SPEED = SpeedSupport(
     probe=("blocks", "ffn"),
 )
 
+# Community single files (ComfyUI, Wan2GP, GGUF) use the original Wan repository's names.
+WAN_FILES = FileLayouts(
+    original=(r"blocks\.\d+\.self_attn\.q\.weight$", r"blocks\.\d+\.cross_attn\.q\.weight$",
+              r"head\.head\.weight$", r"time_embedding\.0\.weight$", r"text_embedding\.0\.weight$",
+              r"blocks\.\d+\.modulation$"),
+    diffusers=(r"blocks\.\d+\.attn1\.to_q\.weight$", r"blocks\.\d+\.attn2\.to_q\.weight$", r"proj_out\.weight$",
+               r"condition_embedder\.time_embedder\.linear_1\.weight$", r"scale_shift_table$"),
+    converter="convert_wan_transformer_to_diffusers",
+)
+
 WAN = ModelFamily(
     key="wan", name="Wan", pipeline_class="WanPipeline", transformer_class="WanTransformer3DModel",
     frame_stride=4, side_multiple=16, adapter_targets=WAN_TARGETS, encodes_prompt_up_front=True,
-    tag_sites=WanTagSites(), speed=WAN_SPEED, local_defaults="wan2.1-t2v-1.3b",
+    tag_sites=WanTagSites(), speed=WAN_SPEED, local_defaults="wan2.1-t2v-1.3b", file_layouts=WAN_FILES,
 )
 # Wan2.2 TI2V 5B: a 16x spatial VAE, so sides go in steps of 32.
 WAN22_5B = WAN.variant(name="Wan2.2-5B", side_multiple=32)
