@@ -1,21 +1,51 @@
 """Text the UI shows about jobs and clips: settings tables, queue rows, captions (no Gradio)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from datetime import datetime
+from typing import Any, Mapping, Protocol, Sequence
 
 from engine.core.errors import EngineError
 from engine.core.pks import Taxonomy
 from engine.core.presets import Preset
+from engine.core.requests import GenerationRequest
 from engine.core.registry import PREVIEW_ID, REGISTRY
 # QueueRow from the engine, not app.services.jobs: services use these texts, so formatting stays below them.
 from engine.runner import QueueRow
-from engine.storage.repository.generations import GenerationRecord
 
 NOISE_NOTE = ("⚠ **Preview model:** its weights are random, so the clip is noise. It shows the studio works; "
               "download a real model for real animation.")
 QUEUE_HEADERS: tuple[str, ...] = ("Pos", "Job", "Status", "Model", "Narrative")
 # Plain symbols, not emoji: they render with the page's own font on every system.
 STATUS_ICONS = {"queued": "…", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
+
+
+
+class ClipRecord(Protocol):
+    """What these texts read of a history entry: a `GenerationRecord`, which the tabs get from
+    `app.services.history_view` (the UI's texts never import storage)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def narrative(self) -> str: ...
+    @property
+    def compiled_prompt(self) -> str | None: ...
+    @property
+    def timings(self) -> Mapping[str, float]: ...
+    @property
+    def peak_memory_bytes(self) -> int | None: ...
+    @property
+    def checkpoint(self) -> str | None: ...
+    @property
+    def engine_version(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def request(self) -> GenerationRequest: ...
 
 
 def short(text: str, limit: int) -> str:
@@ -68,7 +98,7 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def settings_rows(record: GenerationRecord, taxonomy: Taxonomy) -> list[tuple[str, str]]:
+def settings_rows(record: ClipRecord, taxonomy: Taxonomy) -> list[tuple[str, str]]:
     """Every setting of a history entry as (name, value) pairs, in the order the form shows them."""
     try:
         req = record.request
@@ -121,13 +151,13 @@ def timings_line(timings: Any) -> str:
     return " · ".join(parts)
 
 
-def settings_markdown(record: GenerationRecord, taxonomy: Taxonomy) -> str:
+def settings_markdown(record: ClipRecord, taxonomy: Taxonomy) -> str:
     lines = ["| Setting | Value |", "|---|---|"]
     lines += [f"| {_cell(name)} | {_cell(value)} |" for name, value in settings_rows(record, taxonomy)]
     return "\n".join(lines)
 
 
-def error_markdown(record: GenerationRecord) -> str:
+def error_markdown(record: ClipRecord) -> str:
     """The reason a failed or cancelled entry ended ("" for the others)."""
     if record.status not in ("failed", "cancelled") or not record.error:
         return ""
@@ -135,7 +165,7 @@ def error_markdown(record: GenerationRecord) -> str:
     return f"**{title}:** {plain(record.error)}"
 
 
-def caption(record: GenerationRecord) -> str:
+def caption(record: ClipRecord) -> str:
     return f"#{record.id} {STATUS_ICONS.get(record.status, '')} {short(record.narrative, 48)}"
 
 
@@ -379,7 +409,7 @@ def reward_score_rows(records: Sequence[Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def details_markdown(record: GenerationRecord, taxonomy: Taxonomy, reward_records: Sequence[Any] = ()) -> str:
+def details_markdown(record: ClipRecord, taxonomy: Taxonomy, reward_records: Sequence[Any] = ()) -> str:
     """`settings_markdown` plus the stored reward scores of the entry, when there are any."""
     lines = [settings_markdown(record, taxonomy)]
     lines += [f"| {_cell(name)} | {_cell(value)} |" for name, value in reward_score_rows(reward_records)]

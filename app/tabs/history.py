@@ -16,13 +16,12 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from engine.core.errors import EngineError
-from engine.storage.clips import GenerationRecord, HistoryPage
-from engine.storage.models import STATUSES
 
 from .. import adapters
 from ..feedback import refuse, refusals
 from ..formatting import NOISE_NOTE, STATUS_ICONS, caption, details_markdown, error_markdown, is_preview
 from ..services.context import StudioServices
+from ..services.history_view import STATUSES, GenerationRecord, HistoryPage
 from ..services.identity import require_creator
 
 log = logging.getLogger(__name__)
