@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import InvalidRequest
+from ..core.toolkit.numbers import check_number
 from ..storage.repository.rating import ComparisonRecord
 from .types import CHOICES, CLIPS, DEFORMATION_INTENTS, DEFORMATION_KINDS, DIMENSIONS, DeformationMark, JudgementForm, Vote
 
@@ -53,8 +54,8 @@ def check_form(form: JudgementForm, pair: ComparisonRecord, *, complete: bool, r
                 raise InvalidRequest(f"{where}.strength", "only goes with choice A or B")
         for name in ("score_a", "score_b"):
             score = getattr(vote, name)
-            if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5):
-                raise InvalidRequest(f"{where}.{name}", f"must be a whole number from 1 to 5, got {score!r}")
+            if score is not None:
+                check_number(f"{where}.{name}", score, whole=True, low=1, high=5, one_reason=True)
     if complete:
         for dim in DIMENSIONS:
             given = form.votes.get(dim)
@@ -86,8 +87,7 @@ def check_form(form: JudgementForm, pair: ComparisonRecord, *, complete: bool, r
         if not isinstance(m.note, str) or len(m.note) > MAX_NOTE_CHARS:
             raise InvalidRequest(f"{where}.note", f"must be text of at most {MAX_NOTE_CHARS} characters")
     check_elapsed(form.elapsed_s)
-    if isinstance(form.replays, bool) or not isinstance(form.replays, int) or not 0 <= form.replays <= 10_000:
-        raise InvalidRequest("replays", f"must be a whole number from 0 to 10000, got {form.replays!r}")
+    check_number("replays", form.replays, whole=True, low=0, high=10_000, one_reason=True)
 
 def to_clip_terms(form: JudgementForm, left: int, right: int) -> dict[str, Any]:
     side = {"A": left, "B": right}

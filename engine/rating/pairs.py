@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from ..core.errors import InvalidRequest, StorageError
 from ..core.export import VideoInfo, probe_video
+from ..core.toolkit.numbers import check_number
 from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import ComparisonRecord, PlaybackRecord, Rater, RatingRepository
 from .playback import PLAYBACK_DIR, plan_playback, render_playback
@@ -46,8 +47,8 @@ class PairFilter:
 
     def __post_init__(self) -> None:
         m = self.max_per_group
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 10_000):
-            raise InvalidRequest("max_per_group", f"must be a whole number from 1 to 10000, got {m!r}")
+        if m is not None:
+            check_number("max_per_group", m, whole=True, low=1, high=10_000, one_reason=True)
 
     def keeps(self, g: GenerationRecord) -> bool:
         if self.exclude_validation and g.source == "training":

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import EngineError, InvalidRequest, NotFound
+from ..core.toolkit.numbers import check_number
 from ..storage.db import Database
 from ..storage.repository.generations import GenerationRecord
 from ..storage.repository.rating import (AssignmentRecord, ComparisonRecord, GoldRecord, LabelInput, PasswordHash,
@@ -398,9 +399,8 @@ class RatingService:
         accounts.check_password(password)
         if not isinstance(experience, str) or len(experience) > accounts.MAX_EXPERIENCE_CHARS:
             raise InvalidRequest("experience", f"must be text of at most {accounts.MAX_EXPERIENCE_CHARS} characters")
-        if experience_years is not None and (isinstance(experience_years, bool) or not isinstance(experience_years, int)
-                                             or not 0 <= experience_years <= 80):
-            raise InvalidRequest("experience_years", f"must be a whole number from 0 to 80, got {experience_years!r}")
+        if experience_years is not None:
+            check_number("experience_years", experience_years, whole=True, low=0, high=80, one_reason=True)
         return self.repository.add_rater(name=name, role=self._role(role), experience=experience.strip(),
                                          experience_years=experience_years, password=self._hash(password),
                                          created_by=None if actor is None else actor.id, only_if_no_admin=first)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.errors import EngineError, InvalidRequest
+from ..core.toolkit.numbers import check_number
 from ..storage.models import DEFORMATION_INTENTS, DEFORMATION_KINDS, RATER_ROLES, RATING_DIMENSIONS
 
 __all__ = [
@@ -49,9 +50,7 @@ def _share(name: str, value: Any) -> float:
 
 
 def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidRequest(name, f"must be a whole number from {low} to {high}, got {value!r}")
-    return value
+    return int(check_number(name, value, whole=True, low=low, high=high, one_reason=True))
 
 
 def default_kdf_n() -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import GenerationCancelled, InvalidRequest
 from ..core.registry import resolve_model
 from ..core.requests import MAX_SEED, GenerationRequest
+from ..core.toolkit.numbers import check_number
 from .history import HistoryScorer
 from .model import RewardModel
 from .types import BestOfNProgress, ScoredClip
@@ -51,8 +52,7 @@ def best_of_n(runner: "JobRunner", request: GenerationRequest, n: int, reward_mo
     """Generate `n` candidates of `request`, score and store them, return them best first.
 
     With a `viewer` the candidates are theirs and count against their limits (all N or none)."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES:
-        raise InvalidRequest("n", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {n!r}")
+    check_number("n", n, whole=True, low=1, high=MAX_CANDIDATES, one_reason=True)
     if not isinstance(request, GenerationRequest):
         raise InvalidRequest("request", f"must be a GenerationRequest, got {type(request).__name__}")
     if cancel is not None and cancel.cancelled:  # before anything is queued

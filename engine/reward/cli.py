@@ -23,6 +23,7 @@ from typing import Any
 
 from ..core.errors import InvalidRequest
 from ..core.settings import Settings
+from ..core.toolkit.numbers import check_number
 
 __all__ = ["DEFAULT_BACKBONE", "add_parser", "run"]
 
@@ -344,8 +345,7 @@ def _best_of_n(args: argparse.Namespace, settings: Settings) -> int:
     from ..generate_flags import flag_values, given_tags
     from .best_of_n import MAX_CANDIDATES
 
-    if not 1 <= args.best_of <= MAX_CANDIDATES:
-        raise InvalidRequest("--best-of", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {args.best_of}")
+    check_number("--best-of", args.best_of, whole=True, low=1, high=MAX_CANDIDATES, one_reason=True)
     # The flags it shares with `generate` (same names), merged the same way.
     base = merge_settings({"model": settings.default_model, "tags": {}},
                           overrides=flag_values(args, skip=("tags", "adapters")), tags=given_tags(args.tags))
@@ -362,8 +362,7 @@ def rank_best_of_n(request: Any, n: int, reward_dir: Path, settings: Settings, *
     from ..studio import Studio
     from .best_of_n import MAX_CANDIDATES, best_of_n
 
-    if not 1 <= n <= MAX_CANDIDATES:
-        raise InvalidRequest("--best-of", f"must be a whole number from 1 to {MAX_CANDIDATES}, got {n}")
+    check_number("--best-of", n, whole=True, low=1, high=MAX_CANDIDATES, one_reason=True)
     reward_model = _load_model(reward_dir, settings, "--reward-model")
     studio = Studio(settings)
     try:

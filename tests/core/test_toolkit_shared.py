@@ -75,3 +75,10 @@ def test_lazy_exports_load_on_first_use() -> None:
             "try:\n    s.Nothing\nexcept AttributeError as e:\n    assert 'Nothing' in str(e)\n"
             "else:\n    raise SystemExit('no AttributeError')\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_reason_refuses_out_of_range_with_the_kind_too() -> None:
+    with pytest.raises(InvalidRequest, match=r"^replays: must be a whole number from 0 to 10000, got 10001$"):
+        check_number("replays", 10_001, whole=True, low=0, high=10_000, one_reason=True)
+    with pytest.raises(InvalidRequest, match=r"must be a whole number from 1 to 5, got True"):
+        check_number("score_a", True, whole=True, low=1, high=5, one_reason=True)

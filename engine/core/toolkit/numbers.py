@@ -85,18 +85,20 @@ def range_refusal(value: float, *, low: float | None = None, high: float | None 
 
 def check_number(name: str, value: Any, *, whole: bool = False, lenient: bool = False, finite: bool = False,
                  low: float | None = None, high: float | None = None, above: float | None = None, unit: str = "",
-                 fmt: str = "", between: bool = False) -> int | float:
+                 fmt: str = "", between: bool = False, one_reason: bool = False) -> int | float:
     """`value` as a checked int (`whole`) or float, or InvalidRequest naming field `name`.
 
     A value that is no number is refused with its range when it has both bounds ("must be a whole
-    number from 1 to 200, got 'x'"), else with its kind alone ("must be a number, got 'x'")."""
+    number from 1 to 200, got 'x'"), else with its kind alone ("must be a number, got 'x'").
+    `one_reason`: a number out of range is refused with those same words, not "must be from 1 to
+    200, got 500" (the rating, reward and eval checks have always read so)."""
+    kind = "a whole number" if whole else "a number"
+    allowed = f" {_bounds(low, high, unit, fmt, between)}" if low is not None and high is not None else ""
     try:
         number = as_number(value, whole=whole, lenient=lenient, finite=finite)
     except NotANumber as exc:
-        kind = "a whole number" if whole else "a number"
-        allowed = f" {_bounds(low, high, unit, fmt, between)}" if low is not None and high is not None else ""
         raise InvalidRequest(name, f"must be {kind}{allowed}, got {exc.shown}") from None
     reason = range_refusal(number, low=low, high=high, above=above, unit=unit, fmt=fmt, between=between, got=value)
     if reason is not None:
-        raise InvalidRequest(name, reason)
+        raise InvalidRequest(name, f"must be {kind}{allowed}, got {value!r}" if one_reason and allowed else reason)
     return number

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...core.errors import InvalidRequest
+from ...core.toolkit.numbers import check_number
 from ...curation.config import HoldConfig, MotionConfig
 from ...curation.holds import detect_holds
 from . import camera as cam
@@ -40,8 +41,7 @@ class MetricConfig:
     holds: HoldConfig = field(default_factory=HoldConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_side, bool) or not isinstance(self.max_side, int) or not 32 <= self.max_side <= 2048:
-            raise InvalidRequest("max_side", f"must be a whole number from 32 to 2048, got {self.max_side!r}")
+        check_number("max_side", self.max_side, whole=True, low=32, high=2048, one_reason=True)
         if self.preset not in FLOW_PRESETS:
             raise InvalidRequest("preset", f"'{self.preset}' is not one of {', '.join(FLOW_PRESETS)}")
 
