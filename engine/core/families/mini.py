@@ -154,7 +154,7 @@ class MiniTransformer3DModel(WanTransformer3DModel):
     sigma_data: torch.Tensor
 
     # The parent's signature: diffusers reads a model's config keys from it when loading.
-    @functools.wraps(WanTransformer3DModel.__init__)
+    @functools.wraps(WanTransformer3DModel.__init__)  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register_buffer("sigma_data", torch.full((int(self.config.out_channels),), SIGMA_DATA))  # type: ignore[attr-defined]
