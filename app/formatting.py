@@ -219,7 +219,7 @@ def contradiction_text(contradiction: Any, taxonomy: Taxonomy) -> str:
     a, b = tag_label(taxonomy, c.a_field, c.a_value), tag_label(taxonomy, c.b_field, c.b_value)
     if c.soft:
         return f"⚠ **{a}** rarely goes with **{b}**: {c.reason}. Tick *Generate anyway* to make it regardless."
-    return f"⛔ **{a}** contradicts **{b}**: {c.reason}. Change one of them to generate."
+    return f"✖ **{a}** contradicts **{b}**: {c.reason}. Change one of them to generate."
 
 
 def tags_summary(preset: Preset, taxonomy: Taxonomy, limit: int = 70) -> str:
