@@ -65,10 +65,11 @@ def unchanged(outputs: int) -> Any:
 
 
 def refusals(title: str, outputs: int, taxonomy: Taxonomy | None = None, *,
-             prefix: str = "") -> Callable[[_F], _F]:
+             prefix: str = "", name: str | None = None) -> Callable[[_F], _F]:
     """Wrap a handler: `Refusal` and `EngineError` become a toast titled `title` (the message
     prefixed with `prefix`) and `unchanged(outputs)`. The wrapper keeps the handler's signature,
-    so Gradio still injects `gr.Request`, `gr.Progress` and `gr.SelectData`."""
+    so Gradio still injects `gr.Request`, `gr.Progress` and `gr.SelectData`; `name` replaces the
+    handler's own name (what Gradio names an event without an api_name after)."""
     def decorate(fn: _F) -> _F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -79,5 +80,7 @@ def refusals(title: str, outputs: int, taxonomy: Taxonomy | None = None, *,
             except EngineError as exc:
                 warn(prefix + ui_message(exc, taxonomy), title)
             return unchanged(outputs)
+        if name is not None:
+            wrapper.__name__ = wrapper.__qualname__ = name
         return wrapper  # type: ignore[return-value]
     return decorate

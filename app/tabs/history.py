@@ -182,12 +182,15 @@ class HistoryHandlers:
         self.services, self.reuse_values = services, reuse_values
         self.tax = services.taxonomy
         self.history = services.studio.history
-        self.list_page = refusals("History", outputs=len(tab.list_outputs()), taxonomy=self.tax)(self._list_page)
-        self.show = refusals("History", outputs=len(tab.entry_outputs()), taxonomy=self.tax)(self._show)
-        self.reuse = refusals("Reuse settings", outputs=reuse_outputs + 1, taxonomy=self.tax)(self._reuse)
-        self.ask = refusals("Delete", outputs=2, taxonomy=self.tax)(self._ask)
+        tax = self.tax
+        # Named as before (`name=`): Gradio names the events without an api_name after them.
+        self.list_page = refusals("History", outputs=len(tab.list_outputs()), taxonomy=tax,
+                                  name="list_page")(self._list_page)
+        self.show = refusals("History", outputs=len(tab.entry_outputs()), taxonomy=tax, name="show")(self._show)
+        self.reuse = refusals("Reuse settings", outputs=reuse_outputs + 1, taxonomy=tax, name="reuse")(self._reuse)
+        self.ask = refusals("Delete", outputs=2, taxonomy=tax, name="ask")(self._ask)
         self.delete = refusals("Delete", outputs=len(tab.list_outputs()) + 1 + len(tab.entry_outputs()),
-                               taxonomy=self.tax)(self._delete)
+                               taxonomy=tax, name="delete")(self._delete)
 
     def _list_page(self, text: str | None, tag: str | None, model: str | None, status: str | None,
                    page: float | None, request: gr.Request) -> tuple[list[Any], list[int], int, str]:

@@ -112,12 +112,14 @@ class RatingHandlers:
         except EngineError:
             self.hints = {}
         self.n_pair = n_pair
-        self.sign_in = refusals("Sign in", n_access + 1)(self._sign_in)
-        self.load_next = refusals(TITLE, n_pair)(self._load_next)
-        self.open_task = refusals(TITLE, n_pair + 1)(self._open_task)
-        self.my_judgements = refusals(TITLE, 1)(self._my_judgements)
-        self.submit = refusals(TITLE, 7)(self._submit)
-        self.skip = refusals(TITLE, n_pair)(self._skip)  # returns the next pair itself: a refused skip stays
+        # Named as before (`name=`): Gradio names the events without an api_name after them.
+        self.sign_in = refusals("Sign in", n_access + 1, name="sign_in")(self._sign_in)
+        self.load_next = refusals(TITLE, n_pair, name="load_next")(self._load_next)
+        self.open_task = refusals(TITLE, n_pair + 1, name="open_task")(self._open_task)
+        self.my_judgements = refusals(TITLE, 1, name="my_judgements")(self._my_judgements)
+        self.submit = refusals(TITLE, 7, name="submit")(self._submit)
+        # skip returns the next pair itself: a refused skip stays on its pair.
+        self.skip = refusals(TITLE, n_pair, name="skip")(self._skip)
 
     def rater_of(self, state: Any, request: Any) -> Any:
         try:
@@ -277,7 +279,7 @@ class RatingHandlers:
 
     def _submit(self, request: gr.Request, telemetry: str, state: Any, current: Any, marks: list[dict[str, Any]],
                 *values: Any) -> list[Any]:
-        """Outputs: pair, reveal_box, reveal, progress, submit, skip, save_note."""
+        # Outputs: pair, reveal_box, reveal, progress, submit, skip, save_note.
         rater = self.rater_of(state, request)
         if not current:
             refuse("There is no pair on screen to submit.", TITLE)
