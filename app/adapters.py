@@ -435,8 +435,8 @@ def field_label(field_name: str, taxonomy: Taxonomy | None = None) -> str:
 
 def ui_message(exc: BaseException, taxonomy: Taxonomy | None = None) -> str:
     """One readable line for a toast; InvalidRequest is labelled with the form's field name."""
-    if isinstance(exc, InvalidRequest):
-        return f"{field_label(exc.field, taxonomy)}: {exc.reason}"
+    if isinstance(exc, InvalidRequest):  # every field refused at once, each by its label
+        return "; ".join(f"{field_label(e.field, taxonomy)}: {e.reason}" for e in exc.problems())
     if isinstance(exc, ModelUnavailable) and exc.reason:
         # Worded for someone in a browser: the download command is run by whoever runs the studio.
         return (f"Model: the weights of '{exc.model}' are {exc.reason}. Whoever runs this studio can fetch them "

@@ -6,6 +6,7 @@ CLI can print one line and exit 2 and the UI can show it as a toast.
 from __future__ import annotations
 
 import reprlib
+from typing import Any, Sequence
 
 
 class EngineError(Exception):
@@ -19,12 +20,20 @@ class InvalidRequest(EngineError, ValueError):
     says what is allowed.
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, more: "Sequence[InvalidRequest]" = ()) -> None:
         self.field = field
         self.reason = message
-        super().__init__(f"{field}: {message}")
+        # Other fields refused by the same check: a form with three bad boxes hears of all three at once.
+        self.more: tuple[InvalidRequest, ...] = tuple(more)
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in self.problems()))
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # survive a trip through a process pool
+    def problems(self) -> "tuple[InvalidRequest, ...]":
+        """This refusal and the others that came with it, first to last."""
+        return (self, *self.more) if self.more else (self,)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # survive a trip through a process pool
+        if self.more:
+            return (InvalidRequest, (self.field, self.reason, self.more))
         return (type(self), (self.field, self.reason))
 
 

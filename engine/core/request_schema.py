@@ -130,31 +130,45 @@ def float_in(name: str, value: Any, low: float, high: float) -> None:
     check_number(name, value, low=low, high=high, fmt="g")
 
 
-def check_declared(request: Any, highs: Mapping[str, float] | None = None) -> None:
-    """Check every declared field of `request` against its declaration (floats become floats).
+def check_declared(request: Any, highs: Mapping[str, float] | None = None,
+                   skip: Sequence[str] = ()) -> list[InvalidRequest]:
+    """Check every declared field of `request` against its declaration (floats become floats), and
+    return every refusal, in declaration order: a form hears of all its bad boxes at once.
 
     `highs`: a tighter upper bound for some fields (the chosen model's frames and size). A field
-    whose default is None may be None (unset); the fields checked by code have no rule here."""
+    whose default is None may be None (unset); the fields checked by code have no rule here;
+    `skip`: fields already refused by the caller."""
+    problems: list[InvalidRequest] = []
     for f, spec in declared(type(request)):
-        value = getattr(request, f.name)
-        if value is None and f.default is None:
+        if f.name in skip:
             continue
-        name = f.name
-        if spec.kind == "int" and spec.low is not None and spec.high is not None:
-            high = (highs or {}).get(name, spec.high)
-            int_in(name, value, int(spec.low), int(high), spec.unit)
-        elif spec.kind == "float" and spec.low is not None and spec.high is not None:
-            float_in(name, value, spec.low, spec.high)
-            object.__setattr__(request, name, float(value))  # frozen: normalised once, while built
-        elif spec.kind == "choice" and spec.choices:
-            one_of(name, value, spec.choices)
-        elif spec.kind == "bool" and not isinstance(value, bool):
-            either = f"true, false or unset ({spec.unset})" if spec.unset else "true or false"
-            raise InvalidRequest(name, f"must be {either}, got {value!r}")
-        elif spec.kind == "text" and spec.refusal:
-            too_long = spec.max_chars is not None and isinstance(value, str) and len(value) > spec.max_chars
-            if not isinstance(value, str) or (spec.required and not value.strip()) or too_long:
-                raise InvalidRequest(name, spec.refusal)
+        try:
+            _check_one(request, f, spec, highs)
+        except InvalidRequest as exc:
+            problems.append(exc)
+    return problems
+
+
+def _check_one(request: Any, f: "dataclasses.Field[Any]", spec: Setting, highs: Mapping[str, float] | None) -> None:
+    value = getattr(request, f.name)
+    if value is None and f.default is None:
+        return
+    name = f.name
+    if spec.kind == "int" and spec.low is not None and spec.high is not None:
+        high = (highs or {}).get(name, spec.high)
+        int_in(name, value, int(spec.low), int(high), spec.unit)
+    elif spec.kind == "float" and spec.low is not None and spec.high is not None:
+        float_in(name, value, spec.low, spec.high)
+        object.__setattr__(request, name, float(value))  # frozen: normalised once, while built
+    elif spec.kind == "choice" and spec.choices:
+        one_of(name, value, spec.choices)
+    elif spec.kind == "bool" and not isinstance(value, bool):
+        either = f"true, false or unset ({spec.unset})" if spec.unset else "true or false"
+        raise InvalidRequest(name, f"must be {either}, got {value!r}")
+    elif spec.kind == "text" and spec.refusal:
+        too_long = spec.max_chars is not None and isinstance(value, str) and len(value) > spec.max_chars
+        if not isinstance(value, str) or (spec.required and not value.strip()) or too_long:
+            raise InvalidRequest(name, spec.refusal)
 
 
 # -- what the surfaces share ----------------------------------------------------------------------

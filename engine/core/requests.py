@@ -232,18 +232,28 @@ class GenerationRequest:
         help="generate even when two tags are an unusual pair (a soft contradiction)")
 
     def __post_init__(self) -> None:
+        # Every field's own rule is checked, and all refusals come back together (the first named
+        # first): three bad boxes are three messages at once, not one a click.
+        problems: list[InvalidRequest] = []
         if not isinstance(self.narrative, str) or not self.narrative.strip():
-            raise InvalidRequest("narrative", "must describe the scene in words (it is empty)")
-        if len(self.narrative) > MAX_NARRATIVE_CHARS:
-            raise InvalidRequest("narrative", f"must be at most {MAX_NARRATIVE_CHARS} characters, got {len(self.narrative)}")
-        object.__setattr__(self, "tags", normalize_tags(self.tags))
+            problems.append(InvalidRequest("narrative", "must describe the scene in words (it is empty)"))
+        elif len(self.narrative) > MAX_NARRATIVE_CHARS:
+            problems.append(InvalidRequest("narrative", f"must be at most {MAX_NARRATIVE_CHARS} characters, "
+                                                        f"got {len(self.narrative)}"))
+        try:
+            object.__setattr__(self, "tags", normalize_tags(self.tags))
+        except InvalidRequest as exc:
+            problems.append(exc)
         max_frames, max_side = MODEL_LIMITS.get(self.model, (1024, 4096))
         for name, most, what in (("num_frames", max_frames, "frames"), ("width", max_side, "pixels per side"),
                                  ("height", max_side, "pixels per side")):
             value = getattr(self, name)  # past the chosen model's limit: say it is that model's
             if isinstance(value, int) and not isinstance(value, bool) and value > most:
-                raise InvalidRequest(name, f"this model takes at most {most} {what}, got {value}")
-        check_declared(self, {"num_frames": max_frames, "width": max_side, "height": max_side})
+                problems.append(InvalidRequest(name, f"this model takes at most {most} {what}, got {value}"))
+        problems += check_declared(self, {"num_frames": max_frames, "width": max_side, "height": max_side},
+                                   skip=("narrative", *(p.field for p in problems)))
+        if problems:
+            raise InvalidRequest(problems[0].field, problems[0].reason, problems[1:])
         adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef(**a) for a in self.adapters)
         object.__setattr__(self, "adapters", adapters)
         if self.tag_guidance is not None and self.tag_encoder is None:

@@ -115,6 +115,15 @@ def test_bad_input_is_refused_naming_the_field_and_writes_nothing(served: tuple[
     assert history.list().total == before
 
 
+def test_a_form_with_three_bad_boxes_hears_of_all_three_by_their_labels(
+        served: tuple[StudioServices, Client]) -> None:
+    services, client = served
+    before = services.studio.history.list().total
+    message = _message(client, small_form(steps=0, guidance=-3.0, fps=0), services.taxonomy)
+    assert all(f"{label}:" in message for label in ("Steps", "Guidance", "FPS")), message
+    assert services.studio.history.list().total == before
+
+
 def test_cancel_button_stops_this_sessions_running_job_and_free_memory(
         served: tuple[StudioServices, Client]) -> None:
     services, client = served
