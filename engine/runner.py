@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .core.errors import EngineError, GenerationCancelled, InvalidRequest
@@ -120,22 +121,28 @@ class JobRunner:
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
-               batch: str | None = None, viewer: Viewer | None = None) -> int:
+               batch: str | None = None, viewer: Viewer | None = None, preview: bool = False) -> int:
         """Check the request (once, by the engine) and queue it; refused requests write nothing.
 
-        With a `viewer` the job is theirs and the per-user limits apply (QuotaExceeded).
+        With a `viewer` the job is theirs and the per-user limits apply (QuotaExceeded). `preview`:
+        live previews while it runs (`preview_of`), in whichever process runs it.
         """
         if viewer is None:
-            job_id = self.studio.submit(request, source=source, owner=owner, batch=batch)
+            job_id = self.studio.submit(request, source=source, owner=owner, batch=batch, preview=preview)
         else:
             if not self.access.local_models and not viewer.admin:
                 confine_to_data_dir(request, self.studio.settings.data_dir)
             with self._gate.lock:  # count and insert together
                 job_id = self.studio.submit(request, source=source, owner=viewer.owner, batch=batch,
                                             admit=lambda checked: self._gate.check(viewer, checked),
-                                            local_only=not (self.access.downloads or viewer.admin))
+                                            local_only=not (self.access.downloads or viewer.admin),
+                                            preview=preview)
         self._touch()
         return job_id
+
+    def preview_of(self, job_id: int) -> Path | None:
+        """The running job's live preview file (a small animated WebP), or None (none yet, or it ended)."""
+        return self.studio.previews.current(job_id)
 
     def admit(self, viewer: Viewer, request: GenerationRequest, count: int) -> None:
         """Refuse up front a batch of `count` such jobs that would go over the viewer's limits."""

@@ -17,6 +17,7 @@ from .core.errors import EngineError, GenerationCancelled, StorageError
 from .core.export import export_clip
 from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, Progress, ProgressCallback
 from .core.loading import check_weights_present
+from .core.previews import PreviewFolder
 from .core.requests import GenerationRequest
 from .core.settings import Settings
 from .storage.db import open_database
@@ -37,6 +38,7 @@ class Studio:
         self.engine = engine or Engine(settings)
         self.db = open_database(settings.database_target)
         self.history = HistoryService(self.db, settings.media_dir)
+        self.previews = PreviewFolder(settings.previews_dir)  # running jobs' live previews
         self._queued: dict[int, PreparedRequest] = {}  # jobs this process queued, as prepared
         self._queued_lock = threading.Lock()
         self.worker = new_worker_id()  # the lease this studio holds on the jobs it runs
@@ -44,13 +46,14 @@ class Studio:
 
     def submit(self, request: GenerationRequest, *, source: str = "studio", owner: str | None = None,
                batch: str | None = None, admit: Callable[[GenerationRequest], None] | None = None,
-               local_only: bool = False) -> int:
+               local_only: bool = False, preview: bool = False) -> int:
         """Check the request and queue it; returns the job id. Refused requests write nothing.
 
         `owner` is who may cancel, delete and list it ("user:NAME", "anon:…"); `batch` the run it is
         for; `admit` sees the checked request (sizes resolved) and may refuse it (per-user limits).
         `local_only`: refuse a model whose weights are not on this machine (a hosted studio's
         visitors: a download is tens of GB of the host's disk and bandwidth, an admin's call).
+        `preview`: write live previews while it runs (whichever process runs it), if the studio allows them.
         """
         prepared = self.engine.prepare(request)
         if local_only:
@@ -59,6 +62,8 @@ class Studio:
             admit(prepared.request)
         job_id = self.history.enqueue(prepared.request, compiled_prompt=prepared.compiled_prompt, source=source,
                                       checkpoint=checkpoint_label(prepared.request), owner=owner, batch=batch)
+        if preview and self.settings.previews == "on":
+            self.previews.want(job_id)  # before anyone can start it: a worker reads this when a preview is due
         with self._queued_lock:
             self._queued[job_id] = prepared
         return job_id
@@ -91,10 +96,12 @@ class Studio:
         beat = threading.Thread(target=self._heartbeat, args=(job_id, beating, latest), daemon=True,
                                 name=f"animatrix-lease-{job_id}")
         beat.start()
+        # Asked for or not, only the steps that find the job's marker (PreviewFolder) pay for a preview.
+        live = self.previews.live(job_id) if self.settings.previews == "on" else None
         try:
             if prepared is None:  # queued by an earlier process, or edited: check it again, once
                 prepared = self.engine.prepare(self.history.get(job_id).request)
-            result = self.engine.generate(prepared, progress=report, cancel=cancel)
+            result = self.engine.generate(prepared, progress=report, cancel=cancel, preview=live)
         except GenerationCancelled as exc:
             self.history.cancel(job_id, str(exc))
             raise
@@ -103,6 +110,8 @@ class Studio:
             raise
         finally:
             beating.set()
+            if live is not None:
+                live.close()  # the preview file and its marker go: the clip (or the error) replaces it
         return self._save(job_id, result, extra_formats)
 
     def _heartbeat(self, job_id: int, stop: threading.Event, latest: list[Progress]) -> None:

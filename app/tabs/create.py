@@ -29,7 +29,7 @@ from ..feedback import from_api, refuse, refusals
 from ..formatting import ADAPTER_MERGE_NOTE, NOISE_NOTE, adapters_title, contradiction_text, is_preview, plain
 from ..services.context import StudioServices
 from . import best_of_n as best_of_n_box
-from . import create_api, create_extras, create_memory, create_recent, create_run
+from . import create_api, create_extras, create_memory, create_preview, create_recent, create_run
 from . import queue as queue_panel
 from .create_extras import NO_ADAPTER, NO_TAG_ENCODER, TAG_ENCODER_NOTE
 
@@ -84,6 +84,7 @@ class CreateTab:
     recent: create_recent.RecentStrip | None = None  # the latest clips under the form
     api: dict[str, Any] | None = None  # the hidden components of the one-call `/generate` endpoint
     anyway: gr.Checkbox | None = None  # "Generate anyway": shown only for a soft contradiction
+    live_preview: create_preview.LivePreviewBox | None = None  # the running job's clip forming, under the status
 
     def inputs(self) -> list[Any]:
         """The form's components in `adapters.form_keys()` order."""
@@ -322,6 +323,7 @@ def build(services: StudioServices) -> CreateTab:
             best_of_n = best_of_n_box.build(services)
             job_id = gr.Number(None, visible=False, precision=0, label="job id")
             status = gr.Markdown("", elem_id="run-status")
+            live = create_preview.build()
             noise_note = gr.Markdown(NOISE_NOTE, visible=is_preview(form.model), elem_classes=["noise-note"],
                                      elem_id="noise-note")
             video = gr.Video(label="Clip", interactive=False, autoplay=True, loop=True, buttons=["download"],
@@ -337,7 +339,7 @@ def build(services: StudioServices) -> CreateTab:
         paths, strengths, rows, adapters_box, adapters_note_md, rescan, save_name, save_description, save_preset,
         gr.State({"at": 0, "renamed": {}}), tag_encoder=tag_encoder, tag_guidance=tag_guidance,
         tags_in_prompt=tags_in_prompt, tag_encoder_note=tag_encoder_note, tag_encoder_rescan=tag_rescan,
-        best_of_n=best_of_n, recent=recent, api=api, anyway=anyway,
+        best_of_n=best_of_n, recent=recent, api=api, anyway=anyway, live_preview=live,
     )
 
 
@@ -449,6 +451,8 @@ def wire(tab: CreateTab, services: StudioServices) -> None:
     tab.random_seed.change(lambda r: gr.update(visible=not r), inputs=tab.random_seed, outputs=tab.seed,
                            show_progress="hidden", api_visibility="private")
     ran = create_run.wire(tab, services, inputs, validated)
+    if tab.live_preview is not None:
+        create_preview.wire(tab.live_preview, services, tab.generate, tab.session_jobs, ran)
     if tab.api is not None:
         create_api.wire(tab.api, services)
     if tab.recent is not None:

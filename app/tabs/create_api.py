@@ -32,6 +32,9 @@ from ..services.jobs import estimate_seconds, gpu_function
 _FIRST = ("narrative", "tags", "preset", "model", "seed", "frames", "width", "height", "fps", "steps", "guidance",
           "quantization", "offload", "anyway")
 _ON, _OFF = ("on", "true", "yes"), ("off", "false", "no")
+# The API's own parameters after the settings: `preview` asks for live previews (off unless asked:
+# a script that never looks at them does not pay for them); `/job_preview` then returns the picture.
+_LAST = ("preview",)
 
 
 def api_settings() -> dict[str, tuple[str, Setting]]:
@@ -41,8 +44,8 @@ def api_settings() -> dict[str, tuple[str, Setting]]:
 
 def parameter_names() -> tuple[str, ...]:
     """The endpoint's parameters in order: `preset` (the API's own) and the declared settings."""
-    rest = tuple(name for name in api_settings() if name not in _FIRST)
-    return _FIRST + rest
+    rest = tuple(name for name in api_settings() if name not in _FIRST and name not in _LAST)
+    return _FIRST + rest + _LAST
 
 
 def parse_tags(tags: Any) -> dict[str, Any]:
@@ -60,6 +63,16 @@ def parse_tags(tags: Any) -> dict[str, Any]:
             out.setdefault(field.strip(), []).append(value.strip())
         return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
     raise InvalidRequest("tags", "must be a dict of field: value(s) or a list of 'field=value' strings")
+
+
+def wants_preview(value: Any) -> bool:
+    """The API's `preview`: a tick, on/off, or nothing (off)."""
+    if value is None or value is False or value == "":
+        return False
+    word = "on" if value is True else str(value).strip().lower()
+    if word not in (*_ON, *_OFF):
+        raise InvalidRequest("preview", f"must be on or off, got {value!r}")
+    return word in _ON
 
 
 def _adapters(value: Any) -> list[dict[str, Any]]:
@@ -131,10 +144,14 @@ def build() -> dict[str, Any]:
     settings = api_settings()
     with gr.Column(visible=False, elem_id="generate-api"):
         parts: dict[str, Any] = {name: gr.Textbox("", label=name) if name == "preset"
+                                 else gr.Checkbox(False, label=name) if name == "preview"
                                  else _component(name, settings[name][1]) for name in parameter_names()}
         parts["video"] = gr.File(label="video")  # a File: the client gets the mp4 path itself
         parts["settings"] = gr.JSON(label="settings")
         parts["button"] = gr.Button("generate")
+        parts["preview_job"] = gr.Number(None, label="job", precision=0)
+        parts["preview_image"] = gr.Image(None, label="preview", type="filepath")
+        parts["preview_button"] = gr.Button("job preview")
     return parts
 
 
@@ -179,13 +196,15 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
         values = dict(call.arguments)
         who, progress = values.pop("request"), values.pop("progress")
         viewer = require_creator(services, who)
+        wants = values.pop("preview", None)
         try:
+            preview = wants_preview(wants)
             job = build_request(services, values, services.presets_for(viewer))
         except InvalidRequest as exc:  # before ValueError, which it is too
             refuse(ui_message(exc, tax))
         except (TypeError, ValueError) as exc:
             refuse(f"request: {exc}")
-        job_id = runner.submit(job, viewer=viewer, source="api")
+        job_id = runner.submit(job, viewer=viewer, source="api", preview=bool(preview))
         return on_gpu(job_id, progress)
 
     generate.__signature__ = signature  # type: ignore[attr-defined]
@@ -193,3 +212,17 @@ def wire(parts: dict[str, Any], services: StudioServices) -> None:
     handler = refusals("Generate", outputs=2, taxonomy=tax)(generate)
     parts["button"].click(handler, inputs=[parts[k] for k in names], outputs=[parts["video"], parts["settings"]],
                           api_name="generate", concurrency_limit=1, concurrency_id="gpu")
+
+    @refusals("Preview", outputs=1, taxonomy=tax)
+    def job_preview(job: float | None, request: gr.Request) -> str | None:
+        """The live preview (an animated WebP) of one of your running jobs, or nothing: none yet, or the job
+        ended. A job gets previews when `/generate` is called with preview=on (see `/queue` for its number)."""
+        if job is None:
+            refuse("job: give the number of a running job of yours")
+        record = history.get(int(job))
+        services.access.check(require_creator(services, request), record, "run")
+        path = runner.preview_of(record.id)
+        return None if path is None else str(path)
+
+    parts["preview_button"].click(job_preview, inputs=parts["preview_job"], outputs=parts["preview_image"],
+                                  api_name="job_preview", show_progress="hidden")

@@ -60,7 +60,8 @@ def wire(tab: RunControls, services: StudioServices, inputs: list[Any],
         *form, anyway = values  # "Generate anyway" comes last, so API callers may leave it out
         try:
             request = replace(validated(form), allow_soft_contradictions=bool(anyway))
-            job_id = runner.submit(request, viewer=require_creator(services, who))
+            # Live previews on: the creator watches this job (a studio setting can turn them off).
+            job_id = runner.submit(request, viewer=require_creator(services, who), preview=True)
         except (Refusal, EngineError) as exc:
             # A toast naming the field; the form, the clip and the status stay. The job number is
             # cleared so the chained run (which always follows) knows there is nothing to run.

@@ -21,6 +21,7 @@ from ..feedback import refuse, refusals
 from ..formatting import QUEUE_HEADERS, queue_summary, queue_table
 from ..services.context import StudioServices
 from ..services.identity import person, require_creator
+from . import create_preview
 
 REFRESH_SECONDS = 2.0
 # The page is built once for every visitor: its first table shows nobody's jobs in full.
@@ -41,6 +42,7 @@ class QueuePanel:
     apply_form: gr.Button | None = None
     pause: gr.Button | None = None
     resume: gr.Button | None = None
+    preview: gr.Image | None = None  # the running job's live preview (create_preview)
 
     def outputs(self) -> list[Any]:
         return [self.summary, self.table]
@@ -66,6 +68,7 @@ def build(services: StudioServices) -> QueuePanel:
     # Folded: the Generate status and progress follow your own job; open it to see every job.
     with gr.Accordion("Queue", open=False, elem_id="queue-panel"):
         summary = gr.Markdown(summary_text, elem_id="queue-summary")
+        preview = create_preview.image("queue-preview", label="Running job: live preview")
         table = gr.Dataframe(
             value=rows, headers=list(QUEUE_HEADERS), interactive=False, wrap=True, max_height=260,
             column_widths=["14%", "10%", "18%", "18%", "40%"], elem_id="queue-table", show_label=False,
@@ -85,7 +88,8 @@ def build(services: StudioServices) -> QueuePanel:
             pause = gr.Button("Pause queue", size="sm", elem_id="queue-pause")
             resume = gr.Button("Resume queue", size="sm", elem_id="queue-resume")
     timer = gr.Timer(REFRESH_SECONDS)
-    return QueuePanel(summary, table, selected, remove, refresh, timer, moves, duplicate, apply_form, pause, resume)
+    return QueuePanel(summary, table, selected, remove, refresh, timer, moves, duplicate, apply_form, pause, resume,
+                      preview)
 
 
 def wire(panel: QueuePanel, services: StudioServices, form: Sequence[Any] = (),
@@ -108,6 +112,8 @@ def wire(panel: QueuePanel, services: StudioServices, form: Sequence[Any] = (),
     panel.table.select(pick, outputs=panel.selected, show_progress="hidden", api_visibility="private")
     panel.remove.click(remove, inputs=panel.selected, outputs=panel.outputs(), api_name="remove_job")
     _wire_steering(panel, services, QueueSteering(services.runner), list(form), validated)
+    if panel.preview is not None:
+        create_preview.wire_queue(panel.preview, panel.timer, services)
 
 
 def _job(value: str | int | None) -> int:

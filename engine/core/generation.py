@@ -7,11 +7,13 @@ per-step callback that reports progress and honours the cancel token, and decode
 """
 from __future__ import annotations
 
+import logging
 import random
 import resource
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -23,10 +25,13 @@ from .errors import GenerationCancelled, InvalidRequest, ModelUnavailable, OutOf
 from .loading import (LoadedModel, ModelManager, download_hint, is_available_locally, locate_weights,
                       transformer_config, weights_size)
 from .prompt_cache import PromptCache
+from .previews import LivePreview, PreviewDecoder, PreviewRun
 from .memory import MemoryPlan, check_combination, lower_profile, plan_memory, resolve_device
 from .registry import ModelSpec, resolve_model
 from .requests import GenerationRequest, MAX_SEED
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class Engine:
         self._adapters: Any = None  # the adapters applied to the loaded pipeline, if any
         self._tags: tuple[Any, str, Any] | None = None  # (transformer, encoder folder, TagChannel)
         self.prompts = PromptCache(settings.data_dir / "cache" / "prompt_embeds")
+        self._preview_decoder: tuple[Any, PreviewDecoder] | None = None  # (the VAE it was made for, decoder)
 
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         from .pks import load_taxonomy
@@ -204,11 +210,13 @@ class Engine:
 
     def free_memory(self) -> int:
         self._adapters = None
+        self._preview_decoder = None
         self._tags = None
         return self.models.unload_all()
 
     def generate(self, request: GenerationRequest | PreparedRequest, *, progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None) -> GenerationResult:
+                 cancel: CancelToken | None = None, preview: LivePreview | None = None) -> GenerationResult:
+        """`preview`: where this run's live previews go (engine/core/previews.py); None: no previews."""
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
         req = prepared.request
         report = progress or (lambda _p: None)
@@ -224,7 +232,7 @@ class Engine:
             load_s = time.perf_counter() - started
             if cancel is not None and cancel.cancelled:
                 raise GenerationCancelled("cancelled before denoising started")
-            return self._run(prepared, loaded, report, cancel, started, embeds, load_s)
+            return self._run(prepared, loaded, report, cancel, started, embeds, load_s, preview)
         except Exception as exc:
             if _is_oom(exc):
                 raise OutOfMemory(
@@ -260,7 +268,7 @@ class Engine:
 
     def _run(self, prepared: PreparedRequest, loaded: LoadedModel, report: ProgressCallback,
              cancel: CancelToken | None, started: float, embeds: tuple[Any, Any] | None = None,
-             load_s: float = 0.0) -> GenerationResult:
+             load_s: float = 0.0, preview: LivePreview | None = None) -> GenerationResult:
         import torch
 
         req = prepared.request
@@ -304,10 +312,15 @@ class Engine:
         else:
             call.update(prompt=prepared.compiled_prompt, negative_prompt=req.negative_prompt or None)
         tag_scope = self._tag_scope(pipe, prepared, call)
+        previews = self._previews(pipe, prepared, preview)
+        if previews is not None:
+            call["callback_on_step_end_tensor_inputs"] = ["latents"]  # the pipelines' default, said out loud
         t_denoise = time.perf_counter()
         marks: list[float] = []
 
         def on_step(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if previews is not None:
+                previews.step(i + 1, steps, kwargs.get("latents"))
             now = time.perf_counter()
             marks.append(now)
             done = i + 1
@@ -319,7 +332,7 @@ class Engine:
 
         try:
             # no_grad rather than inference_mode: quanto's int4 weights cannot run on inference tensors.
-            with torch.no_grad(), tag_scope:
+            with torch.no_grad(), tag_scope, previews or nullcontext():
                 out = pipe(callback_on_step_end=on_step, **call)
         except _Stop:
             raise GenerationCancelled(f"cancelled at step {len(marks)} of {steps}") from None
@@ -333,11 +346,26 @@ class Engine:
         )
         return GenerationResult(prepared, frames, timings, _peak_memory(on_cuda), _profile(loaded))
 
+    def _previews(self, pipe: Any, prepared: PreparedRequest, preview: LivePreview | None) -> PreviewRun | None:
+        """This run's previews, or None. The pipeline's decoder is made at the first due step, once per
+        VAE (a linear fit, kept on disk); a VAE that cannot be fitted means no previews, never no clip."""
+        if preview is None:
+            return None
+
+        def decoder() -> PreviewDecoder:
+            from .previews import decoder_for
+
+            held = self._preview_decoder
+            if held is None or held[0] is not pipe.vae:
+                held = self._preview_decoder = (pipe.vae, decoder_for(pipe, self.settings.data_dir / "cache"
+                                                                      / "previews"))
+            return held[1]
+
+        return PreviewRun(preview, decoder, pipe.scheduler, float(prepared.request.fps or 16),
+                          prepared.spec.family.frame_stride)
 
     def _tag_scope(self, pipe: Any, prepared: PreparedRequest, call: dict[str, Any]) -> Any:
         """The tag channel for this call (dual-channel conditioning), or a no-op without an encoder."""
-        from contextlib import nullcontext
-
         req = prepared.request
         held = self._tags
         if held is not None and (req.tag_encoder is None or held[0] is not pipe.transformer

@@ -35,6 +35,9 @@ class Settings:
     # for several workers). None: data_dir/media. Rows keep paths relative to it, so every process
     # of a studio may mount it at its own place.
     media_root: Path | None = None
+    # Live previews while a clip denoises (engine/core/previews.py): "on", or "off" to save their
+    # small cost on every job whoever asks (ANIMATRIX_PREVIEWS=off).
+    previews: str = "on"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -45,6 +48,9 @@ class Settings:
         if self.database_url is not None and not str(self.database_url).startswith(("postgresql", "postgres://")):
             raise InvalidRequest("database_url", "must be a PostgreSQL URL such as "
                                                  f"postgresql+psycopg://user@host/studio, got {shown(self.database_url)}")
+        if str(self.previews).lower() not in ("on", "off"):
+            raise InvalidRequest("previews", f"must be on or off, got {shown(self.previews)}")
+        object.__setattr__(self, "previews", str(self.previews).lower())
         if self.device not in _DEVICES:
             raise InvalidRequest("device", f"'{self.device}' is not one of {', '.join(_DEVICES)}")
 
@@ -126,6 +132,11 @@ class Settings:
     def playback_dir(self) -> Path:
         """Rating playback copies of history clips; inside the media folder, whose paths are relative."""
         return self.media_dir / PLAYBACK_FOLDER
+
+    @property
+    def previews_dir(self) -> Path:
+        """Running jobs' live previews, beside the clips: every process of a studio sees the media store."""
+        return self.media_dir / "previews"
 
     @property
     def offline(self) -> bool:
