@@ -31,7 +31,7 @@ class LivePreviewBox:
 
 def image(elem_id: str, label: str = LABEL) -> gr.Image:
     """A small picture that stays hidden until there is a preview to show."""
-    return gr.Image(None, label=label, type="filepath", interactive=False, visible=False, height=150,
+    return gr.Image(None, label=label, type="filepath", interactive=False, visible=False, height=180,
                     buttons=[], elem_id=elem_id, elem_classes=["live-preview"])
 
 
