@@ -20,6 +20,7 @@ from .core.errors import EngineError, GenerationCancelled
 from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
 from .core.memory import resolve_device
 from .core.parallel import is_helper, join_group
+from .core.previews import LivePreview
 from .core.requests import GenerationRequest
 from .core.settings import Settings
 
@@ -67,10 +68,11 @@ class LeadingEngine(Engine):
         return super().prepare(replace(request, parallel=self.parallel))
 
     def generate(self, request: GenerationRequest | PreparedRequest, *, progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None) -> GenerationResult:
+                 cancel: CancelToken | None = None, preview: LivePreview | None = None) -> GenerationResult:
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
         _broadcast(prepared.request.to_json())  # JSON: the request's tags are a read-only mapping
-        return super().generate(prepared, progress=progress, cancel=SharedCancel(cancel))
+        # Rank 0 alone shows previews: the helpers only follow its steps.
+        return super().generate(prepared, progress=progress, cancel=SharedCancel(cancel), preview=preview)
 
 
 def run_parallel_worker(settings: Settings, parallel: str, run_worker: Callable[..., int], *,
