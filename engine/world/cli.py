@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and train_log.jsonl")
     t.add_argument("--steps", type=int, default=None, help="train to this step (default 6000)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default 1: leaves a core for the studio)")
-    t.add_argument("--tiny", action="store_true", help="a 1-layer model and a 3-step VAE: checks the loop in seconds, learns nothing")
+    t.add_argument("--tiny", action="store_true", help="a 1-layer model and a 60-step VAE: checks the loop in seconds, learns nothing")
     t.add_argument("--ship", type=Path, help="when done, write the weights the studio loads into this folder "
                                              "(assets/mini for the built-in model)")
     s = ws.add_parser("values", help="list the PKS values the world renders, per field")
@@ -66,7 +66,7 @@ def _train_mini(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("steps", args.steps), ("threads", args.threads)) if v is not None}
     if args.tiny:
-        overrides["vae_steps"] = 3  # a tiny run checks the loop; its VAE learns as little as its transformer
+        overrides["vae_steps"] = 60  # a tiny run checks the loop in seconds; its VAE must still tell clips apart
     recipe = MiniRecipe(**overrides, tiny=args.tiny)
     trainer = MiniTrainer(args.out, recipe)
     last = trainer.run(say=lambda line: print(line, flush=True))

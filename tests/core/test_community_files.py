@@ -109,7 +109,8 @@ def test_an_fp8_single_file_in_the_original_layout_generates(studio_settings: Se
 
     upcast = fold_fp8_scales(load_file(str(exact)), torch.float32)
     save_file(upcast, str(tmp_path / "upcast.safetensors"))
-    assert _diff(engine.generate(_req(transformer_file=str(tmp_path / "upcast.safetensors"))).frames, frames).max() == 0
+    # (within one grey level: the two load paths may sum in another order, depending on what ran before)
+    assert _diff(engine.generate(_req(transformer_file=str(tmp_path / "upcast.safetensors"))).frames, frames).max() <= 1
     # A LoRA on top works the same on the float8-stored weights as on the upcast ones.
     from engine.core.requests import AdapterRef
     from support.community import random_lora
