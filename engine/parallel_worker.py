@@ -19,7 +19,7 @@ from typing import Any, Callable, TextIO
 from .core.errors import EngineError, GenerationCancelled
 from .core.generation import CancelToken, Engine, GenerationResult, PreparedRequest, ProgressCallback
 from .core.memory import resolve_device
-from .core.parallel import is_helper, join_group
+from .core.parallel import is_helper, join_group, leave_group
 from .core.previews import LivePreview
 from .core.requests import GenerationRequest
 from .core.settings import Settings
@@ -81,13 +81,17 @@ def run_parallel_worker(settings: Settings, parallel: str, run_worker: Callable[
     ran (0 on helpers)."""
     join_group(resolve_device(settings.device))
     if is_helper():
-        follow(settings)
+        try:
+            follow(settings)
+        finally:
+            leave_group()
         return 0
     try:
         return run_worker(settings, idle_exit_s=idle_exit_s, max_jobs=max_jobs, out=out,
                           engine=LeadingEngine(settings, parallel), on_idle=lambda: _broadcast(_IDLE))
     finally:
         _broadcast(_STOP)
+        leave_group()
 
 
 def follow(settings: Settings) -> None:

@@ -89,6 +89,15 @@ def join_group(device: str) -> None:
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
 
 
+def leave_group() -> None:
+    """Leave the process group before the process ends: gloo's threads left running at exit can
+    abort the process ("terminate called without an active exception") after its work is done."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shared_seed(seed: int | None, draw: int) -> int:
     """The seed every rank uses: rank 0's (its own or `draw`), so all ranks start from the same noise."""
     import torch.distributed as dist
