@@ -135,6 +135,11 @@ def test_studio_login_with_a_rater_account_opens_the_rate_tab_signed_in(rated: R
         expect(page.locator("#header-text")).not_to_contain_text("generate")
         page.wait_for_timeout(3000)  # the page's load events have run
         assert page.locator(".toast-body:visible").count() == 0, page.locator(".toast-body").all_inner_texts()
+        docs = Path(__file__).resolve().parents[2] / "docs" / "ui"
+        page.screenshot(path=str(docs / "rater-first-screen-1280.png"))
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.screenshot(path=str(docs / "rater-first-screen-420.png"))
+        page.set_viewport_size({"width": 1280, "height": 800})
         page.get_by_role("tab", name="Rate", exact=True).click()
         expect(page.locator("#rate-whoami")).to_contain_text(f"Signed in as {OTHER}")
         expect(page.locator("#rate-signin")).to_be_hidden()
